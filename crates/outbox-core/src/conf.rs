@@ -1,0 +1,319 @@
+//! Pure helpers for reading configuration tables: each getter records a problem (key, what
+//! is wrong, how to fix it) instead of stopping, so validation reports everything at once.
+//! Values that came from environment variables arrive as strings; numeric and boolean
+//! getters accept those too.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+use toml::{Table, Value};
+
+/// One configuration problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    /// Dotted key, e.g. `sinks.audit-api.timeout`.
+    pub key: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Parses `500ms`, `5s`, `2m`, `1h`, `1d` (also `1.5s`). A bare number is not accepted:
+/// the unit must be explicit.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("'{text}' has no unit; write e.g. \"{t}ms\" or \"{t}s\""))?;
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration; write e.g. \"500ms\", \"5s\", \"2m\""))?;
+    let secs = match unit.trim() {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86_400.0,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}'; use ms, s, m, h or d"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{text}' is out of range"))
+}
+
+/// Formats a duration the way [`parse_duration`] reads it.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 != 0 {
+        format!("{ms}ms")
+    } else if ms % 60_000 != 0 || ms == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{}m", ms / 60_000)
+    }
+}
+
+/// A table being read, with the errors found so far.
+pub struct Section<'a> {
+    path: String,
+    table: &'a Table,
+    issues: &'a mut Vec<Issue>,
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a number",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a date",
+        Value::Array(_) => "an array",
+        Value::Table(_) => "a table",
+    }
+}
+
+impl<'a> Section<'a> {
+    /// Starts reading `table` found at `path`; every key not in `known` is reported.
+    pub fn new(path: &str, table: &'a Table, known: &[&str], issues: &'a mut Vec<Issue>) -> Self {
+        let mut s = Section {
+            path: path.to_string(),
+            table,
+            issues,
+        };
+        for key in table.keys() {
+            if !known.contains(&key.as_str()) {
+                let msg = format!("unknown key; the keys of [{path}] are: {}", known.join(", "));
+                s.issue(key, msg);
+            }
+        }
+        s
+    }
+
+    /// The dotted name of `key` in this section.
+    pub fn key_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    /// Records a problem with `key`.
+    pub fn issue(&mut self, key: &str, message: impl Into<String>) {
+        let key = self.key_path(key);
+        self.issues.push(Issue {
+            key,
+            message: message.into(),
+        });
+    }
+
+    /// The raw value.
+    pub fn value(&self, key: &str) -> Option<&'a Value> {
+        self.table.get(key)
+    }
+
+    /// A string value.
+    pub fn string(&mut self, key: &str) -> Option<String> {
+        match self.table.get(key)? {
+            Value::String(s) => Some(s.clone()),
+            other => {
+                let msg = format!("expected a string, found {}", type_name(other));
+                self.issue(key, msg);
+                None
+            }
+        }
+    }
+
+    /// A string value that must be present.
+    pub fn required_string(&mut self, key: &str, example: &str) -> Option<String> {
+        if self.table.get(key).is_none() {
+            self.issue(key, format!("missing; add `{key} = {example}`"));
+            return None;
+        }
+        let s = self.string(key)?;
+        if s.trim().is_empty() {
+            self.issue(key, format!("is empty; set it, e.g. `{key} = {example}`"));
+            return None;
+        }
+        Some(s)
+    }
+
+    /// One of `choices`, or `default` when absent.
+    pub fn choice(&mut self, key: &str, choices: &[&str], default: &str) -> String {
+        match self.string(key) {
+            None => default.to_string(),
+            Some(s) if choices.contains(&s.as_str()) => s,
+            Some(s) => {
+                let msg = format!("'{s}' is not one of: {}", choices.join(", "));
+                self.issue(key, msg);
+                default.to_string()
+            }
+        }
+    }
+
+    /// An integer within `min..=max`, or `default`.
+    pub fn int(&mut self, key: &str, min: i64, max: i64, default: i64) -> i64 {
+        let parsed = match self.table.get(key) {
+            None => return default,
+            Some(Value::Integer(i)) => Some(*i),
+            Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
+            Some(_) => None,
+        };
+        match parsed {
+            Some(i) if (min..=max).contains(&i) => i,
+            Some(i) => {
+                self.issue(key, format!("{i} is out of range; use {min} to {max}"));
+                default
+            }
+            None => {
+                self.issue(key, format!("expected an integer from {min} to {max}"));
+                default
+            }
+        }
+    }
+
+    /// A boolean, or `default`.
+    pub fn boolean(&mut self, key: &str, default: bool) -> bool {
+        match self.table.get(key) {
+            None => default,
+            Some(Value::Boolean(b)) => *b,
+            Some(Value::String(s)) if s == "true" => true,
+            Some(Value::String(s)) if s == "false" => false,
+            Some(_) => {
+                self.issue(key, "expected true or false");
+                default
+            }
+        }
+    }
+
+    /// A duration string such as "5s", at least `min`, or `default`.
+    pub fn duration(&mut self, key: &str, min: Duration, default: Duration) -> Duration {
+        let Some(text) = self.string(key) else {
+            return default;
+        };
+        match parse_duration(&text) {
+            Ok(d) if d >= min => d,
+            Ok(_) => {
+                let msg = format!("'{text}' is too short; use at least {}", format_duration(min));
+                self.issue(key, msg);
+                default
+            }
+            Err(e) => {
+                self.issue(key, e);
+                default
+            }
+        }
+    }
+
+    /// A table of strings (e.g. HTTP headers).
+    pub fn string_map(&mut self, key: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        match self.table.get(key) {
+            None => {}
+            Some(Value::Table(t)) => {
+                for (k, v) in t {
+                    match v {
+                        Value::String(s) => {
+                            out.insert(k.clone(), s.clone());
+                        }
+                        other => {
+                            let msg = format!("expected a string, found {}", type_name(other));
+                            self.issue(&format!("{key}.{k}"), msg);
+                        }
+                    }
+                }
+            }
+            Some(other) => {
+                let msg = format!(
+                    "expected a table such as {{ Name = \"value\" }}, found {}",
+                    type_name(other)
+                );
+                self.issue(key, msg);
+            }
+        }
+        out
+    }
+
+    /// A sub-table, reported when it is something else.
+    pub fn table(&mut self, key: &str) -> Option<&'a Table> {
+        match self.table.get(key)? {
+            Value::Table(t) => Some(t),
+            other => {
+                let msg = format!("expected a table, found {}", type_name(other));
+                self.issue(key, msg);
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_units() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration(" 1h ").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("5").unwrap_err().contains("no unit"));
+        assert!(parse_duration("5 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("s").is_err());
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::from_secs(30)), "30s");
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+    }
+
+    #[test]
+    fn every_problem_of_a_section_is_reported() {
+        let table: Table = toml::from_str(
+            r#"
+            batch_size = 0
+            poll_interval = "fast"
+            lease = "30s"
+            extra = 1
+            on_success = "archive"
+            "#,
+        )
+        .unwrap();
+        let mut issues = Vec::new();
+        let mut s = Section::new(
+            "worker",
+            &table,
+            &["batch_size", "poll_interval", "lease", "on_success"],
+            &mut issues,
+        );
+        assert_eq!(s.int("batch_size", 1, 10_000, 100), 100);
+        s.duration("poll_interval", Duration::from_millis(10), Duration::from_secs(1));
+        assert_eq!(
+            s.duration("lease", Duration::from_secs(1), Duration::ZERO),
+            Duration::from_secs(30)
+        );
+        s.choice("on_success", &["mark", "delete"], "mark");
+        let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec!["worker.extra", "worker.batch_size", "worker.poll_interval", "worker.on_success"]
+        );
+    }
+
+    #[test]
+    fn strings_from_the_environment_are_typed_on_read() {
+        let table: Table = toml::from_str("n = \"42\"\nb = \"true\"").unwrap();
+        let mut issues = Vec::new();
+        let mut s = Section::new("x", &table, &["n", "b"], &mut issues);
+        assert_eq!(s.int("n", 0, 100, 0), 42);
+        assert!(s.boolean("b", false));
+        assert!(issues.is_empty());
+    }
+}

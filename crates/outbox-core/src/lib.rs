@@ -1,0 +1,19 @@
+//! Domain types of the outbox relay: events, retry policies, delivery outcomes, the pure
+//! backoff math, and the two traits the engine is written against — [`Sink`] (where an
+//! event goes) and [`Store`] (where events live). Nothing here does I/O.
+
+pub mod conf;
+pub mod event;
+pub mod policy;
+pub mod sink;
+pub mod store;
+
+pub use event::{ClaimedEvent, OutboxEvent, Status};
+pub use policy::{Decision, RetryPolicy, RetrySettings};
+pub use sink::{Outcome, Sink};
+pub use store::{
+    Completion, CompletionAction, ExpiredLease, Notification, NotificationStream, Store, StoreError,
+};
+
+/// Re-exported so implementors of [`Sink`] need no extra dependency.
+pub use async_trait::async_trait;

@@ -1,0 +1,134 @@
+//! Keys of an `[sinks.NAME]` section with `type = "http"`.
+
+use outbox_core::conf::{Issue, Section};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What the request body carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// `{"id","eventName","eventType","aggregateId","routingKey","occurredAt","payload"}`.
+    Envelope,
+    /// The payload alone.
+    Payload,
+    /// A CloudEvents 1.0 structured-mode JSON document.
+    CloudEvents,
+}
+
+/// A validated HTTP sink.
+#[derive(Debug, Clone)]
+pub struct HttpSinkConfig {
+    /// Where to send: an `http://` or `https://` URL.
+    pub url: String,
+    /// HTTP method; POST unless set.
+    pub method: String,
+    /// Whole-request timeout (connect, send, response).
+    pub timeout: Duration,
+    /// Extra request headers (values may use `${VAR}`).
+    pub headers: BTreeMap<String, String>,
+    /// Body format.
+    pub format: BodyFormat,
+    /// CloudEvents `source` attribute.
+    pub source: String,
+}
+
+/// The keys this sink accepts.
+pub const KEYS: &[&str] = &["type", "url", "method", "timeout", "headers", "format", "source"];
+
+const METHODS: &[&str] = &["POST", "PUT", "PATCH"];
+
+impl HttpSinkConfig {
+    /// Reads and validates the section, reporting every problem.
+    pub fn from_table(path: &str, table: &toml::Table, issues: &mut Vec<Issue>) -> Option<Self> {
+        let before = issues.len();
+        let mut s = Section::new(path, table, KEYS, issues);
+        let url = s.required_string("url", "\"http://127.0.0.1:8081/events\"");
+        if let Some(u) = &url {
+            match reqwest::Url::parse(u) {
+                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+                Ok(parsed) => {
+                    let msg = format!("scheme '{}' is not supported; use http:// or https://", parsed.scheme());
+                    s.issue("url", msg);
+                }
+                Err(e) => s.issue("url", format!("'{u}' is not a URL ({e})")),
+            }
+        }
+        let method = s.string("method").map(|m| m.to_ascii_uppercase());
+        let method = match method {
+            None => "POST".to_string(),
+            Some(m) if METHODS.contains(&m.as_str()) => m,
+            Some(m) => {
+                s.issue("method", format!("'{m}' is not supported; use one of: {}", METHODS.join(", ")));
+                "POST".to_string()
+            }
+        };
+        let timeout = s.duration("timeout", Duration::from_millis(1), Duration::from_secs(5));
+        let headers = s.string_map("headers");
+        for (name, value) in &headers {
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                s.issue(&format!("headers.{name}"), "is not a valid HTTP header name");
+            }
+            if reqwest::header::HeaderValue::from_str(value).is_err() {
+                s.issue(&format!("headers.{name}"), "has characters not allowed in an HTTP header value");
+            }
+        }
+        let format = match s.choice("format", &["envelope", "payload", "cloudevents"], "envelope").as_str() {
+            "payload" => BodyFormat::Payload,
+            "cloudevents" => BodyFormat::CloudEvents,
+            _ => BodyFormat::Envelope,
+        };
+        let source = s.string("source").unwrap_or_else(|| "outbox".to_string());
+        if issues.len() > before {
+            return None;
+        }
+        Some(HttpSinkConfig {
+            url: url?,
+            method,
+            timeout,
+            headers,
+            format,
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> (Option<HttpSinkConfig>, Vec<String>) {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        let mut issues = Vec::new();
+        let c = HttpSinkConfig::from_table("sinks.api", &table, &mut issues);
+        (c, issues.iter().map(|i| i.to_string()).collect())
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let (c, issues) = read("type = \"http\"\nurl = \"http://127.0.0.1:1/x\"");
+        assert!(issues.is_empty(), "{issues:?}");
+        let c = c.unwrap();
+        assert_eq!(c.method, "POST");
+        assert_eq!(c.timeout, Duration::from_secs(5));
+        assert_eq!(c.format, BodyFormat::Envelope);
+    }
+
+    #[test]
+    fn all_problems_are_listed() {
+        let (c, issues) = read(
+            "type = \"http\"\nurl = \"ftp://x\"\nmethod = \"GET\"\ntimeout = \"5\"\nformat = \"xml\"\nretries = 3\nheaders = { \"Bad Name\" = \"v\" }",
+        );
+        assert!(c.is_none());
+        let joined = issues.join("\n");
+        for key in ["sinks.api.url", "sinks.api.method", "sinks.api.timeout", "sinks.api.format", "sinks.api.retries", "sinks.api.headers.Bad Name"] {
+            assert!(joined.contains(key), "{key} missing from {joined}");
+        }
+    }
+
+    #[test]
+    fn a_missing_url_says_how_to_add_it() {
+        let (_, issues) = read("type = \"http\"");
+        assert_eq!(issues.len(), 1);
+        assert!(issues[0].contains("sinks.api.url: missing; add `url ="), "{}", issues[0]);
+    }
+}

@@ -1,0 +1,257 @@
+//! The HTTP sink: builds the request for one event and classifies the response.
+
+use super::config::{BodyFormat, HttpSinkConfig};
+use async_trait::async_trait;
+use chrono::SecondsFormat;
+use outbox_core::{ClaimedEvent, Outcome, Sink};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Client, Method, StatusCode, Url};
+use serde_json::{json, Value};
+use std::time::{Duration, SystemTime};
+
+/// Most bytes of an error response kept for `lastError`.
+const ERROR_BODY_LIMIT: usize = 300;
+/// Most bytes of any response read (the rest is dropped with the connection).
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// Sends each event as one HTTP request over a pooled keep-alive client.
+#[derive(Debug, Clone)]
+pub struct HttpSink {
+    client: Client,
+    url: Url,
+    method: Method,
+    headers: HeaderMap,
+    format: BodyFormat,
+    source: String,
+    timeout: Duration,
+}
+
+impl HttpSink {
+    /// Builds the client from a validated config.
+    pub fn new(config: &HttpSinkConfig) -> Result<HttpSink, String> {
+        let url = Url::parse(&config.url).map_err(|e| format!("url: {e}"))?;
+        let method = Method::from_bytes(config.method.as_bytes()).map_err(|e| format!("method: {e}"))?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            let n = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("headers.{name}: {e}"))?;
+            let v = HeaderValue::from_str(value).map_err(|e| format!("headers.{name}: {e}"))?;
+            headers.insert(n, v);
+        }
+        let client = Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .user_agent(concat!("outbox/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(HttpSink {
+            client,
+            url,
+            method,
+            headers,
+            format: config.format,
+            source: config.source.clone(),
+            timeout: config.timeout,
+        })
+    }
+
+    fn body(&self, claimed: &ClaimedEvent) -> (Value, &'static str) {
+        let e = &claimed.event;
+        let occurred = e.occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true);
+        match self.format {
+            BodyFormat::Envelope => (
+                json!({
+                    "id": e.id,
+                    "eventName": e.event_name,
+                    "eventType": e.event_type,
+                    "aggregateId": e.aggregate_id,
+                    "routingKey": e.routing_key,
+                    "occurredAt": occurred,
+                    "payload": e.payload,
+                }),
+                "application/json",
+            ),
+            BodyFormat::Payload => (e.payload.clone(), "application/json"),
+            BodyFormat::CloudEvents => (
+                json!({
+                    "specversion": "1.0",
+                    "id": e.id,
+                    "source": self.source,
+                    "type": e.event_type,
+                    "subject": e.aggregate_id,
+                    "time": occurred,
+                    "datacontenttype": "application/json",
+                    "outboxeventname": e.event_name,
+                    "outboxroutingkey": e.routing_key,
+                    "data": e.payload,
+                }),
+                "application/cloudevents+json",
+            ),
+        }
+    }
+
+    fn headers_for(&self, claimed: &ClaimedEvent, content_type: &'static str) -> HeaderMap {
+        let e = &claimed.event;
+        let mut h = HeaderMap::new();
+        // The event's own metadata first, then the configured headers, then ours: a
+        // producer cannot override Authorization, nor anyone the idempotency key.
+        if let Some(Value::Object(map)) = &e.headers {
+            for (name, value) in map {
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    Value::Null => continue,
+                    other => other.to_string(),
+                };
+                if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&text)) {
+                    h.insert(n, v);
+                }
+            }
+        }
+        for (n, v) in &self.headers {
+            h.insert(n.clone(), v.clone());
+        }
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if let Ok(id) = HeaderValue::from_str(&e.id) {
+            h.insert(HeaderName::from_static("idempotency-key"), id.clone());
+            h.insert(HeaderName::from_static("x-outbox-event-id"), id);
+        }
+        if let Ok(rk) = HeaderValue::from_str(&e.routing_key) {
+            h.insert(HeaderName::from_static("x-outbox-routing-key"), rk);
+        }
+        h.insert(HeaderName::from_static("x-outbox-attempt"), HeaderValue::from(claimed.attempt()));
+        h
+    }
+}
+
+/// Reads up to `limit` bytes of the body, so the connection can go back to the pool.
+async fn read_some(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut seen = 0;
+    while let Ok(Some(chunk)) = response.chunk().await {
+        if buf.len() < limit {
+            let take = (limit - buf.len()).min(chunk.len());
+            buf.extend_from_slice(&chunk[..take]);
+        }
+        seen += chunk.len();
+        if seen >= DRAIN_LIMIT {
+            break;
+        }
+    }
+    buf
+}
+
+/// `Retry-After`: delta-seconds or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(text).ok()?;
+    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+/// The one place an HTTP status becomes an [`Outcome`]: 2xx delivered; 408, 425, 429 and
+/// 5xx retried (honouring `Retry-After`); anything else permanent.
+pub fn classify_status(status: StatusCode, retry_after: Option<Duration>, body: &str) -> Outcome {
+    let detail = if body.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {body}")
+    };
+    match status.as_u16() {
+        200..=299 => Outcome::Delivered,
+        408 | 425 | 429 | 500..=599 => Outcome::Retry {
+            reason: detail,
+            after: retry_after,
+        },
+        300..=399 => Outcome::reject(format!(
+            "{detail} (redirects are not followed; point the sink url at the final address)"
+        )),
+        _ => Outcome::reject(detail),
+    }
+}
+
+/// Transport errors: timeouts and connection failures are retried; a request that could
+/// not even be built is permanent.
+fn classify_error(e: &reqwest::Error, timeout: Duration) -> Outcome {
+    if e.is_builder() {
+        return Outcome::reject(format!("cannot build the request: {e}"));
+    }
+    if e.is_timeout() {
+        return Outcome::retry(format!("timed out after {}", outbox_core::conf::format_duration(timeout)));
+    }
+    if e.is_connect() {
+        let cause = std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_default();
+        return Outcome::retry(format!("connection failed: {cause}"));
+    }
+    Outcome::retry(format!("request failed: {e}"))
+}
+
+#[async_trait]
+impl Sink for HttpSink {
+    async fn deliver(&self, claimed: &ClaimedEvent) -> Outcome {
+        let (body, content_type) = self.body(claimed);
+        let bytes = match serde_json::to_vec(&body) {
+            Ok(b) => b,
+            Err(e) => return Outcome::reject(format!("cannot encode the body: {e}")),
+        };
+        let request = self
+            .client
+            .request(self.method.clone(), self.url.clone())
+            .headers(self.headers_for(claimed, content_type))
+            .body(bytes);
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return classify_error(&e, self.timeout),
+        };
+        let status = response.status();
+        let after = retry_after(response.headers());
+        let limit = if status.is_success() { 0 } else { ERROR_BODY_LIMIT };
+        let body = read_some(response, limit).await;
+        let text = String::from_utf8_lossy(&body);
+        classify_status(status, after, text.trim())
+    }
+
+    async fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_in_one_place() {
+        assert_eq!(classify_status(StatusCode::OK, None, ""), Outcome::Delivered);
+        assert_eq!(classify_status(StatusCode::NO_CONTENT, None, ""), Outcome::Delivered);
+        for code in [408u16, 425, 429, 500, 502, 503, 504] {
+            let s = StatusCode::from_u16(code).unwrap();
+            assert!(matches!(classify_status(s, None, ""), Outcome::Retry { .. }), "{code}");
+        }
+        for code in [400u16, 401, 403, 404, 409, 410, 422, 301] {
+            let s = StatusCode::from_u16(code).unwrap();
+            assert!(matches!(classify_status(s, None, ""), Outcome::Reject { .. }), "{code}");
+        }
+        let o = classify_status(StatusCode::TOO_MANY_REQUESTS, Some(Duration::from_secs(3)), "slow down");
+        assert_eq!(
+            o,
+            Outcome::Retry { reason: "HTTP 429 Too Many Requests: slow down".into(), after: Some(Duration::from_secs(3)) }
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = SystemTime::now() + Duration::from_secs(120);
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&httpdate::fmt_http_date(later)).unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+}

@@ -1,0 +1,97 @@
+//! The sinks of the outbox relay. Each sink is a folder with the same template: `config.rs`
+//! (its keys, validated without I/O, every problem reported) and `sink.rs` (the [`Sink`]
+//! implementation with one function that classifies its errors).
+
+pub mod blackhole;
+#[cfg(feature = "http")]
+pub mod http;
+
+use outbox_core::conf::{Issue, Section};
+use outbox_core::Sink;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The sink types this build knows, for messages.
+pub const SINK_TYPES: &[&str] = &[
+    "blackhole",
+    #[cfg(feature = "http")]
+    "http",
+];
+
+/// A validated `[sinks.NAME]` section.
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    /// `type = "blackhole"`.
+    Blackhole,
+    /// `type = "http"`.
+    #[cfg(feature = "http")]
+    Http(http::HttpSinkConfig),
+}
+
+impl SinkConfig {
+    /// Reads `[sinks.NAME]` (at `path`), adding every problem found to `issues`.
+    pub fn from_table(path: &str, table: &toml::Table, issues: &mut Vec<Issue>) -> Option<Self> {
+        let kind = match table.get("type") {
+            Some(toml::Value::String(s)) => s.clone(),
+            Some(_) => {
+                issues.push(Issue {
+                    key: format!("{path}.type"),
+                    message: format!("expected a string, one of: {}", SINK_TYPES.join(", ")),
+                });
+                return None;
+            }
+            None => {
+                issues.push(Issue {
+                    key: format!("{path}.type"),
+                    message: format!(
+                        "missing; add `type = \"http\"` (sink types: {})",
+                        SINK_TYPES.join(", ")
+                    ),
+                });
+                return None;
+            }
+        };
+        match kind.as_str() {
+            "blackhole" => {
+                Section::new(path, table, &["type"], issues);
+                Some(SinkConfig::Blackhole)
+            }
+            #[cfg(feature = "http")]
+            "http" => http::HttpSinkConfig::from_table(path, table, issues).map(SinkConfig::Http),
+            other => {
+                let broker = ["amqp", "rabbitmq", "nats", "redis", "mqtt", "kafka"];
+                let note = if broker.contains(&other) {
+                    " (broker sinks are not in this version yet)"
+                } else {
+                    ""
+                };
+                issues.push(Issue {
+                    key: format!("{path}.type"),
+                    message: format!(
+                        "unknown sink type '{other}'{note}; use one of: {}",
+                        SINK_TYPES.join(", ")
+                    ),
+                });
+                None
+            }
+        }
+    }
+
+    /// How long one delivery may take at most, where the sink bounds it.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self {
+            SinkConfig::Blackhole => None,
+            #[cfg(feature = "http")]
+            SinkConfig::Http(c) => Some(c.timeout),
+        }
+    }
+
+    /// Builds the sink (no I/O happens until the first delivery).
+    pub fn build(&self) -> Result<Arc<dyn Sink>, String> {
+        match self {
+            SinkConfig::Blackhole => Ok(Arc::new(blackhole::BlackholeSink)),
+            #[cfg(feature = "http")]
+            SinkConfig::Http(c) => Ok(Arc::new(http::HttpSink::new(c)?)),
+        }
+    }
+}

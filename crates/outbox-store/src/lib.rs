@@ -1,0 +1,7 @@
+//! The storage layer of the outbox relay. All SQL lives here, one module per backend.
+//! The engine only sees [`outbox_core::Store`]; a second backend implements that trait.
+
+pub mod postgres;
+
+pub use postgres::migrate::{MigrationReport, MigrationState, MIGRATIONS};
+pub use postgres::{PgStore, PgStoreOptions};

@@ -1,0 +1,280 @@
+//! Embedded, checksummed migrations with their own history table (`"_outbox_migrations"`),
+//! never Prisma's. Deploy takes a transaction-scoped advisory lock, so replicas starting at
+//! once apply each migration exactly once and no lock outlives an error.
+
+use super::{classify, quote_ident, PgStore};
+use chrono::{DateTime, Utc};
+use outbox_core::StoreError;
+use sha2::{Digest, Sha256};
+
+/// One migration shipped in the binary.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Ordering number, from the file name.
+    pub version: i64,
+    /// Description, from the file name.
+    pub name: &'static str,
+    /// The SQL script.
+    pub sql: &'static str,
+}
+
+impl Migration {
+    /// SHA-256 of the script with line endings normalised to LF, as hex.
+    pub fn checksum(&self) -> String {
+        let normalised = self.sql.replace("\r\n", "\n");
+        let digest = Sha256::digest(normalised.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Every migration, in order. Files are never edited once released.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "outbox_tables",
+    sql: include_str!("../../../../migrations/0001_outbox_tables.sql"),
+}];
+
+/// The history table's name.
+pub const HISTORY_TABLE: &str = "_outbox_migrations";
+
+/// Where one migration stands against a database.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MigrationState {
+    /// Applied with the checksum this binary has.
+    Applied {
+        /// When it was applied.
+        at: DateTime<Utc>,
+    },
+    /// Known to this binary, not applied yet.
+    Pending,
+    /// Applied, but the script this binary carries differs from what was applied.
+    Modified {
+        /// Checksum recorded at apply time.
+        applied: String,
+        /// Checksum of the embedded script.
+        embedded: String,
+    },
+    /// Recorded in the history, but this binary does not know it (a newer or other build).
+    Unknown,
+}
+
+/// One row of `migrate status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationReport {
+    /// Version number.
+    pub version: i64,
+    /// Description.
+    pub name: String,
+    /// State.
+    pub state: MigrationState,
+}
+
+fn advisory_key(schema: &str) -> i64 {
+    let digest = Sha256::digest(format!("outbox-migrate:{schema}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+fn history_ddl(schema: &str) -> String {
+    format!(
+        r#"CREATE TABLE IF NOT EXISTS {}.{} (
+    "version"     bigint      PRIMARY KEY,
+    "name"        text        NOT NULL,
+    "checksum"    text        NOT NULL,
+    "appliedAt"   timestamptz NOT NULL DEFAULT now(),
+    "executionMs" bigint      NOT NULL
+)"#,
+        quote_ident(schema),
+        quote_ident(HISTORY_TABLE)
+    )
+}
+
+impl PgStore {
+    /// Compares the history table with the embedded migrations.
+    pub async fn migration_status(&self) -> Result<Vec<MigrationReport>, StoreError> {
+        let client = self.client().await?;
+        let exists: bool = client
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&format!(
+                    "{}.{}",
+                    quote_ident(&self.schema),
+                    quote_ident(HISTORY_TABLE)
+                )],
+            )
+            .await
+            .map_err(classify)?
+            .get(0);
+        let applied = if exists {
+            client
+                .query(
+                    &format!(
+                        r#"SELECT "version", "name", "checksum", "appliedAt" FROM {}.{} ORDER BY "version""#,
+                        quote_ident(&self.schema),
+                        quote_ident(HISTORY_TABLE)
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(classify)?
+        } else {
+            Vec::new()
+        };
+        let mut reports = Vec::new();
+        for m in MIGRATIONS {
+            let row = applied.iter().find(|r| r.get::<_, i64>(0) == m.version);
+            let state = match row {
+                None => MigrationState::Pending,
+                Some(r) => {
+                    let recorded: String = r.get(2);
+                    let embedded = m.checksum();
+                    if recorded == embedded {
+                        MigrationState::Applied { at: r.get(3) }
+                    } else {
+                        MigrationState::Modified {
+                            applied: recorded,
+                            embedded,
+                        }
+                    }
+                }
+            };
+            reports.push(MigrationReport {
+                version: m.version,
+                name: m.name.to_string(),
+                state,
+            });
+        }
+        for r in &applied {
+            let version: i64 = r.get(0);
+            if !MIGRATIONS.iter().any(|m| m.version == version) {
+                reports.push(MigrationReport {
+                    version,
+                    name: r.get(1),
+                    state: MigrationState::Unknown,
+                });
+            }
+        }
+        reports.sort_by_key(|r| r.version);
+        Ok(reports)
+    }
+
+    /// Applies every pending migration in one transaction under an advisory lock.
+    /// Returns the versions applied (empty when already up to date). Refuses to run over a
+    /// modified or unknown migration.
+    pub async fn migrate_deploy(&self) -> Result<Vec<MigrationReport>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(classify)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&advisory_key(&self.schema)],
+        )
+        .await
+        .map_err(classify)?;
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {}; {}",
+            quote_ident(&self.schema),
+            history_ddl(&self.schema)
+        ))
+        .await
+        .map_err(classify)?;
+        let rows = tx
+            .query(
+                &format!(
+                    r#"SELECT "version", "checksum" FROM {}.{}"#,
+                    quote_ident(&self.schema),
+                    quote_ident(HISTORY_TABLE)
+                ),
+                &[],
+            )
+            .await
+            .map_err(classify)?;
+        for r in &rows {
+            let version: i64 = r.get(0);
+            let checksum: String = r.get(1);
+            match MIGRATIONS.iter().find(|m| m.version == version) {
+                None => {
+                    return Err(StoreError::Query(format!(
+                        "migration {version} is recorded in {HISTORY_TABLE} but this outbox build does not know it; run the newer outbox build that applied it"
+                    )))
+                }
+                Some(m) if m.checksum() != checksum => {
+                    return Err(StoreError::Query(format!(
+                        "migration {version} ({}) was applied with a different script (checksum {checksum}, this build has {}); the database does not follow this build's migrations",
+                        m.name,
+                        m.checksum()
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        tx.batch_execute(&format!(
+            "SET LOCAL search_path TO {}",
+            quote_ident(&self.schema)
+        ))
+        .await
+        .map_err(classify)?;
+        let mut applied = Vec::new();
+        for m in MIGRATIONS {
+            if rows.iter().any(|r| r.get::<_, i64>(0) == m.version) {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            tx.batch_execute(m.sql).await.map_err(|e| {
+                let inner = classify(e);
+                StoreError::Query(format!(
+                    "migration {} ({}) failed and nothing was applied: {inner}",
+                    m.version, m.name
+                ))
+            })?;
+            let ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+            tx.execute(
+                &format!(
+                    r#"INSERT INTO {}.{} ("version", "name", "checksum", "executionMs") VALUES ($1, $2, $3, $4)"#,
+                    quote_ident(&self.schema),
+                    quote_ident(HISTORY_TABLE)
+                ),
+                &[&m.version, &m.name, &m.checksum(), &ms],
+            )
+            .await
+            .map_err(classify)?;
+            applied.push(MigrationReport {
+                version: m.version,
+                name: m.name.to_string(),
+                state: MigrationState::Applied { at: Utc::now() },
+            });
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(applied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_strictly_increasing_and_checksums_ignore_crlf() {
+        for pair in MIGRATIONS.windows(2) {
+            assert!(pair[0].version < pair[1].version);
+        }
+        let lf = Migration {
+            version: 1,
+            name: "x",
+            sql: "SELECT 1;\nSELECT 2;\n",
+        };
+        let crlf = Migration {
+            version: 1,
+            name: "x",
+            sql: "SELECT 1;\r\nSELECT 2;\r\n",
+        };
+        assert_eq!(lf.checksum(), crlf.checksum());
+        assert_eq!(lf.checksum().len(), 64);
+    }
+
+    #[test]
+    fn lock_keys_differ_per_schema() {
+        assert_ne!(advisory_key("public"), advisory_key("outbox"));
+        assert_eq!(advisory_key("public"), advisory_key("public"));
+    }
+}

@@ -1,0 +1,488 @@
+//! PostgreSQL backend: a connection pool, the claim/complete/reap statements, and a
+//! dedicated LISTEN connection.
+
+pub mod migrate;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures_util::future::poll_fn;
+use outbox_core::{
+    ClaimedEvent, Completion, CompletionAction, ExpiredLease, Notification, NotificationStream,
+    OutboxEvent, RetryPolicy, Status, Store, StoreError,
+};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls, Row};
+
+/// NOTIFY channel for inserted events (payload: the table's schema).
+pub const EVENT_CHANNEL: &str = "outbox_event";
+/// NOTIFY channel for edited policies (payload: the table's schema).
+pub const POLICY_CHANNEL: &str = "outbox_policy";
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct PgStoreOptions {
+    /// `postgres://` URL or key=value connection string.
+    pub url: String,
+    /// The PostgreSQL schema holding the outbox tables.
+    pub schema: String,
+    /// Most connections the pool opens.
+    pub pool_size: usize,
+    /// Longest wait for a new connection.
+    pub connect_timeout: Duration,
+}
+
+impl PgStoreOptions {
+    /// Options for `url` with the `public` schema and a small pool.
+    pub fn new(url: impl Into<String>) -> Self {
+        PgStoreOptions {
+            url: url.into(),
+            schema: "public".into(),
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Quotes an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The statements, with the schema baked in once.
+#[derive(Debug)]
+struct Sql {
+    claim: String,
+    complete: String,
+    delete: String,
+    expired: String,
+    policies: String,
+    next_due: String,
+}
+
+const EVENT_COLUMNS: &str = r#"e."id", e."eventName", e."eventType", e."aggregateId", e."routingKey",
+ e."payload", e."headers", e."occurredAt", e."retryCount", e."maxRetries", e."retryInterval",
+ e."maxInterval", e."lockedBy""#;
+
+impl Sql {
+    fn new(schema: &str) -> Sql {
+        let s = quote_ident(schema);
+        let ev = format!("{s}.\"OutboxEvent\"");
+        let pol = format!("{s}.\"OutboxRetryPolicy\"");
+        Sql {
+            // The ARRAY(...) form keeps the index plan under generic prepared plans.
+            claim: format!(
+                r#"UPDATE {ev} AS e
+   SET "status" = 'PROCESSING', "lockedBy" = $1,
+       "lockedUntil" = clock_timestamp() + make_interval(secs => $2::float8)
+ WHERE e."id" = ANY(ARRAY(
+         SELECT c."id" FROM {ev} AS c
+          WHERE c."status" = 'PENDING' AND c."nextRetryAt" <= now()
+            AND NOT (c."routingKey" = ANY($4::text[]))
+          ORDER BY c."nextRetryAt"
+          LIMIT $3
+          FOR UPDATE SKIP LOCKED))
+   AND e."status" = 'PENDING'
+RETURNING {EVENT_COLUMNS}"#
+            ),
+            complete: format!(
+                r#"UPDATE {ev} AS e
+   SET "status" = a.status,
+       "retryCount" = a.rc_new,
+       "nextRetryAt" = CASE WHEN a.status = 'PENDING'
+                            THEN clock_timestamp() + make_interval(secs => a.delay)
+                            ELSE e."nextRetryAt" END,
+       "lastError" = COALESCE(a.err, e."lastError"),
+       "processedAt" = CASE WHEN a.status IN ('SENT', 'FAILED') THEN clock_timestamp() END,
+       "lockedBy" = NULL,
+       "lockedUntil" = NULL
+  FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::float8[], $7::text[])
+       AS a(id, owner, rc_old, status, rc_new, delay, err)
+ WHERE e."id" = a.id AND e."lockedBy" = a.owner AND e."retryCount" = a.rc_old
+   AND e."status" = 'PROCESSING'"#
+            ),
+            delete: format!(
+                r#"DELETE FROM {ev} AS e
+ USING unnest($1::text[], $2::text[], $3::int4[]) AS a(id, owner, rc_old)
+ WHERE e."id" = a.id AND e."lockedBy" = a.owner AND e."retryCount" = a.rc_old
+   AND e."status" = 'PROCESSING'"#
+            ),
+            expired: format!(
+                r#"SELECT {EVENT_COLUMNS} FROM {ev} AS e
+ WHERE e."status" = 'PROCESSING' AND e."lockedUntil" < now()
+ ORDER BY e."lockedUntil"
+ LIMIT $1"#
+            ),
+            policies: format!(
+                r#"SELECT "routingKey", "maxRetries", "retryInterval", "maxInterval",
+       "backoffMultiplier", "jitter", "ordered", "paused"
+  FROM {pol}"#
+            ),
+            next_due: format!(
+                r#"SELECT EXTRACT(EPOCH FROM (min("nextRetryAt") - now()))::float8
+  FROM {ev}
+ WHERE "status" = 'PENDING' AND NOT ("routingKey" = ANY($1::text[]))"#
+            ),
+        }
+    }
+}
+
+/// The PostgreSQL store: a pool for statements plus one connection per listener.
+pub struct PgStore {
+    pool: Pool,
+    config: tokio_postgres::Config,
+    schema: String,
+    sql: Sql,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("schema", &self.schema).finish()
+    }
+}
+
+/// Whether a driver error is about the connection (worth a reconnect) rather than the query.
+fn classify(e: tokio_postgres::Error) -> StoreError {
+    let unavailable = e.is_closed()
+        || match e.code() {
+            None => true,
+            Some(code) => {
+                let c = code.code();
+                c.starts_with("08") || c.starts_with("57P")
+            }
+        };
+    let text = match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => e.to_string(),
+    };
+    if unavailable {
+        StoreError::Unavailable(text)
+    } else {
+        StoreError::Query(text)
+    }
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(inner) => classify(inner),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+/// Masks the password of a connection URL for messages.
+pub fn redact_url(url: &str) -> String {
+    if let Some(scheme_end) = url.find("://") {
+        let rest = &url[scheme_end + 3..];
+        let auth_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..auth_end].rfind('@') {
+            let userinfo = &rest[..at];
+            if let Some(colon) = userinfo.find(':') {
+                return format!(
+                    "{}://{}:***{}",
+                    &url[..scheme_end],
+                    &userinfo[..colon],
+                    &rest[at..]
+                );
+            }
+        }
+    }
+    url.to_string()
+}
+
+impl PgStore {
+    /// Builds the pool. No connection is made until the first statement.
+    pub fn new(options: &PgStoreOptions) -> Result<PgStore, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(&options.url).map_err(|e| {
+            StoreError::Query(format!(
+                "database.url '{}' is not a valid PostgreSQL URL: {e}",
+                redact_url(&options.url)
+            ))
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.connect_timeout);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("outbox");
+        }
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.connect_timeout * 2))
+            .create_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Query(format!("cannot build the connection pool: {e}")))?;
+        Ok(PgStore {
+            pool,
+            config,
+            schema: options.schema.clone(),
+            sql: Sql::new(&options.schema),
+        })
+    }
+
+    /// The schema holding the tables.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// A pooled connection.
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+}
+
+fn event_from_row(row: &Row) -> Result<ClaimedEvent, StoreError> {
+    let get = |e: tokio_postgres::Error| StoreError::Query(format!("unexpected row shape: {e}"));
+    let occurred_at: DateTime<Utc> = row.try_get(7).map_err(get)?;
+    Ok(ClaimedEvent {
+        event: OutboxEvent {
+            id: row.try_get(0).map_err(get)?,
+            event_name: row.try_get(1).map_err(get)?,
+            event_type: row.try_get(2).map_err(get)?,
+            aggregate_id: row.try_get(3).map_err(get)?,
+            routing_key: row.try_get(4).map_err(get)?,
+            payload: row.try_get(5).map_err(get)?,
+            headers: row.try_get(6).map_err(get)?,
+            occurred_at,
+            retry_count: row.try_get(8).map_err(get)?,
+            max_retries: row.try_get(9).map_err(get)?,
+            retry_interval: row.try_get(10).map_err(get)?,
+            max_interval: row.try_get(11).map_err(get)?,
+        },
+        lease_owner: row
+            .try_get::<_, Option<String>>(12)
+            .map_err(get)?
+            .unwrap_or_default(),
+    })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn claim(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+        paused: &[String],
+    ) -> Result<Vec<ClaimedEvent>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&self.sql.claim)
+            .await
+            .map_err(classify)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(&stmt, &[&owner, &lease.as_secs_f64(), &limit, &paused])
+            .await
+            .map_err(classify)?;
+        let mut events = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        events.sort_by(|a, b| {
+            (a.event.occurred_at, &a.event.id).cmp(&(b.event.occurred_at, &b.event.id))
+        });
+        Ok(events)
+    }
+
+    async fn complete(&self, completions: &[Completion]) -> Result<u64, StoreError> {
+        if completions.is_empty() {
+            return Ok(0);
+        }
+        let mut ids = Vec::new();
+        let mut owners = Vec::new();
+        let mut rc_old = Vec::new();
+        let mut statuses = Vec::new();
+        let mut rc_new = Vec::new();
+        let mut delays = Vec::new();
+        let mut errors: Vec<Option<String>> = Vec::new();
+        let mut del_ids = Vec::new();
+        let mut del_owners = Vec::new();
+        let mut del_rc = Vec::new();
+        for c in completions {
+            let (status, rc, delay, err) = match &c.action {
+                CompletionAction::Delete => {
+                    del_ids.push(c.id.as_str());
+                    del_owners.push(c.lease_owner.as_str());
+                    del_rc.push(c.retry_count);
+                    continue;
+                }
+                CompletionAction::Sent => (Status::Sent, c.retry_count, 0.0, None),
+                CompletionAction::Retry {
+                    retry_count,
+                    delay,
+                    error,
+                } => (
+                    Status::Pending,
+                    *retry_count,
+                    delay.as_secs_f64(),
+                    Some(error.clone()),
+                ),
+                CompletionAction::Fail { error } => {
+                    (Status::Failed, c.retry_count, 0.0, Some(error.clone()))
+                }
+                CompletionAction::Release { note } => {
+                    (Status::Pending, c.retry_count, 0.0, note.clone())
+                }
+            };
+            ids.push(c.id.as_str());
+            owners.push(c.lease_owner.as_str());
+            rc_old.push(c.retry_count);
+            statuses.push(status.as_str());
+            rc_new.push(rc);
+            delays.push(delay);
+            errors.push(err);
+        }
+        let client = self.client().await?;
+        let mut changed = 0;
+        if !ids.is_empty() {
+            let stmt = client
+                .prepare_cached(&self.sql.complete)
+                .await
+                .map_err(classify)?;
+            changed += client
+                .execute(
+                    &stmt,
+                    &[&ids, &owners, &rc_old, &statuses, &rc_new, &delays, &errors],
+                )
+                .await
+                .map_err(classify)?;
+        }
+        if !del_ids.is_empty() {
+            let stmt = client
+                .prepare_cached(&self.sql.delete)
+                .await
+                .map_err(classify)?;
+            changed += client
+                .execute(&stmt, &[&del_ids, &del_owners, &del_rc])
+                .await
+                .map_err(classify)?;
+        }
+        Ok(changed)
+    }
+
+    async fn expired_leases(&self, limit: usize) -> Result<Vec<ExpiredLease>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&self.sql.expired)
+            .await
+            .map_err(classify)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client.query(&stmt, &[&limit]).await.map_err(classify)?;
+        rows.iter()
+            .map(|r| event_from_row(r).map(|claimed| ExpiredLease { claimed }))
+            .collect()
+    }
+
+    async fn policies(&self) -> Result<Vec<RetryPolicy>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&self.sql.policies)
+            .await
+            .map_err(classify)?;
+        let rows = client.query(&stmt, &[]).await.map_err(classify)?;
+        let get = |e: tokio_postgres::Error| StoreError::Query(format!("OutboxRetryPolicy: {e}"));
+        rows.iter()
+            .map(|r| {
+                Ok(RetryPolicy {
+                    routing_key: r.try_get(0).map_err(get)?,
+                    max_retries: r.try_get(1).map_err(get)?,
+                    retry_interval_ms: i64::from(r.try_get::<_, i32>(2).map_err(get)?),
+                    max_interval_ms: i64::from(r.try_get::<_, i32>(3).map_err(get)?),
+                    backoff_multiplier: r.try_get(4).map_err(get)?,
+                    jitter: r.try_get(5).map_err(get)?,
+                    ordered: r.try_get(6).map_err(get)?,
+                    paused: r.try_get(7).map_err(get)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn next_due(&self, paused: &[String]) -> Result<Option<Duration>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&self.sql.next_due)
+            .await
+            .map_err(classify)?;
+        let row = client.query_one(&stmt, &[&paused]).await.map_err(classify)?;
+        let secs: Option<f64> = row.try_get(0).map_err(classify)?;
+        Ok(secs.map(|s| Duration::from_secs_f64(s.max(0.0))))
+    }
+
+    async fn listen(&self) -> Result<Box<dyn NotificationStream>, StoreError> {
+        let (client, mut connection) = self.config.connect(NoTls).await.map_err(classify)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let schema = self.schema.clone();
+        tokio::spawn(async move {
+            while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
+                match message {
+                    Ok(AsyncMessage::Notification(n)) if n.payload() == schema => {
+                        let kind = match n.channel() {
+                            EVENT_CHANNEL => Notification::Events,
+                            POLICY_CHANNEL => Notification::Policies,
+                            _ => continue,
+                        };
+                        if tx.send(kind).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "Listener connection ended");
+                        return;
+                    }
+                }
+            }
+        });
+        client
+            .batch_execute(&format!("LISTEN {EVENT_CHANNEL}; LISTEN {POLICY_CHANNEL};"))
+            .await
+            .map_err(classify)?;
+        Ok(Box::new(PgListener {
+            _client: client,
+            rx,
+        }))
+    }
+}
+
+/// A LISTEN connection; dropping it closes the connection.
+struct PgListener {
+    _client: tokio_postgres::Client,
+    rx: mpsc::UnboundedReceiver<Notification>,
+}
+
+#[async_trait]
+impl NotificationStream for PgListener {
+    async fn next(&mut self) -> Option<Notification> {
+        self.rx.recv().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted_and_escaped() {
+        assert_eq!(quote_ident("public"), "\"public\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("host=h user=u"), "host=h user=u");
+    }
+}

@@ -1,0 +1,76 @@
+//! Writes completions in batches: whatever has arrived since the last write goes in one
+//! fenced statement. A failed write is retried with backoff; completions are never
+//! dropped while the worker runs.
+
+use crate::backoff::Backoff;
+use outbox_core::{Completion, CompletionAction, Store};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Most completions written by one statement.
+const MAX_BATCH: usize = 1000;
+
+/// Runs until every sender is dropped. `stopping` is cancelled when the worker stops;
+/// from then on a write that keeps failing is abandoned after `give_up_after` (the leases
+/// expire and the events are delivered again).
+pub(crate) async fn run(
+    store: Arc<dyn Store>,
+    mut rx: UnboundedReceiver<Completion>,
+    wake: Arc<Notify>,
+    stopping: CancellationToken,
+    give_up_after: Duration,
+) {
+    let mut batch: Vec<Completion> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        write(&*store, &batch, &stopping, give_up_after).await;
+        // Retries and releases make events due again; let the claimer look.
+        if batch
+            .iter()
+            .any(|c| matches!(c.action, CompletionAction::Retry { .. } | CompletionAction::Release { .. }))
+        {
+            wake.notify_one();
+        }
+        batch.clear();
+    }
+}
+
+async fn write(store: &dyn Store, batch: &[Completion], stopping: &CancellationToken, give_up_after: Duration) {
+    let mut backoff = Backoff::database();
+    let mut stop_seen: Option<Instant> = None;
+    loop {
+        match store.complete(batch).await {
+            Ok(changed) => {
+                let stale = batch.len() as u64 - changed.min(batch.len() as u64);
+                if stale > 0 {
+                    tracing::warn!(stale, "Acks ignored: another worker took over these events after their lease expired");
+                }
+                if backoff.failures() > 0 {
+                    tracing::info!(completions = batch.len(), "Database reachable again; results recorded");
+                }
+                return;
+            }
+            Err(e) => {
+                if stopping.is_cancelled() {
+                    let since = *stop_seen.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= give_up_after {
+                        tracing::error!(error = %e, completions = batch.len(), "Could not record results before stopping; these events will be delivered again after their lease expires");
+                        return;
+                    }
+                }
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, completions = batch.len(), retry_in = ?delay, "Could not record delivery results; retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}

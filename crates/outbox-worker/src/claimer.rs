@@ -1,0 +1,247 @@
+//! The claim loop: claims as many due events as there are free delivery slots, hands each
+//! to the dispatcher, and sleeps until a NOTIFY, the next due retry, or the poll interval.
+//! It also owns start-up and the orderly stop.
+
+use crate::backoff::Backoff;
+use crate::dispatcher::{self, InFlight};
+use crate::policies::Policies;
+use crate::{acker, listener, reaper, Counters, Route, RunSummary, WorkerOptions};
+use outbox_core::{ClaimedEvent, Completion, Store};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::{self, UnboundedSender};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Shortest idle sleep, so a row that is due but momentarily locked cannot make us spin.
+const MIN_IDLE: Duration = Duration::from_millis(5);
+
+struct Claimer {
+    store: Arc<dyn Store>,
+    routes: HashMap<String, Route>,
+    options: WorkerOptions,
+    owner: String,
+    policies: Arc<Policies>,
+    slots: Arc<Semaphore>,
+    wake: Arc<Notify>,
+    acks: UnboundedSender<Completion>,
+    counters: Arc<Counters>,
+    deliveries: JoinSet<()>,
+}
+
+pub(crate) async fn run<F>(
+    store: Arc<dyn Store>,
+    routes: HashMap<String, Route>,
+    options: WorkerOptions,
+    owner: String,
+    shutdown: F,
+) -> RunSummary
+where
+    F: Future<Output = ()> + Send,
+{
+    let cancel = CancellationToken::new();
+    let stopping = CancellationToken::new();
+    let policies = Arc::new(Policies::new(store.clone()));
+    let wake = Arc::new(Notify::new());
+    let counters = Arc::new(Counters::default());
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+
+    match policies.refresh().await {
+        Ok(()) => warn_about_mismatches(&routes, &policies),
+        Err(e) => tracing::warn!(error = %e, "Could not read OutboxRetryPolicy at start; will keep trying"),
+    }
+
+    let mut background = JoinSet::new();
+    background.spawn(listener::run(store.clone(), wake.clone(), policies.clone(), cancel.clone()));
+    background.spawn(policies.clone().refresh_loop(options.policy_refresh, cancel.clone()));
+    background.spawn(reaper::run(store.clone(), policies.clone(), options.lease, cancel.clone()));
+    let acker = tokio::spawn(acker::run(
+        store.clone(),
+        ack_rx,
+        wake.clone(),
+        stopping.clone(),
+        options.shutdown_timeout.max(Duration::from_secs(5)),
+    ));
+
+    let mut claimer = Claimer {
+        slots: Arc::new(Semaphore::new(options.concurrency.max(1))),
+        store,
+        routes,
+        owner,
+        policies,
+        wake,
+        acks: ack_tx,
+        counters: counters.clone(),
+        deliveries: JoinSet::new(),
+        options,
+    };
+    tracing::info!(worker_id = %claimer.owner, "🚀 OutboxWorker started.");
+
+    // The loop is never dropped mid-claim (rows could be left PROCESSING); it notices the
+    // cancellation at its own safe points.
+    let trigger = async {
+        shutdown.await;
+        cancel.cancel();
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = claimer.claim_loop(cancel.clone()) => {}
+        _ = trigger => {}
+    }
+    cancel.cancel();
+    stopping.cancel();
+    tracing::info!(in_flight = claimer.deliveries.len(), "Stopping: no new claims; waiting for in-flight deliveries");
+    claimer.drain().await;
+    let Claimer { acks, .. } = claimer;
+    drop(acks);
+    if acker.await.is_err() {
+        tracing::error!("The result writer stopped abnormally");
+    }
+    while background.join_next().await.is_some() {}
+    let summary = counters.summary();
+    tracing::info!(delivered = summary.delivered, retried = summary.retried, failed = summary.failed, "OutboxWorker stopped.");
+    summary
+}
+
+fn warn_about_mismatches(routes: &HashMap<String, Route>, policies: &Policies) {
+    let mut keys: Vec<&String> = routes.keys().collect();
+    keys.sort();
+    for key in keys {
+        if policies.get(key).is_none() {
+            tracing::warn!(routing_key = %key, "Route has no OutboxRetryPolicy row; its events will end FAILED until one is added");
+        }
+    }
+    for key in policies.keys() {
+        if !routes.contains_key(&key) {
+            tracing::warn!(routing_key = %key, "OutboxRetryPolicy row has no route in the config; its events will end FAILED");
+        }
+    }
+}
+
+impl Claimer {
+    async fn claim_loop(&mut self, cancel: CancellationToken) {
+        let mut backoff = Backoff::database();
+        loop {
+            while self.deliveries.try_join_next().is_some() {}
+            if cancel.is_cancelled() {
+                return;
+            }
+            if self.slots.available_permits() == 0 {
+                // Every slot is busy: wait for one delivery to finish.
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = self.deliveries.join_next() => {}
+                }
+                continue;
+            }
+            let limit = self.options.batch_size.min(self.slots.available_permits());
+            let paused = self.policies.paused();
+            let claimed = match self
+                .store
+                .claim(&self.owner, limit, self.options.lease, &paused)
+                .await
+            {
+                Ok(c) => {
+                    if backoff.failures() > 0 {
+                        tracing::info!("Database reachable again; claiming");
+                    }
+                    backoff.reset();
+                    c
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in = ?delay, "Cannot claim events");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    continue;
+                }
+            };
+            let full = claimed.len() == limit;
+            if cancel.is_cancelled() {
+                // Claimed as the stop arrived: give them back unstarted.
+                for c in &claimed {
+                    let _ = self.acks.send(dispatcher::release(c, None));
+                }
+                return;
+            }
+            if !claimed.is_empty() {
+                tracing::info!("📦 [OutboxWorker] Processing {} events...", claimed.len());
+                for c in claimed {
+                    self.dispatch(c).await;
+                }
+            }
+            if full {
+                continue;
+            }
+            let wait = self.idle_wait(&paused).await;
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// How long to sleep: until the next due event, at most the poll interval.
+    async fn idle_wait(&self, paused: &[String]) -> Duration {
+        let poll = self.options.poll_interval;
+        match self.store.next_due(paused).await {
+            Ok(Some(due)) => (due + Duration::from_millis(2)).clamp(MIN_IDLE, poll),
+            Ok(None) | Err(_) => poll,
+        }
+    }
+
+    async fn dispatch(&mut self, claimed: ClaimedEvent) {
+        let key = claimed.event.routing_key.clone();
+        let policy = self.policies.get_fresh(&key).await;
+        let route = self.routes.get(&key);
+        if let Some(reason) = dispatcher::unroutable(&claimed, policy.as_ref(), route) {
+            tracing::error!(id = %claimed.event.id, routing_key = %key, error = %reason, "Event FAILED");
+            self.counters.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let _ = self.acks.send(dispatcher::fail_now(&claimed, reason));
+            return;
+        }
+        let (Some(policy), Some(route)) = (policy, route.cloned()) else {
+            return;
+        };
+        if policy.paused {
+            let _ = self.acks.send(dispatcher::release(&claimed, None));
+            return;
+        }
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            // Cannot happen (we claim at most the free slots), but never lose the event.
+            let _ = self.acks.send(dispatcher::release(&claimed, None));
+            return;
+        };
+        let flight = InFlight::new(claimed, self.acks.clone());
+        let on_success = self.options.on_success;
+        let counters = self.counters.clone();
+        self.deliveries.spawn(async move {
+            dispatcher::deliver(flight, route, policy, on_success, counters).await;
+            drop(permit);
+        });
+    }
+
+    /// Waits for in-flight deliveries up to the shutdown timeout, then aborts the rest
+    /// (their events are given back by the `InFlight` guard).
+    async fn drain(&mut self) {
+        let timeout = self.options.shutdown_timeout;
+        let finished = tokio::time::timeout(timeout, async {
+            while self.deliveries.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                still_running = self.deliveries.len(),
+                "Shutdown timeout reached; giving unfinished deliveries back to the queue"
+            );
+            self.deliveries.abort_all();
+            while self.deliveries.join_next().await.is_some() {}
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Routes a claimed event to its sink and turns the sink's [`Outcome`] into a
+//! [`Completion`] for the acker. The decision is a pure function of the event, the policy
+//! and the outcome.
+
+use crate::{Counters, OnSuccess, Route};
+use futures_util::FutureExt;
+use outbox_core::{
+    ClaimedEvent, Completion, CompletionAction, Decision, Outcome, RetryPolicy,
+};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Why an event cannot be delivered at all, checked before any sink is called.
+pub(crate) fn unroutable(
+    claimed: &ClaimedEvent,
+    policy: Option<&RetryPolicy>,
+    route: Option<&Route>,
+) -> Option<String> {
+    let key = &claimed.event.routing_key;
+    match (policy, route) {
+        (None, None) => Some(format!(
+            "no OutboxRetryPolicy row for routingKey '{key}' and no route configured for it"
+        )),
+        (None, Some(_)) => Some(format!("no OutboxRetryPolicy row for routingKey '{key}'")),
+        (Some(_), None) => Some(format!("no route configured for routingKey '{key}'")),
+        (Some(_), Some(_)) => None,
+    }
+}
+
+fn completion(claimed: &ClaimedEvent, action: CompletionAction) -> Completion {
+    Completion {
+        id: claimed.event.id.clone(),
+        lease_owner: claimed.lease_owner.clone(),
+        retry_count: claimed.event.retry_count,
+        action,
+    }
+}
+
+/// FAILED at once, without spending retries.
+pub(crate) fn fail_now(claimed: &ClaimedEvent, error: String) -> Completion {
+    completion(claimed, CompletionAction::Fail { error })
+}
+
+/// Back to PENDING, unattempted.
+pub(crate) fn release(claimed: &ClaimedEvent, note: Option<String>) -> Completion {
+    completion(claimed, CompletionAction::Release { note })
+}
+
+/// The new state of `claimed` after `outcome`. `jitter_sample` is in `[0, 1)`.
+pub(crate) fn decide(
+    claimed: &ClaimedEvent,
+    policy: &RetryPolicy,
+    outcome: Outcome,
+    on_success: OnSuccess,
+    jitter_sample: f64,
+) -> Completion {
+    let action = match outcome {
+        Outcome::Delivered => match on_success {
+            OnSuccess::Mark => CompletionAction::Sent,
+            OnSuccess::Delete => CompletionAction::Delete,
+        },
+        Outcome::Reject { reason } => CompletionAction::Fail {
+            error: format!("permanent failure: {reason}"),
+        },
+        Outcome::Retry { reason, after } => {
+            let settings = policy.settings_for(&claimed.event);
+            match settings.decide(claimed.event.retry_count, after, jitter_sample) {
+                Decision::Retry { retry_count, delay } => CompletionAction::Retry {
+                    retry_count,
+                    delay,
+                    error: reason,
+                },
+                Decision::Fail => CompletionAction::Fail {
+                    error: format!(
+                        "retries exhausted after {} attempts (maxRetries={}): {reason}",
+                        claimed.attempt(),
+                        settings.max_retries
+                    ),
+                },
+            }
+        }
+    };
+    completion(claimed, action)
+}
+
+/// Sends a completion to the acker exactly once; if dropped unsent (the delivery was
+/// aborted at the end of the shutdown timeout) it gives the event back instead.
+pub(crate) struct InFlight {
+    claimed: ClaimedEvent,
+    tx: UnboundedSender<Completion>,
+    sent: bool,
+}
+
+impl InFlight {
+    pub(crate) fn new(claimed: ClaimedEvent, tx: UnboundedSender<Completion>) -> InFlight {
+        InFlight {
+            claimed,
+            tx,
+            sent: false,
+        }
+    }
+
+    fn send(&mut self, c: Completion) {
+        self.sent = true;
+        // The acker outlives every delivery; a closed channel means the process is ending.
+        let _ = self.tx.send(c);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.sent {
+            let note = Some("delivery interrupted by worker shutdown; it will be attempted again".to_string());
+            let _ = self.tx.send(release(&self.claimed, note));
+        }
+    }
+}
+
+/// One delivery: call the sink (a panic counts as a retryable failure), decide, report.
+pub(crate) async fn deliver(
+    mut flight: InFlight,
+    route: Route,
+    policy: RetryPolicy,
+    on_success: OnSuccess,
+    counters: Arc<Counters>,
+) {
+    let claimed = &flight.claimed;
+    let outcome = AssertUnwindSafe(route.sink.deliver(claimed))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Outcome::retry(format!("sink '{}' panicked", route.sink_name)));
+    let c = decide(claimed, &policy, outcome, on_success, rand::random::<f64>());
+    let e = &claimed.event;
+    match &c.action {
+        CompletionAction::Sent | CompletionAction::Delete => {
+            counters.delivered.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, attempt = claimed.attempt(), "Delivered");
+        }
+        CompletionAction::Retry { delay, error, .. } => {
+            counters.retried.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, attempt = claimed.attempt(), retry_in = ?delay, error = %error, "Delivery failed; will retry");
+        }
+        CompletionAction::Fail { error } => {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, attempt = claimed.attempt(), error = %error, "Event FAILED");
+        }
+        CompletionAction::Release { .. } => {}
+    }
+    flight.send(c);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use outbox_core::OutboxEvent;
+    use std::time::Duration;
+
+    fn claimed(retry_count: i32, max_retries: Option<i32>) -> ClaimedEvent {
+        ClaimedEvent {
+            event: OutboxEvent {
+                id: "id-1".into(),
+                event_name: "n".into(),
+                event_type: "t".into(),
+                aggregate_id: "a".into(),
+                routing_key: "k".into(),
+                payload: serde_json::json!({}),
+                headers: None,
+                occurred_at: Utc::now(),
+                retry_count,
+                max_retries,
+                retry_interval: None,
+                max_interval: None,
+            },
+            lease_owner: "w1".into(),
+        }
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            routing_key: "k".into(),
+            max_retries: 2,
+            retry_interval_ms: 1000,
+            max_interval_ms: 10_000,
+            backoff_multiplier: 2.0,
+            jitter: 0.0,
+            ordered: false,
+            paused: false,
+        }
+    }
+
+    #[test]
+    fn outcomes_map_to_actions() {
+        let c = decide(&claimed(0, None), &policy(), Outcome::Delivered, OnSuccess::Mark, 0.0);
+        assert_eq!(c.action, CompletionAction::Sent);
+        assert_eq!((c.lease_owner.as_str(), c.retry_count), ("w1", 0));
+        let c = decide(&claimed(0, None), &policy(), Outcome::Delivered, OnSuccess::Delete, 0.0);
+        assert_eq!(c.action, CompletionAction::Delete);
+        let c = decide(&claimed(1, None), &policy(), Outcome::retry("HTTP 503"), OnSuccess::Mark, 0.0);
+        assert_eq!(
+            c.action,
+            CompletionAction::Retry { retry_count: 2, delay: Duration::from_secs(2), error: "HTTP 503".into() }
+        );
+        let c = decide(&claimed(2, None), &policy(), Outcome::retry("HTTP 503"), OnSuccess::Mark, 0.0);
+        assert_eq!(
+            c.action,
+            CompletionAction::Fail { error: "retries exhausted after 3 attempts (maxRetries=2): HTTP 503".into() }
+        );
+        let c = decide(&claimed(0, None), &policy(), Outcome::reject("HTTP 400"), OnSuccess::Mark, 0.0);
+        assert_eq!(c.action, CompletionAction::Fail { error: "permanent failure: HTTP 400".into() });
+    }
+
+    #[test]
+    fn the_event_override_of_max_retries_wins() {
+        let c = decide(&claimed(2, Some(5)), &policy(), Outcome::retry("x"), OnSuccess::Mark, 0.0);
+        assert!(matches!(c.action, CompletionAction::Retry { retry_count: 3, .. }));
+        let c = decide(&claimed(0, Some(0)), &policy(), Outcome::retry("x"), OnSuccess::Mark, 0.0);
+        assert!(matches!(c.action, CompletionAction::Fail { .. }));
+    }
+
+    #[test]
+    fn missing_policy_or_route_is_named() {
+        let e = claimed(0, None);
+        let p = policy();
+        let r = Route { sink_name: "s".into(), sink: Arc::new(outbox_store_free_sink::Nothing) };
+        assert_eq!(unroutable(&e, Some(&p), Some(&r)), None);
+        assert_eq!(unroutable(&e, None, Some(&r)).unwrap(), "no OutboxRetryPolicy row for routingKey 'k'");
+        assert_eq!(unroutable(&e, Some(&p), None).unwrap(), "no route configured for routingKey 'k'");
+        assert!(unroutable(&e, None, None).unwrap().contains("and no route configured"));
+    }
+
+    #[test]
+    fn an_unsent_flight_gives_the_event_back() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        drop(InFlight::new(claimed(1, None), tx));
+        let c = rx.try_recv().unwrap();
+        assert!(matches!(c.action, CompletionAction::Release { .. }));
+        assert_eq!(c.retry_count, 1);
+    }
+
+    mod outbox_store_free_sink {
+        use outbox_core::{ClaimedEvent, Outcome, Sink};
+        pub struct Nothing;
+        #[async_trait::async_trait]
+        impl Sink for Nothing {
+            async fn deliver(&self, _: &ClaimedEvent) -> Outcome {
+                Outcome::Delivered
+            }
+        }
+    }
+}

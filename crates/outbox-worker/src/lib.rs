@@ -1,0 +1,178 @@
+//! The relay engine. Data flows one way:
+//!
+//! ```text
+//! store ──claim──▶ claimer ──▶ dispatcher ──▶ sink ──outcome──▶ acker ──complete──▶ store
+//!                     ▲                                                     │
+//!                     └──── listener (NOTIFY), poll timer, reaper, policies ┘
+//! ```
+//!
+//! Embed it with your own handlers:
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use outbox_worker::{Worker, WorkerOptions, PgStore, PgStoreOptions};
+//! # async fn demo(my_sink: Arc<dyn outbox_worker::Sink>) -> Result<(), Box<dyn std::error::Error>> {
+//! let store = PgStore::new(&PgStoreOptions::new("postgres://postgres@127.0.0.1/app"))?;
+//! store.migrate_deploy().await?;
+//! let worker = Worker::new(Arc::new(store), WorkerOptions::default())
+//!     .route("audit.record-auth-log", "audit", my_sink);
+//! worker.run(async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! # Ok(()) }
+//! ```
+
+mod acker;
+mod backoff;
+mod claimer;
+mod dispatcher;
+mod listener;
+mod policies;
+mod reaper;
+
+pub use outbox_core::{async_trait, ClaimedEvent, OutboxEvent, Outcome, RetryPolicy, Sink, Store};
+pub use outbox_store::{PgStore, PgStoreOptions};
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What happens to a delivered row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnSuccess {
+    /// Status SENT with processedAt (the default).
+    Mark,
+    /// The row is deleted.
+    Delete,
+}
+
+/// Engine settings (the `[worker]` section).
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Most events claimed by one statement.
+    pub batch_size: usize,
+    /// Most deliveries in flight at once.
+    pub concurrency: usize,
+    /// Longest sleep between claims when no notification arrives.
+    pub poll_interval: Duration,
+    /// How long a claim is held before another worker may take the event.
+    pub lease: Duration,
+    /// How long a stop waits for in-flight deliveries.
+    pub shutdown_timeout: Duration,
+    /// What to do with delivered rows.
+    pub on_success: OnSuccess,
+    /// How often the retry policies are re-read (edits also arrive by NOTIFY).
+    pub policy_refresh: Duration,
+    /// The `lockedBy` value; a unique one is made when `None`.
+    pub worker_id: Option<String>,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            batch_size: 100,
+            concurrency: 64,
+            poll_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
+            on_success: OnSuccess::Mark,
+            policy_refresh: Duration::from_secs(30),
+            worker_id: None,
+        }
+    }
+}
+
+/// A routingKey's destination.
+#[derive(Clone)]
+pub struct Route {
+    /// The sink's name, for logs.
+    pub sink_name: String,
+    /// The sink.
+    pub sink: Arc<dyn Sink>,
+}
+
+/// Counts of one run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Events that became SENT (or were deleted on success).
+    pub delivered: u64,
+    /// Failures scheduled for another attempt.
+    pub retried: u64,
+    /// Events that became FAILED.
+    pub failed: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    delivered: AtomicU64,
+    retried: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Counters {
+    fn summary(&self) -> RunSummary {
+        RunSummary {
+            delivered: self.delivered.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The worker: a store, routes, and options. Cheap to build; `run` does the work.
+pub struct Worker {
+    store: Arc<dyn Store>,
+    routes: HashMap<String, Route>,
+    options: WorkerOptions,
+}
+
+impl Worker {
+    /// A worker over `store` with no routes yet.
+    pub fn new(store: Arc<dyn Store>, options: WorkerOptions) -> Worker {
+        Worker {
+            store,
+            routes: HashMap::new(),
+            options,
+        }
+    }
+
+    /// Binds `routing_key` to `sink` (named `sink_name` in logs).
+    pub fn route(mut self, routing_key: impl Into<String>, sink_name: impl Into<String>, sink: Arc<dyn Sink>) -> Worker {
+        self.routes.insert(
+            routing_key.into(),
+            Route {
+                sink_name: sink_name.into(),
+                sink,
+            },
+        );
+        self
+    }
+
+    /// The lease owner id this worker will write into `lockedBy`.
+    pub fn worker_id(&self) -> String {
+        self.options.worker_id.clone().unwrap_or_else(default_worker_id)
+    }
+
+    /// Runs until `shutdown` resolves, then stops claiming, lets in-flight deliveries
+    /// finish within `shutdown_timeout`, gives back the rest and returns. Database outages
+    /// are logged and retried with backoff; they never end the run.
+    pub async fn run<F>(self, shutdown: F) -> RunSummary
+    where
+        F: Future<Output = ()> + Send,
+    {
+        let id = self.worker_id();
+        claimer::run(self.store, self.routes, self.options, id, shutdown).await
+    }
+}
+
+/// `host-pid-random`: unique per process start, readable in `lockedBy`.
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "worker".to_string());
+    let suffix: u32 = rand::random();
+    format!("{host}-{}-{:06x}", std::process::id(), suffix & 0xff_ffff)
+}

@@ -1,0 +1,91 @@
+//! Returns events whose lease ran out (their worker died or stalled) to PENDING. The
+//! interrupted delivery counts as an attempt, so an event that keeps killing workers ends
+//! FAILED instead of looping forever.
+
+use crate::backoff::Backoff;
+use crate::policies::Policies;
+use outbox_core::{Completion, CompletionAction, Decision, ExpiredLease, Store};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const REAP_BATCH: usize = 500;
+
+/// How often to look for expired leases: a quarter of the lease, within 250ms..15s.
+pub(crate) fn interval_for(lease: Duration) -> Duration {
+    (lease / 4).clamp(Duration::from_millis(250), Duration::from_secs(15))
+}
+
+/// The completion for one expired lease.
+pub(crate) fn decide(expired: &ExpiredLease, policies: &Policies, jitter_sample: f64) -> Completion {
+    let c = &expired.claimed;
+    let e = &c.event;
+    let what = format!(
+        "lease expired: worker '{}' did not finish attempt {} in time",
+        c.lease_owner,
+        c.attempt()
+    );
+    let action = match policies.get(&e.routing_key) {
+        // No policy: the next claim fails it with the right message.
+        None => CompletionAction::Retry {
+            retry_count: e.retry_count + 1,
+            delay: Duration::ZERO,
+            error: what,
+        },
+        Some(p) => match p.settings_for(e).decide(e.retry_count, None, jitter_sample) {
+            Decision::Retry { retry_count, delay } => CompletionAction::Retry {
+                retry_count,
+                delay,
+                error: what,
+            },
+            Decision::Fail => CompletionAction::Fail {
+                error: format!("retries exhausted after {} attempts: {what}", c.attempt()),
+            },
+        },
+    };
+    Completion {
+        id: e.id.clone(),
+        lease_owner: c.lease_owner.clone(),
+        retry_count: e.retry_count,
+        action,
+    }
+}
+
+pub(crate) async fn run(store: Arc<dyn Store>, policies: Arc<Policies>, lease: Duration, cancel: CancellationToken) {
+    let every = interval_for(lease);
+    let mut backoff = Backoff::database();
+    loop {
+        let wait = if backoff.failures() > 0 { backoff.next_delay().max(every) } else { every };
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        match reap_once(&*store, &policies).await {
+            Ok(_) => backoff.reset(),
+            Err(e) => {
+                tracing::debug!(error = %e, "Lease reaper could not run");
+                backoff.next_delay();
+            }
+        }
+    }
+}
+
+async fn reap_once(store: &dyn Store, policies: &Policies) -> Result<u64, outbox_core::StoreError> {
+    let mut total = 0;
+    loop {
+        let expired = store.expired_leases(REAP_BATCH).await?;
+        if expired.is_empty() {
+            return Ok(total);
+        }
+        let completions: Vec<Completion> = expired
+            .iter()
+            .map(|x| decide(x, policies, rand::random::<f64>()))
+            .collect();
+        let changed = store.complete(&completions).await?;
+        total += changed;
+        tracing::warn!(events = changed, "Took back events whose lease expired");
+        if expired.len() < REAP_BATCH || changed == 0 {
+            return Ok(total);
+        }
+    }
+}
