@@ -165,6 +165,9 @@ impl PgStore {
     pub async fn migrate_deploy(&self) -> Result<Vec<MigrationReport>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(classify)?;
+        tx.batch_execute("SET LOCAL client_min_messages = warning")
+            .await
+            .map_err(classify)?;
         tx.execute(
             "SELECT pg_advisory_xact_lock($1)",
             &[&advisory_key(&self.schema)],

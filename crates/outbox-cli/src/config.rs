@@ -1,0 +1,510 @@
+//! Loading the configuration: the TOML file, `--env-file`s, `OUTBOX_*` variables,
+//! `${VAR}` expansion and `DATABASE_URL`; then validation that reports every problem at once,
+//! before anything touches the network.
+
+use outbox_core::conf::{Issue, Section};
+use outbox_sinks::SinkConfig;
+use outbox_worker::{OnSuccess, WorkerOptions};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::{Table, Value};
+
+/// The process environment with any `--env-file` values laid over it.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    /// The current process environment.
+    pub fn from_process() -> Env {
+        Env {
+            vars: std::env::vars().collect(),
+        }
+    }
+
+    /// An environment from explicit pairs (tests).
+    #[cfg(test)]
+    pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Env {
+        Env {
+            vars: pairs.into_iter().collect(),
+        }
+    }
+
+    /// A variable's value.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// Lays a `KEY=VALUE` file over this environment (its values win, as with
+    /// `env $(grep -v '^#' env/.env.local | xargs) …`).
+    pub fn load_file(&mut self, path: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read env file {}: {e}", path.display()))?;
+        for (n, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(format!(
+                    "{}:{}: expected KEY=VALUE, found '{line}'",
+                    path.display(),
+                    n + 1
+                ));
+            };
+            let key = key.trim();
+            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!(
+                    "{}:{}: '{key}' is not a variable name (letters, digits and _ only)",
+                    path.display(),
+                    n + 1
+                ));
+            }
+            self.vars.insert(key.to_string(), unquote(value.trim()));
+        }
+        Ok(())
+    }
+}
+
+fn unquote(v: &str) -> String {
+    for q in ['"', '\''] {
+        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
+            return v[1..v.len() - 1].to_string();
+        }
+    }
+    // An unquoted value ends at an inline comment.
+    match v.find(" #") {
+        Some(i) => v[..i].trim_end().to_string(),
+        None => v.to_string(),
+    }
+}
+
+/// `[database]`.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// Connection URL.
+    pub url: Option<String>,
+    /// Schema holding the tables.
+    pub schema: String,
+    /// Pool size.
+    pub pool_size: usize,
+    /// `development`, `production`, ...
+    pub environment: String,
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, if any.
+    pub file: Option<PathBuf>,
+    /// `[database]`.
+    pub database: DatabaseConfig,
+    /// `[worker]`.
+    pub worker: WorkerOptions,
+    /// routingKey → sink name.
+    pub routes: BTreeMap<String, String>,
+    /// Sink name → sink.
+    pub sinks: BTreeMap<String, SinkConfig>,
+    /// Things worth a warning but not fatal.
+    pub warnings: Vec<String>,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// Where it was read from, for the message.
+    pub origin: String,
+    /// Every problem.
+    pub issues: Vec<String>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.issues.len() == 1 {
+            return write!(f, "invalid configuration ({}): {}", self.origin, self.issues[0]);
+        }
+        writeln!(f, "invalid configuration ({}), {} problems:", self.origin, self.issues.len())?;
+        for (i, issue) in self.issues.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "  - {issue}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where to look, and what the command line overrides.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--config`.
+    pub config: Option<PathBuf>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
+}
+
+const TOP_KEYS: &[&str] = &["database", "worker", "routes", "sinks", "admin"];
+const DATABASE_KEYS: &[&str] = &["url", "schema", "schema_owner", "environment", "pool_size", "columns"];
+const WORKER_KEYS: &[&str] = &[
+    "batch_size",
+    "concurrency",
+    "poll_interval",
+    "lease",
+    "shutdown_timeout",
+    "on_success",
+    "policy_refresh",
+    "worker_id",
+];
+
+/// Picks the config file: `--config`, else `$OUTBOX_CONFIG`, else `./outbox.toml` if present.
+pub fn locate(opts: &LoadOptions, env: &Env) -> Result<Option<PathBuf>, ConfigError> {
+    let explicit = opts
+        .config
+        .clone()
+        .map(|p| (p, "--config"))
+        .or_else(|| env.get("OUTBOX_CONFIG").map(|p| (PathBuf::from(p), "OUTBOX_CONFIG")));
+    match explicit {
+        Some((path, via)) => {
+            if path.is_file() {
+                Ok(Some(path))
+            } else {
+                Err(ConfigError {
+                    origin: via.to_string(),
+                    issues: vec![format!(
+                        "config file {} does not exist; check the path given by {via}",
+                        path.display()
+                    )],
+                })
+            }
+        }
+        None => {
+            let default = PathBuf::from("outbox.toml");
+            Ok(default.is_file().then_some(default))
+        }
+    }
+}
+
+/// Loads and validates the configuration.
+pub fn load(opts: &LoadOptions, env: &Env) -> Result<Config, ConfigError> {
+    let file = locate(opts, env)?;
+    let origin = match &file {
+        Some(p) => p.display().to_string(),
+        None => "no config file; environment only".to_string(),
+    };
+    let text = match &file {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| ConfigError {
+            origin: origin.clone(),
+            issues: vec![format!("cannot read the file: {e}")],
+        })?,
+        None => String::new(),
+    };
+    parse(&text, file, &origin, opts, env)
+}
+
+/// Validates configuration text (exposed for tests).
+pub fn parse(
+    text: &str,
+    file: Option<PathBuf>,
+    origin: &str,
+    opts: &LoadOptions,
+    env: &Env,
+) -> Result<Config, ConfigError> {
+    let mut root: Table = toml::from_str(text).map_err(|e| ConfigError {
+        origin: origin.to_string(),
+        issues: vec![format!("not valid TOML: {}", e.to_string().trim_end().replace('\n', "\n    "))],
+    })?;
+    let mut issues: Vec<Issue> = Vec::new();
+    let set_by_env = apply_env_overrides(&mut root, env, &mut issues);
+    expand_vars(&mut root, "", env, &mut issues);
+
+    let mut database_url_override = None;
+    if let Some(u) = &opts.database_url {
+        database_url_override = Some(u.clone());
+    } else if !set_by_env.contains_key("database.url") {
+        if let Some(u) = env.get("DATABASE_URL") {
+            database_url_override = Some(u.to_string());
+        }
+    }
+
+    let mut s = Section::new("", &root, TOP_KEYS, &mut issues);
+    let db_table = s.table("database").cloned().unwrap_or_default();
+    let worker_table = s.table("worker").cloned().unwrap_or_default();
+    let routes_table = s.table("routes").cloned().unwrap_or_default();
+    let sinks_table = s.table("sinks").cloned().unwrap_or_default();
+    if s.value("admin").is_some() {
+        s.issue("admin", "the admin listener (/metrics, /healthz) is not in this version yet; remove the [admin] section");
+    }
+
+    let database = read_database(&db_table, database_url_override, &mut issues);
+    let worker = read_worker(&worker_table, &mut issues);
+
+    let mut sinks = BTreeMap::new();
+    for (name, value) in &sinks_table {
+        let path = format!("sinks.{name}");
+        match value {
+            Value::Table(t) => {
+                if let Some(c) = SinkConfig::from_table(&path, t, &mut issues) {
+                    sinks.insert(name.clone(), c);
+                }
+            }
+            _ => issues.push(Issue {
+                key: path,
+                message: format!("expected a table: [sinks.{name}] with type = \"http\" and its keys"),
+            }),
+        }
+    }
+    let mut routes = BTreeMap::new();
+    for (key, value) in &routes_table {
+        let path = format!("routes.\"{key}\"");
+        let sink = match value {
+            Value::Table(t) => {
+                let mut rs = Section::new(&path, t, &["sink"], &mut issues);
+                rs.required_string("sink", "\"audit-api\"")
+            }
+            _ => {
+                issues.push(Issue {
+                    key: path.clone(),
+                    message: "expected a table such as { sink = \"audit-api\" }".to_string(),
+                });
+                None
+            }
+        };
+        if let Some(sink) = sink {
+            if sinks_table.contains_key(&sink) {
+                routes.insert(key.clone(), sink);
+            } else {
+                let known: Vec<&String> = sinks_table.keys().collect();
+                let hint = if known.is_empty() {
+                    "no sinks are defined; add a [sinks.NAME] section".to_string()
+                } else {
+                    format!("defined sinks: {}", known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+                };
+                issues.push(Issue {
+                    key: format!("{path}.sink"),
+                    message: format!("sink '{sink}' is not defined; {hint}"),
+                });
+            }
+        }
+    }
+    // A delivery must not outlive its lease, or a second worker would deliver it too.
+    for (key, sink_name) in &routes {
+        if let Some(timeout) = sinks.get(sink_name).and_then(SinkConfig::timeout) {
+            if timeout >= worker.lease {
+                issues.push(Issue {
+                    key: "worker.lease".to_string(),
+                    message: format!(
+                        "{} is not longer than sinks.{sink_name}.timeout ({}) used by route '{key}'; raise worker.lease above the longest sink timeout",
+                        outbox_core::conf::format_duration(worker.lease),
+                        outbox_core::conf::format_duration(timeout)
+                    ),
+                });
+            }
+        }
+    }
+    let mut warnings = Vec::new();
+    for name in sinks.keys() {
+        if !routes.values().any(|s| s == name) {
+            warnings.push(format!("sinks.{name} is not used by any route"));
+        }
+    }
+
+    if !issues.is_empty() {
+        let mut seen = std::collections::HashSet::new();
+        let rendered = issues
+            .iter()
+            .map(|i| match set_by_env.iter().find(|(k, _)| i.key == **k || i.key.starts_with(&format!("{k}."))) {
+                Some((_, var)) => format!("{i} (set by {var})"),
+                None => i.to_string(),
+            })
+            .filter(|line| seen.insert(line.clone()))
+            .collect();
+        return Err(ConfigError {
+            origin: origin.to_string(),
+            issues: rendered,
+        });
+    }
+    Ok(Config {
+        file,
+        database,
+        worker,
+        routes,
+        sinks,
+        warnings,
+    })
+}
+
+fn read_database(t: &Table, url_override: Option<String>, issues: &mut Vec<Issue>) -> DatabaseConfig {
+    let mut s = Section::new("database", t, DATABASE_KEYS, issues);
+    let url = url_override.or_else(|| s.string("url")).filter(|u| !u.trim().is_empty());
+    let schema = s.string("schema").unwrap_or_else(|| "public".to_string());
+    if schema.is_empty() || schema.len() > 63 {
+        s.issue("schema", "must be a PostgreSQL schema name of 1 to 63 characters");
+    }
+    let owner = s.choice("schema_owner", &["worker", "app"], "worker");
+    if owner == "app" {
+        s.issue("schema_owner", "\"app\" (tables owned by the application) is not in this version yet; use \"worker\" and let `outbox migrate deploy` create the tables");
+    }
+    if s.value("columns").is_some() {
+        s.issue("columns", "column mapping is only for schema_owner = \"app\", which this version does not have yet; remove [database.columns]");
+    }
+    let environment = s.string("environment").unwrap_or_else(|| "development".to_string());
+    let pool_size = s.int("pool_size", 1, 1000, 10) as usize;
+    DatabaseConfig {
+        url,
+        schema,
+        pool_size,
+        environment,
+    }
+}
+
+fn read_worker(t: &Table, issues: &mut Vec<Issue>) -> WorkerOptions {
+    let d = WorkerOptions::default();
+    let mut s = Section::new("worker", t, WORKER_KEYS, issues);
+    WorkerOptions {
+        batch_size: s.int("batch_size", 1, 10_000, d.batch_size as i64) as usize,
+        concurrency: s.int("concurrency", 1, 10_000, d.concurrency as i64) as usize,
+        poll_interval: s.duration("poll_interval", Duration::from_millis(10), d.poll_interval),
+        lease: s.duration("lease", Duration::from_secs(1), d.lease),
+        shutdown_timeout: s.duration("shutdown_timeout", Duration::ZERO, d.shutdown_timeout),
+        on_success: match s.choice("on_success", &["mark", "delete"], "mark").as_str() {
+            "delete" => OnSuccess::Delete,
+            _ => OnSuccess::Mark,
+        },
+        policy_refresh: s.duration("policy_refresh", Duration::from_millis(100), d.policy_refresh),
+        worker_id: s.string("worker_id"),
+    }
+}
+
+fn normalise(segment: &str) -> String {
+    segment
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c == '-' || c == '.' { '_' } else { c })
+        .collect()
+}
+
+/// `OUTBOX_SECTION__KEY=value` (nested with `__`) sets `[section] key`. Each segment
+/// matches an existing key case-insensitively, with `-` and `.` read as `_`; otherwise it
+/// becomes a new lower-case key. Returns dotted key → variable name.
+fn apply_env_overrides(root: &mut Table, env: &Env, issues: &mut Vec<Issue>) -> BTreeMap<String, String> {
+    let mut set = BTreeMap::new();
+    let mut vars: Vec<(&String, &String)> = env
+        .vars
+        .iter()
+        .filter(|(k, _)| k.starts_with("OUTBOX_") && k.contains("__"))
+        .collect();
+    vars.sort();
+    for (name, value) in vars {
+        let segments: Vec<&str> = name["OUTBOX_".len()..].split("__").collect();
+        if segments.iter().any(|s| s.is_empty()) {
+            issues.push(Issue {
+                key: name.clone(),
+                message: "malformed variable name; use OUTBOX_SECTION__KEY, e.g. OUTBOX_WORKER__BATCH_SIZE".into(),
+            });
+            continue;
+        }
+        let mut table = &mut *root;
+        let mut path = Vec::new();
+        let mut ok = true;
+        for (i, seg) in segments.iter().enumerate() {
+            let wanted = normalise(seg);
+            let key = table
+                .keys()
+                .find(|k| normalise(k) == wanted)
+                .cloned()
+                .unwrap_or(wanted);
+            path.push(key.clone());
+            if i + 1 == segments.len() {
+                table.insert(key, Value::String(value.clone()));
+            } else {
+                let entry = table.entry(key).or_insert_with(|| Value::Table(Table::new()));
+                match entry {
+                    Value::Table(t) => table = t,
+                    _ => {
+                        issues.push(Issue {
+                            key: path.join("."),
+                            message: format!("{name} treats this key as a table, but it is a value"),
+                        });
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+        }
+        if ok {
+            set.insert(path.join("."), name.clone());
+        }
+    }
+    set
+}
+
+/// Replaces `${VAR}` (and `${VAR:-default}`) in every string; `$$` is a literal `$`.
+fn expand_vars(table: &mut Table, prefix: &str, env: &Env, issues: &mut Vec<Issue>) {
+    for (k, v) in table.iter_mut() {
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        expand_value(v, &path, env, issues);
+    }
+}
+
+fn expand_value(v: &mut Value, path: &str, env: &Env, issues: &mut Vec<Issue>) {
+    match v {
+        Value::String(s) => match expand_str(s, env) {
+            Ok(out) => *s = out,
+            Err(msg) => issues.push(Issue {
+                key: path.to_string(),
+                message: msg,
+            }),
+        },
+        Value::Table(t) => expand_vars(t, path, env, issues),
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                expand_value(item, &format!("{path}[{i}]"), env, issues);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Expands one string.
+pub fn expand_str(s: &str, env: &Env) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unclosed ${{ in '{s}'; write ${{NAME}}"))?;
+            let inner = &body[..end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner, None),
+            };
+            match (env.get(name), default) {
+                (Some(v), _) => out.push_str(v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(format!(
+                        "environment variable {name} is not set (used as ${{{name}}}); set it, put it in an --env-file, or write ${{{name}:-default}}"
+                    ))
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

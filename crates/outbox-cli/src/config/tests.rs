@@ -1,0 +1,202 @@
+use super::*;
+
+const GOOD: &str = r#"
+[database]
+url = "postgres://postgres@127.0.0.1:5432/reserve_manage"
+
+[worker]
+batch_size = 50
+poll_interval = "250ms"
+
+[routes]
+"audit.record-auth-log" = { sink = "audit-api" }
+
+[sinks.audit-api]
+type = "http"
+url = "http://127.0.0.1:8081/audit/auth-logs"
+timeout = "5s"
+headers = { Authorization = "Bearer ${AUDIT_TOKEN}" }
+"#;
+
+fn env(pairs: &[(&str, &str)]) -> Env {
+    Env::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+}
+
+fn check(text: &str, e: &Env) -> Result<Config, ConfigError> {
+    parse(text, None, "test.toml", &LoadOptions::default(), e)
+}
+
+fn issues(text: &str, e: &Env) -> Vec<String> {
+    check(text, e).expect_err("config should be rejected").issues
+}
+
+#[test]
+fn a_good_file_loads_with_defaults_and_expanded_secrets() {
+    let c = check(GOOD, &env(&[("AUDIT_TOKEN", "s3cret")])).unwrap();
+    assert_eq!(c.database.url.as_deref(), Some("postgres://postgres@127.0.0.1:5432/reserve_manage"));
+    assert_eq!(c.database.schema, "public");
+    assert_eq!(c.worker.batch_size, 50);
+    assert_eq!(c.worker.concurrency, 64);
+    assert_eq!(c.worker.poll_interval, Duration::from_millis(250));
+    assert_eq!(c.worker.lease, Duration::from_secs(30));
+    assert_eq!(c.routes.get("audit.record-auth-log").unwrap(), "audit-api");
+    match c.sinks.get("audit-api").unwrap() {
+        SinkConfig::Http(h) => assert_eq!(h.headers.get("Authorization").unwrap(), "Bearer s3cret"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(c.warnings.is_empty());
+}
+
+#[test]
+fn a_missing_variable_names_the_key_and_the_variable() {
+    let found = issues(GOOD, &env(&[]));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("sinks.audit-api.headers.Authorization: environment variable AUDIT_TOKEN is not set"), "{}", found[0]);
+}
+
+#[test]
+fn defaults_and_dollar_escapes_expand() {
+    let e = env(&[("A", "1")]);
+    assert_eq!(expand_str("x${A}y", &e).unwrap(), "x1y");
+    assert_eq!(expand_str("${B:-two}", &e).unwrap(), "two");
+    assert_eq!(expand_str("cost $$5 and $HOME", &e).unwrap(), "cost $5 and $HOME");
+    assert!(expand_str("${A", &e).is_err());
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"
+[database]
+url = "postgres://x"
+shema = "public"
+
+[worker]
+batch_size = 0
+lease = "soon"
+on_success = "archive"
+
+[routes]
+"a" = { sink = "missing" }
+"b" = "api"
+
+[sinks.api]
+type = "http"
+url = "ftp://nowhere"
+
+[sinks.q]
+type = "kafka"
+
+[extra]
+"#;
+    let found = issues(text, &env(&[]));
+    let joined = found.join("\n");
+    for key in [
+        "extra: unknown key",
+        "database.shema: unknown key",
+        "worker.batch_size: 0 is out of range",
+        "worker.lease: 'soon'",
+        "worker.on_success: 'archive' is not one of: mark, delete",
+        "routes.\"a\".sink: sink 'missing' is not defined; defined sinks: api, q",
+        "routes.\"b\": expected a table such as { sink = \"audit-api\" }",
+        "sinks.api.url: scheme 'ftp' is not supported",
+        "sinks.q.type: unknown sink type 'kafka' (broker sinks are not in this version yet)",
+    ] {
+        assert!(joined.contains(key), "missing {key:?} in:\n{joined}");
+    }
+    assert_eq!(found.len(), 9, "{joined}");
+}
+
+#[test]
+fn a_sink_timeout_must_fit_in_the_lease() {
+    let text = GOOD.replace("timeout = \"5s\"", "timeout = \"45s\"");
+    let found = issues(&text, &env(&[("AUDIT_TOKEN", "t")]));
+    assert_eq!(found.len(), 1);
+    assert!(found[0].starts_with("worker.lease: 30s is not longer than sinks.audit-api.timeout (45s)"), "{}", found[0]);
+}
+
+#[test]
+fn outbox_variables_override_any_key() {
+    let e = env(&[
+        ("AUDIT_TOKEN", "t"),
+        ("OUTBOX_WORKER__BATCH_SIZE", "200"),
+        ("OUTBOX_WORKER__ON_SUCCESS", "delete"),
+        ("OUTBOX_SINKS__AUDIT_API__URL", "http://127.0.0.1:9999/x"),
+        ("OUTBOX_DATABASE__SCHEMA", "relay"),
+        ("OUTBOX_CONFIG", "ignored.toml"),
+    ]);
+    let c = check(GOOD, &e).unwrap();
+    assert_eq!(c.worker.batch_size, 200);
+    assert_eq!(c.worker.on_success, OnSuccess::Delete);
+    assert_eq!(c.database.schema, "relay");
+    match c.sinks.get("audit-api").unwrap() {
+        SinkConfig::Http(h) => assert_eq!(h.url, "http://127.0.0.1:9999/x"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn a_bad_override_names_its_variable() {
+    let e = env(&[("AUDIT_TOKEN", "t"), ("OUTBOX_WORKER__CONCURRENCY", "lots"), ("OUTBOX_WORKER__BATCHSIZE", "5")]);
+    let found = issues(GOOD, &e);
+    assert!(found.iter().any(|i| i.starts_with("worker.concurrency: expected an integer") && i.ends_with("(set by OUTBOX_WORKER__CONCURRENCY)")), "{found:?}");
+    assert!(found.iter().any(|i| i.starts_with("worker.batchsize: unknown key") && i.ends_with("(set by OUTBOX_WORKER__BATCHSIZE)")), "{found:?}");
+}
+
+#[test]
+fn database_url_precedence_is_flag_then_outbox_variable_then_database_url_then_file() {
+    let base = [("AUDIT_TOKEN", "t"), ("DATABASE_URL", "postgres://from-database-url")];
+    let c = check(GOOD, &env(&base)).unwrap();
+    assert_eq!(c.database.url.as_deref(), Some("postgres://from-database-url"));
+    let mut with_outbox = base.to_vec();
+    with_outbox.push(("OUTBOX_DATABASE__URL", "postgres://from-outbox"));
+    let c = check(GOOD, &env(&with_outbox)).unwrap();
+    assert_eq!(c.database.url.as_deref(), Some("postgres://from-outbox"));
+    let opts = LoadOptions { config: None, database_url: Some("postgres://from-flag".into()) };
+    let c = parse(GOOD, None, "t", &opts, &env(&with_outbox)).unwrap();
+    assert_eq!(c.database.url.as_deref(), Some("postgres://from-flag"));
+}
+
+#[test]
+fn toml_syntax_errors_are_one_issue_with_the_line() {
+    let found = issues("[worker\nbatch_size = 1", &env(&[]));
+    assert_eq!(found.len(), 1);
+    assert!(found[0].starts_with("not valid TOML"), "{}", found[0]);
+    assert!(found[0].contains("line 1"), "{}", found[0]);
+}
+
+#[test]
+fn unused_sinks_are_warnings() {
+    let text = format!("{GOOD}\n[sinks.spare]\ntype = \"blackhole\"\n");
+    let c = check(&text, &env(&[("AUDIT_TOKEN", "t")])).unwrap();
+    assert_eq!(c.warnings, vec!["sinks.spare is not used by any route".to_string()]);
+}
+
+#[test]
+fn env_files_hold_comments_quotes_and_exports() {
+    let dir = std::env::temp_dir().join(format!("outbox-envfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(".env.local");
+    std::fs::write(
+        &path,
+        "# local settings\nDATABASE_URL=postgres://postgres@127.0.0.1/reserve_manage\nexport AUDIT_TOKEN=\"a b\"\nEMPTY=\nPLAIN=x # note\n\n",
+    )
+    .unwrap();
+    let mut e = env(&[("AUDIT_TOKEN", "old")]);
+    e.load_file(&path).unwrap();
+    assert_eq!(e.get("DATABASE_URL"), Some("postgres://postgres@127.0.0.1/reserve_manage"));
+    assert_eq!(e.get("AUDIT_TOKEN"), Some("a b"));
+    assert_eq!(e.get("EMPTY"), Some(""));
+    assert_eq!(e.get("PLAIN"), Some("x"));
+    std::fs::write(&path, "NOT A LINE\n").unwrap();
+    let err = e.load_file(&path).unwrap_err();
+    assert!(err.contains(".env.local:1: expected KEY=VALUE"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_admin_section_and_app_mode_are_refused_clearly() {
+    let text = format!("{GOOD}\n[admin]\nlisten = \"127.0.0.1:9090\"\n");
+    let found = issues(&text.replace("[database]\n", "[database]\nschema_owner = \"app\"\n"), &env(&[("AUDIT_TOKEN", "t")]));
+    assert!(found.iter().any(|i| i.starts_with("admin: the admin listener")), "{found:?}");
+    assert!(found.iter().any(|i| i.starts_with("database.schema_owner: \"app\"")), "{found:?}");
+}
