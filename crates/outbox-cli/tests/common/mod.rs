@@ -1,0 +1,492 @@
+//! Test harness: a fresh PostgreSQL database per test, a scriptable HTTP server, and the
+//! real `outbox` binary run as a child process.
+#![allow(dead_code)]
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_postgres::{Client, NoTls};
+
+pub const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}_{}_{n}_{nanos:x}", std::process::id())
+}
+
+pub async fn connect(url: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// A database of its own, dropped (with its connections) at the end of the test.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    admin_url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        TestDb::on(ADMIN_URL, "postgres://postgres@127.0.0.1:5432").await
+    }
+
+    /// A database on the server behind `admin_url`; `base` is that server's URL without a path.
+    pub async fn on(admin_url: &str, base: &str) -> TestDb {
+        let name = unique("outbox_t");
+        let admin = connect(admin_url).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        TestDb {
+            url: format!("{base}/{name}"),
+            name,
+            admin_url: admin_url.to_string(),
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        connect(&self.url).await
+    }
+
+    /// Applies the worker's migrations with the real binary.
+    pub fn migrate(&self) {
+        let out = outbox(&["--database-url", &self.url, "migrate", "deploy"]);
+        assert!(out.status.success(), "migrate deploy failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A database with the tables and one policy row per `(routingKey, maxRetries,
+    /// retryInterval ms)`.
+    pub async fn with_policies(policies: &[(&str, i32, i32)]) -> TestDb {
+        let db = TestDb::new().await;
+        db.migrate();
+        let c = db.client().await;
+        for (key, max_retries, interval) in policies {
+            c.execute(
+                r#"INSERT INTO "OutboxRetryPolicy" ("routingKey", "maxRetries", "retryInterval", "maxInterval") VALUES ($1, $2, $3, 60000)"#,
+                &[key, max_retries, interval],
+            )
+            .await
+            .unwrap();
+        }
+        db
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin = self.admin_url.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok((c, conn)) = tokio_postgres::connect(&admin, NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Inserts an event with the seed's quoted INSERT shape.
+pub async fn insert_event(c: &Client, id: &str, routing_key: &str) {
+    c.execute(
+        r#"INSERT INTO "OutboxEvent" ("id", "eventName", "eventType", "aggregateId", "routingKey", "payload")
+           VALUES ($1, 'TestEvent', 'test.happened', 'agg-1', $2, '{"n": 1}')"#,
+        &[&id, &routing_key],
+    )
+    .await
+    .unwrap();
+}
+
+/// `n` events with ids `{prefix}-{i}` in one statement.
+pub async fn insert_many(c: &Client, prefix: &str, routing_key: &str, n: i32) {
+    c.execute(
+        r#"INSERT INTO "OutboxEvent" ("id", "eventName", "eventType", "aggregateId", "routingKey", "payload")
+           SELECT $1 || '-' || i, 'TestEvent', 'test.happened', 'agg-' || (i % 10), $2, jsonb_build_object('i', i)
+             FROM generate_series(1, $3) AS i"#,
+        &[&prefix, &routing_key, &n],
+    )
+    .await
+    .unwrap();
+}
+
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub id: String,
+    pub status: String,
+    pub retry_count: i32,
+    pub last_error: Option<String>,
+    pub locked_by: Option<String>,
+}
+
+pub async fn event(c: &Client, id: &str) -> Row {
+    let r = c
+        .query_one(
+            r#"SELECT "id", "status", "retryCount", "lastError", "lockedBy" FROM "OutboxEvent" WHERE "id" = $1"#,
+            &[&id],
+        )
+        .await
+        .unwrap();
+    Row {
+        id: r.get(0),
+        status: r.get(1),
+        retry_count: r.get(2),
+        last_error: r.get(3),
+        locked_by: r.get(4),
+    }
+}
+
+/// Count of events per status.
+pub async fn by_status(c: &Client) -> HashMap<String, i64> {
+    c.query(r#"SELECT "status", count(*) FROM "OutboxEvent" GROUP BY 1"#, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+pub async fn count_status(c: &Client, status: &str) -> i64 {
+    by_status(c).await.get(status).copied().unwrap_or(0)
+}
+
+/// Polls `check` until it is true or `limit` passes.
+pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn wait_status(c: &Client, id: &str, status: &str, limit: Duration) -> Row {
+    let start = Instant::now();
+    loop {
+        let row = event(c, id).await;
+        if row.status == status {
+            return row;
+        }
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for event {id} to become {status}; it is {row:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---------------------------------------------------------------- HTTP server
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub at: Instant,
+    pub method: String,
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: serde_json::Value,
+    pub peer: SocketAddr,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+
+    /// The event id (Idempotency-Key).
+    pub fn id(&self) -> String {
+        self.header("idempotency-key").unwrap_or_default().to_string()
+    }
+}
+
+/// What the server answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply { status, headers: Vec::new(), delay: Duration::ZERO }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn after(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+/// Decides the reply from the request and how many earlier requests carried its id.
+pub type Responder = Arc<dyn Fn(&Seen, usize) -> Reply + Send + Sync>;
+
+#[derive(Clone)]
+struct ServerState {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    responder: Responder,
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+async fn handle(
+    State(state): State<ServerState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let seen = Seen {
+        at: Instant::now(),
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect(),
+        body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        peer,
+    };
+    let earlier = {
+        let mut all = state.seen.lock().unwrap();
+        let n = all.iter().filter(|s| s.id() == seen.id()).count();
+        all.push(seen.clone());
+        n
+    };
+    let reply = (state.responder)(&seen, earlier);
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let mut resp = (StatusCode::from_u16(reply.status).unwrap(), "reply body").into_response();
+    for (k, v) in reply.headers {
+        resp.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            axum::http::HeaderValue::from_str(&v).unwrap(),
+        );
+    }
+    resp
+}
+
+impl TestServer {
+    pub async fn start(responder: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> TestServer {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let state = ServerState { seen: seen.clone(), responder: Arc::new(responder) };
+        let app = axum::Router::new().fallback(handle).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .await
+                .unwrap();
+        });
+        TestServer { addr, seen }
+    }
+
+    /// Always answers `status`.
+    pub async fn always(status: u16) -> TestServer {
+        TestServer::start(move |_, _| Reply::status(status)).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn requests_for(&self, id: &str) -> Vec<Seen> {
+        self.requests().into_iter().filter(|s| s.id() == id).collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+// ---------------------------------------------------------------- the binary
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_outbox")
+}
+
+/// Runs `outbox ARGS` to completion.
+pub fn outbox(args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("OUTBOX_CONFIG")
+        .env("OUTBOX_LOG", "info")
+        .output()
+        .expect("run outbox")
+}
+
+/// A scratch directory removed at drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let p = std::env::temp_dir().join(unique("outbox-test"));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A config whose every route goes to one HTTP sink `api` at `url`.
+pub fn http_config(db_url: &str, url: &str, routes: &[&str], worker_extra: &str) -> String {
+    let mut routes_toml = String::new();
+    for r in routes {
+        routes_toml.push_str(&format!("\"{r}\" = {{ sink = \"api\" }}\n"));
+    }
+    format!(
+        r#"[database]
+url = "{db_url}"
+
+[worker]
+poll_interval = "100ms"
+{worker_extra}
+
+[routes]
+{routes_toml}
+[sinks.api]
+type = "http"
+url = "{url}"
+timeout = "5s"
+"#
+    )
+}
+
+/// A running `outbox run`.
+pub struct WorkerProcess {
+    child: Option<Child>,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl WorkerProcess {
+    pub fn start(config: &str) -> WorkerProcess {
+        WorkerProcess::start_with(config, &[], &[])
+    }
+
+    pub fn start_with(config: &str, extra_args: &[&str], env: &[(&str, &str)]) -> WorkerProcess {
+        let dir = TempDir::new();
+        let cfg = dir.write("outbox.toml", config);
+        let log = dir.0.join("worker.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config").arg(&cfg).args(extra_args).arg("run");
+        cmd.env_remove("DATABASE_URL").env("OUTBOX_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn outbox run");
+        WorkerProcess { child: Some(child), log, _dir: dir }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn wait_started(&self) {
+        wait_for("the worker to log that it started", Duration::from_secs(30), || async {
+            self.logs().contains("🚀 OutboxWorker started.")
+        })
+        .await;
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                return status.code();
+            }
+            if start.elapsed() > limit {
+                panic!("worker did not exit within {limit:?}; logs:\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM and wait; asserts a clean exit.
+    pub async fn stop(&mut self) {
+        self.signal("TERM");
+        let code = self.wait_exit(Duration::from_secs(60)).await;
+        assert_eq!(code, Some(0), "worker exit code; logs:\n{}", self.logs());
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
