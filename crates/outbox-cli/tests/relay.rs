@@ -1,6 +1,6 @@
 //! The worker end to end: real PostgreSQL, a real HTTP server, the real binary.
 
-mod common;
+use outbox_testkit as common;
 
 use common::*;
 use std::time::Duration;

@@ -1,6 +1,9 @@
-//! Test harness: a fresh PostgreSQL database per test, a scriptable HTTP server, and the
-//! real `outbox` binary run as a child process.
-#![allow(dead_code)]
+//! Test harness: a fresh PostgreSQL database per test, a scriptable HTTP server, the real
+//! `outbox` binary run as a child process, and a private PostgreSQL cluster for tests that
+//! stop the server.
+
+mod cluster;
+pub use cluster::PrivateCluster;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
@@ -69,17 +72,17 @@ impl TestDb {
         connect(&self.url).await
     }
 
-    /// Applies the worker's migrations with the real binary.
-    pub fn migrate(&self) {
-        let out = outbox(&["--database-url", &self.url, "migrate", "deploy"]);
-        assert!(out.status.success(), "migrate deploy failed: {}", String::from_utf8_lossy(&out.stderr));
+    /// Applies the worker's migrations (to the `public` schema).
+    pub async fn migrate(&self) {
+        let store = outbox_store::PgStore::new(&outbox_store::PgStoreOptions::new(self.url.clone())).unwrap();
+        store.migrate_deploy().await.expect("migrate deploy");
     }
 
     /// A database with the tables and one policy row per `(routingKey, maxRetries,
     /// retryInterval ms)`.
     pub async fn with_policies(policies: &[(&str, i32, i32)]) -> TestDb {
         let db = TestDb::new().await;
-        db.migrate();
+        db.migrate().await;
         let c = db.client().await;
         for (key, max_retries, interval) in policies {
             c.execute(
@@ -345,8 +348,19 @@ impl TestServer {
 
 // ---------------------------------------------------------------- the binary
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_outbox")
+/// The `outbox` binary next to the test executable (`target/debug/outbox`), or `$OUTBOX_BIN`.
+pub fn bin() -> PathBuf {
+    if let Ok(p) = std::env::var("OUTBOX_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let mut dir = exe.parent().expect("deps dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("outbox");
+    assert!(bin.is_file(), "{} not found: build it first (cargo build -p outbox-cli)", bin.display());
+    bin
 }
 
 /// Runs `outbox ARGS` to completion.
@@ -472,6 +486,13 @@ impl WorkerProcess {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The exit code if the process has exited, without waiting.
+    pub fn wait_exit_now(&mut self) -> Option<Option<i32>> {
+        let status = self.child.as_mut()?.try_wait().unwrap()?;
+        self.child = None;
+        Some(status.code())
     }
 
     /// SIGTERM and wait; asserts a clean exit.
