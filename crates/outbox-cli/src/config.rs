@@ -124,9 +124,18 @@ pub struct ConfigError {
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.issues.len() == 1 {
-            return write!(f, "invalid configuration ({}): {}", self.origin, self.issues[0]);
+            return write!(
+                f,
+                "invalid configuration ({}): {}",
+                self.origin, self.issues[0]
+            );
         }
-        writeln!(f, "invalid configuration ({}), {} problems:", self.origin, self.issues.len())?;
+        writeln!(
+            f,
+            "invalid configuration ({}), {} problems:",
+            self.origin,
+            self.issues.len()
+        )?;
         for (i, issue) in self.issues.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
@@ -147,7 +156,14 @@ pub struct LoadOptions {
 }
 
 const TOP_KEYS: &[&str] = &["database", "worker", "routes", "sinks", "admin"];
-const DATABASE_KEYS: &[&str] = &["url", "schema", "schema_owner", "environment", "pool_size", "columns"];
+const DATABASE_KEYS: &[&str] = &[
+    "url",
+    "schema",
+    "schema_owner",
+    "environment",
+    "pool_size",
+    "columns",
+];
 const WORKER_KEYS: &[&str] = &[
     "batch_size",
     "concurrency",
@@ -161,11 +177,10 @@ const WORKER_KEYS: &[&str] = &[
 
 /// Picks the config file: `--config`, else `$OUTBOX_CONFIG`, else `./outbox.toml` if present.
 pub fn locate(opts: &LoadOptions, env: &Env) -> Result<Option<PathBuf>, ConfigError> {
-    let explicit = opts
-        .config
-        .clone()
-        .map(|p| (p, "--config"))
-        .or_else(|| env.get("OUTBOX_CONFIG").map(|p| (PathBuf::from(p), "OUTBOX_CONFIG")));
+    let explicit = opts.config.clone().map(|p| (p, "--config")).or_else(|| {
+        env.get("OUTBOX_CONFIG")
+            .map(|p| (PathBuf::from(p), "OUTBOX_CONFIG"))
+    });
     match explicit {
         Some((path, via)) => {
             if path.is_file() {
@@ -214,7 +229,10 @@ pub fn parse(
 ) -> Result<Config, ConfigError> {
     let mut root: Table = toml::from_str(text).map_err(|e| ConfigError {
         origin: origin.to_string(),
-        issues: vec![format!("not valid TOML: {}", e.to_string().trim_end().replace('\n', "\n    "))],
+        issues: vec![format!(
+            "not valid TOML: {}",
+            e.to_string().trim_end().replace('\n', "\n    ")
+        )],
     })?;
     let mut issues: Vec<Issue> = Vec::new();
     let set_by_env = apply_env_overrides(&mut root, env, &mut issues);
@@ -252,7 +270,9 @@ pub fn parse(
             }
             _ => issues.push(Issue {
                 key: path,
-                message: format!("expected a table: [sinks.{name}] with type = \"http\" and its keys"),
+                message: format!(
+                    "expected a table: [sinks.{name}] with type = \"http\" and its keys"
+                ),
             }),
         }
     }
@@ -280,7 +300,14 @@ pub fn parse(
                 let hint = if known.is_empty() {
                     "no sinks are defined; add a [sinks.NAME] section".to_string()
                 } else {
-                    format!("defined sinks: {}", known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+                    format!(
+                        "defined sinks: {}",
+                        known
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
                 };
                 issues.push(Issue {
                     key: format!("{path}.sink"),
@@ -315,9 +342,14 @@ pub fn parse(
         let mut seen = std::collections::HashSet::new();
         let rendered = issues
             .iter()
-            .map(|i| match set_by_env.iter().find(|(k, _)| i.key == **k || i.key.starts_with(&format!("{k}."))) {
-                Some((_, var)) => format!("{i} (set by {var})"),
-                None => i.to_string(),
+            .map(|i| {
+                match set_by_env
+                    .iter()
+                    .find(|(k, _)| i.key == **k || i.key.starts_with(&format!("{k}.")))
+                {
+                    Some((_, var)) => format!("{i} (set by {var})"),
+                    None => i.to_string(),
+                }
             })
             .filter(|line| seen.insert(line.clone()))
             .collect();
@@ -336,12 +368,21 @@ pub fn parse(
     })
 }
 
-fn read_database(t: &Table, url_override: Option<String>, issues: &mut Vec<Issue>) -> DatabaseConfig {
+fn read_database(
+    t: &Table,
+    url_override: Option<String>,
+    issues: &mut Vec<Issue>,
+) -> DatabaseConfig {
     let mut s = Section::new("database", t, DATABASE_KEYS, issues);
-    let url = url_override.or_else(|| s.string("url")).filter(|u| !u.trim().is_empty());
+    let url = url_override
+        .or_else(|| s.string("url"))
+        .filter(|u| !u.trim().is_empty());
     let schema = s.string("schema").unwrap_or_else(|| "public".to_string());
     if schema.is_empty() || schema.len() > 63 {
-        s.issue("schema", "must be a PostgreSQL schema name of 1 to 63 characters");
+        s.issue(
+            "schema",
+            "must be a PostgreSQL schema name of 1 to 63 characters",
+        );
     }
     let owner = s.choice("schema_owner", &["worker", "app"], "worker");
     if owner == "app" {
@@ -350,7 +391,9 @@ fn read_database(t: &Table, url_override: Option<String>, issues: &mut Vec<Issue
     if s.value("columns").is_some() {
         s.issue("columns", "column mapping is only for schema_owner = \"app\", which this version does not have yet; remove [database.columns]");
     }
-    let environment = s.string("environment").unwrap_or_else(|| "development".to_string());
+    let environment = s
+        .string("environment")
+        .unwrap_or_else(|| "development".to_string());
     let pool_size = s.int("pool_size", 1, 1000, 10) as usize;
     DatabaseConfig {
         url,
@@ -373,7 +416,11 @@ fn read_worker(t: &Table, issues: &mut Vec<Issue>) -> WorkerOptions {
             "delete" => OnSuccess::Delete,
             _ => OnSuccess::Mark,
         },
-        policy_refresh: s.duration("policy_refresh", Duration::from_millis(100), d.policy_refresh),
+        policy_refresh: s.duration(
+            "policy_refresh",
+            Duration::from_millis(100),
+            d.policy_refresh,
+        ),
         worker_id: s.string("worker_id"),
     }
 }
@@ -389,7 +436,11 @@ fn normalise(segment: &str) -> String {
 /// `OUTBOX_SECTION__KEY=value` (nested with `__`) sets `[section] key`. Each segment
 /// matches an existing key case-insensitively, with `-` and `.` read as `_`; otherwise it
 /// becomes a new lower-case key. Returns dotted key → variable name.
-fn apply_env_overrides(root: &mut Table, env: &Env, issues: &mut Vec<Issue>) -> BTreeMap<String, String> {
+fn apply_env_overrides(
+    root: &mut Table,
+    env: &Env,
+    issues: &mut Vec<Issue>,
+) -> BTreeMap<String, String> {
     let mut set = BTreeMap::new();
     let mut vars: Vec<(&String, &String)> = env
         .vars
@@ -420,13 +471,17 @@ fn apply_env_overrides(root: &mut Table, env: &Env, issues: &mut Vec<Issue>) -> 
             if i + 1 == segments.len() {
                 table.insert(key, Value::String(value.clone()));
             } else {
-                let entry = table.entry(key).or_insert_with(|| Value::Table(Table::new()));
+                let entry = table
+                    .entry(key)
+                    .or_insert_with(|| Value::Table(Table::new()));
                 match entry {
                     Value::Table(t) => table = t,
                     _ => {
                         issues.push(Issue {
                             key: path.join("."),
-                            message: format!("{name} treats this key as a table, but it is a value"),
+                            message: format!(
+                                "{name} treats this key as a table, but it is a value"
+                            ),
                         });
                         ok = false;
                         break;
@@ -444,7 +499,11 @@ fn apply_env_overrides(root: &mut Table, env: &Env, issues: &mut Vec<Issue>) -> 
 /// Replaces `${VAR}` (and `${VAR:-default}`) in every string; `$$` is a literal `$`.
 fn expand_vars(table: &mut Table, prefix: &str, env: &Env, issues: &mut Vec<Issue>) {
     for (k, v) in table.iter_mut() {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         expand_value(v, &path, env, issues);
     }
 }

@@ -20,7 +20,11 @@ const EXIT_MODIFIED: u8 = 11;
 const EXIT_UNKNOWN: u8 = 12;
 
 #[derive(Parser, Debug)]
-#[command(name = "outbox", version, about = "Relays events from a transactional outbox table to their destinations.")]
+#[command(
+    name = "outbox",
+    version,
+    about = "Relays events from a transactional outbox table to their destinations."
+)]
 struct Cli {
     /// Config file (default: $OUTBOX_CONFIG, else ./outbox.toml if present).
     #[arg(long, global = true, value_name = "FILE")]
@@ -85,7 +89,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -118,7 +125,8 @@ fn init_logging() {
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let mut env = Env::from_process();
     for path in &cli.env_files {
-        env.load_file(path).map_err(|e| Failure::new(EXIT_CONFIG, e))?;
+        env.load_file(path)
+            .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
     }
     let opts = LoadOptions {
         config: cli.config.clone(),
@@ -162,7 +170,12 @@ fn store(config: &Config) -> Result<PgStore, Failure> {
         pool_size: config.database.pool_size,
         connect_timeout: Duration::from_secs(5),
     };
-    PgStore::new(&opts).map_err(|e| Failure::new(EXIT_CONFIG, format!("invalid configuration ({}): {e}", origin(config))))
+    PgStore::new(&opts).map_err(|e| {
+        Failure::new(
+            EXIT_CONFIG,
+            format!("invalid configuration ({}): {e}", origin(config)),
+        )
+    })
 }
 
 async fn migrate_deploy(config: &Config) -> Result<u8, Failure> {
@@ -172,12 +185,19 @@ async fn migrate_deploy(config: &Config) -> Result<u8, Failure> {
         .await
         .map_err(|e| Failure::new(1, format!("migrate deploy failed: {e}")))?;
     if applied.is_empty() {
-        println!("Already up to date: no pending migrations in schema \"{}\".", store.schema());
+        println!(
+            "Already up to date: no pending migrations in schema \"{}\".",
+            store.schema()
+        );
     } else {
         for m in &applied {
             println!("Applied {:04} {}", m.version, m.name);
         }
-        println!("{} migration(s) applied to schema \"{}\".", applied.len(), store.schema());
+        println!(
+            "{} migration(s) applied to schema \"{}\".",
+            applied.len(),
+            store.schema()
+        );
     }
     Ok(0)
 }
@@ -192,8 +212,13 @@ async fn migrate_status(config: &Config) -> Result<u8, Failure> {
     println!("Migrations in schema \"{}\":", store.schema());
     for r in &reports {
         let (state, c) = match &r.state {
-            MigrationState::Applied { at } => (format!("applied {}", at.format("%Y-%m-%d %H:%M:%S UTC")), 0),
-            MigrationState::Pending => ("pending (run `outbox migrate deploy`)".to_string(), EXIT_PENDING),
+            MigrationState::Applied { at } => {
+                (format!("applied {}", at.format("%Y-%m-%d %H:%M:%S UTC")), 0)
+            }
+            MigrationState::Pending => (
+                "pending (run `outbox migrate deploy`)".to_string(),
+                EXIT_PENDING,
+            ),
             MigrationState::Modified { applied, embedded } => (
                 format!(
                     "MODIFIED: applied with checksum {}…, this build has {}…",
@@ -202,7 +227,10 @@ async fn migrate_status(config: &Config) -> Result<u8, Failure> {
                 ),
                 EXIT_MODIFIED,
             ),
-            MigrationState::Unknown => ("UNKNOWN to this build (applied by a newer or other build)".to_string(), EXIT_UNKNOWN),
+            MigrationState::Unknown => (
+                "UNKNOWN to this build (applied by a newer or other build)".to_string(),
+                EXIT_UNKNOWN,
+            ),
         };
         if c > code {
             code = c;
@@ -218,7 +246,10 @@ async fn migrate_status(config: &Config) -> Result<u8, Failure> {
 /// Resolves on the first SIGINT or SIGTERM; a second one exits at once.
 async fn shutdown_signal() {
     let name = wait_for_signal().await;
-    tracing::info!(signal = name, "Received stop signal; finishing in-flight deliveries (send it again to exit at once)");
+    tracing::info!(
+        signal = name,
+        "Received stop signal; finishing in-flight deliveries (send it again to exit at once)"
+    );
     tokio::spawn(async {
         let again = wait_for_signal().await;
         tracing::warn!(signal = again, "Second stop signal; exiting now");
@@ -254,9 +285,15 @@ async fn run(config: Config) -> Result<u8, Failure> {
     let store = store(&config)?;
     let mut sinks = std::collections::HashMap::new();
     for (name, sc) in &config.sinks {
-        let sink = sc
-            .build()
-            .map_err(|e| Failure::new(EXIT_CONFIG, format!("invalid configuration ({}): sinks.{name}: {e}", origin(&config))))?;
+        let sink = sc.build().map_err(|e| {
+            Failure::new(
+                EXIT_CONFIG,
+                format!(
+                    "invalid configuration ({}): sinks.{name}: {e}",
+                    origin(&config)
+                ),
+            )
+        })?;
         sinks.insert(name.clone(), sink);
     }
 
@@ -287,7 +324,12 @@ async fn run(config: Config) -> Result<u8, Failure> {
                         ),
                     ));
                 }
-                if let Some(bad) = reports.iter().find(|r| matches!(r.state, MigrationState::Modified { .. } | MigrationState::Unknown)) {
+                if let Some(bad) = reports.iter().find(|r| {
+                    matches!(
+                        r.state,
+                        MigrationState::Modified { .. } | MigrationState::Unknown
+                    )
+                }) {
                     return Err(Failure::new(
                         1,
                         format!(
@@ -308,7 +350,12 @@ async fn run(config: Config) -> Result<u8, Failure> {
                 }
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
-            Err(e) => return Err(Failure::new(1, format!("cannot read the migration history: {e}"))),
+            Err(e) => {
+                return Err(Failure::new(
+                    1,
+                    format!("cannot read the migration history: {e}"),
+                ))
+            }
         }
     }
 

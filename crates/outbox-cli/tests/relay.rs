@@ -13,10 +13,14 @@ async fn the_seed_insert_is_delivered_with_the_envelope_and_idempotency_key() {
     let db = TestDb::with_policies(&[(KEY, 5, 5000)]).await;
     let server = TestServer::always(200).await;
     let dir = TempDir::new();
-    let env_file = dir.write(".env.local", "# the team's local settings\nAUDIT_TOKEN=s3cret\n");
+    let env_file = dir.write(
+        ".env.local",
+        "# the team's local settings\nAUDIT_TOKEN=s3cret\n",
+    );
     let mut config = http_config(&db.url, &server.url("/audit/auth-logs"), &[KEY], "");
     config.push_str("headers = { Authorization = \"Bearer ${AUDIT_TOKEN}\" }\n");
-    let mut worker = WorkerProcess::start_with(&config, &["--env-file", env_file.to_str().unwrap()], &[]);
+    let mut worker =
+        WorkerProcess::start_with(&config, &["--env-file", env_file.to_str().unwrap()], &[]);
     worker.wait_started().await;
 
     let c = db.client().await;
@@ -49,11 +53,25 @@ async fn the_seed_insert_is_delivered_with_the_envelope_and_idempotency_key() {
     assert_eq!(r.header("x-outbox-routing-key"), Some(KEY));
     assert_eq!(r.header("x-outbox-attempt"), Some("1"));
     assert_eq!(r.header("authorization"), Some("Bearer s3cret"));
-    assert_eq!(r.header("traceparent"), Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+    assert_eq!(
+        r.header("traceparent"),
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    );
     let body = r.body.as_object().expect("JSON object body");
     let mut keys: Vec<&str> = body.keys().map(String::as_str).collect();
     keys.sort();
-    assert_eq!(keys, ["aggregateId", "eventName", "eventType", "id", "occurredAt", "payload", "routingKey"]);
+    assert_eq!(
+        keys,
+        [
+            "aggregateId",
+            "eventName",
+            "eventType",
+            "id",
+            "occurredAt",
+            "payload",
+            "routingKey"
+        ]
+    );
     assert_eq!(body["id"], "test-1");
     assert_eq!(body["eventName"], "PasswordUserLoggedInEvent");
     assert_eq!(body["eventType"], "auth.login.success");
@@ -66,7 +84,10 @@ async fn the_seed_insert_is_delivered_with_the_envelope_and_idempotency_key() {
     worker.stop().await;
     let logs = worker.logs();
     assert!(logs.contains("🚀 OutboxWorker started."), "{logs}");
-    assert!(logs.contains("📦 [OutboxWorker] Processing 1 events..."), "{logs}");
+    assert!(
+        logs.contains("📦 [OutboxWorker] Processing 1 events..."),
+        "{logs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,16 +95,24 @@ async fn an_unregistered_routing_key_fails_at_once() {
     let db = TestDb::with_policies(&[]).await;
     let server = TestServer::always(200).await;
     // A route exists, but "OutboxRetryPolicy" has no row for it.
-    let mut worker = WorkerProcess::start(&http_config(&db.url, &server.url("/"), &["no.policy"], ""));
+    let mut worker =
+        WorkerProcess::start(&http_config(&db.url, &server.url("/"), &["no.policy"], ""));
     worker.wait_started().await;
     let c = db.client().await;
     insert_event(&c, "e1", "no.policy").await;
     let row = wait_status(&c, "e1", "FAILED", LONG).await;
-    assert_eq!(row.last_error.as_deref(), Some("no OutboxRetryPolicy row for routingKey 'no.policy'"));
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("no OutboxRetryPolicy row for routingKey 'no.policy'")
+    );
     assert_eq!(row.retry_count, 0, "no retries spent");
     assert_eq!(server.count(), 0, "no handler was called");
     worker.stop().await;
-    assert!(worker.logs().contains("Route has no OutboxRetryPolicy row"), "start-up warning: {}", worker.logs());
+    assert!(
+        worker.logs().contains("Route has no OutboxRetryPolicy row"),
+        "start-up warning: {}",
+        worker.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,7 +124,10 @@ async fn a_policy_without_a_route_fails_at_once() {
     let c = db.client().await;
     insert_event(&c, "e1", "orphan.key").await;
     let row = wait_status(&c, "e1", "FAILED", LONG).await;
-    assert_eq!(row.last_error.as_deref(), Some("no route configured for routingKey 'orphan.key'"));
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("no route configured for routingKey 'orphan.key'")
+    );
     assert_eq!(row.retry_count, 0);
     assert_eq!(server.count(), 0);
     worker.stop().await;
@@ -105,26 +137,51 @@ async fn a_policy_without_a_route_fails_at_once() {
 async fn retryable_failures_back_off_exponentially() {
     // retryInterval 400ms, multiplier 2: the retries wait at least 400ms, then 800ms.
     let db = TestDb::with_policies(&[(KEY, 5, 400)]).await;
-    let server = TestServer::start(|_, earlier| if earlier < 2 { Reply::status(503) } else { Reply::status(200) }).await;
+    let server = TestServer::start(|_, earlier| {
+        if earlier < 2 {
+            Reply::status(503)
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await;
     let mut worker = WorkerProcess::start(&http_config(&db.url, &server.url("/"), &[KEY], ""));
     worker.wait_started().await;
     let c = db.client().await;
     insert_event(&c, "e1", KEY).await;
     let row = wait_status(&c, "e1", "SENT", LONG).await;
     assert_eq!(row.retry_count, 2);
-    assert!(row.last_error.unwrap().starts_with("HTTP 503"), "the last failure is kept");
+    assert!(
+        row.last_error.unwrap().starts_with("HTTP 503"),
+        "the last failure is kept"
+    );
     let reqs = server.requests_for("e1");
     assert_eq!(reqs.len(), 3);
-    let attempts: Vec<&str> = reqs.iter().map(|r| r.header("x-outbox-attempt").unwrap()).collect();
+    let attempts: Vec<&str> = reqs
+        .iter()
+        .map(|r| r.header("x-outbox-attempt").unwrap())
+        .collect();
     assert_eq!(attempts, ["1", "2", "3"]);
     let gap1 = reqs[1].at - reqs[0].at;
     let gap2 = reqs[2].at - reqs[1].at;
     println!("attempt gaps: {gap1:?}, {gap2:?} (formula: 400ms, 800ms)");
-    assert!(gap1 >= Duration::from_millis(400), "first retry too early: {gap1:?}");
-    assert!(gap2 >= Duration::from_millis(800), "second retry too early: {gap2:?}");
+    assert!(
+        gap1 >= Duration::from_millis(400),
+        "first retry too early: {gap1:?}"
+    );
+    assert!(
+        gap2 >= Duration::from_millis(800),
+        "second retry too early: {gap2:?}"
+    );
     // Generous upper bounds: the worker wakes for the due retry, not at some later poll.
-    assert!(gap1 < Duration::from_millis(400 + 2500), "first retry too late: {gap1:?}");
-    assert!(gap2 < Duration::from_millis(800 + 2500), "second retry too late: {gap2:?}");
+    assert!(
+        gap1 < Duration::from_millis(400 + 2500),
+        "first retry too late: {gap1:?}"
+    );
+    assert!(
+        gap2 < Duration::from_millis(800 + 2500),
+        "second retry too late: {gap2:?}"
+    );
     assert!(gap2 > gap1);
     worker.stop().await;
 }
@@ -140,7 +197,10 @@ async fn exhausted_retries_end_failed_after_max_retries_plus_one_attempts() {
     let row = wait_status(&c, "e1", "FAILED", LONG).await;
     assert_eq!(row.retry_count, 2);
     let err = row.last_error.unwrap();
-    assert!(err.starts_with("retries exhausted after 3 attempts (maxRetries=2): HTTP 503"), "{err}");
+    assert!(
+        err.starts_with("retries exhausted after 3 attempts (maxRetries=2): HTTP 503"),
+        "{err}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(server.requests_for("e1").len(), 3, "exactly three attempts");
     worker.stop().await;
@@ -179,7 +239,10 @@ async fn a_permanent_error_fails_after_one_attempt() {
     insert_event(&c, "e1", KEY).await;
     let row = wait_status(&c, "e1", "FAILED", LONG).await;
     assert_eq!(row.retry_count, 0);
-    assert_eq!(row.last_error.as_deref(), Some("permanent failure: HTTP 400 Bad Request: reply body"));
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("permanent failure: HTTP 400 Bad Request: reply body")
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(server.requests_for("e1").len(), 1);
     worker.stop().await;
@@ -205,7 +268,10 @@ async fn retry_after_is_honoured_when_longer_than_the_backoff() {
     assert_eq!(reqs.len(), 2);
     let gap = reqs[1].at - reqs[0].at;
     println!("Retry-After: 2 -> gap {gap:?}");
-    assert!(gap >= Duration::from_secs(2), "retried before Retry-After: {gap:?}");
+    assert!(
+        gap >= Duration::from_secs(2),
+        "retried before Retry-After: {gap:?}"
+    );
     worker.stop().await;
 }
 
@@ -214,7 +280,12 @@ async fn a_paused_policy_holds_events_and_an_edited_policy_takes_effect_while_ru
     let db = TestDb::with_policies(&[(KEY, 0, 20)]).await;
     let server = TestServer::always(503).await;
     // A long periodic refresh: the edits must arrive through the policy table's NOTIFY.
-    let mut worker = WorkerProcess::start(&http_config(&db.url, &server.url("/"), &[KEY], "policy_refresh = \"1h\""));
+    let mut worker = WorkerProcess::start(&http_config(
+        &db.url,
+        &server.url("/"),
+        &[KEY],
+        "policy_refresh = \"1h\"",
+    ));
     worker.wait_started().await;
     let c = db.client().await;
 
@@ -228,12 +299,19 @@ async fn a_paused_policy_holds_events_and_an_edited_policy_takes_effect_while_ru
     tokio::time::sleep(Duration::from_millis(700)).await;
     insert_event(&c, "after", KEY).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(event(&c, "after").await.status, "PENDING", "a paused policy leaves events PENDING");
+    assert_eq!(
+        event(&c, "after").await.status,
+        "PENDING",
+        "a paused policy leaves events PENDING"
+    );
     assert_eq!(server.requests_for("after").len(), 0);
 
-    c.execute(r#"UPDATE "OutboxRetryPolicy" SET "paused" = false WHERE "routingKey" = $1"#, &[&KEY])
-        .await
-        .unwrap();
+    c.execute(
+        r#"UPDATE "OutboxRetryPolicy" SET "paused" = false WHERE "routingKey" = $1"#,
+        &[&KEY],
+    )
+    .await
+    .unwrap();
     let row = wait_status(&c, "after", "FAILED", LONG).await;
     assert_eq!(row.retry_count, 2, "the edited maxRetries applies");
     assert_eq!(server.requests_for("after").len(), 3);
@@ -283,7 +361,10 @@ source = "/reserve-manage"
 
     let ce = &server.requests_for("c1")[0];
     assert_eq!(ce.method, "POST");
-    assert_eq!(ce.header("content-type"), Some("application/cloudevents+json"));
+    assert_eq!(
+        ce.header("content-type"),
+        Some("application/cloudevents+json")
+    );
     assert_eq!(ce.body["specversion"], "1.0");
     assert_eq!(ce.body["id"], "c1");
     assert_eq!(ce.body["source"], "/reserve-manage");
@@ -298,7 +379,12 @@ source = "/reserve-manage"
 async fn keep_alive_connections_are_reused() {
     let db = TestDb::with_policies(&[(KEY, 0, 10)]).await;
     let server = TestServer::always(200).await;
-    let mut worker = WorkerProcess::start(&http_config(&db.url, &server.url("/"), &[KEY], "concurrency = 1"));
+    let mut worker = WorkerProcess::start(&http_config(
+        &db.url,
+        &server.url("/"),
+        &[KEY],
+        "concurrency = 1",
+    ));
     worker.wait_started().await;
     let c = db.client().await;
     for i in 0..20 {
@@ -307,7 +393,11 @@ async fn keep_alive_connections_are_reused() {
     }
     let peers: std::collections::HashSet<_> = server.requests().iter().map(|r| r.peer).collect();
     assert_eq!(server.count(), 20);
-    assert!(peers.len() <= 2, "20 sequential deliveries used {} connections", peers.len());
+    assert!(
+        peers.len() <= 2,
+        "20 sequential deliveries used {} connections",
+        peers.len()
+    );
     worker.stop().await;
 }
 
@@ -315,11 +405,19 @@ async fn keep_alive_connections_are_reused() {
 async fn on_success_delete_removes_delivered_rows() {
     let db = TestDb::with_policies(&[(KEY, 0, 10)]).await;
     let server = TestServer::always(200).await;
-    let mut worker = WorkerProcess::start(&http_config(&db.url, &server.url("/"), &[KEY], "on_success = \"delete\""));
+    let mut worker = WorkerProcess::start(&http_config(
+        &db.url,
+        &server.url("/"),
+        &[KEY],
+        "on_success = \"delete\"",
+    ));
     worker.wait_started().await;
     let c = db.client().await;
     insert_many(&c, "d", KEY, 50).await;
-    wait_for("all rows deleted", LONG, || async { by_status(&c).await.is_empty() }).await;
+    wait_for("all rows deleted", LONG, || async {
+        by_status(&c).await.is_empty()
+    })
+    .await;
     assert_eq!(server.count(), 50);
     worker.stop().await;
 }

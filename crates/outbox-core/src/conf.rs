@@ -90,7 +90,10 @@ impl<'a> Section<'a> {
         };
         for key in table.keys() {
             if !known.contains(&key.as_str()) {
-                let msg = format!("unknown key; the keys of [{path}] are: {}", known.join(", "));
+                let msg = format!(
+                    "unknown key; the keys of [{path}] are: {}",
+                    known.join(", ")
+                );
                 s.issue(key, msg);
             }
         }
@@ -202,7 +205,10 @@ impl<'a> Section<'a> {
         match parse_duration(&text) {
             Ok(d) if d >= min => d,
             Ok(_) => {
-                let msg = format!("'{text}' is too short; use at least {}", format_duration(min));
+                let msg = format!(
+                    "'{text}' is too short; use at least {}",
+                    format_duration(min)
+                );
                 self.issue(key, msg);
                 default
             }
@@ -267,7 +273,9 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration(" 1h ").unwrap(), Duration::from_secs(3600));
         assert!(parse_duration("5").unwrap_err().contains("no unit"));
-        assert!(parse_duration("5 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("5 parsecs")
+            .unwrap_err()
+            .contains("unknown unit"));
         assert!(parse_duration("s").is_err());
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
         assert_eq!(format_duration(Duration::from_secs(30)), "30s");
@@ -294,7 +302,11 @@ mod tests {
             &mut issues,
         );
         assert_eq!(s.int("batch_size", 1, 10_000, 100), 100);
-        s.duration("poll_interval", Duration::from_millis(10), Duration::from_secs(1));
+        s.duration(
+            "poll_interval",
+            Duration::from_millis(10),
+            Duration::from_secs(1),
+        );
         assert_eq!(
             s.duration("lease", Duration::from_secs(1), Duration::ZERO),
             Duration::from_secs(30)
@@ -303,7 +315,12 @@ mod tests {
         let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(
             keys,
-            vec!["worker.extra", "worker.batch_size", "worker.poll_interval", "worker.on_success"]
+            vec![
+                "worker.extra",
+                "worker.batch_size",
+                "worker.poll_interval",
+                "worker.on_success"
+            ]
         );
     }
 

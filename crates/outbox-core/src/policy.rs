@@ -121,7 +121,12 @@ impl RetrySettings {
     }
 
     /// `nextRetryAt` for retry number `retry` when the failure is recorded at `now`.
-    pub fn next_retry_at(&self, retry: i32, now: DateTime<Utc>, jitter_sample: f64) -> DateTime<Utc> {
+    pub fn next_retry_at(
+        &self,
+        retry: i32,
+        now: DateTime<Utc>,
+        jitter_sample: f64,
+    ) -> DateTime<Utc> {
         let delay = self.delay(retry, jitter_sample);
         now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
     }
@@ -132,7 +137,13 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn settings(max_retries: i32, interval: i64, cap: i64, mult: f64, jitter: f64) -> RetrySettings {
+    fn settings(
+        max_retries: i32,
+        interval: i64,
+        cap: i64,
+        mult: f64,
+        jitter: f64,
+    ) -> RetrySettings {
         RetrySettings {
             max_retries,
             retry_interval_ms: interval,
@@ -217,7 +228,10 @@ mod tests {
 
     #[test]
     fn zero_retries_fails_on_the_first_failure() {
-        assert_eq!(settings(0, 100, 100, 2.0, 0.0).decide(0, None, 0.0), Decision::Fail);
+        assert_eq!(
+            settings(0, 100, 100, 2.0, 0.0).decide(0, None, 0.0),
+            Decision::Fail
+        );
     }
 
     #[test]
@@ -226,17 +240,26 @@ mod tests {
         let longer = s.decide(0, Some(Duration::from_secs(7)), 0.0);
         assert_eq!(
             longer,
-            Decision::Retry { retry_count: 1, delay: Duration::from_secs(7) }
+            Decision::Retry {
+                retry_count: 1,
+                delay: Duration::from_secs(7)
+            }
         );
         let shorter = s.decide(0, Some(Duration::from_millis(10)), 0.0);
         assert_eq!(
             shorter,
-            Decision::Retry { retry_count: 1, delay: Duration::from_secs(1) }
+            Decision::Retry {
+                retry_count: 1,
+                delay: Duration::from_secs(1)
+            }
         );
         let absurd = s.decide(0, Some(Duration::from_secs(10 * 365 * 86_400)), 0.0);
         assert_eq!(
             absurd,
-            Decision::Retry { retry_count: 1, delay: MAX_RETRY_AFTER }
+            Decision::Retry {
+                retry_count: 1,
+                delay: MAX_RETRY_AFTER
+            }
         );
     }
 
@@ -244,9 +267,18 @@ mod tests {
     fn next_retry_at_is_now_plus_the_delay() {
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let s = settings(5, 5000, 60_000, 2.0, 0.0);
-        assert_eq!(s.next_retry_at(1, now, 0.0), now + chrono::Duration::seconds(5));
-        assert_eq!(s.next_retry_at(3, now, 0.0), now + chrono::Duration::seconds(20));
-        assert_eq!(s.next_retry_at(9, now, 0.0), now + chrono::Duration::seconds(60));
+        assert_eq!(
+            s.next_retry_at(1, now, 0.0),
+            now + chrono::Duration::seconds(5)
+        );
+        assert_eq!(
+            s.next_retry_at(3, now, 0.0),
+            now + chrono::Duration::seconds(20)
+        );
+        assert_eq!(
+            s.next_retry_at(9, now, 0.0),
+            now + chrono::Duration::seconds(60)
+        );
     }
 
     #[test]
@@ -258,7 +290,10 @@ mod tests {
         e.retry_interval = Some(200);
         e.max_interval = Some(300);
         let s = p.settings_for(&e);
-        assert_eq!((s.max_retries, s.retry_interval_ms, s.max_interval_ms), (1, 200, 300));
+        assert_eq!(
+            (s.max_retries, s.retry_interval_ms, s.max_interval_ms),
+            (1, 200, 300)
+        );
         assert_eq!(s.delay(2, 0.0).as_millis(), 300);
         // Multiplier and jitter always come from the policy.
         assert_eq!(s.backoff_multiplier, 2.0);

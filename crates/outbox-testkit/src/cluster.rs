@@ -19,7 +19,9 @@ fn pg_bin_dir() -> PathBuf {
         .filter(|p| p.join("initdb").is_file())
         .collect();
     versions.sort();
-    versions.pop().expect("an initdb under /usr/lib/postgresql/*/bin")
+    versions
+        .pop()
+        .expect("an initdb under /usr/lib/postgresql/*/bin")
 }
 
 fn free_port() -> u16 {
@@ -33,16 +35,42 @@ fn free_port() -> u16 {
 impl PrivateCluster {
     /// initdb + start. As root, the server runs as the `postgres` user (initdb refuses root).
     pub fn start() -> PrivateCluster {
-        let as_postgres = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
-        let dir = std::env::temp_dir().join(format!("outbox-pg-{}-{}", std::process::id(), free_port()));
+        let as_postgres = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout.starts_with(b"0\n"))
+            .unwrap_or(false);
+        let dir =
+            std::env::temp_dir().join(format!("outbox-pg-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).unwrap();
-        let cluster = PrivateCluster { port: free_port(), dir, bin: pg_bin_dir(), as_postgres };
+        let cluster = PrivateCluster {
+            port: free_port(),
+            dir,
+            bin: pg_bin_dir(),
+            as_postgres,
+        };
         if as_postgres {
-            let ok = Command::new("chown").arg("postgres:postgres").arg(&cluster.dir).status().unwrap();
+            let ok = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&cluster.dir)
+                .status()
+                .unwrap();
             assert!(ok.success(), "chown of the cluster dir");
         }
         let data = cluster.dir.join("data");
-        cluster.run("initdb", &["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
         cluster.ctl("start");
         cluster
     }
@@ -50,7 +78,13 @@ impl PrivateCluster {
     fn run(&self, tool: &str, args: &[&str]) {
         let exe = self.bin.join(tool);
         let out = if self.as_postgres {
-            Command::new("runuser").arg("-u").arg("postgres").arg("--").arg(&exe).args(args).output()
+            Command::new("runuser")
+                .arg("-u")
+                .arg("postgres")
+                .arg("--")
+                .arg(&exe)
+                .args(args)
+                .output()
         } else {
             Command::new(&exe).args(args).output()
         }
@@ -66,8 +100,20 @@ impl PrivateCluster {
     fn ctl(&self, action: &str) {
         let data = self.dir.join("data");
         let log = self.dir.join("server.log");
-        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.display());
-        let mut args = vec!["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "-t", "60"];
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let mut args = vec![
+            "-D",
+            data.to_str().unwrap(),
+            "-l",
+            log.to_str().unwrap(),
+            "-w",
+            "-t",
+            "60",
+        ];
         if action == "start" {
             args.extend(["-o", opts.as_str()]);
         } else {
@@ -104,7 +150,13 @@ impl Drop for PrivateCluster {
         let exe = self.bin.join("pg_ctl");
         let args = ["-D", data.to_str().unwrap(), "-m", "immediate", "stop"];
         let _ = if self.as_postgres {
-            Command::new("runuser").arg("-u").arg("postgres").arg("--").arg(&exe).args(args).output()
+            Command::new("runuser")
+                .arg("-u")
+                .arg("postgres")
+                .arg("--")
+                .arg(&exe)
+                .args(args)
+                .output()
         } else {
             Command::new(&exe).args(args).output()
         };

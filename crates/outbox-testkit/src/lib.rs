@@ -74,7 +74,9 @@ impl TestDb {
 
     /// Applies the worker's migrations (to the `public` schema).
     pub async fn migrate(&self) {
-        let store = outbox_store::PgStore::new(&outbox_store::PgStoreOptions::new(self.url.clone())).unwrap();
+        let store =
+            outbox_store::PgStore::new(&outbox_store::PgStoreOptions::new(self.url.clone()))
+                .unwrap();
         store.migrate_deploy().await.expect("migrate deploy");
     }
 
@@ -101,11 +103,16 @@ impl Drop for TestDb {
         let name = self.name.clone();
         let admin = self.admin_url.clone();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 if let Ok((c, conn)) = tokio_postgres::connect(&admin, NoTls).await {
                     tokio::spawn(conn);
-                    let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                    let _ = c
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
                 }
             });
         })
@@ -164,12 +171,15 @@ pub async fn event(c: &Client, id: &str) -> Row {
 
 /// Count of events per status.
 pub async fn by_status(c: &Client) -> HashMap<String, i64> {
-    c.query(r#"SELECT "status", count(*) FROM "OutboxEvent" GROUP BY 1"#, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect()
+    c.query(
+        r#"SELECT "status", count(*) FROM "OutboxEvent" GROUP BY 1"#,
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
 }
 
 pub async fn count_status(c: &Client, status: &str) -> i64 {
@@ -223,12 +233,16 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// The event id (Idempotency-Key).
     pub fn id(&self) -> String {
-        self.header("idempotency-key").unwrap_or_default().to_string()
+        self.header("idempotency-key")
+            .unwrap_or_default()
+            .to_string()
     }
 }
 
@@ -242,7 +256,11 @@ pub struct Reply {
 
 impl Reply {
     pub fn status(status: u16) -> Reply {
-        Reply { status, headers: Vec::new(), delay: Duration::ZERO }
+        Reply {
+            status,
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+        }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Reply {
@@ -284,7 +302,12 @@ async fn handle(
         path: uri.path().to_string(),
         headers: headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    v.to_str().unwrap_or_default().to_string(),
+                )
+            })
             .collect(),
         body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
         peer,
@@ -310,16 +333,24 @@ async fn handle(
 }
 
 impl TestServer {
-    pub async fn start(responder: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> TestServer {
+    pub async fn start(
+        responder: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static,
+    ) -> TestServer {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let state = ServerState { seen: seen.clone(), responder: Arc::new(responder) };
+        let state = ServerState {
+            seen: seen.clone(),
+            responder: Arc::new(responder),
+        };
         let app = axum::Router::new().fallback(handle).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .await
-                .unwrap();
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
         });
         TestServer { addr, seen }
     }
@@ -338,7 +369,10 @@ impl TestServer {
     }
 
     pub fn requests_for(&self, id: &str) -> Vec<Seen> {
-        self.requests().into_iter().filter(|s| s.id() == id).collect()
+        self.requests()
+            .into_iter()
+            .filter(|s| s.id() == id)
+            .collect()
     }
 
     pub fn count(&self) -> usize {
@@ -359,7 +393,11 @@ pub fn bin() -> PathBuf {
         dir.pop();
     }
     let bin = dir.join("outbox");
-    assert!(bin.is_file(), "{} not found: build it first (cargo build -p outbox-cli)", bin.display());
+    assert!(
+        bin.is_file(),
+        "{} not found: build it first (cargo build -p outbox-cli)",
+        bin.display()
+    );
     bin
 }
 
@@ -388,6 +426,12 @@ impl TempDir {
         let p = self.0.join(name);
         std::fs::write(&p, text).unwrap();
         p
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        TempDir::new()
     }
 }
 
@@ -450,7 +494,11 @@ impl WorkerProcess {
             .stderr(file)
             .spawn()
             .expect("spawn outbox run");
-        WorkerProcess { child: Some(child), log, _dir: dir }
+        WorkerProcess {
+            child: Some(child),
+            log,
+            _dir: dir,
+        }
     }
 
     pub fn logs(&self) -> String {
@@ -458,9 +506,11 @@ impl WorkerProcess {
     }
 
     pub async fn wait_started(&self) {
-        wait_for("the worker to log that it started", Duration::from_secs(30), || async {
-            self.logs().contains("🚀 OutboxWorker started.")
-        })
+        wait_for(
+            "the worker to log that it started",
+            Duration::from_secs(30),
+            || async { self.logs().contains("🚀 OutboxWorker started.") },
+        )
         .await;
     }
 
@@ -469,7 +519,11 @@ impl WorkerProcess {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -482,7 +536,10 @@ impl WorkerProcess {
                 return status.code();
             }
             if start.elapsed() > limit {
-                panic!("worker did not exit within {limit:?}; logs:\n{}", self.logs());
+                panic!(
+                    "worker did not exit within {limit:?}; logs:\n{}",
+                    self.logs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

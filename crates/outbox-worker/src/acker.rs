@@ -34,17 +34,24 @@ pub(crate) async fn run(
         }
         write(&*store, &batch, &stopping, give_up_after).await;
         // Retries and releases make events due again; let the claimer look.
-        if batch
-            .iter()
-            .any(|c| matches!(c.action, CompletionAction::Retry { .. } | CompletionAction::Release { .. }))
-        {
+        if batch.iter().any(|c| {
+            matches!(
+                c.action,
+                CompletionAction::Retry { .. } | CompletionAction::Release { .. }
+            )
+        }) {
             wake.notify_one();
         }
         batch.clear();
     }
 }
 
-async fn write(store: &dyn Store, batch: &[Completion], stopping: &CancellationToken, give_up_after: Duration) {
+async fn write(
+    store: &dyn Store,
+    batch: &[Completion],
+    stopping: &CancellationToken,
+    give_up_after: Duration,
+) {
     let mut backoff = Backoff::database();
     let mut stop_seen: Option<Instant> = None;
     loop {
@@ -55,7 +62,10 @@ async fn write(store: &dyn Store, batch: &[Completion], stopping: &CancellationT
                     tracing::warn!(stale, "Acks ignored: another worker took over these events after their lease expired");
                 }
                 if backoff.failures() > 0 {
-                    tracing::info!(completions = batch.len(), "Database reachable again; results recorded");
+                    tracing::info!(
+                        completions = batch.len(),
+                        "Database reachable again; results recorded"
+                    );
                 }
                 return;
             }

@@ -51,13 +51,29 @@ where
 
     match policies.refresh().await {
         Ok(()) => warn_about_mismatches(&routes, &policies),
-        Err(e) => tracing::warn!(error = %e, "Could not read OutboxRetryPolicy at start; will keep trying"),
+        Err(e) => {
+            tracing::warn!(error = %e, "Could not read OutboxRetryPolicy at start; will keep trying")
+        }
     }
 
     let mut background = JoinSet::new();
-    background.spawn(listener::run(store.clone(), wake.clone(), policies.clone(), cancel.clone()));
-    background.spawn(policies.clone().refresh_loop(options.policy_refresh, cancel.clone()));
-    background.spawn(reaper::run(store.clone(), policies.clone(), options.lease, cancel.clone()));
+    background.spawn(listener::run(
+        store.clone(),
+        wake.clone(),
+        policies.clone(),
+        cancel.clone(),
+    ));
+    background.spawn(
+        policies
+            .clone()
+            .refresh_loop(options.policy_refresh, cancel.clone()),
+    );
+    background.spawn(reaper::run(
+        store.clone(),
+        policies.clone(),
+        options.lease,
+        cancel.clone(),
+    ));
     let acker = tokio::spawn(acker::run(
         store.clone(),
         ack_rx,
@@ -93,7 +109,10 @@ where
     }
     cancel.cancel();
     stopping.cancel();
-    tracing::info!(in_flight = claimer.deliveries.len(), "Stopping: no new claims; waiting for in-flight deliveries");
+    tracing::info!(
+        in_flight = claimer.deliveries.len(),
+        "Stopping: no new claims; waiting for in-flight deliveries"
+    );
     claimer.drain().await;
     let Claimer { acks, .. } = claimer;
     drop(acks);
@@ -102,7 +121,12 @@ where
     }
     while background.join_next().await.is_some() {}
     let summary = counters.summary();
-    tracing::info!(delivered = summary.delivered, retried = summary.retried, failed = summary.failed, "OutboxWorker stopped.");
+    tracing::info!(
+        delivered = summary.delivered,
+        retried = summary.retried,
+        failed = summary.failed,
+        "OutboxWorker stopped."
+    );
     summary
 }
 
@@ -202,7 +226,9 @@ impl Claimer {
         let route = self.routes.get(&key);
         if let Some(reason) = dispatcher::unroutable(&claimed, policy.as_ref(), route) {
             tracing::error!(id = %claimed.event.id, routing_key = %key, error = %reason, "Event FAILED");
-            self.counters.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.counters
+                .failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let _ = self.acks.send(dispatcher::fail_now(&claimed, reason));
             return;
         }

@@ -4,9 +4,7 @@
 
 use crate::{Counters, OnSuccess, Route};
 use futures_util::FutureExt;
-use outbox_core::{
-    ClaimedEvent, Completion, CompletionAction, Decision, Outcome, RetryPolicy,
-};
+use outbox_core::{ClaimedEvent, Completion, CompletionAction, Decision, Outcome, RetryPolicy};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -112,7 +110,9 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if !self.sent {
-            let note = Some("delivery interrupted by worker shutdown; it will be attempted again".to_string());
+            let note = Some(
+                "delivery interrupted by worker shutdown; it will be attempted again".to_string(),
+            );
             let _ = self.tx.send(release(&self.claimed, note));
         }
     }
@@ -193,30 +193,86 @@ mod tests {
 
     #[test]
     fn outcomes_map_to_actions() {
-        let c = decide(&claimed(0, None), &policy(), Outcome::Delivered, OnSuccess::Mark, 0.0);
+        let c = decide(
+            &claimed(0, None),
+            &policy(),
+            Outcome::Delivered,
+            OnSuccess::Mark,
+            0.0,
+        );
         assert_eq!(c.action, CompletionAction::Sent);
         assert_eq!((c.lease_owner.as_str(), c.retry_count), ("w1", 0));
-        let c = decide(&claimed(0, None), &policy(), Outcome::Delivered, OnSuccess::Delete, 0.0);
+        let c = decide(
+            &claimed(0, None),
+            &policy(),
+            Outcome::Delivered,
+            OnSuccess::Delete,
+            0.0,
+        );
         assert_eq!(c.action, CompletionAction::Delete);
-        let c = decide(&claimed(1, None), &policy(), Outcome::retry("HTTP 503"), OnSuccess::Mark, 0.0);
+        let c = decide(
+            &claimed(1, None),
+            &policy(),
+            Outcome::retry("HTTP 503"),
+            OnSuccess::Mark,
+            0.0,
+        );
         assert_eq!(
             c.action,
-            CompletionAction::Retry { retry_count: 2, delay: Duration::from_secs(2), error: "HTTP 503".into() }
+            CompletionAction::Retry {
+                retry_count: 2,
+                delay: Duration::from_secs(2),
+                error: "HTTP 503".into()
+            }
         );
-        let c = decide(&claimed(2, None), &policy(), Outcome::retry("HTTP 503"), OnSuccess::Mark, 0.0);
+        let c = decide(
+            &claimed(2, None),
+            &policy(),
+            Outcome::retry("HTTP 503"),
+            OnSuccess::Mark,
+            0.0,
+        );
         assert_eq!(
             c.action,
-            CompletionAction::Fail { error: "retries exhausted after 3 attempts (maxRetries=2): HTTP 503".into() }
+            CompletionAction::Fail {
+                error: "retries exhausted after 3 attempts (maxRetries=2): HTTP 503".into()
+            }
         );
-        let c = decide(&claimed(0, None), &policy(), Outcome::reject("HTTP 400"), OnSuccess::Mark, 0.0);
-        assert_eq!(c.action, CompletionAction::Fail { error: "permanent failure: HTTP 400".into() });
+        let c = decide(
+            &claimed(0, None),
+            &policy(),
+            Outcome::reject("HTTP 400"),
+            OnSuccess::Mark,
+            0.0,
+        );
+        assert_eq!(
+            c.action,
+            CompletionAction::Fail {
+                error: "permanent failure: HTTP 400".into()
+            }
+        );
     }
 
     #[test]
     fn the_event_override_of_max_retries_wins() {
-        let c = decide(&claimed(2, Some(5)), &policy(), Outcome::retry("x"), OnSuccess::Mark, 0.0);
-        assert!(matches!(c.action, CompletionAction::Retry { retry_count: 3, .. }));
-        let c = decide(&claimed(0, Some(0)), &policy(), Outcome::retry("x"), OnSuccess::Mark, 0.0);
+        let c = decide(
+            &claimed(2, Some(5)),
+            &policy(),
+            Outcome::retry("x"),
+            OnSuccess::Mark,
+            0.0,
+        );
+        assert!(matches!(
+            c.action,
+            CompletionAction::Retry { retry_count: 3, .. }
+        ));
+        let c = decide(
+            &claimed(0, Some(0)),
+            &policy(),
+            Outcome::retry("x"),
+            OnSuccess::Mark,
+            0.0,
+        );
         assert!(matches!(c.action, CompletionAction::Fail { .. }));
     }
 
@@ -224,11 +280,22 @@ mod tests {
     fn missing_policy_or_route_is_named() {
         let e = claimed(0, None);
         let p = policy();
-        let r = Route { sink_name: "s".into(), sink: Arc::new(outbox_store_free_sink::Nothing) };
+        let r = Route {
+            sink_name: "s".into(),
+            sink: Arc::new(outbox_store_free_sink::Nothing),
+        };
         assert_eq!(unroutable(&e, Some(&p), Some(&r)), None);
-        assert_eq!(unroutable(&e, None, Some(&r)).unwrap(), "no OutboxRetryPolicy row for routingKey 'k'");
-        assert_eq!(unroutable(&e, Some(&p), None).unwrap(), "no route configured for routingKey 'k'");
-        assert!(unroutable(&e, None, None).unwrap().contains("and no route configured"));
+        assert_eq!(
+            unroutable(&e, None, Some(&r)).unwrap(),
+            "no OutboxRetryPolicy row for routingKey 'k'"
+        );
+        assert_eq!(
+            unroutable(&e, Some(&p), None).unwrap(),
+            "no route configured for routingKey 'k'"
+        );
+        assert!(unroutable(&e, None, None)
+            .unwrap()
+            .contains("and no route configured"));
     }
 
     #[test]

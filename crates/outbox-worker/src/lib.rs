@@ -137,7 +137,12 @@ impl Worker {
     }
 
     /// Binds `routing_key` to `sink` (named `sink_name` in logs).
-    pub fn route(mut self, routing_key: impl Into<String>, sink_name: impl Into<String>, sink: Arc<dyn Sink>) -> Worker {
+    pub fn route(
+        mut self,
+        routing_key: impl Into<String>,
+        sink_name: impl Into<String>,
+        sink: Arc<dyn Sink>,
+    ) -> Worker {
         self.routes.insert(
             routing_key.into(),
             Route {
@@ -150,7 +155,10 @@ impl Worker {
 
     /// The lease owner id this worker will write into `lockedBy`.
     pub fn worker_id(&self) -> String {
-        self.options.worker_id.clone().unwrap_or_else(default_worker_id)
+        self.options
+            .worker_id
+            .clone()
+            .unwrap_or_else(default_worker_id)
     }
 
     /// Runs until `shutdown` resolves, then stops claiming, lets in-flight deliveries

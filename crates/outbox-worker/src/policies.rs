@@ -33,14 +33,20 @@ impl Policies {
     pub(crate) async fn refresh(&self) -> Result<(), StoreError> {
         *self.last_refresh.lock().expect("policy lock") = Some(Instant::now());
         let rows = self.store.policies().await?;
-        let fresh: HashMap<String, RetryPolicy> =
-            rows.into_iter().map(|p| (p.routing_key.clone(), p)).collect();
+        let fresh: HashMap<String, RetryPolicy> = rows
+            .into_iter()
+            .map(|p| (p.routing_key.clone(), p))
+            .collect();
         *self.map.write().expect("policy lock") = fresh;
         Ok(())
     }
 
     pub(crate) fn get(&self, routing_key: &str) -> Option<RetryPolicy> {
-        self.map.read().expect("policy lock").get(routing_key).cloned()
+        self.map
+            .read()
+            .expect("policy lock")
+            .get(routing_key)
+            .cloned()
     }
 
     /// The policy for `routing_key`, re-reading the table first if the key is unknown and
@@ -73,7 +79,13 @@ impl Policies {
     }
 
     pub(crate) fn keys(&self) -> Vec<String> {
-        let mut k: Vec<String> = self.map.read().expect("policy lock").keys().cloned().collect();
+        let mut k: Vec<String> = self
+            .map
+            .read()
+            .expect("policy lock")
+            .keys()
+            .cloned()
+            .collect();
         k.sort();
         k
     }

@@ -17,7 +17,11 @@ pub(crate) fn interval_for(lease: Duration) -> Duration {
 }
 
 /// The completion for one expired lease.
-pub(crate) fn decide(expired: &ExpiredLease, policies: &Policies, jitter_sample: f64) -> Completion {
+pub(crate) fn decide(
+    expired: &ExpiredLease,
+    policies: &Policies,
+    jitter_sample: f64,
+) -> Completion {
     let c = &expired.claimed;
     let e = &c.event;
     let what = format!(
@@ -51,11 +55,20 @@ pub(crate) fn decide(expired: &ExpiredLease, policies: &Policies, jitter_sample:
     }
 }
 
-pub(crate) async fn run(store: Arc<dyn Store>, policies: Arc<Policies>, lease: Duration, cancel: CancellationToken) {
+pub(crate) async fn run(
+    store: Arc<dyn Store>,
+    policies: Arc<Policies>,
+    lease: Duration,
+    cancel: CancellationToken,
+) {
     let every = interval_for(lease);
     let mut backoff = Backoff::database();
     loop {
-        let wait = if backoff.failures() > 0 { backoff.next_delay().max(every) } else { every };
+        let wait = if backoff.failures() > 0 {
+            backoff.next_delay().max(every)
+        } else {
+            every
+        };
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}

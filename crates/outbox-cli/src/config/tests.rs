@@ -27,13 +27,18 @@ fn check(text: &str, e: &Env) -> Result<Config, ConfigError> {
 }
 
 fn issues(text: &str, e: &Env) -> Vec<String> {
-    check(text, e).expect_err("config should be rejected").issues
+    check(text, e)
+        .expect_err("config should be rejected")
+        .issues
 }
 
 #[test]
 fn a_good_file_loads_with_defaults_and_expanded_secrets() {
     let c = check(GOOD, &env(&[("AUDIT_TOKEN", "s3cret")])).unwrap();
-    assert_eq!(c.database.url.as_deref(), Some("postgres://postgres@127.0.0.1:5432/reserve_manage"));
+    assert_eq!(
+        c.database.url.as_deref(),
+        Some("postgres://postgres@127.0.0.1:5432/reserve_manage")
+    );
     assert_eq!(c.database.schema, "public");
     assert_eq!(c.worker.batch_size, 50);
     assert_eq!(c.worker.concurrency, 64);
@@ -51,7 +56,13 @@ fn a_good_file_loads_with_defaults_and_expanded_secrets() {
 fn a_missing_variable_names_the_key_and_the_variable() {
     let found = issues(GOOD, &env(&[]));
     assert_eq!(found.len(), 1, "{found:?}");
-    assert!(found[0].starts_with("sinks.audit-api.headers.Authorization: environment variable AUDIT_TOKEN is not set"), "{}", found[0]);
+    assert!(
+        found[0].starts_with(
+            "sinks.audit-api.headers.Authorization: environment variable AUDIT_TOKEN is not set"
+        ),
+        "{}",
+        found[0]
+    );
 }
 
 #[test]
@@ -59,7 +70,10 @@ fn defaults_and_dollar_escapes_expand() {
     let e = env(&[("A", "1")]);
     assert_eq!(expand_str("x${A}y", &e).unwrap(), "x1y");
     assert_eq!(expand_str("${B:-two}", &e).unwrap(), "two");
-    assert_eq!(expand_str("cost $$5 and $HOME", &e).unwrap(), "cost $5 and $HOME");
+    assert_eq!(
+        expand_str("cost $$5 and $HOME", &e).unwrap(),
+        "cost $5 and $HOME"
+    );
     assert!(expand_str("${A", &e).is_err());
 }
 
@@ -111,7 +125,11 @@ fn a_sink_timeout_must_fit_in_the_lease() {
     let text = GOOD.replace("timeout = \"5s\"", "timeout = \"45s\"");
     let found = issues(&text, &env(&[("AUDIT_TOKEN", "t")]));
     assert_eq!(found.len(), 1);
-    assert!(found[0].starts_with("worker.lease: 30s is not longer than sinks.audit-api.timeout (45s)"), "{}", found[0]);
+    assert!(
+        found[0].starts_with("worker.lease: 30s is not longer than sinks.audit-api.timeout (45s)"),
+        "{}",
+        found[0]
+    );
 }
 
 #[test]
@@ -136,22 +154,47 @@ fn outbox_variables_override_any_key() {
 
 #[test]
 fn a_bad_override_names_its_variable() {
-    let e = env(&[("AUDIT_TOKEN", "t"), ("OUTBOX_WORKER__CONCURRENCY", "lots"), ("OUTBOX_WORKER__BATCHSIZE", "5")]);
+    let e = env(&[
+        ("AUDIT_TOKEN", "t"),
+        ("OUTBOX_WORKER__CONCURRENCY", "lots"),
+        ("OUTBOX_WORKER__BATCHSIZE", "5"),
+    ]);
     let found = issues(GOOD, &e);
-    assert!(found.iter().any(|i| i.starts_with("worker.concurrency: expected an integer") && i.ends_with("(set by OUTBOX_WORKER__CONCURRENCY)")), "{found:?}");
-    assert!(found.iter().any(|i| i.starts_with("worker.batchsize: unknown key") && i.ends_with("(set by OUTBOX_WORKER__BATCHSIZE)")), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|i| i.starts_with("worker.concurrency: expected an integer")
+                && i.ends_with("(set by OUTBOX_WORKER__CONCURRENCY)")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|i| i.starts_with("worker.batchsize: unknown key")
+                && i.ends_with("(set by OUTBOX_WORKER__BATCHSIZE)")),
+        "{found:?}"
+    );
 }
 
 #[test]
 fn database_url_precedence_is_flag_then_outbox_variable_then_database_url_then_file() {
-    let base = [("AUDIT_TOKEN", "t"), ("DATABASE_URL", "postgres://from-database-url")];
+    let base = [
+        ("AUDIT_TOKEN", "t"),
+        ("DATABASE_URL", "postgres://from-database-url"),
+    ];
     let c = check(GOOD, &env(&base)).unwrap();
-    assert_eq!(c.database.url.as_deref(), Some("postgres://from-database-url"));
+    assert_eq!(
+        c.database.url.as_deref(),
+        Some("postgres://from-database-url")
+    );
     let mut with_outbox = base.to_vec();
     with_outbox.push(("OUTBOX_DATABASE__URL", "postgres://from-outbox"));
     let c = check(GOOD, &env(&with_outbox)).unwrap();
     assert_eq!(c.database.url.as_deref(), Some("postgres://from-outbox"));
-    let opts = LoadOptions { config: None, database_url: Some("postgres://from-flag".into()) };
+    let opts = LoadOptions {
+        config: None,
+        database_url: Some("postgres://from-flag".into()),
+    };
     let c = parse(GOOD, None, "t", &opts, &env(&with_outbox)).unwrap();
     assert_eq!(c.database.url.as_deref(), Some("postgres://from-flag"));
 }
@@ -168,7 +211,10 @@ fn toml_syntax_errors_are_one_issue_with_the_line() {
 fn unused_sinks_are_warnings() {
     let text = format!("{GOOD}\n[sinks.spare]\ntype = \"blackhole\"\n");
     let c = check(&text, &env(&[("AUDIT_TOKEN", "t")])).unwrap();
-    assert_eq!(c.warnings, vec!["sinks.spare is not used by any route".to_string()]);
+    assert_eq!(
+        c.warnings,
+        vec!["sinks.spare is not used by any route".to_string()]
+    );
 }
 
 #[test]
@@ -183,7 +229,10 @@ fn env_files_hold_comments_quotes_and_exports() {
     .unwrap();
     let mut e = env(&[("AUDIT_TOKEN", "old")]);
     e.load_file(&path).unwrap();
-    assert_eq!(e.get("DATABASE_URL"), Some("postgres://postgres@127.0.0.1/reserve_manage"));
+    assert_eq!(
+        e.get("DATABASE_URL"),
+        Some("postgres://postgres@127.0.0.1/reserve_manage")
+    );
     assert_eq!(e.get("AUDIT_TOKEN"), Some("a b"));
     assert_eq!(e.get("EMPTY"), Some(""));
     assert_eq!(e.get("PLAIN"), Some("x"));
@@ -196,7 +245,20 @@ fn env_files_hold_comments_quotes_and_exports() {
 #[test]
 fn the_admin_section_and_app_mode_are_refused_clearly() {
     let text = format!("{GOOD}\n[admin]\nlisten = \"127.0.0.1:9090\"\n");
-    let found = issues(&text.replace("[database]\n", "[database]\nschema_owner = \"app\"\n"), &env(&[("AUDIT_TOKEN", "t")]));
-    assert!(found.iter().any(|i| i.starts_with("admin: the admin listener")), "{found:?}");
-    assert!(found.iter().any(|i| i.starts_with("database.schema_owner: \"app\"")), "{found:?}");
+    let found = issues(
+        &text.replace("[database]\n", "[database]\nschema_owner = \"app\"\n"),
+        &env(&[("AUDIT_TOKEN", "t")]),
+    );
+    assert!(
+        found
+            .iter()
+            .any(|i| i.starts_with("admin: the admin listener")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|i| i.starts_with("database.schema_owner: \"app\"")),
+        "{found:?}"
+    );
 }

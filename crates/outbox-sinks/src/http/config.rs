@@ -33,7 +33,9 @@ pub struct HttpSinkConfig {
 }
 
 /// The keys this sink accepts.
-pub const KEYS: &[&str] = &["type", "url", "method", "timeout", "headers", "format", "source"];
+pub const KEYS: &[&str] = &[
+    "type", "url", "method", "timeout", "headers", "format", "source",
+];
 
 const METHODS: &[&str] = &["POST", "PUT", "PATCH"];
 
@@ -47,7 +49,10 @@ impl HttpSinkConfig {
             match reqwest::Url::parse(u) {
                 Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
                 Ok(parsed) => {
-                    let msg = format!("scheme '{}' is not supported; use http:// or https://", parsed.scheme());
+                    let msg = format!(
+                        "scheme '{}' is not supported; use http:// or https://",
+                        parsed.scheme()
+                    );
                     s.issue("url", msg);
                 }
                 Err(e) => s.issue("url", format!("'{u}' is not a URL ({e})")),
@@ -58,7 +63,10 @@ impl HttpSinkConfig {
             None => "POST".to_string(),
             Some(m) if METHODS.contains(&m.as_str()) => m,
             Some(m) => {
-                s.issue("method", format!("'{m}' is not supported; use one of: {}", METHODS.join(", ")));
+                s.issue(
+                    "method",
+                    format!("'{m}' is not supported; use one of: {}", METHODS.join(", ")),
+                );
                 "POST".to_string()
             }
         };
@@ -66,13 +74,26 @@ impl HttpSinkConfig {
         let headers = s.string_map("headers");
         for (name, value) in &headers {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                s.issue(&format!("headers.{name}"), "is not a valid HTTP header name");
+                s.issue(
+                    &format!("headers.{name}"),
+                    "is not a valid HTTP header name",
+                );
             }
             if reqwest::header::HeaderValue::from_str(value).is_err() {
-                s.issue(&format!("headers.{name}"), "has characters not allowed in an HTTP header value");
+                s.issue(
+                    &format!("headers.{name}"),
+                    "has characters not allowed in an HTTP header value",
+                );
             }
         }
-        let format = match s.choice("format", &["envelope", "payload", "cloudevents"], "envelope").as_str() {
+        let format = match s
+            .choice(
+                "format",
+                &["envelope", "payload", "cloudevents"],
+                "envelope",
+            )
+            .as_str()
+        {
             "payload" => BodyFormat::Payload,
             "cloudevents" => BodyFormat::CloudEvents,
             _ => BodyFormat::Envelope,
@@ -120,7 +141,14 @@ mod tests {
         );
         assert!(c.is_none());
         let joined = issues.join("\n");
-        for key in ["sinks.api.url", "sinks.api.method", "sinks.api.timeout", "sinks.api.format", "sinks.api.retries", "sinks.api.headers.Bad Name"] {
+        for key in [
+            "sinks.api.url",
+            "sinks.api.method",
+            "sinks.api.timeout",
+            "sinks.api.format",
+            "sinks.api.retries",
+            "sinks.api.headers.Bad Name",
+        ] {
             assert!(joined.contains(key), "{key} missing from {joined}");
         }
     }
@@ -129,6 +157,10 @@ mod tests {
     fn a_missing_url_says_how_to_add_it() {
         let (_, issues) = read("type = \"http\"");
         assert_eq!(issues.len(), 1);
-        assert!(issues[0].contains("sinks.api.url: missing; add `url ="), "{}", issues[0]);
+        assert!(
+            issues[0].contains("sinks.api.url: missing; add `url ="),
+            "{}",
+            issues[0]
+        );
     }
 }

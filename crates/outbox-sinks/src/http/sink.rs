@@ -30,10 +30,12 @@ impl HttpSink {
     /// Builds the client from a validated config.
     pub fn new(config: &HttpSinkConfig) -> Result<HttpSink, String> {
         let url = Url::parse(&config.url).map_err(|e| format!("url: {e}"))?;
-        let method = Method::from_bytes(config.method.as_bytes()).map_err(|e| format!("method: {e}"))?;
+        let method =
+            Method::from_bytes(config.method.as_bytes()).map_err(|e| format!("method: {e}"))?;
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
-            let n = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("headers.{name}: {e}"))?;
+            let n = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| format!("headers.{name}: {e}"))?;
             let v = HeaderValue::from_str(value).map_err(|e| format!("headers.{name}: {e}"))?;
             headers.insert(n, v);
         }
@@ -104,7 +106,10 @@ impl HttpSink {
                     Value::Null => continue,
                     other => other.to_string(),
                 };
-                if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&text)) {
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(&text),
+                ) {
                     h.insert(n, v);
                 }
             }
@@ -120,7 +125,10 @@ impl HttpSink {
         if let Ok(rk) = HeaderValue::from_str(&e.routing_key) {
             h.insert(HeaderName::from_static("x-outbox-routing-key"), rk);
         }
-        h.insert(HeaderName::from_static("x-outbox-attempt"), HeaderValue::from(claimed.attempt()));
+        h.insert(
+            HeaderName::from_static("x-outbox-attempt"),
+            HeaderValue::from(claimed.attempt()),
+        );
         h
     }
 }
@@ -149,7 +157,10 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let when = httpdate::parse_http_date(text).ok()?;
-    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// The one place an HTTP status becomes an [`Outcome`]: 2xx delivered; 408, 425, 429 and
@@ -180,10 +191,15 @@ fn classify_error(e: &reqwest::Error, timeout: Duration) -> Outcome {
         return Outcome::reject(format!("cannot build the request: {e}"));
     }
     if e.is_timeout() {
-        return Outcome::retry(format!("timed out after {}", outbox_core::conf::format_duration(timeout)));
+        return Outcome::retry(format!(
+            "timed out after {}",
+            outbox_core::conf::format_duration(timeout)
+        ));
     }
     if e.is_connect() {
-        let cause = std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_default();
+        let cause = std::error::Error::source(e)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
         return Outcome::retry(format!("connection failed: {cause}"));
     }
     Outcome::retry(format!("request failed: {e}"))
@@ -208,7 +224,11 @@ impl Sink for HttpSink {
         };
         let status = response.status();
         let after = retry_after(response.headers());
-        let limit = if status.is_success() { 0 } else { ERROR_BODY_LIMIT };
+        let limit = if status.is_success() {
+            0
+        } else {
+            ERROR_BODY_LIMIT
+        };
         let body = read_some(response, limit).await;
         let text = String::from_utf8_lossy(&body);
         classify_status(status, after, text.trim())
@@ -225,20 +245,39 @@ mod tests {
 
     #[test]
     fn statuses_are_classified_in_one_place() {
-        assert_eq!(classify_status(StatusCode::OK, None, ""), Outcome::Delivered);
-        assert_eq!(classify_status(StatusCode::NO_CONTENT, None, ""), Outcome::Delivered);
+        assert_eq!(
+            classify_status(StatusCode::OK, None, ""),
+            Outcome::Delivered
+        );
+        assert_eq!(
+            classify_status(StatusCode::NO_CONTENT, None, ""),
+            Outcome::Delivered
+        );
         for code in [408u16, 425, 429, 500, 502, 503, 504] {
             let s = StatusCode::from_u16(code).unwrap();
-            assert!(matches!(classify_status(s, None, ""), Outcome::Retry { .. }), "{code}");
+            assert!(
+                matches!(classify_status(s, None, ""), Outcome::Retry { .. }),
+                "{code}"
+            );
         }
         for code in [400u16, 401, 403, 404, 409, 410, 422, 301] {
             let s = StatusCode::from_u16(code).unwrap();
-            assert!(matches!(classify_status(s, None, ""), Outcome::Reject { .. }), "{code}");
+            assert!(
+                matches!(classify_status(s, None, ""), Outcome::Reject { .. }),
+                "{code}"
+            );
         }
-        let o = classify_status(StatusCode::TOO_MANY_REQUESTS, Some(Duration::from_secs(3)), "slow down");
+        let o = classify_status(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(Duration::from_secs(3)),
+            "slow down",
+        );
         assert_eq!(
             o,
-            Outcome::Retry { reason: "HTTP 429 Too Many Requests: slow down".into(), after: Some(Duration::from_secs(3)) }
+            Outcome::Retry {
+                reason: "HTTP 429 Too Many Requests: slow down".into(),
+                after: Some(Duration::from_secs(3))
+            }
         );
     }
 
@@ -248,9 +287,15 @@ mod tests {
         h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
         let later = SystemTime::now() + Duration::from_secs(120);
-        h.insert(RETRY_AFTER, HeaderValue::from_str(&httpdate::fmt_http_date(later)).unwrap());
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_str(&httpdate::fmt_http_date(later)).unwrap(),
+        );
         let d = retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
     }

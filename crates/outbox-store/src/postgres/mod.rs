@@ -139,7 +139,9 @@ pub struct PgStore {
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore").field("schema", &self.schema).finish()
+        f.debug_struct("PgStore")
+            .field("schema", &self.schema)
+            .finish()
     }
 }
 
@@ -412,7 +414,10 @@ impl Store for PgStore {
             .prepare_cached(&self.sql.next_due)
             .await
             .map_err(classify)?;
-        let row = client.query_one(&stmt, &[&paused]).await.map_err(classify)?;
+        let row = client
+            .query_one(&stmt, &[&paused])
+            .await
+            .map_err(classify)?;
         let secs: Option<f64> = row.try_get(0).map_err(classify)?;
         Ok(secs.map(|s| Duration::from_secs_f64(s.max(0.0))))
     }

@@ -1,0 +1,338 @@
+//! The PostgreSQL store against a real server: claims, fenced acks, reaping, migrations.
+
+use outbox_core::{Completion, CompletionAction, Notification, Store};
+use outbox_store::{MigrationState, PgStore, PgStoreOptions};
+use outbox_testkit::*;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+const KEY: &str = "k";
+
+async fn store_for(db: &TestDb, schema: &str) -> PgStore {
+    let mut o = PgStoreOptions::new(db.url.clone());
+    o.schema = schema.to_string();
+    PgStore::new(&o).unwrap()
+}
+
+fn done(c: &outbox_core::ClaimedEvent, action: CompletionAction) -> Completion {
+    Completion {
+        id: c.event.id.clone(),
+        lease_owner: c.lease_owner.clone(),
+        retry_count: c.event.retry_count,
+        action,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_worker_s_late_ack_does_not_overwrite_the_reclaiming_worker_s_result() {
+    let db = TestDb::with_policies(&[(KEY, 5, 10)]).await;
+    let store = store_for(&db, "public").await;
+    let c = db.client().await;
+    insert_event(&c, "e1", KEY).await;
+
+    let a = store
+        .claim("worker-a", 10, Duration::from_millis(200), &[])
+        .await
+        .unwrap();
+    assert_eq!(a.len(), 1);
+    let stale = a[0].clone();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // The reaper returns the expired lease to PENDING, counting the attempt.
+    let expired = store.expired_leases(10).await.unwrap();
+    assert_eq!(expired.len(), 1);
+    let reaped = done(
+        &expired[0].claimed,
+        CompletionAction::Retry {
+            retry_count: 1,
+            delay: Duration::ZERO,
+            error: "lease expired".into(),
+        },
+    );
+    assert_eq!(store.complete(&[reaped]).await.unwrap(), 1);
+
+    let b = store
+        .claim("worker-b", 10, Duration::from_secs(30), &[])
+        .await
+        .unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].event.retry_count, 1);
+    assert_eq!(b[0].attempt(), 2);
+
+    // A's late result while B holds the lease: ignored.
+    let late = done(
+        &stale,
+        CompletionAction::Fail {
+            error: "late".into(),
+        },
+    );
+    assert_eq!(
+        store.complete(std::slice::from_ref(&late)).await.unwrap(),
+        0
+    );
+    assert_eq!(event(&c, "e1").await.status, "PROCESSING");
+    // B's result lands.
+    assert_eq!(
+        store
+            .complete(&[done(&b[0], CompletionAction::Sent)])
+            .await
+            .unwrap(),
+        1
+    );
+    // A's result after B finished: still ignored.
+    assert_eq!(store.complete(&[late]).await.unwrap(), 0);
+    let row = event(&c, "e1").await;
+    assert_eq!(row.status, "SENT");
+    assert_eq!(row.retry_count, 1);
+    assert_eq!(row.locked_by, None);
+
+    // Even the same owner cannot ack an older attempt of an event it claimed again.
+    insert_event(&c, "e2", KEY).await;
+    let first = store
+        .claim("worker-a", 10, Duration::from_millis(100), &[])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let exp = store.expired_leases(10).await.unwrap();
+    store
+        .complete(&[done(
+            &exp[0].claimed,
+            CompletionAction::Retry {
+                retry_count: 1,
+                delay: Duration::ZERO,
+                error: "x".into(),
+            },
+        )])
+        .await
+        .unwrap();
+    let second = store
+        .claim("worker-a", 10, Duration::from_secs(30), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .complete(&[done(&first[0], CompletionAction::Sent)])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .complete(&[done(&second[0], CompletionAction::Sent)])
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_never_hand_out_an_event_twice() {
+    let db = TestDb::with_policies(&[(KEY, 5, 10)]).await;
+    let store = Arc::new(store_for(&db, "public").await);
+    let c = db.client().await;
+    insert_many(&c, "e", KEY, 600).await;
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = store
+                    .claim(&format!("w{w}"), 25, Duration::from_secs(30), &[])
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.into_iter().map(|c| c.event.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), 600);
+    assert_eq!(unique.len(), 600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_skip_paused_keys_and_events_not_yet_due_and_retries_use_the_database_clock() {
+    let db = TestDb::with_policies(&[(KEY, 5, 10), ("paused", 5, 10)]).await;
+    let store = store_for(&db, "public").await;
+    let c = db.client().await;
+    insert_event(&c, "due", KEY).await;
+    insert_event(&c, "held", "paused").await;
+    c.batch_execute(r#"INSERT INTO "OutboxEvent" ("id", "eventName", "eventType", "aggregateId", "routingKey", "nextRetryAt")
+                       VALUES ('later', 'E', 't', 'a', 'k', now() + interval '1 hour')"#)
+        .await
+        .unwrap();
+    let got = store
+        .claim("w", 10, Duration::from_secs(30), &["paused".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|c| c.event.id.as_str()).collect::<Vec<_>>(),
+        ["due"]
+    );
+    assert_eq!(got[0].event.payload, serde_json::json!({"n": 1}));
+
+    let next = store
+        .next_due(&["paused".to_string()])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        next > Duration::from_secs(3500) && next <= Duration::from_secs(3600),
+        "{next:?}"
+    );
+    assert_eq!(store.next_due(&[]).await.unwrap(), Some(Duration::ZERO));
+
+    let retry = done(
+        &got[0],
+        CompletionAction::Retry {
+            retry_count: 1,
+            delay: Duration::from_secs(90),
+            error: "HTTP 503".into(),
+        },
+    );
+    assert_eq!(store.complete(&[retry]).await.unwrap(), 1);
+    let r = c
+        .query_one(
+            r#"SELECT "status", "retryCount", "lastError", EXTRACT(EPOCH FROM ("nextRetryAt" - clock_timestamp()))::float8 FROM "OutboxEvent" WHERE "id" = 'due'"#,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, String>(0), "PENDING");
+    assert_eq!(r.get::<_, i32>(1), 1);
+    assert_eq!(r.get::<_, String>(2), "HTTP 503");
+    let secs: f64 = r.get(3);
+    assert!(
+        (88.0..=90.5).contains(&secs),
+        "nextRetryAt is 90s after the write: {secs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_deploying_at_once_apply_each_migration_once() {
+    let db = TestDb::new().await;
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let url = db.url.clone();
+        tasks.push(tokio::spawn(async move {
+            let store = PgStore::new(&PgStoreOptions::new(url)).unwrap();
+            store.migrate_deploy().await.map(|v| v.len())
+        }));
+    }
+    let mut applied = 0;
+    for t in tasks {
+        applied += t.await.unwrap().expect("every replica's deploy succeeds");
+    }
+    assert_eq!(
+        applied,
+        outbox_store::MIGRATIONS.len(),
+        "each migration applied by exactly one replica"
+    );
+    let c = db.client().await;
+    let n: i64 = c
+        .query_one(r#"SELECT count(*) FROM "_outbox_migrations""#, &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n as usize, outbox_store::MIGRATIONS.len());
+    // Prisma's history table is never touched.
+    let prisma: bool = c
+        .query_one("SELECT to_regclass('_prisma_migrations') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!prisma);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_pending_modified_and_unknown_migrations() {
+    let db = TestDb::new().await;
+    let store = store_for(&db, "public").await;
+    let st = store.migration_status().await.unwrap();
+    assert!(st.iter().all(|r| r.state == MigrationState::Pending));
+    store.migrate_deploy().await.unwrap();
+    assert!(store
+        .migration_status()
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| matches!(r.state, MigrationState::Applied { .. })));
+    assert!(
+        store.migrate_deploy().await.unwrap().is_empty(),
+        "deploy is idempotent"
+    );
+
+    let c = db.client().await;
+    c.batch_execute(r#"UPDATE "_outbox_migrations" SET "checksum" = 'edited' WHERE "version" = 1;
+                       INSERT INTO "_outbox_migrations" VALUES (999, 'from_the_future', 'x', now(), 1);"#)
+        .await
+        .unwrap();
+    let st = store.migration_status().await.unwrap();
+    assert!(
+        matches!(st[0].state, MigrationState::Modified { .. }),
+        "{st:?}"
+    );
+    let last = st.last().unwrap();
+    assert_eq!(
+        (last.version, last.state.clone()),
+        (999, MigrationState::Unknown)
+    );
+    let err = store.migrate_deploy().await.unwrap_err().to_string();
+    assert!(
+        err.contains("migration 1 (outbox_tables) was applied with a different script")
+            || err.contains("does not know it"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_default_schema_holds_the_tables_and_its_notifications_are_its_own() {
+    let db = TestDb::new().await;
+    let relay = store_for(&db, "relay").await;
+    let public = store_for(&db, "public").await;
+    relay.migrate_deploy().await.unwrap();
+    public.migrate_deploy().await.unwrap();
+    let c = db.client().await;
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'relay' AND table_name IN ('OutboxEvent', 'OutboxRetryPolicy', '_outbox_migrations')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3);
+
+    let mut listener = relay.listen().await.unwrap();
+    c.batch_execute(r#"INSERT INTO "public"."OutboxEvent" ("eventName", "eventType", "aggregateId", "routingKey") VALUES ('E', 't', 'a', 'k')"#)
+        .await
+        .unwrap();
+    c.batch_execute(r#"INSERT INTO "relay"."OutboxRetryPolicy" ("routingKey", "maxRetries", "retryInterval", "maxInterval") VALUES ('k', 1, 1, 1)"#)
+        .await
+        .unwrap();
+    c.batch_execute(r#"INSERT INTO "relay"."OutboxEvent" ("eventName", "eventType", "aggregateId", "routingKey") VALUES ('E', 't', 'a', 'k')"#)
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), listener.next())
+        .await
+        .unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), listener.next())
+        .await
+        .unwrap();
+    assert_eq!(
+        (first, second),
+        (Some(Notification::Policies), Some(Notification::Events))
+    );
+    let claimed = relay
+        .claim("w", 10, Duration::from_secs(5), &[])
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(relay.policies().await.unwrap().len(), 1);
+    assert_eq!(public.policies().await.unwrap().len(), 0);
+}
