@@ -142,6 +142,9 @@ fn warn_about_mismatches(routes: &HashMap<String, Route>, policies: &Policies) {
         if !routes.contains_key(&key) {
             tracing::warn!(routing_key = %key, "OutboxRetryPolicy row has no route in the config; its events will end FAILED");
         }
+        if policies.get(&key).is_some_and(|p| p.ordered) {
+            tracing::warn!(routing_key = %key, "OutboxRetryPolicy row asks for ordered delivery, which this version does not enforce yet; its events are delivered concurrently");
+        }
     }
 }
 

@@ -1,7 +1,10 @@
 //! The engine embedded as a library, with handlers written in code (as the example does).
 
 use outbox_testkit::*;
-use outbox_worker::{async_trait, ClaimedEvent, OnSuccess, Outcome, PgStore, PgStoreOptions, Sink, Worker, WorkerOptions};
+use outbox_worker::{
+    async_trait, ClaimedEvent, OnSuccess, Outcome, PgStore, PgStoreOptions, Sink, Worker,
+    WorkerOptions,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +46,9 @@ fn options() -> WorkerOptions {
 async fn a_handler_in_code_receives_events_and_a_panic_is_a_retry() {
     let db = TestDb::with_policies(&[("flaky", 3, 50), ("count", 0, 10)]).await;
     let store = PgStore::new(&PgStoreOptions::new(db.url.clone())).unwrap();
-    let flaky = Arc::new(Flaky { calls: AtomicUsize::new(0) });
+    let flaky = Arc::new(Flaky {
+        calls: AtomicUsize::new(0),
+    });
     let counting = Arc::new(Counting(AtomicUsize::new(0)));
     let worker = Worker::new(Arc::new(store), options())
         .route("flaky", "flaky-handler", flaky.clone())
@@ -58,8 +63,14 @@ async fn a_handler_in_code_receives_events_and_a_panic_is_a_retry() {
     insert_many(&c, "c", "count", 25).await;
     let row = wait_status(&c, "f1", "SENT", Duration::from_secs(30)).await;
     assert_eq!(row.retry_count, 1);
-    assert_eq!(row.last_error.as_deref(), Some("sink 'flaky-handler' panicked"));
-    wait_for("25 counted", Duration::from_secs(30), || async { count_status(&c, "SENT").await == 26 }).await;
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("sink 'flaky-handler' panicked")
+    );
+    wait_for("25 counted", Duration::from_secs(30), || async {
+        count_status(&c, "SENT").await == 26
+    })
+    .await;
     assert_eq!(counting.0.load(Ordering::SeqCst), 25);
 
     stop_tx.send(()).unwrap();
@@ -74,15 +85,24 @@ async fn delete_on_success_and_no_rows_left_processing_after_stop() {
     let db = TestDb::with_policies(&[("count", 0, 10)]).await;
     let store = PgStore::new(&PgStoreOptions::new(db.url.clone())).unwrap();
     let counting = Arc::new(Counting(AtomicUsize::new(0)));
-    let worker = Worker::new(Arc::new(store), WorkerOptions { on_success: OnSuccess::Delete, ..options() })
-        .route("count", "counter", counting.clone());
+    let worker = Worker::new(
+        Arc::new(store),
+        WorkerOptions {
+            on_success: OnSuccess::Delete,
+            ..options()
+        },
+    )
+    .route("count", "counter", counting.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(worker.run(async {
         let _ = stop_rx.await;
     }));
     let c = db.client().await;
     insert_many(&c, "d", "count", 100).await;
-    wait_for("all deleted", Duration::from_secs(30), || async { by_status(&c).await.is_empty() }).await;
+    wait_for("all deleted", Duration::from_secs(30), || async {
+        by_status(&c).await.is_empty()
+    })
+    .await;
     stop_tx.send(()).unwrap();
     assert_eq!(running.await.unwrap().delivered, 100);
     assert_eq!(counting.0.load(Ordering::SeqCst), 100);

@@ -7,7 +7,9 @@
 //! then insert an event with routingKey `audit.record-auth-log` (see the README) and watch
 //! it printed here. Ctrl-C stops the worker cleanly.
 
-use outbox_worker::{async_trait, ClaimedEvent, Outcome, PgStore, PgStoreOptions, Sink, Worker, WorkerOptions};
+use outbox_worker::{
+    async_trait, ClaimedEvent, Outcome, PgStore, PgStoreOptions, Sink, Worker, WorkerOptions,
+};
 use std::sync::Arc;
 
 /// The application's own handler: here it prints the event; a real one would call a
