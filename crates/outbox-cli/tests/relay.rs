@@ -92,13 +92,9 @@ async fn the_seed_insert_is_delivered_with_the_envelope_and_idempotency_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unregistered_routing_key_fails_at_once() {
-    let db = TestDb::with_policies(&[]).await;
     let server = TestServer::always(200).await;
     // A route exists, but "OutboxRetryPolicy" has no row for it.
-    let mut worker =
-        WorkerProcess::start(&http_config(&db.url, &server.url("/"), &["no.policy"], ""));
-    worker.wait_started().await;
-    let c = db.client().await;
+    let (_db, mut worker, c) = start_relay(&[], &server, &["no.policy"], "").await;
     insert_event(&c, "e1", "no.policy").await;
     let row = wait_status(&c, "e1", "FAILED", LONG).await;
     assert_eq!(
@@ -117,11 +113,14 @@ async fn an_unregistered_routing_key_fails_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_without_a_route_fails_at_once() {
-    let db = TestDb::with_policies(&[(KEY, 5, 100), ("orphan.key", 5, 100)]).await;
     let server = TestServer::always(200).await;
-    let mut worker = WorkerProcess::start(&http_config(&db.url, &server.url("/"), &[KEY], ""));
-    worker.wait_started().await;
-    let c = db.client().await;
+    let (_db, mut worker, c) = start_relay(
+        &[(KEY, 5, 100), ("orphan.key", 5, 100)],
+        &server,
+        &[KEY],
+        "",
+    )
+    .await;
     insert_event(&c, "e1", "orphan.key").await;
     let row = wait_status(&c, "e1", "FAILED", LONG).await;
     assert_eq!(
@@ -136,7 +135,6 @@ async fn a_policy_without_a_route_fails_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retryable_failures_back_off_exponentially() {
     // retryInterval 400ms, multiplier 2: the retries wait at least 400ms, then 800ms.
-    let db = TestDb::with_policies(&[(KEY, 5, 400)]).await;
     let server = TestServer::start(|_, earlier| {
         if earlier < 2 {
             Reply::status(503)
@@ -145,9 +143,7 @@ async fn retryable_failures_back_off_exponentially() {
         }
     })
     .await;
-    let mut worker = WorkerProcess::start(&http_config(&db.url, &server.url("/"), &[KEY], ""));
-    worker.wait_started().await;
-    let c = db.client().await;
+    let (_db, mut worker, c) = start_relay(&[(KEY, 5, 400)], &server, &[KEY], "").await;
     insert_event(&c, "e1", KEY).await;
     let row = wait_status(&c, "e1", "SENT", LONG).await;
     assert_eq!(row.retry_count, 2);
@@ -188,11 +184,8 @@ async fn retryable_failures_back_off_exponentially() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_retries_end_failed_after_max_retries_plus_one_attempts() {
-    let db = TestDb::with_policies(&[(KEY, 2, 50)]).await;
     let server = TestServer::always(503).await;
-    let mut worker = WorkerProcess::start(&http_config(&db.url, &server.url("/"), &[KEY], ""));
-    worker.wait_started().await;
-    let c = db.client().await;
+    let (_db, mut worker, c) = start_relay(&[(KEY, 2, 50)], &server, &[KEY], "").await;
     insert_event(&c, "e1", KEY).await;
     let row = wait_status(&c, "e1", "FAILED", LONG).await;
     assert_eq!(row.retry_count, 2);
@@ -208,11 +201,8 @@ async fn exhausted_retries_end_failed_after_max_retries_plus_one_attempts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_max_retries_overrides_the_policy() {
-    let db = TestDb::with_policies(&[(KEY, 0, 50)]).await;
     let server = TestServer::always(500).await;
-    let mut worker = WorkerProcess::start(&http_config(&db.url, &server.url("/"), &[KEY], ""));
-    worker.wait_started().await;
-    let c = db.client().await;
+    let (_db, mut worker, c) = start_relay(&[(KEY, 0, 50)], &server, &[KEY], "").await;
     c.batch_execute(&format!(
         r#"INSERT INTO "OutboxEvent" ("id", "eventName", "eventType", "aggregateId", "routingKey", "maxRetries", "retryInterval")
            VALUES ('more', 'E', 't', 'a', '{KEY}', 3, 20), ('policy', 'E', 't', 'a', '{KEY}', NULL, NULL)"#
@@ -231,11 +221,8 @@ async fn the_event_max_retries_overrides_the_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_error_fails_after_one_attempt() {
-    let db = TestDb::with_policies(&[(KEY, 5, 50)]).await;
     let server = TestServer::always(400).await;
-    let mut worker = WorkerProcess::start(&http_config(&db.url, &server.url("/"), &[KEY], ""));
-    worker.wait_started().await;
-    let c = db.client().await;
+    let (_db, mut worker, c) = start_relay(&[(KEY, 5, 50)], &server, &[KEY], "").await;
     insert_event(&c, "e1", KEY).await;
     let row = wait_status(&c, "e1", "FAILED", LONG).await;
     assert_eq!(row.retry_count, 0);
@@ -250,7 +237,6 @@ async fn a_permanent_error_fails_after_one_attempt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured_when_longer_than_the_backoff() {
-    let db = TestDb::with_policies(&[(KEY, 3, 50)]).await;
     let server = TestServer::start(|_, earlier| {
         if earlier == 0 {
             Reply::status(429).header("Retry-After", "2")
@@ -259,9 +245,7 @@ async fn retry_after_is_honoured_when_longer_than_the_backoff() {
         }
     })
     .await;
-    let mut worker = WorkerProcess::start(&http_config(&db.url, &server.url("/"), &[KEY], ""));
-    worker.wait_started().await;
-    let c = db.client().await;
+    let (_db, mut worker, c) = start_relay(&[(KEY, 3, 50)], &server, &[KEY], "").await;
     insert_event(&c, "e1", KEY).await;
     wait_status(&c, "e1", "SENT", LONG).await;
     let reqs = server.requests_for("e1");
@@ -277,17 +261,10 @@ async fn retry_after_is_honoured_when_longer_than_the_backoff() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_policy_holds_events_and_an_edited_policy_takes_effect_while_running() {
-    let db = TestDb::with_policies(&[(KEY, 0, 20)]).await;
     let server = TestServer::always(503).await;
     // A long periodic refresh: the edits must arrive through the policy table's NOTIFY.
-    let mut worker = WorkerProcess::start(&http_config(
-        &db.url,
-        &server.url("/"),
-        &[KEY],
-        "policy_refresh = \"1h\"",
-    ));
-    worker.wait_started().await;
-    let c = db.client().await;
+    let (_db, mut worker, c) =
+        start_relay(&[(KEY, 0, 20)], &server, &[KEY], "policy_refresh = \"1h\"").await;
 
     insert_event(&c, "before", KEY).await;
     let row = wait_status(&c, "before", "FAILED", LONG).await;
@@ -377,16 +354,9 @@ source = "/reserve-manage"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_connections_are_reused() {
-    let db = TestDb::with_policies(&[(KEY, 0, 10)]).await;
     let server = TestServer::always(200).await;
-    let mut worker = WorkerProcess::start(&http_config(
-        &db.url,
-        &server.url("/"),
-        &[KEY],
-        "concurrency = 1",
-    ));
-    worker.wait_started().await;
-    let c = db.client().await;
+    let (_db, mut worker, c) =
+        start_relay(&[(KEY, 0, 10)], &server, &[KEY], "concurrency = 1").await;
     for i in 0..20 {
         insert_event(&c, &format!("e{i}"), KEY).await;
         wait_status(&c, &format!("e{i}"), "SENT", LONG).await;
@@ -403,16 +373,9 @@ async fn keep_alive_connections_are_reused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_success_delete_removes_delivered_rows() {
-    let db = TestDb::with_policies(&[(KEY, 0, 10)]).await;
     let server = TestServer::always(200).await;
-    let mut worker = WorkerProcess::start(&http_config(
-        &db.url,
-        &server.url("/"),
-        &[KEY],
-        "on_success = \"delete\"",
-    ));
-    worker.wait_started().await;
-    let c = db.client().await;
+    let (_db, mut worker, c) =
+        start_relay(&[(KEY, 0, 10)], &server, &[KEY], "on_success = \"delete\"").await;
     insert_many(&c, "d", KEY, 50).await;
     wait_for("all rows deleted", LONG, || async {
         by_status(&c).await.is_empty()

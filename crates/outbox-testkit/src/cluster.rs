@@ -75,20 +75,24 @@ impl PrivateCluster {
         cluster
     }
 
-    fn run(&self, tool: &str, args: &[&str]) {
+    /// `tool` from the server's bin dir, run as `postgres` when we are root.
+    fn command(&self, tool: &str) -> Command {
         let exe = self.bin.join(tool);
-        let out = if self.as_postgres {
-            Command::new("runuser")
-                .arg("-u")
-                .arg("postgres")
-                .arg("--")
-                .arg(&exe)
-                .args(args)
-                .output()
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
         } else {
-            Command::new(&exe).args(args).output()
+            Command::new(exe)
         }
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let out = self
+            .command(tool)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
         assert!(
             out.status.success(),
             "{tool} {args:?} failed: {}{}",
@@ -147,19 +151,8 @@ impl PrivateCluster {
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
         let data = self.dir.join("data");
-        let exe = self.bin.join("pg_ctl");
         let args = ["-D", data.to_str().unwrap(), "-m", "immediate", "stop"];
-        let _ = if self.as_postgres {
-            Command::new("runuser")
-                .arg("-u")
-                .arg("postgres")
-                .arg("--")
-                .arg(&exe)
-                .args(args)
-                .output()
-        } else {
-            Command::new(&exe).args(args).output()
-        };
+        let _ = self.command("pg_ctl").args(args).output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

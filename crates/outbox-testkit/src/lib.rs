@@ -568,3 +568,24 @@ impl Drop for WorkerProcess {
         }
     }
 }
+
+/// The common set-up of an end-to-end test: a database with `policies`, one worker process
+/// whose routes all go to `server` (with `worker_extra` lines in `[worker]`), started, and a
+/// client on the database.
+pub async fn start_relay(
+    policies: &[(&str, i32, i32)],
+    server: &TestServer,
+    routes: &[&str],
+    worker_extra: &str,
+) -> (TestDb, WorkerProcess, Client) {
+    let db = TestDb::with_policies(policies).await;
+    let worker = WorkerProcess::start(&http_config(
+        &db.url,
+        &server.url("/"),
+        routes,
+        worker_extra,
+    ));
+    worker.wait_started().await;
+    let client = db.client().await;
+    (db, worker, client)
+}

@@ -191,6 +191,23 @@ mod tests {
         }
     }
 
+    /// The action for an event at `retry_count` (with its own `max_retries`) after `outcome`.
+    fn act(
+        retry_count: i32,
+        max_retries: Option<i32>,
+        outcome: Outcome,
+        on_success: OnSuccess,
+    ) -> CompletionAction {
+        decide(
+            &claimed(retry_count, max_retries),
+            &policy(),
+            outcome,
+            on_success,
+            0.0,
+        )
+        .action
+    }
+
     #[test]
     fn outcomes_map_to_actions() {
         let c = decide(
@@ -202,78 +219,41 @@ mod tests {
         );
         assert_eq!(c.action, CompletionAction::Sent);
         assert_eq!((c.lease_owner.as_str(), c.retry_count), ("w1", 0));
-        let c = decide(
-            &claimed(0, None),
-            &policy(),
-            Outcome::Delivered,
-            OnSuccess::Delete,
-            0.0,
-        );
-        assert_eq!(c.action, CompletionAction::Delete);
-        let c = decide(
-            &claimed(1, None),
-            &policy(),
-            Outcome::retry("HTTP 503"),
-            OnSuccess::Mark,
-            0.0,
-        );
         assert_eq!(
-            c.action,
-            CompletionAction::Retry {
-                retry_count: 2,
-                delay: Duration::from_secs(2),
-                error: "HTTP 503".into()
-            }
+            act(0, None, Outcome::Delivered, OnSuccess::Delete),
+            CompletionAction::Delete
         );
-        let c = decide(
-            &claimed(2, None),
-            &policy(),
-            Outcome::retry("HTTP 503"),
-            OnSuccess::Mark,
-            0.0,
-        );
+        let retry = CompletionAction::Retry {
+            retry_count: 2,
+            delay: Duration::from_secs(2),
+            error: "HTTP 503".into(),
+        };
         assert_eq!(
-            c.action,
-            CompletionAction::Fail {
-                error: "retries exhausted after 3 attempts (maxRetries=2): HTTP 503".into()
-            }
+            act(1, None, Outcome::retry("HTTP 503"), OnSuccess::Mark),
+            retry
         );
-        let c = decide(
-            &claimed(0, None),
-            &policy(),
-            Outcome::reject("HTTP 400"),
-            OnSuccess::Mark,
-            0.0,
-        );
+        let exhausted = "retries exhausted after 3 attempts (maxRetries=2): HTTP 503".to_string();
         assert_eq!(
-            c.action,
-            CompletionAction::Fail {
-                error: "permanent failure: HTTP 400".into()
-            }
+            act(2, None, Outcome::retry("HTTP 503"), OnSuccess::Mark),
+            CompletionAction::Fail { error: exhausted }
+        );
+        let permanent = "permanent failure: HTTP 400".to_string();
+        assert_eq!(
+            act(0, None, Outcome::reject("HTTP 400"), OnSuccess::Mark),
+            CompletionAction::Fail { error: permanent }
         );
     }
 
     #[test]
     fn the_event_override_of_max_retries_wins() {
-        let c = decide(
-            &claimed(2, Some(5)),
-            &policy(),
-            Outcome::retry("x"),
-            OnSuccess::Mark,
-            0.0,
-        );
         assert!(matches!(
-            c.action,
+            act(2, Some(5), Outcome::retry("x"), OnSuccess::Mark),
             CompletionAction::Retry { retry_count: 3, .. }
         ));
-        let c = decide(
-            &claimed(0, Some(0)),
-            &policy(),
-            Outcome::retry("x"),
-            OnSuccess::Mark,
-            0.0,
-        );
-        assert!(matches!(c.action, CompletionAction::Fail { .. }));
+        assert!(matches!(
+            act(0, Some(0), Outcome::retry("x"), OnSuccess::Mark),
+            CompletionAction::Fail { .. }
+        ));
     }
 
     #[test]
