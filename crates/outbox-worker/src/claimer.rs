@@ -248,10 +248,10 @@ impl Claimer {
             return;
         };
         let flight = InFlight::new(claimed, self.acks.clone());
-        let on_success = self.options.on_success;
+        let rules = dispatcher::Rules::new(self.options.on_success, self.options.lease);
         let counters = self.counters.clone();
         self.deliveries.spawn(async move {
-            dispatcher::deliver(flight, route, policy, on_success, counters).await;
+            dispatcher::deliver(flight, route, policy, rules, counters).await;
             drop(permit);
         });
     }

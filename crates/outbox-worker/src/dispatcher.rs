@@ -8,6 +8,7 @@ use outbox_core::{ClaimedEvent, Completion, CompletionAction, Decision, Outcome,
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// Why an event cannot be delivered at all, checked before any sink is called.
@@ -119,19 +120,49 @@ impl Drop for InFlight {
 }
 
 /// One delivery: call the sink (a panic counts as a retryable failure), decide, report.
+/// How deliveries are run, the same for every event of a worker.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rules {
+    /// What a success becomes.
+    pub(crate) on_success: OnSuccess,
+    /// Longest a sink may take: inside the lease, so no other worker can have taken the
+    /// event over while this delivery still runs.
+    pub(crate) deadline: Duration,
+}
+
+impl Rules {
+    pub(crate) fn new(on_success: OnSuccess, lease: Duration) -> Rules {
+        Rules {
+            on_success,
+            deadline: lease.mul_f64(0.9),
+        }
+    }
+}
+
 pub(crate) async fn deliver(
     mut flight: InFlight,
     route: Route,
     policy: RetryPolicy,
-    on_success: OnSuccess,
+    rules: Rules,
     counters: Arc<Counters>,
 ) {
     let claimed = &flight.claimed;
-    let outcome = AssertUnwindSafe(route.sink.deliver(claimed))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| Outcome::retry(format!("sink '{}' panicked", route.sink_name)));
-    let c = decide(claimed, &policy, outcome, on_success, rand::random::<f64>());
+    let attempt = AssertUnwindSafe(route.sink.deliver(claimed)).catch_unwind();
+    let outcome = match tokio::time::timeout(rules.deadline, attempt).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_)) => Outcome::retry(format!("sink '{}' panicked", route.sink_name)),
+        Err(_) => Outcome::retry(format!(
+            "sink '{}' did not finish within {:?} (90% of the lease)",
+            route.sink_name, rules.deadline
+        )),
+    };
+    let c = decide(
+        claimed,
+        &policy,
+        outcome,
+        rules.on_success,
+        rand::random::<f64>(),
+    );
     let e = &claimed.event;
     match &c.action {
         CompletionAction::Sent | CompletionAction::Delete => {
@@ -156,7 +187,6 @@ mod tests {
     use super::*;
     use chrono::Utc;
     use outbox_core::OutboxEvent;
-    use std::time::Duration;
 
     fn claimed(retry_count: i32, max_retries: Option<i32>) -> ClaimedEvent {
         ClaimedEvent {

@@ -107,3 +107,42 @@ async fn delete_on_success_and_no_rows_left_processing_after_stop() {
     assert_eq!(running.await.unwrap().delivered, 100);
     assert_eq!(counting.0.load(Ordering::SeqCst), 100);
 }
+
+/// Never answers.
+struct Hangs;
+
+#[async_trait]
+impl Sink for Hangs {
+    async fn deliver(&self, _: &ClaimedEvent) -> Outcome {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_hangs_is_cut_off_inside_the_lease() {
+    let db = TestDb::with_policies(&[("hang", 0, 10)]).await;
+    let store = PgStore::new(&PgStoreOptions::new(db.url.clone())).unwrap();
+    let options = WorkerOptions {
+        lease: Duration::from_secs(1),
+        ..options()
+    };
+    let worker = Worker::new(Arc::new(store), options).route("hang", "hangs", Arc::new(Hangs));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stop_rx.await;
+    }));
+    let c = db.client().await;
+    insert_event(&c, "h1", "hang").await;
+    let row = wait_status(&c, "h1", "FAILED", Duration::from_secs(30)).await;
+    let err = row.last_error.unwrap();
+    assert!(
+        err.contains("sink 'hangs' did not finish within 900ms (90% of the lease)"),
+        "{err}"
+    );
+    assert_eq!(
+        row.retry_count, 0,
+        "cut off by the worker itself, not reaped"
+    );
+    stop_tx.send(()).unwrap();
+    assert_eq!(running.await.unwrap().failed, 1);
+}
