@@ -3,5 +3,9 @@
 
 pub mod postgres;
 
-pub use postgres::migrate::{MigrationReport, MigrationState, MIGRATIONS};
+pub use postgres::drift::Drift;
+pub use postgres::layout::Layout;
+pub use postgres::migrate::{
+    MigrationReport, MigrationState, Problem, ProblemKind, SchemaStatus, MIGRATIONS,
+};
 pub use postgres::{PgStore, PgStoreOptions};

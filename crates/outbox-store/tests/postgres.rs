@@ -1,7 +1,7 @@
 //! The PostgreSQL store against a real server: claims, fenced acks, reaping, migrations.
 
 use outbox_core::{Completion, CompletionAction, Notification, Store};
-use outbox_store::{MigrationState, PgStore, PgStoreOptions};
+use outbox_store::{MigrationState, PgStore, PgStoreOptions, ProblemKind};
 use outbox_testkit::*;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -335,4 +335,62 @@ async fn a_non_default_schema_holds_the_tables_and_its_notifications_are_its_own
     assert_eq!(claimed.len(), 1);
     assert_eq!(relay.policies().await.unwrap().len(), 1);
     assert_eq!(public.policies().await.unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_hand_made_drift_is_detected_and_named() {
+    let db = TestDb::new().await;
+    let store = store_for(&db, "public").await;
+    store.migrate_deploy().await.unwrap();
+    let clean = store.schema_status().await.unwrap();
+    assert!(clean.problems().is_empty(), "{:?}", clean.problems());
+    assert_eq!(clean.worst(), None);
+
+    let c = db.client().await;
+    c.batch_execute(
+        r#"ALTER TABLE "OutboxEvent" ADD COLUMN "tenant" text;
+           ALTER TABLE "OutboxEvent" ALTER COLUMN "lastError" TYPE varchar(200);
+           ALTER TABLE "OutboxEvent" ALTER COLUMN "headers" SET NOT NULL;
+           ALTER TABLE "OutboxEvent" ALTER COLUMN "retryCount" SET DEFAULT 1;
+           DROP INDEX "OutboxEvent_pending_idx";
+           CREATE INDEX "by_hand" ON "OutboxEvent" ("aggregateId");
+           ALTER TABLE "OutboxEvent" DROP CONSTRAINT "OutboxEvent_retryCount_check";
+           DROP TRIGGER "OutboxEvent_notify" ON "OutboxEvent";
+           ALTER TABLE "OutboxRetryPolicy" DROP COLUMN "description";
+           CREATE OR REPLACE FUNCTION "outbox_notify_policy"() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END; $$;"#,
+    )
+    .await
+    .unwrap();
+    let st = store.schema_status().await.unwrap();
+    let problems = st.problems();
+    let text: Vec<String> = problems.iter().map(|p| format!("{} => {}", p.what, p.fix)).collect();
+    let joined = text.join("\n");
+    for expected in [
+        r#"column "OutboxEvent"."tenant" is not in the migrations (added by hand?) => ALTER TABLE "OutboxEvent" DROP COLUMN "tenant";"#,
+        r#"column "OutboxEvent"."lastError" has type character varying(200), the migrations give text => ALTER TABLE "OutboxEvent" ALTER COLUMN "lastError" TYPE text;"#,
+        r#"column "OutboxEvent"."headers" is NOT NULL, the migrations allow NULL => ALTER TABLE "OutboxEvent" ALTER COLUMN "headers" DROP NOT NULL;"#,
+        r#"column "OutboxEvent"."retryCount" has default 1, the migrations give 0 => ALTER TABLE "OutboxEvent" ALTER COLUMN "retryCount" SET DEFAULT 0;"#,
+        r#"index "OutboxEvent_pending_idx" on "OutboxEvent" is missing => CREATE INDEX "OutboxEvent_pending_idx" ON "OutboxEvent" USING btree ("nextRetryAt") WHERE (status = 'PENDING'::text);"#,
+        r#"index "by_hand" on "OutboxEvent" is not in the migrations (added by hand?) => DROP INDEX "by_hand";"#,
+        r#"constraint "OutboxEvent_retryCount_check" on "OutboxEvent" is missing => ALTER TABLE "OutboxEvent" ADD CONSTRAINT "OutboxEvent_retryCount_check" CHECK (("retryCount" >= 0));"#,
+        r#"trigger "OutboxEvent_notify" on "OutboxEvent" is missing => CREATE TRIGGER "OutboxEvent_notify" AFTER INSERT ON "OutboxEvent" FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify_event();"#,
+        r#"column "OutboxRetryPolicy"."description" is missing => ALTER TABLE "OutboxRetryPolicy" ADD COLUMN "description" text;"#,
+        r#"function "outbox_notify_policy"() differs from the migrations"#,
+    ] {
+        assert!(joined.contains(expected), "missing:\n{expected}\nin:\n{joined}");
+    }
+    assert!(problems.iter().all(|p| p.kind == ProblemKind::Drift));
+    assert_eq!(st.worst(), Some(ProblemKind::Drift));
+
+    // Every fix, applied, restores a clean schema.
+    for p in &problems {
+        c.batch_execute(&p.fix).await.unwrap_or_else(|e| panic!("fix failed: {}: {e}", p.fix));
+    }
+    let after = store.schema_status().await.unwrap();
+    assert!(after.problems().is_empty(), "{:?}", after.problems());
+
+    // A dropped table.
+    c.batch_execute(r#"DROP TABLE "OutboxRetryPolicy""#).await.unwrap();
+    let st = store.schema_status().await.unwrap();
+    assert!(st.problems().iter().any(|p| p.what == r#"drift: table "OutboxRetryPolicy" is missing"#), "{:?}", st.problems());
 }

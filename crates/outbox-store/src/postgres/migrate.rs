@@ -56,6 +56,8 @@ pub enum MigrationState {
     },
     /// Recorded in the history, but this binary does not know it (a newer or other build).
     Unknown,
+    /// Started but never finished (recorded with success = false).
+    Dirty,
 }
 
 /// One row of `migrate status`.
@@ -83,7 +85,8 @@ fn history_ddl(schema: &str) -> String {
     "name"        text        NOT NULL,
     "checksum"    text        NOT NULL,
     "appliedAt"   timestamptz NOT NULL DEFAULT now(),
-    "executionMs" bigint      NOT NULL
+    "executionMs" bigint      NOT NULL,
+    "success"     boolean     NOT NULL DEFAULT true
 )"#,
         quote_ident(schema),
         quote_ident(HISTORY_TABLE)
@@ -110,7 +113,7 @@ impl PgStore {
             client
                 .query(
                     &format!(
-                        r#"SELECT "version", "name", "checksum", "appliedAt" FROM {}.{} ORDER BY "version""#,
+                        r#"SELECT "version", "name", "checksum", "appliedAt", "success" FROM {}.{} ORDER BY "version""#,
                         quote_ident(&self.schema),
                         quote_ident(HISTORY_TABLE)
                     ),
@@ -126,6 +129,7 @@ impl PgStore {
             let row = applied.iter().find(|r| r.get::<_, i64>(0) == m.version);
             let state = match row {
                 None => MigrationState::Pending,
+                Some(r) if !r.get::<_, bool>(4) => MigrationState::Dirty,
                 Some(r) => {
                     let recorded: String = r.get(2);
                     let embedded = m.checksum();
@@ -148,10 +152,15 @@ impl PgStore {
         for r in &applied {
             let version: i64 = r.get(0);
             if !MIGRATIONS.iter().any(|m| m.version == version) {
+                let state = if r.get::<_, bool>(4) {
+                    MigrationState::Unknown
+                } else {
+                    MigrationState::Dirty
+                };
                 reports.push(MigrationReport {
                     version,
                     name: r.get(1),
-                    state: MigrationState::Unknown,
+                    state,
                 });
             }
         }
@@ -163,6 +172,12 @@ impl PgStore {
     /// Returns the versions applied (empty when already up to date). Refuses to run over a
     /// modified or unknown migration.
     pub async fn migrate_deploy(&self) -> Result<Vec<MigrationReport>, StoreError> {
+        self.locked(&[]).await
+    }
+
+    /// In one transaction under the migration lock: runs `first`, then applies every
+    /// pending migration.
+    async fn locked(&self, first: &[String]) -> Result<Vec<MigrationReport>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(classify)?;
         tx.batch_execute("SET LOCAL client_min_messages = warning")
@@ -174,6 +189,9 @@ impl PgStore {
         )
         .await
         .map_err(classify)?;
+        for stmt in first {
+            tx.batch_execute(stmt).await.map_err(classify)?;
+        }
         tx.batch_execute(&format!(
             "CREATE SCHEMA IF NOT EXISTS {}; {}",
             quote_ident(&self.schema),
@@ -184,7 +202,7 @@ impl PgStore {
         let rows = tx
             .query(
                 &format!(
-                    r#"SELECT "version", "checksum" FROM {}.{}"#,
+                    r#"SELECT "version", "checksum", "success" FROM {}.{}"#,
                     quote_ident(&self.schema),
                     quote_ident(HISTORY_TABLE)
                 ),
@@ -195,6 +213,11 @@ impl PgStore {
         for r in &rows {
             let version: i64 = r.get(0);
             let checksum: String = r.get(1);
+            if !r.get::<_, bool>(2) {
+                return Err(StoreError::Query(format!(
+                    "migration {version} is marked as started but not finished (dirty); repair the schema by hand, delete its row from {HISTORY_TABLE}, and deploy again (or `outbox migrate reset --force` in development)"
+                )));
+            }
             match MIGRATIONS.iter().find(|m| m.version == version) {
                 None => {
                     return Err(StoreError::Query(format!(
@@ -252,6 +275,37 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// The objects `migrate reset` drops: the migrated tables and functions that exist, and
+    /// the history table.
+    pub async fn reset_plan(&self) -> Result<Vec<String>, StoreError> {
+        let versions: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
+        let expected = self.expected_catalog(&versions).await?;
+        let live = self.live_catalog().await?;
+        let s = quote_ident(&self.schema);
+        let mut plan = Vec::new();
+        for t in expected.tables.keys().chain(std::iter::once(&HISTORY_TABLE.to_string())) {
+            if live.tables.contains_key(t) {
+                plan.push(format!("DROP TABLE {s}.{} CASCADE", quote_ident(t)));
+            }
+        }
+        for f in expected.functions.keys() {
+            if live.functions.contains_key(f) {
+                plan.push(format!("DROP FUNCTION {s}.{}() CASCADE", quote_ident(f)));
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Drops what [`PgStore::reset_plan`] lists and applies every migration again, in one
+    /// transaction. Returns the statements run and the migrations applied.
+    pub async fn migrate_reset(&self) -> Result<(Vec<String>, Vec<MigrationReport>), StoreError> {
+        let plan = self.reset_plan().await?;
+        let applied = self.locked(&plan).await?;
+        Ok((plan, applied))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,5 +333,121 @@ mod tests {
     fn lock_keys_differ_per_schema() {
         assert_ne!(advisory_key("public"), advisory_key("outbox"));
         assert_eq!(advisory_key("public"), advisory_key("public"));
+    }
+}
+
+/// The kinds of problem `migrate status` reports, from least to most serious.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ProblemKind {
+    /// A migration is not applied yet.
+    Pending,
+    /// An applied migration's script differs from this build's.
+    Modified,
+    /// The history holds a migration this build does not know.
+    Unknown,
+    /// A migration started and did not finish.
+    Dirty,
+    /// The live schema differs from what the migrations produce.
+    Drift,
+}
+
+/// One problem, with its fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Kind.
+    pub kind: ProblemKind,
+    /// What is wrong.
+    pub what: String,
+    /// How to fix it (SQL or a command).
+    pub fix: String,
+}
+
+/// Migration history plus live drift.
+#[derive(Debug, Clone)]
+pub struct SchemaStatus {
+    /// The schema inspected.
+    pub schema: String,
+    /// One row per known or recorded migration.
+    pub migrations: Vec<MigrationReport>,
+    /// Differences of the live schema from the applied migrations.
+    pub drift: Vec<super::drift::Drift>,
+}
+
+impl SchemaStatus {
+    /// Every problem, in the order of the report.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        for m in &self.migrations {
+            let id = format!("{:04}_{}", m.version, m.name);
+            let (kind, what, fix) = match &m.state {
+                MigrationState::Applied { .. } => continue,
+                MigrationState::Pending => (
+                    ProblemKind::Pending,
+                    format!("migration {id} is pending"),
+                    "outbox migrate deploy".to_string(),
+                ),
+                MigrationState::Modified { applied, embedded } => (
+                    ProblemKind::Modified,
+                    format!(
+                        "migration {id} was applied with a different script (checksum {}…, this build has {}…)",
+                        &applied[..applied.len().min(12)],
+                        &embedded[..embedded.len().min(12)]
+                    ),
+                    "run the outbox build that applied it (released migrations are never edited); in development: outbox migrate reset --force".to_string(),
+                ),
+                MigrationState::Unknown => (
+                    ProblemKind::Unknown,
+                    format!("migration {id} is recorded in {HISTORY_TABLE} but this build does not know it"),
+                    "run the newer outbox build that applied it".to_string(),
+                ),
+                MigrationState::Dirty => (
+                    ProblemKind::Dirty,
+                    format!("migration {id} started and did not finish (dirty)"),
+                    format!(
+                        "repair the schema by hand, then DELETE FROM {}.{} WHERE \"version\" = {}; and run outbox migrate deploy (development: outbox migrate reset --force)",
+                        quote_ident(&self.schema),
+                        quote_ident(HISTORY_TABLE),
+                        m.version
+                    ),
+                ),
+            };
+            out.push(Problem { kind, what, fix });
+        }
+        for d in &self.drift {
+            out.push(Problem {
+                kind: ProblemKind::Drift,
+                what: format!("drift: {} {}", d.object, d.problem),
+                fix: d.fix.clone(),
+            });
+        }
+        out
+    }
+
+    /// The most serious problem, if any.
+    pub fn worst(&self) -> Option<ProblemKind> {
+        self.problems().iter().map(|p| p.kind).max()
+    }
+}
+
+impl PgStore {
+    /// The migration history compared with this build, and the live schema compared with
+    /// what the applied migrations produce. Drift is not computed while an applied
+    /// migration is modified (the reference would be unknown).
+    pub async fn schema_status(&self) -> Result<SchemaStatus, StoreError> {
+        let migrations = self.migration_status().await?;
+        let modified = migrations
+            .iter()
+            .any(|m| matches!(m.state, MigrationState::Modified { .. } | MigrationState::Dirty));
+        let applied: Vec<i64> = migrations
+            .iter()
+            .filter(|m| matches!(m.state, MigrationState::Applied { .. }))
+            .map(|m| m.version)
+            .collect();
+        let drift = if modified { Vec::new() } else { self.drift(&applied).await? };
+        Ok(SchemaStatus {
+            schema: self.schema.clone(),
+            migrations,
+            drift,
+        })
     }
 }

@@ -1,7 +1,12 @@
 //! PostgreSQL backend: a connection pool, the claim/complete/reap statements, and a
 //! dedicated LISTEN connection.
 
+pub mod catalog;
+pub mod drift;
+pub mod layout;
 pub mod migrate;
+
+use layout::{Layout, Statements};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -51,90 +56,13 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The statements, with the schema baked in once.
-#[derive(Debug)]
-struct Sql {
-    claim: String,
-    complete: String,
-    delete: String,
-    expired: String,
-    policies: String,
-    next_due: String,
-}
-
-const EVENT_COLUMNS: &str = r#"e."id", e."eventName", e."eventType", e."aggregateId", e."routingKey",
- e."payload", e."headers", e."occurredAt", e."retryCount", e."maxRetries", e."retryInterval",
- e."maxInterval", e."lockedBy""#;
-
-impl Sql {
-    fn new(schema: &str) -> Sql {
-        let s = quote_ident(schema);
-        let ev = format!("{s}.\"OutboxEvent\"");
-        let pol = format!("{s}.\"OutboxRetryPolicy\"");
-        Sql {
-            // The ARRAY(...) form keeps the index plan under generic prepared plans.
-            claim: format!(
-                r#"UPDATE {ev} AS e
-   SET "status" = 'PROCESSING', "lockedBy" = $1,
-       "lockedUntil" = clock_timestamp() + make_interval(secs => $2::float8)
- WHERE e."id" = ANY(ARRAY(
-         SELECT c."id" FROM {ev} AS c
-          WHERE c."status" = 'PENDING' AND c."nextRetryAt" <= now()
-            AND NOT (c."routingKey" = ANY($4::text[]))
-          ORDER BY c."nextRetryAt"
-          LIMIT $3
-          FOR UPDATE SKIP LOCKED))
-   AND e."status" = 'PENDING'
-RETURNING {EVENT_COLUMNS}"#
-            ),
-            complete: format!(
-                r#"UPDATE {ev} AS e
-   SET "status" = a.status,
-       "retryCount" = a.rc_new,
-       "nextRetryAt" = CASE WHEN a.status = 'PENDING'
-                            THEN clock_timestamp() + make_interval(secs => a.delay)
-                            ELSE e."nextRetryAt" END,
-       "lastError" = COALESCE(a.err, e."lastError"),
-       "processedAt" = CASE WHEN a.status IN ('SENT', 'FAILED') THEN clock_timestamp() END,
-       "lockedBy" = NULL,
-       "lockedUntil" = NULL
-  FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::float8[], $7::text[])
-       AS a(id, owner, rc_old, status, rc_new, delay, err)
- WHERE e."id" = a.id AND e."lockedBy" = a.owner AND e."retryCount" = a.rc_old
-   AND e."status" = 'PROCESSING'"#
-            ),
-            delete: format!(
-                r#"DELETE FROM {ev} AS e
- USING unnest($1::text[], $2::text[], $3::int4[]) AS a(id, owner, rc_old)
- WHERE e."id" = a.id AND e."lockedBy" = a.owner AND e."retryCount" = a.rc_old
-   AND e."status" = 'PROCESSING'"#
-            ),
-            expired: format!(
-                r#"SELECT {EVENT_COLUMNS} FROM {ev} AS e
- WHERE e."status" = 'PROCESSING' AND e."lockedUntil" < now()
- ORDER BY e."lockedUntil"
- LIMIT $1"#
-            ),
-            policies: format!(
-                r#"SELECT "routingKey", "maxRetries", "retryInterval", "maxInterval",
-       "backoffMultiplier", "jitter", "ordered", "paused"
-  FROM {pol}"#
-            ),
-            next_due: format!(
-                r#"SELECT EXTRACT(EPOCH FROM (min("nextRetryAt") - now()))::float8
-  FROM {ev}
- WHERE "status" = 'PENDING' AND NOT ("routingKey" = ANY($1::text[]))"#
-            ),
-        }
-    }
-}
-
 /// The PostgreSQL store: a pool for statements plus one connection per listener.
 pub struct PgStore {
     pool: Pool,
     config: tokio_postgres::Config,
     schema: String,
-    sql: Sql,
+    layout: Layout,
+    sql: Statements,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -226,13 +154,25 @@ impl PgStore {
             pool,
             config,
             schema: options.schema.clone(),
-            sql: Sql::new(&options.schema),
+            layout: Layout::canonical(&options.schema),
+            sql: Layout::canonical(&options.schema).statements(),
         })
     }
 
     /// The schema holding the tables.
     pub fn schema(&self) -> &str {
         &self.schema
+    }
+
+    /// The physical layout the statements use.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Uses `layout` (e.g. resolved from an app-owned table) for every statement.
+    pub fn set_layout(&mut self, layout: Layout) {
+        self.sql = layout.statements();
+        self.layout = layout;
     }
 
     /// A pooled connection.

@@ -1,0 +1,335 @@
+//! Where the outbox lives physically: table and column names, and the few type facts the
+//! statements must respect (enum status, timestamps without time zone, a non-text id).
+//! Worker-owned tables use the canonical layout; app-owned tables get one resolved by
+//! introspection. Every statement is generated from a layout, once.
+
+use super::quote_ident;
+use std::collections::BTreeMap;
+
+/// Logical columns of `"OutboxEvent"` the worker cannot run without.
+pub const EVENT_REQUIRED: &[&str] = &[
+    "id",
+    "eventName",
+    "eventType",
+    "aggregateId",
+    "routingKey",
+    "payload",
+    "status",
+    "occurredAt",
+    "retryCount",
+    "nextRetryAt",
+    "lockedBy",
+    "lockedUntil",
+];
+/// Logical columns of `"OutboxEvent"` used when present.
+pub const EVENT_OPTIONAL: &[&str] = &["maxRetries", "retryInterval", "maxInterval", "headers", "createdAt"];
+/// Optional columns whose absence is worth a warning.
+pub const EVENT_RECOMMENDED: &[&str] = &["lastError", "processedAt"];
+/// Logical columns of `"OutboxRetryPolicy"` the worker cannot run without.
+pub const POLICY_REQUIRED: &[&str] = &["routingKey", "maxRetries", "retryInterval", "maxInterval"];
+/// Logical columns of `"OutboxRetryPolicy"` used when present (else their defaults).
+pub const POLICY_OPTIONAL: &[&str] = &[
+    "backoffMultiplier",
+    "jitter",
+    "ordered",
+    "paused",
+    "description",
+    "createdAt",
+    "updatedAt",
+];
+/// Logical timestamp columns of `"OutboxEvent"`.
+pub const EVENT_TIMESTAMPS: &[&str] = &["occurredAt", "nextRetryAt", "lockedUntil", "processedAt", "createdAt"];
+
+/// Canonical table names.
+pub const EVENT_TABLE: &str = "OutboxEvent";
+/// Canonical table names.
+pub const POLICY_TABLE: &str = "OutboxRetryPolicy";
+
+/// The physical shape of the two tables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    /// Schema holding both tables.
+    pub schema: String,
+    /// Physical name of the event table.
+    pub event_table: String,
+    /// Physical name of the policy table.
+    pub policy_table: String,
+    /// Logical → physical column of the event table (absent optional columns are missing).
+    pub event_columns: BTreeMap<String, String>,
+    /// Logical → physical column of the policy table.
+    pub policy_columns: BTreeMap<String, String>,
+    /// SQL type of the id column (`text`, `uuid`, `character varying(191)`...).
+    pub id_type: String,
+    /// The status column's enum type, schema-qualified and quoted; `None` for text.
+    pub status_enum: Option<String>,
+    /// Logical timestamp columns stored without time zone (read and written as UTC).
+    pub naive_timestamps: Vec<String>,
+    /// Whether `nextRetryAt` may be NULL (then NULL means "due now").
+    pub next_retry_nullable: bool,
+}
+
+impl Layout {
+    /// The layout our migrations create in `schema`.
+    pub fn canonical(schema: &str) -> Layout {
+        let all = |names: &[&[&str]]| -> BTreeMap<String, String> {
+            names
+                .iter()
+                .flat_map(|n| n.iter())
+                .map(|n| (n.to_string(), n.to_string()))
+                .collect()
+        };
+        Layout {
+            schema: schema.to_string(),
+            event_table: EVENT_TABLE.to_string(),
+            policy_table: POLICY_TABLE.to_string(),
+            event_columns: all(&[EVENT_REQUIRED, EVENT_OPTIONAL, EVENT_RECOMMENDED]),
+            policy_columns: all(&[POLICY_REQUIRED, POLICY_OPTIONAL]),
+            id_type: "text".to_string(),
+            status_enum: None,
+            naive_timestamps: Vec::new(),
+            next_retry_nullable: false,
+        }
+    }
+
+    /// `"schema"."table"` of the event table.
+    pub fn events(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.event_table))
+    }
+
+    /// `"schema"."table"` of the policy table.
+    pub fn policies(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.policy_table))
+    }
+
+    /// Quoted physical name of an event column (which must be mapped).
+    fn ev(&self, logical: &str) -> String {
+        quote_ident(self.event_columns.get(logical).map(String::as_str).unwrap_or(logical))
+    }
+
+    fn ev_opt(&self, logical: &str) -> Option<String> {
+        self.event_columns.get(logical).map(|c| quote_ident(c))
+    }
+
+    fn naive(&self, logical: &str) -> bool {
+        self.naive_timestamps.iter().any(|t| t == logical)
+    }
+
+    /// A timestamp column read as timestamptz.
+    fn ts_read(&self, alias: &str, logical: &str) -> String {
+        let col = format!("{alias}.{}", self.ev(logical));
+        if self.naive(logical) {
+            format!("({col} AT TIME ZONE 'UTC')")
+        } else {
+            col
+        }
+    }
+
+    /// A timestamptz expression converted for storing in a timestamp column.
+    fn ts_value(&self, logical: &str, expr: &str) -> String {
+        if self.naive(logical) {
+            format!("(({expr}) AT TIME ZONE 'UTC')")
+        } else {
+            expr.to_string()
+        }
+    }
+
+    fn status_value(&self, expr: &str) -> String {
+        match &self.status_enum {
+            Some(t) => format!("{expr}::{t}"),
+            None => expr.to_string(),
+        }
+    }
+
+    fn id_value(&self, expr: &str) -> String {
+        if self.id_type == "text" {
+            expr.to_string()
+        } else {
+            format!("{expr}::{}", self.id_type)
+        }
+    }
+
+    /// Columns returned for a claimed or expired event, in the order `event_from_row` reads.
+    fn returning(&self) -> String {
+        let opt = |logical: &str, cast: &str| match self.ev_opt(logical) {
+            Some(c) => format!("e.{c}::{cast}"),
+            None => format!("NULL::{cast}"),
+        };
+        [
+            format!("e.{}::text", self.ev("id")),
+            format!("e.{}::text", self.ev("eventName")),
+            format!("e.{}::text", self.ev("eventType")),
+            format!("e.{}::text", self.ev("aggregateId")),
+            format!("e.{}::text", self.ev("routingKey")),
+            format!("e.{}::jsonb", self.ev("payload")),
+            opt("headers", "jsonb"),
+            self.ts_read("e", "occurredAt"),
+            format!("e.{}::int4", self.ev("retryCount")),
+            opt("maxRetries", "int4"),
+            opt("retryInterval", "int4"),
+            opt("maxInterval", "int4"),
+            format!("e.{}::text", self.ev("lockedBy")),
+        ]
+        .join(", ")
+    }
+
+    fn due(&self, alias: &str, now: &str) -> String {
+        let col = format!("{alias}.{}", self.ev("nextRetryAt"));
+        let bound = self.ts_value("nextRetryAt", now);
+        if self.next_retry_nullable {
+            format!("({col} IS NULL OR {col} <= {bound})")
+        } else {
+            format!("{col} <= {bound}")
+        }
+    }
+
+    /// Every statement the engine runs.
+    pub(crate) fn statements(&self) -> Statements {
+        let ev = self.events();
+        let pol = self.policies();
+        let id = self.ev("id");
+        let status = self.ev("status");
+        let routing = self.ev("routingKey");
+        let next = self.ev("nextRetryAt");
+        let locked_by = self.ev("lockedBy");
+        let locked_until = self.ev("lockedUntil");
+        let retry_count = self.ev("retryCount");
+        let returning = self.returning();
+        let lease_end = self.ts_value("lockedUntil", "clock_timestamp() + make_interval(secs => $2::float8)");
+        let order = if self.next_retry_nullable {
+            format!("c.{next} NULLS FIRST")
+        } else {
+            format!("c.{next}")
+        };
+        let claim = format!(
+            r#"UPDATE {ev} AS e
+   SET {status} = 'PROCESSING', {locked_by} = $1, {locked_until} = {lease_end}
+ WHERE e.{id} = ANY(ARRAY(
+         SELECT c.{id} FROM {ev} AS c
+          WHERE c.{status} = 'PENDING' AND {due}
+            AND NOT (c.{routing} = ANY($4::text[]))
+          ORDER BY {order}
+          LIMIT $3
+          FOR UPDATE SKIP LOCKED))
+   AND e.{status} = 'PENDING'
+RETURNING {returning}"#,
+            due = self.due("c", "now()"),
+        );
+
+        let mut sets = vec![
+            format!("{status} = {}", self.status_value("a.status")),
+            format!("{retry_count} = a.rc_new"),
+            format!(
+                "{next} = CASE WHEN a.status = 'PENDING' THEN {} ELSE e.{next} END",
+                self.ts_value("nextRetryAt", "clock_timestamp() + make_interval(secs => a.delay)")
+            ),
+            format!("{locked_by} = NULL"),
+            format!("{locked_until} = NULL"),
+        ];
+        if let Some(c) = self.ev_opt("lastError") {
+            sets.push(format!("{c} = COALESCE(a.err, e.{c})"));
+        }
+        if let Some(c) = self.ev_opt("processedAt") {
+            sets.push(format!(
+                "{c} = CASE WHEN a.status IN ('SENT', 'FAILED') THEN {} END",
+                self.ts_value("processedAt", "clock_timestamp()")
+            ));
+        }
+        let fence = format!(
+            "e.{id} = {} AND e.{locked_by} = a.owner AND e.{retry_count} = a.rc_old AND e.{status} = 'PROCESSING'",
+            self.id_value("a.id")
+        );
+        let complete = format!(
+            r#"UPDATE {ev} AS e
+   SET {sets}
+  FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::float8[], $7::text[])
+       AS a(id, owner, rc_old, status, rc_new, delay, err)
+ WHERE {fence}"#,
+            sets = sets.join(",\n       ")
+        );
+        let delete = format!(
+            r#"DELETE FROM {ev} AS e
+ USING unnest($1::text[], $2::text[], $3::int4[]) AS a(id, owner, rc_old)
+ WHERE {fence}"#
+        );
+        let expired = format!(
+            r#"SELECT {returning} FROM {ev} AS e
+ WHERE e.{status} = 'PROCESSING' AND e.{locked_until} < {now}
+ ORDER BY e.{locked_until}
+ LIMIT $1"#,
+            now = self.ts_value("lockedUntil", "now()")
+        );
+        let pc = |logical: &str, cast: &str, default: &str| match self.policy_columns.get(logical) {
+            Some(c) => format!("{}::{cast}", quote_ident(c)),
+            None => format!("{default}::{cast}"),
+        };
+        let policies = format!(
+            "SELECT {}, {}, {}, {}, {}, {}, {}, {} FROM {pol}",
+            pc("routingKey", "text", "NULL"),
+            pc("maxRetries", "int4", "NULL"),
+            pc("retryInterval", "int4", "NULL"),
+            pc("maxInterval", "int4", "NULL"),
+            pc("backoffMultiplier", "float8", "2"),
+            pc("jitter", "float8", "0"),
+            pc("ordered", "bool", "false"),
+            pc("paused", "bool", "false"),
+        );
+        let next_due = format!(
+            r#"SELECT EXTRACT(EPOCH FROM (min(COALESCE({next_read}, now())) - now()))::float8
+  FROM {ev} AS e
+ WHERE e.{status} = 'PENDING' AND NOT (e.{routing} = ANY($1::text[]))"#,
+            next_read = self.ts_read("e", "nextRetryAt"),
+        );
+        Statements {
+            claim,
+            complete,
+            delete,
+            expired,
+            policies,
+            next_due,
+        }
+    }
+}
+
+/// The generated statements.
+#[derive(Debug, Clone)]
+pub(crate) struct Statements {
+    pub(crate) claim: String,
+    pub(crate) complete: String,
+    pub(crate) delete: String,
+    pub(crate) expired: String,
+    pub(crate) policies: String,
+    pub(crate) next_due: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canonical_layout_maps_every_column_to_itself() {
+        let l = Layout::canonical("public");
+        assert_eq!(l.events(), "\"public\".\"OutboxEvent\"");
+        for c in EVENT_REQUIRED.iter().chain(EVENT_OPTIONAL).chain(EVENT_RECOMMENDED) {
+            assert_eq!(l.event_columns.get(*c).map(String::as_str), Some(*c));
+        }
+        let s = l.statements();
+        assert!(s.claim.contains(r#"c."nextRetryAt" <= now()"#), "{}", s.claim);
+        assert!(s.complete.contains(r#""lastError" = COALESCE(a.err, e."lastError")"#));
+    }
+
+    #[test]
+    fn naive_timestamps_enum_status_and_uuid_ids_are_converted_on_the_constant_side() {
+        let mut l = Layout::canonical("app");
+        l.naive_timestamps = vec!["nextRetryAt".into(), "lockedUntil".into(), "occurredAt".into()];
+        l.status_enum = Some("\"app\".\"OutboxStatus\"".into());
+        l.id_type = "uuid".into();
+        l.event_columns.remove("lastError");
+        let s = l.statements();
+        assert!(s.claim.contains(r#"c."nextRetryAt" <= ((now()) AT TIME ZONE 'UTC')"#), "{}", s.claim);
+        assert!(s.claim.contains(r#"(e."occurredAt" AT TIME ZONE 'UTC')"#), "{}", s.claim);
+        assert!(s.complete.contains(r#""status" = a.status::"app"."OutboxStatus""#), "{}", s.complete);
+        assert!(s.complete.contains(r#"e."id" = a.id::uuid"#), "{}", s.complete);
+        assert!(!s.complete.contains("lastError"));
+        assert!(s.expired.contains(r#"e."lockedUntil" < ((now()) AT TIME ZONE 'UTC')"#), "{}", s.expired);
+    }
+}
