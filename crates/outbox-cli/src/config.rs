@@ -4,6 +4,10 @@
 
 use outbox_core::conf::{Issue, Section};
 use outbox_sinks::SinkConfig;
+use outbox_store::postgres::layout::{
+    EVENT_OPTIONAL, EVENT_RECOMMENDED, EVENT_REQUIRED, POLICY_OPTIONAL, POLICY_REQUIRED,
+};
+use outbox_store::Overrides;
 use outbox_worker::{OnSuccess, WorkerOptions};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -93,6 +97,19 @@ pub struct DatabaseConfig {
     pub pool_size: usize,
     /// `development`, `production`, ...
     pub environment: String,
+    /// Who owns the tables: the worker (its migrations) or the app (no DDL at all).
+    pub owner: SchemaOwner,
+    /// App mode: physical names where introspection cannot tell.
+    pub overrides: Overrides,
+}
+
+/// `database.schema_owner`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaOwner {
+    /// Our migrations create and evolve the tables.
+    Worker,
+    /// The application's own migrations (e.g. Prisma) own them; the worker runs no DDL.
+    App,
 }
 
 /// The whole, validated configuration.
@@ -163,6 +180,7 @@ const DATABASE_KEYS: &[&str] = &[
     "environment",
     "pool_size",
     "columns",
+    "tables",
 ];
 const WORKER_KEYS: &[&str] = &[
     "batch_size",
@@ -384,12 +402,49 @@ fn read_database(
             "must be a PostgreSQL schema name of 1 to 63 characters",
         );
     }
-    let owner = s.choice("schema_owner", &["worker", "app"], "worker");
-    if owner == "app" {
-        s.issue("schema_owner", "\"app\" (tables owned by the application) is not in this version yet; use \"worker\" and let `outbox migrate deploy` create the tables");
+    let owner = match s
+        .choice("schema_owner", &["worker", "app"], "worker")
+        .as_str()
+    {
+        "app" => SchemaOwner::App,
+        _ => SchemaOwner::Worker,
+    };
+    let mut overrides = Overrides::default();
+    let columns = s.string_map("columns");
+    for (logical, physical) in columns {
+        let known = match logical.strip_prefix("OutboxRetryPolicy.") {
+            Some(p) => POLICY_REQUIRED.contains(&p) || POLICY_OPTIONAL.contains(&p),
+            None => {
+                EVENT_REQUIRED.contains(&logical.as_str())
+                    || EVENT_OPTIONAL.contains(&logical.as_str())
+                    || EVENT_RECOMMENDED.contains(&logical.as_str())
+            }
+        };
+        if !known {
+            let msg = format!(
+                "'{logical}' is not a column the worker uses; keys are OutboxEvent columns ({}) or \"OutboxRetryPolicy.<column>\"",
+                EVENT_REQUIRED.join(", ")
+            );
+            s.issue(&format!("columns.{logical}"), msg);
+        }
+        overrides.columns.insert(logical, physical);
     }
-    if s.value("columns").is_some() {
-        s.issue("columns", "column mapping is only for schema_owner = \"app\", which this version does not have yet; remove [database.columns]");
+    for (logical, physical) in s.string_map("tables") {
+        if logical != "OutboxEvent" && logical != "OutboxRetryPolicy" {
+            s.issue(
+                &format!("tables.{logical}"),
+                "keys are OutboxEvent and OutboxRetryPolicy",
+            );
+        }
+        overrides.tables.insert(logical, physical);
+    }
+    if owner == SchemaOwner::Worker
+        && !(overrides.columns.is_empty() && overrides.tables.is_empty())
+    {
+        s.issue(
+            "schema_owner",
+            "[database.columns] and [database.tables] apply to app-owned tables; set schema_owner = \"app\" or remove them",
+        );
     }
     let environment = s
         .string("environment")
@@ -400,6 +455,8 @@ fn read_database(
         schema,
         pool_size,
         environment,
+        owner,
+        overrides,
     }
 }
 

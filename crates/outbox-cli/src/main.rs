@@ -1,23 +1,17 @@
 //! `outbox`: the transactional-outbox relay.
 
+mod commands;
 mod config;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use config::{Config, ConfigError, Env, LoadOptions};
-use outbox_store::{MigrationState, PgStore, PgStoreOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
+/// Exit code for failures that are not usage or configuration errors.
+pub const EXIT_FAILURE: u8 = 1;
 /// Exit code for usage and configuration errors.
-const EXIT_CONFIG: u8 = 2;
-/// `migrate status`: migrations are pending.
-const EXIT_PENDING: u8 = 10;
-/// `migrate status`: an applied migration differs from this build's.
-const EXIT_MODIFIED: u8 = 11;
-/// `migrate status`: an applied migration is unknown to this build.
-const EXIT_UNKNOWN: u8 = 12;
+pub const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -39,33 +33,85 @@ struct Cli {
     command: Command,
 }
 
+/// Output format of reporting commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Lines for people.
+    Text,
+    /// One JSON document for scripts.
+    Json,
+}
+
+/// `schema print` formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaFormat {
+    /// PostgreSQL DDL.
+    Sql,
+    /// Prisma models.
+    Prisma,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the worker in the foreground until SIGINT or SIGTERM.
-    Run,
-    /// Apply or inspect the worker's migrations.
+    Run {
+        /// Start even when migrations are pending or the schema has drifted (worker-owned
+        /// tables only). The worker may then fail on the tables it finds.
+        #[arg(long)]
+        skip_schema_check: bool,
+    },
+    /// Apply or inspect the worker's migrations (worker-owned tables).
     Migrate {
         #[command(subcommand)]
         action: MigrateAction,
     },
+    /// Print the outbox schema, for apps that own the tables.
+    Schema {
+        #[command(subcommand)]
+        action: SchemaAction,
+    },
+    /// Check connectivity, schema, column mapping, routes and policies; print the fix for
+    /// each problem.
+    Doctor,
 }
 
 #[derive(Subcommand, Debug)]
 enum MigrateAction {
     /// Apply pending migrations (idempotent; safe with replicas starting at once).
     Deploy,
-    /// List applied and pending migrations; exit 0 only when up to date.
-    Status,
+    /// Applied and pending migrations and live drift; exit 0 only when clean.
+    Status {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Drop the outbox tables and apply every migration again (development only).
+    Reset {
+        /// Really drop; without it, only print what would be dropped.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SchemaAction {
+    /// Print the tables as SQL or as Prisma models.
+    Print {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = SchemaFormat::Sql)]
+        format: SchemaFormat,
+    },
 }
 
 /// A failure with its exit code; printed as one line.
-struct Failure {
+pub struct Failure {
     code: u8,
     message: String,
 }
 
 impl Failure {
-    fn new(code: u8, message: impl Into<String>) -> Failure {
+    /// A failure exiting with `code`.
+    pub fn new(code: u8, message: impl Into<String>) -> Failure {
         Failure {
             code,
             message: message.into(),
@@ -96,7 +142,7 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(EXIT_FAILURE);
         }
     };
     match runtime.block_on(dispatch(cli)) {
@@ -122,254 +168,51 @@ fn init_logging() {
         .init();
 }
 
-async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+fn load_config(
+    config: &Option<PathBuf>,
+    env_files: &[PathBuf],
+    database_url: &Option<String>,
+) -> Result<Config, Failure> {
     let mut env = Env::from_process();
-    for path in &cli.env_files {
+    for path in env_files {
         env.load_file(path)
             .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
     }
     let opts = LoadOptions {
-        config: cli.config.clone(),
-        database_url: cli.database_url.clone(),
+        config: config.clone(),
+        database_url: database_url.clone(),
     };
     let config = config::load(&opts, &env)?;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    match cli.command {
-        Command::Run => run(config).await,
-        Command::Migrate {
-            action: MigrateAction::Deploy,
-        } => migrate_deploy(&config).await,
-        Command::Migrate {
-            action: MigrateAction::Status,
-        } => migrate_status(&config).await,
-    }
+    Ok(config)
 }
 
-fn origin(config: &Config) -> String {
-    match &config.file {
-        Some(p) => p.display().to_string(),
-        None => "no config file".to_string(),
-    }
-}
-
-fn store(config: &Config) -> Result<PgStore, Failure> {
-    let Some(url) = config.database.url.clone() else {
-        return Err(Failure::new(
-            EXIT_CONFIG,
-            format!(
-                "invalid configuration ({}): database.url: missing; set database.url in the config file, $DATABASE_URL, or --database-url",
-                origin(config)
-            ),
-        ));
-    };
-    let opts = PgStoreOptions {
-        url,
-        schema: config.database.schema.clone(),
-        pool_size: config.database.pool_size,
-        connect_timeout: Duration::from_secs(5),
-    };
-    PgStore::new(&opts).map_err(|e| {
-        Failure::new(
-            EXIT_CONFIG,
-            format!("invalid configuration ({}): {e}", origin(config)),
-        )
-    })
-}
-
-async fn migrate_deploy(config: &Config) -> Result<u8, Failure> {
-    let store = store(config)?;
-    let applied = store
-        .migrate_deploy()
-        .await
-        .map_err(|e| Failure::new(1, format!("migrate deploy failed: {e}")))?;
-    if applied.is_empty() {
-        println!(
-            "Already up to date: no pending migrations in schema \"{}\".",
-            store.schema()
-        );
-    } else {
-        for m in &applied {
-            println!("Applied {:04} {}", m.version, m.name);
+async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    let command = cli.command;
+    let load = || load_config(&cli.config, &cli.env_files, &cli.database_url);
+    match command {
+        // Printing the schema needs no configuration beyond an optional schema name.
+        Command::Schema {
+            action: SchemaAction::Print { format },
+        } => {
+            let schema = load()
+                .map(|c| c.database.schema)
+                .unwrap_or_else(|_| "public".into());
+            Ok(commands::schema::print(format, &schema))
         }
-        println!(
-            "{} migration(s) applied to schema \"{}\".",
-            applied.len(),
-            store.schema()
-        );
-    }
-    Ok(0)
-}
-
-async fn migrate_status(config: &Config) -> Result<u8, Failure> {
-    let store = store(config)?;
-    let reports = store
-        .migration_status()
-        .await
-        .map_err(|e| Failure::new(1, format!("migrate status failed: {e}")))?;
-    let mut code = 0;
-    println!("Migrations in schema \"{}\":", store.schema());
-    for r in &reports {
-        let (state, c) = match &r.state {
-            MigrationState::Applied { at } => {
-                (format!("applied {}", at.format("%Y-%m-%d %H:%M:%S UTC")), 0)
-            }
-            MigrationState::Pending => (
-                "pending (run `outbox migrate deploy`)".to_string(),
-                EXIT_PENDING,
-            ),
-            MigrationState::Modified { applied, embedded } => (
-                format!(
-                    "MODIFIED: applied with checksum {}…, this build has {}…",
-                    &applied[..applied.len().min(12)],
-                    &embedded[..embedded.len().min(12)]
-                ),
-                EXIT_MODIFIED,
-            ),
-            MigrationState::Unknown => (
-                "UNKNOWN to this build (applied by a newer or other build)".to_string(),
-                EXIT_UNKNOWN,
-            ),
-        };
-        if c > code {
-            code = c;
-        }
-        println!("  {:04} {:<24} {state}", r.version, r.name);
-    }
-    if code == 0 {
-        println!("Up to date.");
-    }
-    Ok(code)
-}
-
-/// Resolves on the first SIGINT or SIGTERM; a second one exits at once.
-async fn shutdown_signal() {
-    let name = wait_for_signal().await;
-    tracing::info!(
-        signal = name,
-        "Received stop signal; finishing in-flight deliveries (send it again to exit at once)"
-    );
-    tokio::spawn(async {
-        let again = wait_for_signal().await;
-        tracing::warn!(signal = again, "Second stop signal; exiting now");
-        std::process::exit(130);
-    });
-}
-
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-    }
-}
-
-async fn run(config: Config) -> Result<u8, Failure> {
-    if config.routes.is_empty() {
-        return Err(Failure::new(
-            EXIT_CONFIG,
-            format!(
-                "invalid configuration ({}): routes: no routes configured; add e.g. [routes] \"audit.record-auth-log\" = {{ sink = \"audit-api\" }} and a [sinks.audit-api] section",
-                origin(&config)
-            ),
-        ));
-    }
-    let store = store(&config)?;
-    let mut sinks = std::collections::HashMap::new();
-    for (name, sc) in &config.sinks {
-        let sink = sc.build().map_err(|e| {
-            Failure::new(
-                EXIT_CONFIG,
-                format!(
-                    "invalid configuration ({}): sinks.{name}: {e}",
-                    origin(&config)
-                ),
-            )
-        })?;
-        sinks.insert(name.clone(), sink);
-    }
-
-    // Wait for the database (it may start after us), but refuse to run on an old schema.
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
-    let mut delay = Duration::from_millis(500);
-    loop {
-        let status = tokio::select! {
-            _ = &mut shutdown => return Ok(0),
-            s = store.migration_status() => s,
-        };
-        match status {
-            Ok(reports) => {
-                let pending: Vec<String> = reports
-                    .iter()
-                    .filter(|r| r.state == MigrationState::Pending)
-                    .map(|r| format!("{:04}_{}", r.version, r.name))
-                    .collect();
-                if !pending.is_empty() {
-                    return Err(Failure::new(
-                        1,
-                        format!(
-                            "{} migration(s) pending in schema \"{}\" ({}); run `outbox migrate deploy` first",
-                            pending.len(),
-                            store.schema(),
-                            pending.join(", ")
-                        ),
-                    ));
+        Command::Run { skip_schema_check } => commands::run::run(load()?, skip_schema_check).await,
+        Command::Migrate { action } => {
+            let config = load()?;
+            match action {
+                MigrateAction::Deploy => commands::migrate::deploy(&config).await,
+                MigrateAction::Status { format } => {
+                    commands::migrate::status(&config, format).await
                 }
-                if let Some(bad) = reports.iter().find(|r| {
-                    matches!(
-                        r.state,
-                        MigrationState::Modified { .. } | MigrationState::Unknown
-                    )
-                }) {
-                    return Err(Failure::new(
-                        1,
-                        format!(
-                            "migration {:04} ({}) in schema \"{}\" does not match this build; run `outbox migrate status` for details",
-                            bad.version,
-                            bad.name,
-                            store.schema()
-                        ),
-                    ));
-                }
-                break;
-            }
-            Err(e) if e.is_unavailable() => {
-                tracing::warn!(error = %e, retry_in = ?delay, "Database not reachable; waiting for it");
-                tokio::select! {
-                    _ = &mut shutdown => return Ok(0),
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => {
-                return Err(Failure::new(
-                    1,
-                    format!("cannot read the migration history: {e}"),
-                ))
+                MigrateAction::Reset { force } => commands::migrate::reset(&config, force).await,
             }
         }
+        Command::Doctor => commands::doctor::doctor(&load()?).await,
     }
-
-    tracing::info!(
-        environment = %config.database.environment,
-        schema = %store.schema(),
-        routes = config.routes.len(),
-        "Schema up to date"
-    );
-    let mut worker = outbox_worker::Worker::new(Arc::new(store), config.worker.clone());
-    for (key, sink_name) in &config.routes {
-        let sink = sinks[sink_name].clone();
-        worker = worker.route(key.clone(), sink_name.clone(), sink);
-    }
-    worker.run(shutdown).await;
-    Ok(0)
 }

@@ -8,4 +8,5 @@ pub use postgres::layout::Layout;
 pub use postgres::migrate::{
     MigrationReport, MigrationState, Problem, ProblemKind, SchemaStatus, MIGRATIONS,
 };
+pub use postgres::resolve::{Finding, Mapped, Overrides, Resolution};
 pub use postgres::{PgStore, PgStoreOptions};

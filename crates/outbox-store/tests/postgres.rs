@@ -363,7 +363,10 @@ async fn every_kind_of_hand_made_drift_is_detected_and_named() {
     .unwrap();
     let st = store.schema_status().await.unwrap();
     let problems = st.problems();
-    let text: Vec<String> = problems.iter().map(|p| format!("{} => {}", p.what, p.fix)).collect();
+    let text: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{} => {}", p.what, p.fix))
+        .collect();
     let joined = text.join("\n");
     for expected in [
         r#"column "OutboxEvent"."tenant" is not in the migrations (added by hand?) => ALTER TABLE "OutboxEvent" DROP COLUMN "tenant";"#,
@@ -377,20 +380,33 @@ async fn every_kind_of_hand_made_drift_is_detected_and_named() {
         r#"column "OutboxRetryPolicy"."description" is missing => ALTER TABLE "OutboxRetryPolicy" ADD COLUMN "description" text;"#,
         r#"function "outbox_notify_policy"() differs from the migrations"#,
     ] {
-        assert!(joined.contains(expected), "missing:\n{expected}\nin:\n{joined}");
+        assert!(
+            joined.contains(expected),
+            "missing:\n{expected}\nin:\n{joined}"
+        );
     }
     assert!(problems.iter().all(|p| p.kind == ProblemKind::Drift));
     assert_eq!(st.worst(), Some(ProblemKind::Drift));
 
     // Every fix, applied, restores a clean schema.
     for p in &problems {
-        c.batch_execute(&p.fix).await.unwrap_or_else(|e| panic!("fix failed: {}: {e}", p.fix));
+        c.batch_execute(&p.fix)
+            .await
+            .unwrap_or_else(|e| panic!("fix failed: {}: {e}", p.fix));
     }
     let after = store.schema_status().await.unwrap();
     assert!(after.problems().is_empty(), "{:?}", after.problems());
 
     // A dropped table.
-    c.batch_execute(r#"DROP TABLE "OutboxRetryPolicy""#).await.unwrap();
+    c.batch_execute(r#"DROP TABLE "OutboxRetryPolicy""#)
+        .await
+        .unwrap();
     let st = store.schema_status().await.unwrap();
-    assert!(st.problems().iter().any(|p| p.what == r#"drift: table "OutboxRetryPolicy" is missing"#), "{:?}", st.problems());
+    assert!(
+        st.problems()
+            .iter()
+            .any(|p| p.what == r#"drift: table "OutboxRetryPolicy" is missing"#),
+        "{:?}",
+        st.problems()
+    );
 }

@@ -53,6 +53,7 @@ async fn write(
     give_up_after: Duration,
 ) {
     let mut backoff = Backoff::database();
+    let mut split = false;
     let mut stop_seen: Option<Instant> = None;
     loop {
         match store.complete(batch).await {
@@ -68,6 +69,25 @@ async fn write(
                     );
                 }
                 return;
+            }
+            Err(e) if !e.is_unavailable() && !split => {
+                // A result the database rejects must not block the others: write them one
+                // by one, and let the lease of a rejected one expire.
+                split = true;
+                tracing::warn!(error = %e, completions = batch.len(), "A result batch was rejected; writing results one by one");
+                for c in batch {
+                    if let Err(e) = store.complete(std::slice::from_ref(c)).await {
+                        if e.is_unavailable() {
+                            // Connectivity went away meanwhile: retry the whole batch.
+                            split = false;
+                            break;
+                        }
+                        tracing::error!(error = %e, id = %c.id, "Cannot record this event's result; it will be delivered again after its lease expires");
+                    }
+                }
+                if split {
+                    return;
+                }
             }
             Err(e) => {
                 if stopping.is_cancelled() {

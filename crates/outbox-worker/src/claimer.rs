@@ -10,7 +10,7 @@ use outbox_core::{ClaimedEvent, Completion, Store};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -151,6 +151,10 @@ fn warn_about_mismatches(routes: &HashMap<String, Route>, policies: &Policies) {
 impl Claimer {
     async fn claim_loop(&mut self, cancel: CancellationToken) {
         let mut backoff = Backoff::database();
+        let mut claims: u64 = 0;
+        // Idle rounds in a row where something was due yet nothing could be claimed (rows
+        // locked by someone else): the wait grows so such a row cannot make us spin.
+        let mut stuck: u32 = 0;
         loop {
             while self.deliveries.try_join_next().is_some() {}
             if cancel.is_cancelled() {
@@ -166,9 +170,14 @@ impl Claimer {
             }
             let limit = self.options.batch_size.min(self.slots.available_permits());
             let paused = self.policies.paused();
+            // A lease token per claim: the fence of an ack is this token plus retryCount, so
+            // an event given back and claimed again by this same worker is a new lease.
+            claims += 1;
+            let token = format!("{}#{claims}", self.owner);
+            let claimed_at = Instant::now();
             let claimed = match self
                 .store
-                .claim(&self.owner, limit, self.options.lease, &paused)
+                .claim(&token, limit, self.options.lease, &paused)
                 .await
             {
                 Ok(c) => {
@@ -196,16 +205,33 @@ impl Claimer {
                 }
                 return;
             }
-            if !claimed.is_empty() {
+            let got_any = !claimed.is_empty();
+            if got_any {
                 tracing::info!("📦 [OutboxWorker] Processing {} events...", claimed.len());
-                for c in claimed {
-                    self.dispatch(c).await;
+                let mut rest = claimed.into_iter();
+                for c in rest.by_ref() {
+                    self.dispatch(c, claimed_at).await;
+                    if cancel.is_cancelled() {
+                        break;
+                    }
+                }
+                for c in rest {
+                    let _ = self.acks.send(dispatcher::release(&c, None));
                 }
             }
             if full {
+                stuck = 0;
                 continue;
             }
-            let wait = self.idle_wait(&paused).await;
+            let mut wait = self.idle_wait(&paused).await;
+            if got_any || wait > MIN_IDLE {
+                stuck = 0;
+            } else {
+                stuck = stuck.saturating_add(1);
+                wait = MIN_IDLE
+                    .saturating_mul(2u32.saturating_pow(stuck.min(16)))
+                    .min(self.options.poll_interval);
+            }
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = self.wake.notified() => {}
@@ -223,9 +249,17 @@ impl Claimer {
         }
     }
 
-    async fn dispatch(&mut self, claimed: ClaimedEvent) {
+    async fn dispatch(&mut self, claimed: ClaimedEvent, claimed_at: Instant) {
         let key = claimed.event.routing_key.clone();
-        let policy = self.policies.get_fresh(&key).await;
+        let policy = match self.policies.get_fresh(&key, claimed_at).await {
+            Ok(p) => p,
+            Err(e) => {
+                // Unknown whether a policy exists: give the event back rather than fail it.
+                tracing::warn!(error = %e, routing_key = %key, "Cannot read OutboxRetryPolicy; giving the event back");
+                let _ = self.acks.send(dispatcher::release(&claimed, None));
+                return;
+            }
+        };
         let route = self.routes.get(&key);
         if let Some(reason) = dispatcher::unroutable(&claimed, policy.as_ref(), route) {
             tracing::error!(id = %claimed.event.id, routing_key = %key, error = %reason, "Event FAILED");
@@ -248,7 +282,7 @@ impl Claimer {
             return;
         };
         let flight = InFlight::new(claimed, self.acks.clone());
-        let rules = dispatcher::Rules::new(self.options.on_success, self.options.lease);
+        let rules = dispatcher::Rules::new(self.options.on_success, self.options.lease, claimed_at);
         let counters = self.counters.clone();
         self.deliveries.spawn(async move {
             dispatcher::deliver(flight, route, policy, rules, counters).await;

@@ -8,7 +8,7 @@ use outbox_core::{ClaimedEvent, Completion, CompletionAction, Decision, Outcome,
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// Why an event cannot be delivered at all, checked before any sink is called.
@@ -120,21 +120,24 @@ impl Drop for InFlight {
 }
 
 /// One delivery: call the sink (a panic counts as a retryable failure), decide, report.
-/// How deliveries are run, the same for every event of a worker.
+/// How one delivery is run.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rules {
     /// What a success becomes.
     pub(crate) on_success: OnSuccess,
-    /// Longest a sink may take: inside the lease, so no other worker can have taken the
-    /// event over while this delivery still runs.
-    pub(crate) deadline: Duration,
+    /// 90% of the lease: the sink must be done by then, so no other worker can have taken
+    /// the event over while this delivery still runs.
+    pub(crate) budget: Duration,
+    /// When the lease began (the claim), from which the budget counts.
+    pub(crate) claimed_at: Instant,
 }
 
 impl Rules {
-    pub(crate) fn new(on_success: OnSuccess, lease: Duration) -> Rules {
+    pub(crate) fn new(on_success: OnSuccess, lease: Duration, claimed_at: Instant) -> Rules {
         Rules {
             on_success,
-            deadline: lease.mul_f64(0.9),
+            budget: lease.mul_f64(0.9),
+            claimed_at,
         }
     }
 }
@@ -148,12 +151,13 @@ pub(crate) async fn deliver(
 ) {
     let claimed = &flight.claimed;
     let attempt = AssertUnwindSafe(route.sink.deliver(claimed)).catch_unwind();
-    let outcome = match tokio::time::timeout(rules.deadline, attempt).await {
+    let deadline = tokio::time::Instant::from_std(rules.claimed_at + rules.budget);
+    let outcome = match tokio::time::timeout_at(deadline, attempt).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(_)) => Outcome::retry(format!("sink '{}' panicked", route.sink_name)),
         Err(_) => Outcome::retry(format!(
-            "sink '{}' did not finish within {:?} (90% of the lease)",
-            route.sink_name, rules.deadline
+            "sink '{}' did not finish within {:?} of the claim (90% of the lease)",
+            route.sink_name, rules.budget
         )),
     };
     let c = decide(

@@ -9,13 +9,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// Shortest gap between two refreshes caused by unknown routingKeys.
-const MISS_REFRESH_GAP: Duration = Duration::from_millis(500);
-
 pub(crate) struct Policies {
     store: Arc<dyn Store>,
     map: RwLock<HashMap<String, RetryPolicy>>,
-    last_refresh: Mutex<Option<Instant>>,
+    /// When the newest successful read began: the cache reflects the table as of then.
+    read_at: Mutex<Option<Instant>>,
     /// Poked by the listener when the policy table changed.
     pub(crate) changed: Notify,
 }
@@ -25,19 +23,24 @@ impl Policies {
         Policies {
             store,
             map: RwLock::new(HashMap::new()),
-            last_refresh: Mutex::new(None),
+            read_at: Mutex::new(None),
             changed: Notify::new(),
         }
     }
 
     pub(crate) async fn refresh(&self) -> Result<(), StoreError> {
-        *self.last_refresh.lock().expect("policy lock") = Some(Instant::now());
+        let started = Instant::now();
         let rows = self.store.policies().await?;
         let fresh: HashMap<String, RetryPolicy> = rows
             .into_iter()
             .map(|p| (p.routing_key.clone(), p))
             .collect();
-        *self.map.write().expect("policy lock") = fresh;
+        let mut read_at = self.read_at.lock().expect("policy lock");
+        // A slower, older read must not replace a newer one.
+        if read_at.is_none_or(|t| t <= started) {
+            *self.map.write().expect("policy lock") = fresh;
+            *read_at = Some(started);
+        }
         Ok(())
     }
 
@@ -49,23 +52,27 @@ impl Policies {
             .cloned()
     }
 
-    /// The policy for `routing_key`, re-reading the table first if the key is unknown and
-    /// the last refresh is not too recent (a policy row may have just been inserted).
-    pub(crate) async fn get_fresh(&self, routing_key: &str) -> Option<RetryPolicy> {
+    /// The policy for an event claimed at `claimed_at`. An unknown key is only trusted to
+    /// have no policy once a read that began after the claim has completed (the row may
+    /// have been inserted together with the event); a failed read is an error, never "no
+    /// policy".
+    pub(crate) async fn get_fresh(
+        &self,
+        routing_key: &str,
+        claimed_at: Instant,
+    ) -> Result<Option<RetryPolicy>, StoreError> {
         if let Some(p) = self.get(routing_key) {
-            return Some(p);
+            return Ok(Some(p));
         }
-        let stale = self
-            .last_refresh
+        let current = self
+            .read_at
             .lock()
             .expect("policy lock")
-            .is_none_or(|t| t.elapsed() >= MISS_REFRESH_GAP);
-        if stale {
-            if let Err(e) = self.refresh().await {
-                tracing::warn!(error = %e, "Could not re-read OutboxRetryPolicy");
-            }
+            .is_some_and(|t| t >= claimed_at);
+        if !current {
+            self.refresh().await?;
         }
-        self.get(routing_key)
+        Ok(self.get(routing_key))
     }
 
     pub(crate) fn paused(&self) -> Vec<String> {

@@ -32,7 +32,7 @@ pub(crate) fn decide(
     let action = match policies.get(&e.routing_key) {
         // No policy: the next claim fails it with the right message.
         None => CompletionAction::Retry {
-            retry_count: e.retry_count + 1,
+            retry_count: e.retry_count.saturating_add(1),
             delay: Duration::ZERO,
             error: what,
         },

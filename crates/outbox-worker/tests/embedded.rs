@@ -136,7 +136,7 @@ async fn a_handler_that_hangs_is_cut_off_inside_the_lease() {
     let row = wait_status(&c, "h1", "FAILED", Duration::from_secs(30)).await;
     let err = row.last_error.unwrap();
     assert!(
-        err.contains("sink 'hangs' did not finish within 900ms (90% of the lease)"),
+        err.contains("sink 'hangs' did not finish within 900ms of the claim (90% of the lease)"),
         "{err}"
     );
     assert_eq!(

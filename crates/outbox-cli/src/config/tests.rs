@@ -243,22 +243,47 @@ fn env_files_hold_comments_quotes_and_exports() {
 }
 
 #[test]
-fn the_admin_section_and_app_mode_are_refused_clearly() {
-    let text = format!("{GOOD}\n[admin]\nlisten = \"127.0.0.1:9090\"\n");
-    let found = issues(
-        &text.replace("[database]\n", "[database]\nschema_owner = \"app\"\n"),
+fn app_mode_takes_column_and_table_overrides_and_checks_their_keys() {
+    let text = GOOD.replace(
+        "[database]\n",
+        "[database]\nschema_owner = \"app\"\ncolumns = { eventName = \"evt\", \"OutboxRetryPolicy.maxRetries\" = \"max_tries\", colour = \"x\" }\ntables = { OutboxEvent = \"outbox_events\" }\n",
+    );
+    let found = issues(&text, &env(&[("AUDIT_TOKEN", "t")]));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("database.columns.colour: 'colour' is not a column the worker uses"),
+        "{}",
+        found[0]
+    );
+    let c = check(
+        &text.replace(", colour = \"x\"", ""),
         &env(&[("AUDIT_TOKEN", "t")]),
+    )
+    .unwrap();
+    assert_eq!(c.database.owner, SchemaOwner::App);
+    assert_eq!(
+        c.database.overrides.columns.get("eventName").unwrap(),
+        "evt"
     );
-    assert!(
-        found
-            .iter()
-            .any(|i| i.starts_with("admin: the admin listener")),
-        "{found:?}"
+    assert_eq!(
+        c.database.overrides.tables.get("OutboxEvent").unwrap(),
+        "outbox_events"
     );
+    let worker_mode = GOOD.replace(
+        "[database]\n",
+        "[database]\ncolumns = { eventName = \"evt\" }\n",
+    );
+    let found = issues(&worker_mode, &env(&[("AUDIT_TOKEN", "t")]));
+    assert!(found[0].starts_with("database.schema_owner: [database.columns] and [database.tables] apply to app-owned tables"), "{found:?}");
+}
+
+#[test]
+fn the_admin_section_is_refused_clearly() {
+    let text = format!("{GOOD}\n[admin]\nlisten = \"127.0.0.1:9090\"\n");
+    let found = issues(&text, &env(&[("AUDIT_TOKEN", "t")]));
+    assert_eq!(found.len(), 1, "{found:?}");
     assert!(
-        found
-            .iter()
-            .any(|i| i.starts_with("database.schema_owner: \"app\"")),
+        found[0].starts_with("admin: the admin listener"),
         "{found:?}"
     );
 }

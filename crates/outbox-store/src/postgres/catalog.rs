@@ -53,7 +53,10 @@ pub struct Catalog {
 }
 
 /// Reads `schema`. Must run inside a transaction (it sets the search path locally).
-pub async fn read(client: &tokio_postgres::Transaction<'_>, schema: &str) -> Result<Catalog, StoreError> {
+pub async fn read(
+    client: &tokio_postgres::Transaction<'_>,
+    schema: &str,
+) -> Result<Catalog, StoreError> {
     client
         .batch_execute(&format!("SET LOCAL search_path TO {}", quote_ident(schema)))
         .await
@@ -172,7 +175,9 @@ fn strip_schema(text: &str, schema: &str) -> String {
 
 fn normalise(cat: &Catalog, schema: &str) -> Catalog {
     let fix = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
-        m.iter().map(|(k, v)| (k.clone(), strip_schema(v, schema))).collect()
+        m.iter()
+            .map(|(k, v)| (k.clone(), strip_schema(v, schema)))
+            .collect()
     };
     Catalog {
         tables: cat
@@ -200,5 +205,3 @@ fn normalise(cat: &Catalog, schema: &str) -> Catalog {
         enums: cat.enums.clone(),
     }
 }
-
-

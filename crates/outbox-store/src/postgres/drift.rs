@@ -34,14 +34,21 @@ fn column_ddl(c: &Column) -> String {
 /// Differences of `live` from `expected`.
 pub fn compare(exp: &Catalog, got: &Catalog) -> Vec<Drift> {
     let mut out = Vec::new();
-    let mut push = |object: String, problem: String, fix: String| out.push(Drift { object, problem, fix });
+    let mut push = |object: String, problem: String, fix: String| {
+        out.push(Drift {
+            object,
+            problem,
+            fix,
+        })
+    };
     for (name, want) in &exp.tables {
         let t = quote_ident(name);
         let Some(have) = got.tables.get(name) else {
             push(
                 format!("table {t}"),
                 "is missing".into(),
-                "run `outbox migrate reset --force` (development), or restore it from a backup".into(),
+                "run `outbox migrate reset --force` (development), or restore it from a backup"
+                    .into(),
             );
             continue;
         };
@@ -49,23 +56,37 @@ pub fn compare(exp: &Catalog, got: &Catalog) -> Vec<Drift> {
             let col = quote_ident(&c.name);
             let object = format!("column {t}.{col}");
             let Some(h) = have.column(&c.name) else {
-                push(object, "is missing".into(), format!("ALTER TABLE {t} ADD COLUMN {};", column_ddl(c)));
+                push(
+                    object,
+                    "is missing".into(),
+                    format!("ALTER TABLE {t} ADD COLUMN {};", column_ddl(c)),
+                );
                 continue;
             };
             if h.sql_type != c.sql_type {
                 push(
                     object.clone(),
-                    format!("has type {}, the migrations give {}", h.sql_type, c.sql_type),
+                    format!(
+                        "has type {}, the migrations give {}",
+                        h.sql_type, c.sql_type
+                    ),
                     format!("ALTER TABLE {t} ALTER COLUMN {col} TYPE {};", c.sql_type),
                 );
             }
             if h.not_null != c.not_null {
                 let (problem, fix) = if c.not_null {
-                    ("allows NULL, the migrations make it NOT NULL", "SET NOT NULL")
+                    (
+                        "allows NULL, the migrations make it NOT NULL",
+                        "SET NOT NULL",
+                    )
                 } else {
                     ("is NOT NULL, the migrations allow NULL", "DROP NOT NULL")
                 };
-                push(object.clone(), problem.into(), format!("ALTER TABLE {t} ALTER COLUMN {col} {fix};"));
+                push(
+                    object.clone(),
+                    problem.into(),
+                    format!("ALTER TABLE {t} ALTER COLUMN {col} {fix};"),
+                );
             }
             if h.default != c.default {
                 let fix = match &c.default {
@@ -135,7 +156,11 @@ pub fn compare(exp: &Catalog, got: &Catalog) -> Vec<Drift> {
         let object = format!("function {}()", quote_ident(name));
         match got.functions.get(name) {
             None => push(object, "is missing".into(), format!("{};", def.trim_end())),
-            Some(h) if h != def => push(object, "differs from the migrations".into(), format!("{};", def.trim_end())),
+            Some(h) if h != def => push(
+                object,
+                "differs from the migrations".into(),
+                format!("{};", def.trim_end()),
+            ),
             Some(_) => {}
         }
     }
@@ -186,6 +211,11 @@ impl PgStore {
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     h.finish()
 }

@@ -22,7 +22,13 @@ pub const EVENT_REQUIRED: &[&str] = &[
     "lockedUntil",
 ];
 /// Logical columns of `"OutboxEvent"` used when present.
-pub const EVENT_OPTIONAL: &[&str] = &["maxRetries", "retryInterval", "maxInterval", "headers", "createdAt"];
+pub const EVENT_OPTIONAL: &[&str] = &[
+    "maxRetries",
+    "retryInterval",
+    "maxInterval",
+    "headers",
+    "createdAt",
+];
 /// Optional columns whose absence is worth a warning.
 pub const EVENT_RECOMMENDED: &[&str] = &["lastError", "processedAt"];
 /// Logical columns of `"OutboxRetryPolicy"` the worker cannot run without.
@@ -38,7 +44,13 @@ pub const POLICY_OPTIONAL: &[&str] = &[
     "updatedAt",
 ];
 /// Logical timestamp columns of `"OutboxEvent"`.
-pub const EVENT_TIMESTAMPS: &[&str] = &["occurredAt", "nextRetryAt", "lockedUntil", "processedAt", "createdAt"];
+pub const EVENT_TIMESTAMPS: &[&str] = &[
+    "occurredAt",
+    "nextRetryAt",
+    "lockedUntil",
+    "processedAt",
+    "createdAt",
+];
 
 /// Canonical table names.
 pub const EVENT_TABLE: &str = "OutboxEvent";
@@ -93,17 +105,30 @@ impl Layout {
 
     /// `"schema"."table"` of the event table.
     pub fn events(&self) -> String {
-        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.event_table))
+        format!(
+            "{}.{}",
+            quote_ident(&self.schema),
+            quote_ident(&self.event_table)
+        )
     }
 
     /// `"schema"."table"` of the policy table.
     pub fn policies(&self) -> String {
-        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.policy_table))
+        format!(
+            "{}.{}",
+            quote_ident(&self.schema),
+            quote_ident(&self.policy_table)
+        )
     }
 
     /// Quoted physical name of an event column (which must be mapped).
     fn ev(&self, logical: &str) -> String {
-        quote_ident(self.event_columns.get(logical).map(String::as_str).unwrap_or(logical))
+        quote_ident(
+            self.event_columns
+                .get(logical)
+                .map(String::as_str)
+                .unwrap_or(logical),
+        )
     }
 
     fn ev_opt(&self, logical: &str) -> Option<String> {
@@ -194,7 +219,10 @@ impl Layout {
         let locked_until = self.ev("lockedUntil");
         let retry_count = self.ev("retryCount");
         let returning = self.returning();
-        let lease_end = self.ts_value("lockedUntil", "clock_timestamp() + make_interval(secs => $2::float8)");
+        let lease_end = self.ts_value(
+            "lockedUntil",
+            "clock_timestamp() + make_interval(secs => $2::float8)",
+        );
         let order = if self.next_retry_nullable {
             format!("c.{next} NULLS FIRST")
         } else {
@@ -220,7 +248,10 @@ RETURNING {returning}"#,
             format!("{retry_count} = a.rc_new"),
             format!(
                 "{next} = CASE WHEN a.status = 'PENDING' THEN {} ELSE e.{next} END",
-                self.ts_value("nextRetryAt", "clock_timestamp() + make_interval(secs => a.delay)")
+                self.ts_value(
+                    "nextRetryAt",
+                    "clock_timestamp() + make_interval(secs => a.delay)"
+                )
             ),
             format!("{locked_by} = NULL"),
             format!("{locked_until} = NULL"),
@@ -290,6 +321,26 @@ RETURNING {returning}"#,
     }
 }
 
+impl Layout {
+    /// Totals (FAILED count, oldest PENDING age in seconds) and PENDING per routingKey.
+    pub(crate) fn summary_statements(&self) -> (String, String) {
+        let ev = self.events();
+        let status = self.ev("status");
+        let routing = self.ev("routingKey");
+        (
+            format!(
+                "SELECT (count(*) FILTER (WHERE e.{status} = 'FAILED'))::int8, \
+                 EXTRACT(EPOCH FROM now() - min({occurred}) FILTER (WHERE e.{status} = 'PENDING'))::float8 \
+                 FROM {ev} AS e",
+                occurred = self.ts_read("e", "occurredAt")
+            ),
+            format!(
+                "SELECT e.{routing}::text, count(*)::int8 FROM {ev} AS e WHERE e.{status} = 'PENDING' GROUP BY 1 ORDER BY 1"
+            ),
+        )
+    }
+}
+
 /// The generated statements.
 #[derive(Debug, Clone)]
 pub(crate) struct Statements {
@@ -309,27 +360,64 @@ mod tests {
     fn the_canonical_layout_maps_every_column_to_itself() {
         let l = Layout::canonical("public");
         assert_eq!(l.events(), "\"public\".\"OutboxEvent\"");
-        for c in EVENT_REQUIRED.iter().chain(EVENT_OPTIONAL).chain(EVENT_RECOMMENDED) {
+        for c in EVENT_REQUIRED
+            .iter()
+            .chain(EVENT_OPTIONAL)
+            .chain(EVENT_RECOMMENDED)
+        {
             assert_eq!(l.event_columns.get(*c).map(String::as_str), Some(*c));
         }
         let s = l.statements();
-        assert!(s.claim.contains(r#"c."nextRetryAt" <= now()"#), "{}", s.claim);
-        assert!(s.complete.contains(r#""lastError" = COALESCE(a.err, e."lastError")"#));
+        assert!(
+            s.claim.contains(r#"c."nextRetryAt" <= now()"#),
+            "{}",
+            s.claim
+        );
+        assert!(s
+            .complete
+            .contains(r#""lastError" = COALESCE(a.err, e."lastError")"#));
     }
 
     #[test]
     fn naive_timestamps_enum_status_and_uuid_ids_are_converted_on_the_constant_side() {
         let mut l = Layout::canonical("app");
-        l.naive_timestamps = vec!["nextRetryAt".into(), "lockedUntil".into(), "occurredAt".into()];
+        l.naive_timestamps = vec![
+            "nextRetryAt".into(),
+            "lockedUntil".into(),
+            "occurredAt".into(),
+        ];
         l.status_enum = Some("\"app\".\"OutboxStatus\"".into());
         l.id_type = "uuid".into();
         l.event_columns.remove("lastError");
         let s = l.statements();
-        assert!(s.claim.contains(r#"c."nextRetryAt" <= ((now()) AT TIME ZONE 'UTC')"#), "{}", s.claim);
-        assert!(s.claim.contains(r#"(e."occurredAt" AT TIME ZONE 'UTC')"#), "{}", s.claim);
-        assert!(s.complete.contains(r#""status" = a.status::"app"."OutboxStatus""#), "{}", s.complete);
-        assert!(s.complete.contains(r#"e."id" = a.id::uuid"#), "{}", s.complete);
+        assert!(
+            s.claim
+                .contains(r#"c."nextRetryAt" <= ((now()) AT TIME ZONE 'UTC')"#),
+            "{}",
+            s.claim
+        );
+        assert!(
+            s.claim.contains(r#"(e."occurredAt" AT TIME ZONE 'UTC')"#),
+            "{}",
+            s.claim
+        );
+        assert!(
+            s.complete
+                .contains(r#""status" = a.status::"app"."OutboxStatus""#),
+            "{}",
+            s.complete
+        );
+        assert!(
+            s.complete.contains(r#"e."id" = a.id::uuid"#),
+            "{}",
+            s.complete
+        );
         assert!(!s.complete.contains("lastError"));
-        assert!(s.expired.contains(r#"e."lockedUntil" < ((now()) AT TIME ZONE 'UTC')"#), "{}", s.expired);
+        assert!(
+            s.expired
+                .contains(r#"e."lockedUntil" < ((now()) AT TIME ZONE 'UTC')"#),
+            "{}",
+            s.expired
+        );
     }
 }

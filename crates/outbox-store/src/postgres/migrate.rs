@@ -93,6 +93,89 @@ fn history_ddl(schema: &str) -> String {
     )
 }
 
+/// One row of the history table.
+struct HistoryRow {
+    version: i64,
+    name: String,
+    checksum: String,
+    applied_at: DateTime<Utc>,
+    success: bool,
+}
+
+async fn read_history<C: tokio_postgres::GenericClient>(
+    client: &C,
+    schema: &str,
+) -> Result<Vec<HistoryRow>, StoreError> {
+    let rows = client
+        .query(
+            &format!(
+                r#"SELECT "version", "name", "checksum", "appliedAt", "success" FROM {}.{} ORDER BY "version""#,
+                quote_ident(schema),
+                quote_ident(HISTORY_TABLE)
+            ),
+            &[],
+        )
+        .await
+        .map_err(|e| {
+            StoreError::Query(format!(
+                "cannot read {}.{} (is it another tool's table?): {}",
+                quote_ident(schema),
+                quote_ident(HISTORY_TABLE),
+                classify(e)
+            ))
+        })?;
+    let shape = |e: tokio_postgres::Error| {
+        StoreError::Query(format!("{HISTORY_TABLE} has an unexpected shape: {e}"))
+    };
+    rows.iter()
+        .map(|r| {
+            Ok(HistoryRow {
+                version: r.try_get(0).map_err(shape)?,
+                name: r.try_get(1).map_err(shape)?,
+                checksum: r.try_get(2).map_err(shape)?,
+                applied_at: r.try_get(3).map_err(shape)?,
+                success: r.try_get(4).map_err(shape)?,
+            })
+        })
+        .collect()
+}
+
+/// Each known migration's state against the history, then the unknown ones.
+fn states(history: &[HistoryRow]) -> Vec<MigrationReport> {
+    let mut reports = Vec::new();
+    for m in MIGRATIONS {
+        let state = match history.iter().find(|h| h.version == m.version) {
+            None => MigrationState::Pending,
+            Some(h) if !h.success => MigrationState::Dirty,
+            Some(h) if h.checksum == m.checksum() => MigrationState::Applied { at: h.applied_at },
+            Some(h) => MigrationState::Modified {
+                applied: h.checksum.clone(),
+                embedded: m.checksum(),
+            },
+        };
+        reports.push(MigrationReport {
+            version: m.version,
+            name: m.name.to_string(),
+            state,
+        });
+    }
+    for h in history {
+        if !MIGRATIONS.iter().any(|m| m.version == h.version) {
+            reports.push(MigrationReport {
+                version: h.version,
+                name: h.name.clone(),
+                state: if h.success {
+                    MigrationState::Unknown
+                } else {
+                    MigrationState::Dirty
+                },
+            });
+        }
+    }
+    reports.sort_by_key(|r| r.version);
+    reports
+}
+
 impl PgStore {
     /// Compares the history table with the embedded migrations.
     pub async fn migration_status(&self) -> Result<Vec<MigrationReport>, StoreError> {
@@ -109,63 +192,12 @@ impl PgStore {
             .await
             .map_err(classify)?
             .get(0);
-        let applied = if exists {
-            client
-                .query(
-                    &format!(
-                        r#"SELECT "version", "name", "checksum", "appliedAt", "success" FROM {}.{} ORDER BY "version""#,
-                        quote_ident(&self.schema),
-                        quote_ident(HISTORY_TABLE)
-                    ),
-                    &[],
-                )
-                .await
-                .map_err(classify)?
+        let history = if exists {
+            read_history(&**client, &self.schema).await?
         } else {
             Vec::new()
         };
-        let mut reports = Vec::new();
-        for m in MIGRATIONS {
-            let row = applied.iter().find(|r| r.get::<_, i64>(0) == m.version);
-            let state = match row {
-                None => MigrationState::Pending,
-                Some(r) if !r.get::<_, bool>(4) => MigrationState::Dirty,
-                Some(r) => {
-                    let recorded: String = r.get(2);
-                    let embedded = m.checksum();
-                    if recorded == embedded {
-                        MigrationState::Applied { at: r.get(3) }
-                    } else {
-                        MigrationState::Modified {
-                            applied: recorded,
-                            embedded,
-                        }
-                    }
-                }
-            };
-            reports.push(MigrationReport {
-                version: m.version,
-                name: m.name.to_string(),
-                state,
-            });
-        }
-        for r in &applied {
-            let version: i64 = r.get(0);
-            if !MIGRATIONS.iter().any(|m| m.version == version) {
-                let state = if r.get::<_, bool>(4) {
-                    MigrationState::Unknown
-                } else {
-                    MigrationState::Dirty
-                };
-                reports.push(MigrationReport {
-                    version,
-                    name: r.get(1),
-                    state,
-                });
-            }
-        }
-        reports.sort_by_key(|r| r.version);
-        Ok(reports)
+        Ok(states(&history))
     }
 
     /// Applies every pending migration in one transaction under an advisory lock.
@@ -199,40 +231,18 @@ impl PgStore {
         ))
         .await
         .map_err(classify)?;
-        let rows = tx
-            .query(
-                &format!(
-                    r#"SELECT "version", "checksum", "success" FROM {}.{}"#,
-                    quote_ident(&self.schema),
-                    quote_ident(HISTORY_TABLE)
-                ),
-                &[],
-            )
-            .await
-            .map_err(classify)?;
-        for r in &rows {
-            let version: i64 = r.get(0);
-            let checksum: String = r.get(1);
-            if !r.get::<_, bool>(2) {
-                return Err(StoreError::Query(format!(
-                    "migration {version} is marked as started but not finished (dirty); repair the schema by hand, delete its row from {HISTORY_TABLE}, and deploy again (or `outbox migrate reset --force` in development)"
-                )));
-            }
-            match MIGRATIONS.iter().find(|m| m.version == version) {
-                None => {
-                    return Err(StoreError::Query(format!(
-                        "migration {version} is recorded in {HISTORY_TABLE} but this outbox build does not know it; run the newer outbox build that applied it"
-                    )))
-                }
-                Some(m) if m.checksum() != checksum => {
-                    return Err(StoreError::Query(format!(
-                        "migration {version} ({}) was applied with a different script (checksum {checksum}, this build has {}); the database does not follow this build's migrations",
-                        m.name,
-                        m.checksum()
-                    )))
-                }
-                Some(_) => {}
-            }
+        let history = read_history(&*tx, &self.schema).await?;
+        let status = SchemaStatus {
+            schema: self.schema.clone(),
+            migrations: states(&history),
+            drift: Vec::new(),
+        };
+        if let Some(p) = status
+            .problems()
+            .into_iter()
+            .find(|p| p.kind != ProblemKind::Pending)
+        {
+            return Err(StoreError::Query(format!("{}; fix: {}", p.what, p.fix)));
         }
         tx.batch_execute(&format!(
             "SET LOCAL search_path TO {}",
@@ -242,7 +252,7 @@ impl PgStore {
         .map_err(classify)?;
         let mut applied = Vec::new();
         for m in MIGRATIONS {
-            if rows.iter().any(|r| r.get::<_, i64>(0) == m.version) {
+            if history.iter().any(|h| h.version == m.version) {
                 continue;
             }
             let started = std::time::Instant::now();
@@ -284,7 +294,11 @@ impl PgStore {
         let live = self.live_catalog().await?;
         let s = quote_ident(&self.schema);
         let mut plan = Vec::new();
-        for t in expected.tables.keys().chain(std::iter::once(&HISTORY_TABLE.to_string())) {
+        for t in expected
+            .tables
+            .keys()
+            .chain(std::iter::once(&HISTORY_TABLE.to_string()))
+        {
             if live.tables.contains_key(t) {
                 plan.push(format!("DROP TABLE {s}.{} CASCADE", quote_ident(t)));
             }
@@ -390,8 +404,8 @@ impl SchemaStatus {
                     ProblemKind::Modified,
                     format!(
                         "migration {id} was applied with a different script (checksum {}…, this build has {}…)",
-                        &applied[..applied.len().min(12)],
-                        &embedded[..embedded.len().min(12)]
+                        applied.chars().take(12).collect::<String>(),
+                        embedded.chars().take(12).collect::<String>()
                     ),
                     "run the outbox build that applied it (released migrations are never edited); in development: outbox migrate reset --force".to_string(),
                 ),
@@ -435,15 +449,22 @@ impl PgStore {
     /// migration is modified (the reference would be unknown).
     pub async fn schema_status(&self) -> Result<SchemaStatus, StoreError> {
         let migrations = self.migration_status().await?;
-        let modified = migrations
-            .iter()
-            .any(|m| matches!(m.state, MigrationState::Modified { .. } | MigrationState::Dirty));
+        let modified = migrations.iter().any(|m| {
+            matches!(
+                m.state,
+                MigrationState::Modified { .. } | MigrationState::Dirty
+            )
+        });
         let applied: Vec<i64> = migrations
             .iter()
             .filter(|m| matches!(m.state, MigrationState::Applied { .. }))
             .map(|m| m.version)
             .collect();
-        let drift = if modified { Vec::new() } else { self.drift(&applied).await? };
+        let drift = if modified {
+            Vec::new()
+        } else {
+            self.drift(&applied).await?
+        };
         Ok(SchemaStatus {
             schema: self.schema.clone(),
             migrations,

@@ -3,8 +3,11 @@
 
 pub mod catalog;
 pub mod drift;
+pub mod inspect;
 pub mod layout;
 pub mod migrate;
+pub mod print;
+pub mod resolve;
 
 use layout::{Layout, Statements};
 
@@ -75,14 +78,16 @@ impl std::fmt::Debug for PgStore {
 
 /// Whether a driver error is about the connection (worth a reconnect) rather than the query.
 fn classify(e: tokio_postgres::Error) -> StoreError {
+    // Connectivity: a closed connection, an I/O error (refused, reset, timed out), or a
+    // server saying it is shutting down or starting. Anything else (TLS demanded but not
+    // available, authentication, a bad query) will not get better by waiting.
+    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
     let unavailable = e.is_closed()
-        || match e.code() {
-            None => true,
-            Some(code) => {
-                let c = code.code();
-                c.starts_with("08") || c.starts_with("57P")
-            }
-        };
+        || io
+        || e.code().is_some_and(|code| {
+            let c = code.code();
+            c.starts_with("08") || c.starts_with("57P")
+        });
     let text = match e.as_db_error() {
         Some(db) => db.message().to_string(),
         None => e.to_string(),
@@ -135,6 +140,13 @@ impl PgStore {
         }
         if config.get_application_name().is_none() {
             config.application_name("outbox");
+        }
+        // A database that stops answering (network partition) must surface as an error,
+        // not a statement that waits for the kernel's TCP timeout.
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(15));
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(Duration::from_secs(30));
         }
         let manager = Manager::from_config(
             config.clone(),
@@ -281,7 +293,8 @@ impl Store for PgStore {
             statuses.push(status.as_str());
             rc_new.push(rc);
             delays.push(delay);
-            errors.push(err);
+            // PostgreSQL text cannot hold NUL; a sink's error body might.
+            errors.push(err.map(|e| e.replace('\0', "")));
         }
         let client = self.client().await?;
         let mut changed = 0;
@@ -359,7 +372,8 @@ impl Store for PgStore {
             .await
             .map_err(classify)?;
         let secs: Option<f64> = row.try_get(0).map_err(classify)?;
-        Ok(secs.map(|s| Duration::from_secs_f64(s.max(0.0))))
+        // An 'infinity' nextRetryAt reads as +inf: treat it as "not within any wait".
+        Ok(secs.and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok()))
     }
 
     async fn listen(&self) -> Result<Box<dyn NotificationStream>, StoreError> {

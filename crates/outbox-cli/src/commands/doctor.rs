@@ -1,0 +1,274 @@
+//! `outbox doctor`: every check a new deployment needs, in order, each a ✔/⚠/✘ line with
+//! the fix. Exits 0 when nothing is ✘; otherwise with the code of the first failed check.
+
+use super::migrate::search_path_note;
+use super::open_store;
+use crate::config::{Config, SchemaOwner};
+use crate::Failure;
+use outbox_core::Store;
+use std::collections::BTreeSet;
+
+/// Exit codes, one per failed check.
+const EXIT_UNREACHABLE: u8 = 20;
+const EXIT_SCHEMA: u8 = 21;
+const EXIT_ROUTES: u8 = 22;
+const EXIT_UNROUTABLE: u8 = 23;
+
+#[derive(Default)]
+struct Report {
+    code: u8,
+    failures: usize,
+}
+
+impl Report {
+    fn ok(&self, line: &str) {
+        println!("✔ {line}");
+    }
+
+    fn warn(&self, line: &str, fixes: &[&str]) {
+        println!("⚠ {line}");
+        for f in fixes.iter().filter(|f| !f.is_empty()) {
+            println!("    {f}");
+        }
+    }
+
+    fn fail(&mut self, code: u8, line: &str, fixes: &[&str]) {
+        println!("✘ {line}");
+        for f in fixes.iter().filter(|f| !f.is_empty()) {
+            println!("    {f}");
+        }
+        self.failures += 1;
+        if self.code == 0 {
+            self.code = code;
+        }
+    }
+}
+
+fn age(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+pub async fn doctor(config: &Config) -> Result<u8, Failure> {
+    let mut store = open_store(config)?;
+    let mut r = Report::default();
+
+    match store.server_info().await {
+        Ok(info) => r.ok(&format!("database reachable: {info}")),
+        Err(e) => {
+            r.fail(
+                EXIT_UNREACHABLE,
+                &format!("database not reachable: {e}"),
+                &["fix: check database.url (or $DATABASE_URL) and that PostgreSQL is running"],
+            );
+            println!("(the other checks need the database)");
+            return Ok(r.code);
+        }
+    }
+
+    let schema = store.schema().to_string();
+    let usable = match config.database.owner {
+        SchemaOwner::Worker => match store.schema_status().await {
+            Ok(st) => {
+                let problems = st.problems();
+                if problems.is_empty() {
+                    r.ok(&format!(
+                        "schema \"{schema}\" (worker-owned): migrations applied, no drift"
+                    ));
+                }
+                for p in &problems {
+                    r.fail(
+                        EXIT_SCHEMA,
+                        &format!("schema \"{schema}\": {}", p.what),
+                        &[&format!("fix: {}", p.fix)],
+                    );
+                }
+                if let (false, Some(note)) = (problems.is_empty(), search_path_note(&schema)) {
+                    println!("    {note}");
+                }
+                r.ok("columns: the worker's own names (worker-owned tables)");
+                problems
+                    .iter()
+                    .all(|p| p.kind != outbox_store::ProblemKind::Pending)
+                    && st
+                        .migrations
+                        .iter()
+                        .any(|m| matches!(m.state, outbox_store::MigrationState::Applied { .. }))
+            }
+            Err(e) => {
+                r.fail(
+                    EXIT_SCHEMA,
+                    &format!("cannot inspect schema \"{schema}\": {e}"),
+                    &[],
+                );
+                false
+            }
+        },
+        SchemaOwner::App => {
+            match store.adopt_app_tables(&config.database.overrides).await {
+                Ok(res) => {
+                    if res.errors.is_empty() {
+                        r.ok(&format!("schema \"{schema}\" (app-owned): every required table and column found"));
+                    }
+                    for f in &res.errors {
+                        r.fail(
+                            EXIT_SCHEMA,
+                            &format!("schema \"{schema}\": {}", f.what),
+                            &[
+                                &format!("SQL:    {}", f.sql),
+                                &format!("Prisma: {}", f.prisma),
+                            ],
+                        );
+                    }
+                    for f in &res.warnings {
+                        r.warn(
+                            &format!("schema \"{schema}\": {}", f.what),
+                            &[
+                                &format!("SQL:    {}", f.sql),
+                                &format!("Prisma: {}", f.prisma),
+                            ],
+                        );
+                    }
+                    if !res.mapping.is_empty() {
+                        let mapped: Vec<String> = res
+                            .mapping
+                            .iter()
+                            .map(|m| {
+                                if m.how == "exact" {
+                                    m.logical.clone()
+                                } else {
+                                    format!("{}→{} ({})", m.logical, m.physical, m.how)
+                                }
+                            })
+                            .collect();
+                        r.ok(&format!("columns: {}", mapped.join(", ")));
+                    }
+                    res.layout.is_some()
+                }
+                Err(e) => {
+                    r.fail(
+                        EXIT_SCHEMA,
+                        &format!("cannot inspect schema \"{schema}\": {e}"),
+                        &[],
+                    );
+                    false
+                }
+            }
+        }
+    };
+    if !usable {
+        println!("(routes, policies and the queue are checked once the schema is usable)");
+        return Ok(r.code);
+    }
+
+    let policies: BTreeSet<String> = match store.policies().await {
+        Ok(p) => p.into_iter().map(|p| p.routing_key).collect(),
+        Err(e) => {
+            r.fail(EXIT_SCHEMA, &format!("cannot read the policies: {e}"), &[]);
+            return Ok(r.code);
+        }
+    };
+    let routes: BTreeSet<String> = config.routes.keys().cloned().collect();
+    let layout = store.layout().clone();
+    let mut matched = true;
+    for key in routes.difference(&policies) {
+        matched = false;
+        r.fail(
+            EXIT_ROUTES,
+            &format!("route '{key}' has no OutboxRetryPolicy row: its events will end FAILED"),
+            &[&format!(
+                "fix: INSERT INTO {} (\"{}\", \"{}\", \"{}\", \"{}\") VALUES ('{}', 5, 5000, 60000);",
+                layout.policies(),
+                layout.policy_columns.get("routingKey").map(String::as_str).unwrap_or("routingKey"),
+                layout.policy_columns.get("maxRetries").map(String::as_str).unwrap_or("maxRetries"),
+                layout.policy_columns.get("retryInterval").map(String::as_str).unwrap_or("retryInterval"),
+                layout.policy_columns.get("maxInterval").map(String::as_str).unwrap_or("maxInterval"),
+                key.replace('\'', "''")
+            )],
+        );
+    }
+    for key in policies.difference(&routes) {
+        matched = false;
+        let sink = config
+            .sinks
+            .keys()
+            .next()
+            .map(String::as_str)
+            .unwrap_or("NAME");
+        r.fail(
+            EXIT_ROUTES,
+            &format!("policy '{key}' has no route in the config: its events will end FAILED"),
+            &[&format!(
+                "fix: add to [routes]: \"{key}\" = {{ sink = \"{sink}\" }}"
+            )],
+        );
+    }
+    if matched {
+        r.ok(&format!(
+            "routes and policies match ({} routingKeys)",
+            routes.len()
+        ));
+    }
+
+    match store.queue_summary().await {
+        Ok(q) => {
+            let mut stuck = false;
+            for (key, n) in &q.pending_by_key {
+                let why = match (policies.contains(key), routes.contains(key)) {
+                    (true, true) => continue,
+                    (false, false) => "no policy and no route",
+                    (false, true) => "no policy",
+                    (true, false) => "no route",
+                };
+                stuck = true;
+                r.fail(
+                    EXIT_UNROUTABLE,
+                    &format!("{n} PENDING event(s) with routingKey '{key}' have {why}: they will end FAILED when claimed"),
+                    &["fix: add the missing policy row and/or route before starting the worker"],
+                );
+            }
+            if !stuck {
+                let total: i64 = q.pending_by_key.iter().map(|(_, n)| n).sum();
+                r.ok(&format!(
+                    "every PENDING event is routable ({total} PENDING)"
+                ));
+            }
+            if q.failed == 0 {
+                r.ok("no FAILED events");
+            } else {
+                r.warn(
+                    &format!("{} FAILED event(s)", q.failed),
+                    &[&format!(
+                        "see them: SELECT * FROM {} WHERE \"{}\" = 'FAILED';",
+                        layout.events(),
+                        layout
+                            .event_columns
+                            .get("status")
+                            .map(String::as_str)
+                            .unwrap_or("status")
+                    )],
+                );
+            }
+            match q.oldest_pending {
+                Some(d) => r.ok(&format!("oldest PENDING event is {} old", age(d))),
+                None => r.ok("no PENDING events"),
+            }
+        }
+        Err(e) => r.fail(
+            EXIT_SCHEMA,
+            &format!("cannot read the event table: {e}"),
+            &[],
+        ),
+    }
+    if r.failures == 0 {
+        println!("All checks passed.");
+    } else {
+        println!("{} check(s) failed.", r.failures);
+    }
+    Ok(r.code)
+}

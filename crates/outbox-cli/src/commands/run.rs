@@ -1,0 +1,186 @@
+//! `outbox run`: check the schema, then relay until SIGINT/SIGTERM.
+
+use super::{open_store, origin};
+use crate::config::{Config, SchemaOwner};
+use crate::{Failure, EXIT_CONFIG, EXIT_FAILURE};
+use outbox_core::StoreError;
+use outbox_store::{PgStore, ProblemKind};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Resolves on the first SIGINT or SIGTERM; a second one exits at once.
+async fn shutdown_signal() {
+    let name = wait_for_signal().await;
+    tracing::info!(
+        signal = name,
+        "Received stop signal; finishing in-flight deliveries (send it again to exit at once)"
+    );
+    tokio::spawn(async {
+        let again = wait_for_signal().await;
+        tracing::warn!(signal = again, "Second stop signal; exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+/// Runs `check` until the database answers (it may start after us), or until a stop
+/// signal (`None`).
+async fn when_reachable<T, F, Fut>(
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+    mut check: F,
+) -> Result<Option<T>, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let result = tokio::select! {
+            _ = &mut *shutdown => return Ok(None),
+            r = check() => r,
+        };
+        match result {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, retry_in = ?delay, "Database not reachable; waiting for it");
+                tokio::select! {
+                    _ = &mut *shutdown => return Ok(None),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Worker-owned tables: refuse pending migrations and drift (unless skipped).
+fn refuse_unclean(store: &PgStore, st: &outbox_store::SchemaStatus) -> Result<(), Failure> {
+    let problems = st.problems();
+    let Some(first) = problems.first() else {
+        return Ok(());
+    };
+    let more = match problems.len() {
+        1 => String::new(),
+        n => format!(" (+{} more)", n - 1),
+    };
+    let fix = if first.kind == ProblemKind::Pending {
+        "run `outbox migrate deploy`".to_string()
+    } else {
+        "run `outbox migrate status` for every problem and its fix".to_string()
+    };
+    Err(Failure::new(
+        EXIT_FAILURE,
+        format!(
+            "schema \"{}\" is not ready: {}{more}; {fix}, or start with --skip-schema-check",
+            store.schema(),
+            first.what
+        ),
+    ))
+}
+
+pub async fn run(config: Config, skip_schema_check: bool) -> Result<u8, Failure> {
+    if config.routes.is_empty() {
+        return Err(Failure::new(
+            EXIT_CONFIG,
+            format!(
+                "invalid configuration ({}): routes: no routes configured; add e.g. [routes] \"audit.record-auth-log\" = {{ sink = \"audit-api\" }} and a [sinks.audit-api] section",
+                origin(&config)
+            ),
+        ));
+    }
+    let mut store = open_store(&config)?;
+    let mut sinks = std::collections::HashMap::new();
+    for (name, sc) in &config.sinks {
+        let sink = sc.build().map_err(|e| {
+            Failure::new(
+                EXIT_CONFIG,
+                format!(
+                    "invalid configuration ({}): sinks.{name}: {e}",
+                    origin(&config)
+                ),
+            )
+        })?;
+        sinks.insert(name.clone(), sink);
+    }
+
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    match config.database.owner {
+        SchemaOwner::Worker if skip_schema_check => {
+            tracing::warn!("Schema check skipped (--skip-schema-check)");
+        }
+        SchemaOwner::Worker => {
+            let st = when_reachable(&mut shutdown, || store.schema_status())
+                .await
+                .map_err(|e| Failure::new(EXIT_FAILURE, format!("cannot check the schema: {e}")))?;
+            let Some(st) = st else { return Ok(0) };
+            refuse_unclean(&store, &st)?;
+        }
+        SchemaOwner::App => {
+            let overrides = config.database.overrides.clone();
+            let catalog = when_reachable(&mut shutdown, || store.live_catalog())
+                .await
+                .map_err(|e| {
+                    Failure::new(EXIT_FAILURE, format!("cannot read the app's tables: {e}"))
+                })?;
+            let Some(catalog) = catalog else { return Ok(0) };
+            let resolution =
+                outbox_store::postgres::resolve::resolve(&catalog, store.schema(), &overrides);
+            for w in &resolution.warnings {
+                tracing::warn!(fix = %w.sql, "{}", w.what);
+            }
+            let Some(layout) = resolution.layout.clone() else {
+                let first = resolution
+                    .errors
+                    .first()
+                    .map(|f| f.what.clone())
+                    .unwrap_or_default();
+                let more = match resolution.errors.len() {
+                    0 | 1 => String::new(),
+                    n => format!(" (+{} more)", n - 1),
+                };
+                return Err(Failure::new(
+                    EXIT_FAILURE,
+                    format!(
+                        "the app-owned tables in schema \"{}\" cannot be used: {first}{more}; run `outbox doctor` for the SQL and Prisma lines that fix it",
+                        store.schema()
+                    ),
+                ));
+            };
+            for m in resolution.mapping.iter().filter(|m| m.how != "exact") {
+                tracing::info!(table = m.table, column = %m.logical, physical = %m.physical, how = m.how, "Column mapped");
+            }
+            store.set_layout(layout);
+        }
+    }
+
+    tracing::info!(
+        environment = %config.database.environment,
+        schema = %store.schema(),
+        routes = config.routes.len(),
+        "Schema checked"
+    );
+    let mut worker = outbox_worker::Worker::new(Arc::new(store), config.worker.clone());
+    for (key, sink_name) in &config.routes {
+        let sink = sinks[sink_name].clone();
+        worker = worker.route(key.clone(), sink_name.clone(), sink);
+    }
+    worker.run(shutdown).await;
+    Ok(0)
+}

@@ -1,0 +1,51 @@
+//! Read-only questions for operators (`outbox doctor`): who we are connected to, and
+//! what the queue looks like.
+
+use super::{classify, PgStore};
+use outbox_core::StoreError;
+use std::time::Duration;
+
+/// A summary of the event table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSummary {
+    /// FAILED events.
+    pub failed: i64,
+    /// Age of the oldest PENDING event (by occurredAt).
+    pub oldest_pending: Option<Duration>,
+    /// PENDING events per routingKey.
+    pub pending_by_key: Vec<(String, i64)>,
+}
+
+impl PgStore {
+    /// `PostgreSQL 15.19, database "x" as user "y"`.
+    pub async fn server_info(&self) -> Result<String, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT current_setting('server_version'), current_database(), current_user",
+                &[],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(format!(
+            "PostgreSQL {}, database \"{}\" as user \"{}\"",
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+            row.get::<_, String>(2)
+        ))
+    }
+
+    /// Counts for the doctor.
+    pub async fn queue_summary(&self) -> Result<QueueSummary, StoreError> {
+        let (totals, by_key) = self.layout.summary_statements();
+        let client = self.client().await?;
+        let row = client.query_one(&totals, &[]).await.map_err(classify)?;
+        let secs: Option<f64> = row.get(1);
+        let rows = client.query(&by_key, &[]).await.map_err(classify)?;
+        Ok(QueueSummary {
+            failed: row.get(0),
+            oldest_pending: secs.and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok()),
+            pending_by_key: rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        })
+    }
+}

@@ -1,0 +1,692 @@
+//! App-owned tables: find the outbox tables and columns by introspection (exact name, then
+//! case-insensitive, then snake_case; config overrides win), check their types, and build
+//! the [`Layout`] the statements use. Whatever is missing or incompatible is reported with
+//! the SQL and the Prisma model line that fix it.
+
+use super::catalog::{Catalog, Column, Table};
+use super::layout::{
+    Layout, EVENT_OPTIONAL, EVENT_RECOMMENDED, EVENT_REQUIRED, EVENT_TABLE, POLICY_OPTIONAL,
+    POLICY_REQUIRED, POLICY_TABLE,
+};
+use super::quote_ident;
+use std::collections::BTreeMap;
+
+/// Names given in config where introspection cannot tell.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Logical table (`OutboxEvent`, `OutboxRetryPolicy`) → physical table.
+    pub tables: BTreeMap<String, String>,
+    /// Logical column → physical column; `OutboxRetryPolicy.<column>` for the policy table,
+    /// a bare name for the event table.
+    pub columns: BTreeMap<String, String>,
+}
+
+/// One finding, with its fix in SQL and as a Prisma model line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// What is wrong.
+    pub what: String,
+    /// SQL that fixes it.
+    pub sql: String,
+    /// The Prisma schema line(s) that fix it.
+    pub prisma: String,
+}
+
+/// How one logical column was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapped {
+    /// `OutboxEvent` or `OutboxRetryPolicy`.
+    pub table: &'static str,
+    /// Logical column.
+    pub logical: String,
+    /// Physical column.
+    pub physical: String,
+    /// `exact`, `case-insensitive`, `snake_case` or `config`.
+    pub how: &'static str,
+}
+
+/// The outcome of resolving an app-owned schema.
+#[derive(Debug, Clone, Default)]
+pub struct Resolution {
+    /// The layout, when nothing blocks the worker.
+    pub layout: Option<Layout>,
+    /// Blocking problems.
+    pub errors: Vec<Finding>,
+    /// Things that work but are worse than they should be.
+    pub warnings: Vec<Finding>,
+    /// How each column was found.
+    pub mapping: Vec<Mapped>,
+}
+
+/// `eventName` → `event_name`.
+pub fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, ch) in name.chars().enumerate() {
+        if ch.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(ch.to_ascii_lowercase());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Naming {
+    Camel,
+    Lower,
+    Snake,
+}
+
+impl Naming {
+    fn apply(self, logical: &str) -> String {
+        match self {
+            Naming::Camel => logical.to_string(),
+            Naming::Lower => logical.to_ascii_lowercase(),
+            Naming::Snake => snake_case(logical),
+        }
+    }
+}
+
+/// Canonical SQL type and Prisma type of a logical column.
+fn canonical_type(table: &str, logical: &str, naive: bool) -> (&'static str, &'static str) {
+    let ts = if naive {
+        ("timestamp(3)", "DateTime")
+    } else {
+        ("timestamptz(3)", "DateTime @db.Timestamptz(3)")
+    };
+    match (table, logical) {
+        (_, "payload") => ("jsonb NOT NULL DEFAULT '{}'", "Json @default(\"{}\")"),
+        (_, "headers") => ("jsonb", "Json?"),
+        (_, "occurredAt" | "nextRetryAt" | "createdAt" | "updatedAt") => {
+            if naive {
+                (
+                    "timestamp(3) NOT NULL DEFAULT now()",
+                    "DateTime @default(now())",
+                )
+            } else {
+                (
+                    "timestamptz(3) NOT NULL DEFAULT now()",
+                    "DateTime @default(now()) @db.Timestamptz(3)",
+                )
+            }
+        }
+        (_, "lockedUntil" | "processedAt") => {
+            if naive {
+                ("timestamp(3)", "DateTime?")
+            } else {
+                (ts.0, "DateTime? @db.Timestamptz(3)")
+            }
+        }
+        (EVENT_TABLE, "retryCount") => ("integer NOT NULL DEFAULT 0", "Int @default(0)"),
+        (EVENT_TABLE, "maxRetries" | "retryInterval" | "maxInterval") => ("integer", "Int?"),
+        (POLICY_TABLE, "maxRetries" | "retryInterval" | "maxInterval") => {
+            ("integer NOT NULL", "Int")
+        }
+        (_, "backoffMultiplier") => ("double precision NOT NULL DEFAULT 2", "Float @default(2)"),
+        (_, "jitter") => ("double precision NOT NULL DEFAULT 0", "Float @default(0)"),
+        (_, "ordered" | "paused") => ("boolean NOT NULL DEFAULT false", "Boolean @default(false)"),
+        (_, "status") => (
+            "text NOT NULL DEFAULT 'PENDING'",
+            "OutboxStatus @default(PENDING)",
+        ),
+        (_, "lockedBy" | "lastError" | "description") => ("text", "String?"),
+        _ => ("text NOT NULL", "String"),
+    }
+}
+
+fn is_text(t: &str) -> bool {
+    t == "text"
+        || t.starts_with("character varying")
+        || t.starts_with("character(")
+        || t == "character"
+}
+fn is_int(t: &str) -> bool {
+    matches!(t, "smallint" | "integer" | "bigint")
+}
+fn is_float(t: &str) -> bool {
+    matches!(t, "double precision" | "real") || t.starts_with("numeric")
+}
+fn is_json(t: &str) -> bool {
+    matches!(t, "json" | "jsonb")
+}
+fn ts_kind(t: &str) -> Option<bool> {
+    if !t.starts_with("timestamp") {
+        return None;
+    }
+    Some(t.ends_with("without time zone"))
+}
+
+/// Which type family a logical column needs, for messages.
+fn family(logical: &str, table: &str) -> &'static str {
+    match logical {
+        "payload" | "headers" => "json or jsonb",
+        "occurredAt" | "nextRetryAt" | "lockedUntil" | "processedAt" | "createdAt"
+        | "updatedAt" => "a timestamp",
+        "retryCount" | "maxRetries" | "retryInterval" | "maxInterval" => "an integer",
+        "backoffMultiplier" | "jitter" => "a floating-point number",
+        "ordered" | "paused" => "boolean",
+        "id" if table == EVENT_TABLE => "text, varchar or uuid",
+        "status" => "text, varchar or an enum",
+        _ => "text or varchar",
+    }
+}
+
+fn type_fits(logical: &str, c: &Column) -> bool {
+    let t = c.sql_type.as_str();
+    match logical {
+        "payload" | "headers" => is_json(t),
+        "occurredAt" | "nextRetryAt" | "lockedUntil" | "processedAt" | "createdAt"
+        | "updatedAt" => ts_kind(t).is_some(),
+        "retryCount" | "maxRetries" | "retryInterval" | "maxInterval" => is_int(t),
+        "backoffMultiplier" | "jitter" => is_float(t),
+        "ordered" | "paused" => t == "boolean",
+        "id" => is_text(t) || t == "uuid",
+        "status" => is_text(t) || c.is_enum,
+        _ => is_text(t),
+    }
+}
+
+struct TableResolver<'a> {
+    logical_table: &'static str,
+    physical: String,
+    table: &'a Table,
+    naming: Naming,
+    naive: bool,
+}
+
+impl TableResolver<'_> {
+    fn find(
+        &self,
+        logical: &str,
+        overrides: &Overrides,
+        out: &mut Resolution,
+    ) -> Option<(String, &'static str)> {
+        let key = if self.logical_table == EVENT_TABLE {
+            logical.to_string()
+        } else {
+            format!("{POLICY_TABLE}.{logical}")
+        };
+        if let Some(name) = overrides.columns.get(&key) {
+            if self.table.column(name).is_some() {
+                return Some((name.clone(), "config"));
+            }
+            out.errors.push(Finding {
+                what: format!(
+                    "database.columns.\"{key}\" names column \"{name}\", which {} does not have",
+                    quote_ident(&self.physical)
+                ),
+                sql: String::new(),
+                prisma: String::new(),
+            });
+            return None;
+        }
+        if self.table.column(logical).is_some() {
+            return Some((logical.to_string(), "exact"));
+        }
+        if let Some(c) = self
+            .table
+            .columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(logical))
+        {
+            return Some((c.name.clone(), "case-insensitive"));
+        }
+        let snake = snake_case(logical);
+        if let Some(c) = self.table.columns.iter().find(|c| c.name == snake) {
+            return Some((c.name.clone(), "snake_case"));
+        }
+        None
+    }
+
+    fn add_column_fix(&self, logical: &str) -> (String, String) {
+        let physical = self.naming.apply(logical);
+        let (sql_type, prisma_type) = canonical_type(self.logical_table, logical, self.naive);
+        let map = if physical == logical {
+            String::new()
+        } else {
+            format!(" @map(\"{physical}\")")
+        };
+        (
+            format!(
+                "ALTER TABLE {} ADD COLUMN {} {sql_type};",
+                quote_ident(&self.physical),
+                quote_ident(&physical)
+            ),
+            format!("{logical} {prisma_type}{map}"),
+        )
+    }
+}
+
+fn find_table<'a>(
+    cat: &'a Catalog,
+    logical: &str,
+    overrides: &Overrides,
+) -> Option<(String, &'a Table)> {
+    if let Some(name) = overrides.tables.get(logical) {
+        return cat.tables.get(name).map(|t| (name.clone(), t));
+    }
+    let snake = snake_case(logical);
+    let candidates = [
+        logical.to_string(),
+        logical.to_ascii_lowercase(),
+        snake.clone(),
+        format!("{snake}s"),
+    ];
+    for c in &candidates {
+        if let Some(t) = cat.tables.get(c) {
+            return Some((c.clone(), t));
+        }
+    }
+    cat.tables
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(logical))
+        .map(|(n, t)| (n.clone(), t))
+}
+
+fn detect_naming(table: &Table) -> Naming {
+    let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+    if names.iter().any(|n| n.contains('_')) {
+        Naming::Snake
+    } else if names
+        .iter()
+        .any(|n| n.chars().any(|c| c.is_ascii_uppercase()))
+    {
+        Naming::Camel
+    } else {
+        Naming::Lower
+    }
+}
+
+/// The index columns of `CREATE INDEX ... USING btree (a, b) [WHERE ...]`, unquoted.
+fn index_columns(def: &str) -> (Vec<String>, String) {
+    let Some(start) = def
+        .find(" USING ")
+        .and_then(|u| def[u..].find('(').map(|p| u + p + 1))
+    else {
+        return (Vec::new(), String::new());
+    };
+    let mut depth = 1;
+    let mut end = start;
+    for (i, ch) in def[start..].char_indices() {
+        match ch {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    end = start + i;
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let cols = def[start..end]
+        .split(',')
+        .map(|c| {
+            c.trim()
+                .trim_matches('"')
+                .split(' ')
+                .next()
+                .unwrap_or("")
+                .trim_matches('"')
+                .to_string()
+        })
+        .collect();
+    let rest = def[end..].to_string();
+    (cols, rest)
+}
+
+/// Resolves the app-owned tables in `cat` (read from `schema`).
+pub fn resolve(cat: &Catalog, schema: &str, overrides: &Overrides) -> Resolution {
+    let mut out = Resolution::default();
+    let mut layout = Layout::canonical(schema);
+    let mut blocked = false;
+
+    for (logical_table, required, optional, recommended) in [
+        (
+            EVENT_TABLE,
+            EVENT_REQUIRED,
+            EVENT_OPTIONAL,
+            EVENT_RECOMMENDED,
+        ),
+        (POLICY_TABLE, POLICY_REQUIRED, POLICY_OPTIONAL, &[][..]),
+    ] {
+        let Some((physical, table)) = find_table(cat, logical_table, overrides) else {
+            blocked = true;
+            out.errors.push(Finding {
+                what: format!(
+                    "table {} not found in schema \"{schema}\" (looked for {logical_table}, {}, {}, {}s; or set database.tables.{logical_table})",
+                    quote_ident(logical_table),
+                    logical_table.to_ascii_lowercase(),
+                    snake_case(logical_table),
+                    snake_case(logical_table)
+                ),
+                sql: "see `outbox schema print --format sql`".into(),
+                prisma: "see `outbox schema print --format prisma`".into(),
+            });
+            continue;
+        };
+        let naive = table
+            .columns
+            .iter()
+            .filter_map(|c| ts_kind(&c.sql_type))
+            .any(|n| n);
+        let r = TableResolver {
+            logical_table,
+            physical: physical.clone(),
+            table,
+            naming: detect_naming(table),
+            naive,
+        };
+        let mut columns = BTreeMap::new();
+        for (logical, need) in required
+            .iter()
+            .map(|c| (*c, 2))
+            .chain(recommended.iter().map(|c| (*c, 1)))
+            .chain(optional.iter().map(|c| (*c, 0)))
+        {
+            let Some((name, how)) = r.find(logical, overrides, &mut out) else {
+                let (sql, prisma) = r.add_column_fix(logical);
+                let what = format!(
+                    "column {logical} is missing from {}",
+                    quote_ident(&physical)
+                );
+                match need {
+                    2 => {
+                        blocked = true;
+                        out.errors.push(Finding { what, sql, prisma });
+                    }
+                    1 => out.warnings.push(Finding {
+                        what: format!("{what} (recommended: without it failures and finish times are not recorded)"),
+                        sql,
+                        prisma,
+                    }),
+                    _ => {}
+                }
+                continue;
+            };
+            let col = table.column(&name).expect("found above");
+            if !type_fits(logical, col) {
+                blocked = true;
+                let (sql_type, prisma) = canonical_type(logical_table, logical, naive);
+                let bare_type = sql_type.split(" NOT NULL").next().unwrap_or(sql_type);
+                out.errors.push(Finding {
+                    what: format!(
+                        "column {}.{} has type {}; {logical} needs {}",
+                        quote_ident(&physical),
+                        quote_ident(&name),
+                        col.sql_type,
+                        family(logical, logical_table)
+                    ),
+                    sql: format!(
+                        "ALTER TABLE {} ALTER COLUMN {} TYPE {bare_type} USING {}::{bare_type};",
+                        quote_ident(&physical),
+                        quote_ident(&name),
+                        quote_ident(&name)
+                    ),
+                    prisma: format!("{logical} {prisma}"),
+                });
+            }
+            out.mapping.push(Mapped {
+                table: logical_table,
+                logical: logical.to_string(),
+                physical: name.clone(),
+                how,
+            });
+            columns.insert(logical.to_string(), name);
+        }
+        if logical_table == EVENT_TABLE {
+            check_event_table(
+                &r,
+                table,
+                &columns,
+                cat,
+                &mut out,
+                &mut layout,
+                &mut blocked,
+            );
+            layout.event_table = physical;
+            layout.event_columns = columns;
+        } else {
+            check_policy_table(&r, table, &mut out);
+            layout.policy_table = physical;
+            layout.policy_columns = columns;
+        }
+    }
+    if !blocked {
+        out.layout = Some(layout);
+    }
+    out
+}
+
+fn check_event_table(
+    r: &TableResolver<'_>,
+    table: &Table,
+    columns: &BTreeMap<String, String>,
+    cat: &Catalog,
+    out: &mut Resolution,
+    layout: &mut Layout,
+    blocked: &mut bool,
+) {
+    let t = quote_ident(&r.physical);
+    let col = |logical: &str| columns.get(logical).and_then(|n| table.column(n));
+    if let Some(id) = col("id") {
+        layout.id_type = id.sql_type.clone();
+    }
+    layout.naive_timestamps = columns
+        .iter()
+        .filter(|(_, phys)| table.column(phys).and_then(|c| ts_kind(&c.sql_type)) == Some(true))
+        .map(|(logical, _)| logical.clone())
+        .collect();
+    if let Some(status) = col("status") {
+        if status.is_enum {
+            let labels = cat
+                .enums
+                .get(&status.sql_type.trim_matches('"').to_string());
+            let missing: Vec<&str> = ["PENDING", "PROCESSING", "SENT", "FAILED"]
+                .into_iter()
+                .filter(|l| !labels.is_some_and(|ls| ls.iter().any(|x| x == l)))
+                .collect();
+            if !missing.is_empty() {
+                *blocked = true;
+                out.errors.push(Finding {
+                    what: format!(
+                        "enum {} of the status column lacks {}",
+                        status.sql_type,
+                        missing.join(", ")
+                    ),
+                    sql: missing
+                        .iter()
+                        .map(|l| format!("ALTER TYPE {} ADD VALUE '{l}';", status.sql_type))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    prisma: format!(
+                        "enum {} {{ PENDING PROCESSING SENT FAILED }}",
+                        status.sql_type.trim_matches('"')
+                    ),
+                });
+            }
+            layout.status_enum = Some(format!(
+                "{}.{}",
+                quote_ident(&layout.schema),
+                status.sql_type
+            ));
+        }
+    }
+    if let Some(c) = col("nextRetryAt") {
+        layout.next_retry_nullable = !c.not_null;
+    }
+    for logical in ["lockedBy", "lockedUntil", "processedAt"] {
+        if let Some(c) = col(logical) {
+            if c.not_null {
+                *blocked = true;
+                out.errors.push(Finding {
+                    what: format!(
+                        "column {t}.{} is NOT NULL; the worker clears it",
+                        quote_ident(&c.name)
+                    ),
+                    sql: format!(
+                        "ALTER TABLE {t} ALTER COLUMN {} DROP NOT NULL;",
+                        quote_ident(&c.name)
+                    ),
+                    prisma: format!(
+                        "{logical} {}",
+                        canonical_type(EVENT_TABLE, logical, r.naive).1
+                    ),
+                });
+            }
+        }
+    }
+    for logical in ["maxRetries", "retryInterval", "maxInterval"] {
+        if let Some(c) = col(logical) {
+            if c.not_null {
+                out.warnings.push(Finding {
+                    what: format!(
+                        "column {t}.{} is NOT NULL: every event carries its own {logical}, which always overrides the policy's",
+                        quote_ident(&c.name)
+                    ),
+                    sql: format!("ALTER TABLE {t} ALTER COLUMN {} DROP NOT NULL, ALTER COLUMN {} DROP DEFAULT;", quote_ident(&c.name), quote_ident(&c.name)),
+                    prisma: format!("{logical} Int?"),
+                });
+            }
+        }
+    }
+    // Recommended indexes: the claim and the lease reaper.
+    let q = |logical: &str| {
+        columns
+            .get(logical)
+            .cloned()
+            .unwrap_or_else(|| logical.to_string())
+    };
+    let (status, next, until) = (q("status"), q("nextRetryAt"), q("lockedUntil"));
+    let has_index = |lead: &str, partial_value: &str| {
+        table.indexes.values().any(|def| {
+            let (cols, rest) = index_columns(def);
+            let partial = rest.contains(&format!("'{partial_value}'")) && rest.contains("WHERE");
+            (cols.first().map(String::as_str) == Some(lead) && partial)
+                || (cols.len() >= 2 && cols[0] == status && cols[1] == lead)
+        })
+    };
+    if !has_index(&next, "PENDING") {
+        out.warnings.push(Finding {
+            what: format!(
+                "no index serves the claim on {t} (status, {next}); claims scan the table"
+            ),
+            sql: format!(
+                "CREATE INDEX {} ON {t} ({}) WHERE {} = 'PENDING';",
+                quote_ident(&format!("{}_pending_idx", r.physical)),
+                quote_ident(&next),
+                quote_ident(&status)
+            ),
+            prisma: "@@index([status, nextRetryAt])".into(),
+        });
+    }
+    if !has_index(&until, "PROCESSING") {
+        out.warnings.push(Finding {
+            what: format!("no index serves the lease reaper on {t} (status, {until})"),
+            sql: format!(
+                "CREATE INDEX {} ON {t} ({}) WHERE {} = 'PROCESSING';",
+                quote_ident(&format!("{}_processing_idx", r.physical)),
+                quote_ident(&until),
+                quote_ident(&status)
+            ),
+            prisma: "@@index([status, lockedUntil])".into(),
+        });
+    }
+    if !table
+        .triggers
+        .values()
+        .any(|d| d.contains("outbox_notify_event"))
+    {
+        out.warnings.push(Finding {
+            what: format!("no NOTIFY trigger on {t}: new events wait for the next poll (worker.poll_interval)"),
+            sql: notify_trigger_sql(&r.physical, "outbox_notify_event", "outbox_event", "INSERT", "OutboxEvent_notify"),
+            prisma: "(add the SQL to a migration made with `prisma migrate dev --create-only`)".into(),
+        });
+    }
+}
+
+fn check_policy_table(r: &TableResolver<'_>, table: &Table, out: &mut Resolution) {
+    if !table
+        .triggers
+        .values()
+        .any(|d| d.contains("outbox_notify_policy"))
+    {
+        out.warnings.push(Finding {
+            what: format!(
+                "no NOTIFY trigger on {}: policy edits reach workers at the next refresh (worker.policy_refresh)",
+                quote_ident(&r.physical)
+            ),
+            sql: notify_trigger_sql(
+                &r.physical,
+                "outbox_notify_policy",
+                "outbox_policy",
+                "INSERT OR UPDATE OR DELETE OR TRUNCATE",
+                "OutboxRetryPolicy_notify",
+            ),
+            prisma: "(add the SQL to a migration made with `prisma migrate dev --create-only`)".into(),
+        });
+    }
+}
+
+/// The statement-level NOTIFY trigger the worker's migrations install, for `table`.
+pub fn notify_trigger_sql(
+    table: &str,
+    function: &str,
+    channel: &str,
+    events: &str,
+    trigger: &str,
+) -> String {
+    format!(
+        "CREATE OR REPLACE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('{channel}', TG_TABLE_SCHEMA); RETURN NULL; END; $$; \
+         CREATE TRIGGER {tr} AFTER {events} ON {t} FOR EACH STATEMENT EXECUTE FUNCTION {f}();",
+        f = quote_ident(function),
+        tr = quote_ident(trigger),
+        t = quote_ident(table)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snake_case_splits_camel_words() {
+        assert_eq!(snake_case("eventName"), "event_name");
+        assert_eq!(snake_case("OutboxEvent"), "outbox_event");
+        assert_eq!(snake_case("id"), "id");
+    }
+
+    #[test]
+    fn index_columns_are_read_from_definitions() {
+        let (cols, rest) = index_columns(
+            r#"CREATE INDEX "x" ON "OutboxEvent" USING btree ("nextRetryAt") WHERE (status = 'PENDING'::text)"#,
+        );
+        assert_eq!(cols, vec!["nextRetryAt"]);
+        assert!(rest.contains("'PENDING'"));
+        let (cols, _) = index_columns(
+            r#"CREATE INDEX x ON outbox_event USING btree (status, next_retry_at DESC)"#,
+        );
+        assert_eq!(cols, vec!["status", "next_retry_at"]);
+    }
+}
+
+impl super::PgStore {
+    /// Introspects the app-owned tables and, when nothing blocks, switches every statement
+    /// to the resolved layout. Runs no DDL.
+    pub async fn adopt_app_tables(
+        &mut self,
+        overrides: &Overrides,
+    ) -> Result<Resolution, outbox_core::StoreError> {
+        let catalog = self.live_catalog().await?;
+        let resolution = resolve(&catalog, self.schema(), overrides);
+        if let Some(layout) = &resolution.layout {
+            self.set_layout(layout.clone());
+        }
+        Ok(resolution)
+    }
+}
