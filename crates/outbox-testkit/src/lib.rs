@@ -478,12 +478,23 @@ impl WorkerProcess {
     }
 
     pub fn start_with(config: &str, extra_args: &[&str], env: &[(&str, &str)]) -> WorkerProcess {
+        let mut args = extra_args.to_vec();
+        args.push("run");
+        WorkerProcess::spawn(config, &args, env)
+    }
+
+    /// `outbox --config <config> ARGS` (ARGS include the subcommand).
+    pub fn start_with_args(config: &str, args: &[&str]) -> WorkerProcess {
+        WorkerProcess::spawn(config, args, &[])
+    }
+
+    fn spawn(config: &str, args: &[&str], env: &[(&str, &str)]) -> WorkerProcess {
         let dir = TempDir::new();
         let cfg = dir.write("outbox.toml", config);
         let log = dir.0.join("worker.log");
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(bin());
-        cmd.arg("--config").arg(&cfg).args(extra_args).arg("run");
+        cmd.arg("--config").arg(&cfg).args(args);
         cmd.env_remove("DATABASE_URL").env("OUTBOX_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);

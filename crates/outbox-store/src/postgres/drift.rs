@@ -9,6 +9,9 @@ use super::{classify, quote_ident, PgStore};
 use outbox_core::StoreError;
 use std::collections::BTreeMap;
 
+/// Object name → definition.
+type Defs = BTreeMap<String, String>;
+
 /// One difference between the database and the migrations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Drift {
@@ -114,7 +117,7 @@ pub fn compare(exp: &Catalog, got: &Catalog) -> Vec<Drift> {
                 );
             }
         }
-        let kinds: [(&str, &BTreeMap<String, String>, &BTreeMap<String, String>); 3] = [
+        let kinds: [(&str, &Defs, &Defs); 3] = [
             ("constraint", &want.constraints, &have.constraints),
             ("index", &want.indexes, &have.indexes),
             ("trigger", &want.triggers, &have.triggers),

@@ -484,9 +484,7 @@ fn check_event_table(
         .collect();
     if let Some(status) = col("status") {
         if status.is_enum {
-            let labels = cat
-                .enums
-                .get(&status.sql_type.trim_matches('"').to_string());
+            let labels = cat.enums.get(status.sql_type.trim_matches('"'));
             let missing: Vec<&str> = ["PENDING", "PROCESSING", "SENT", "FAILED"]
                 .into_iter()
                 .filter(|l| !labels.is_some_and(|ls| ls.iter().any(|x| x == l)))
@@ -650,6 +648,22 @@ pub fn notify_trigger_sql(
     )
 }
 
+impl super::PgStore {
+    /// Introspects the app-owned tables and, when nothing blocks, switches every statement
+    /// to the resolved layout. Runs no DDL.
+    pub async fn adopt_app_tables(
+        &mut self,
+        overrides: &Overrides,
+    ) -> Result<Resolution, outbox_core::StoreError> {
+        let catalog = self.live_catalog().await?;
+        let resolution = resolve(&catalog, self.schema(), overrides);
+        if let Some(layout) = &resolution.layout {
+            self.set_layout(layout.clone());
+        }
+        Ok(resolution)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -672,21 +686,5 @@ mod tests {
             r#"CREATE INDEX x ON outbox_event USING btree (status, next_retry_at DESC)"#,
         );
         assert_eq!(cols, vec!["status", "next_retry_at"]);
-    }
-}
-
-impl super::PgStore {
-    /// Introspects the app-owned tables and, when nothing blocks, switches every statement
-    /// to the resolved layout. Runs no DDL.
-    pub async fn adopt_app_tables(
-        &mut self,
-        overrides: &Overrides,
-    ) -> Result<Resolution, outbox_core::StoreError> {
-        let catalog = self.live_catalog().await?;
-        let resolution = resolve(&catalog, self.schema(), overrides);
-        if let Some(layout) = &resolution.layout {
-            self.set_layout(layout.clone());
-        }
-        Ok(resolution)
     }
 }
