@@ -300,7 +300,11 @@ async fn a_non_default_schema_holds_the_tables_and_its_notifications_are_its_own
     relay.migrate_deploy().await.unwrap();
     public.migrate_deploy().await.unwrap();
     let st = relay.schema_status().await.unwrap();
-    assert!(st.problems().is_empty(), "no drift in a non-default schema: {:?}", st.problems());
+    assert!(
+        st.problems().is_empty(),
+        "no drift in a non-default schema: {:?}",
+        st.problems()
+    );
     let c = db.client().await;
     let n: i64 = c
         .query_one("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'relay' AND table_name IN ('OutboxEvent', 'OutboxRetryPolicy', '_outbox_migrations')", &[])
