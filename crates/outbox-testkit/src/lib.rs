@@ -155,7 +155,7 @@ pub struct Row {
 pub async fn event(c: &Client, id: &str) -> Row {
     let r = c
         .query_one(
-            r#"SELECT "id", "status", "retryCount", "lastError", "lockedBy" FROM "OutboxEvent" WHERE "id" = $1"#,
+            r#"SELECT "id", "status"::text, "retryCount", "lastError", "lockedBy" FROM "OutboxEvent" WHERE "id" = $1"#,
             &[&id],
         )
         .await

@@ -134,19 +134,19 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
                             ],
                         );
                     }
-                    if !res.mapping.is_empty() {
-                        let mapped: Vec<String> = res
-                            .mapping
-                            .iter()
-                            .map(|m| {
-                                if m.how == "exact" {
-                                    m.logical.clone()
-                                } else {
-                                    format!("{}→{} ({})", m.logical, m.physical, m.how)
-                                }
-                            })
-                            .collect();
-                        r.ok(&format!("columns: {}", mapped.join(", ")));
+                    let renamed: Vec<String> = res
+                        .mapping
+                        .iter()
+                        .filter(|m| m.how != "exact")
+                        .map(|m| format!("{}.{}→{} ({})", m.table, m.logical, m.physical, m.how))
+                        .collect();
+                    if renamed.is_empty() {
+                        r.ok(&format!(
+                            "columns: all {} under their contract names",
+                            res.mapping.len()
+                        ));
+                    } else {
+                        r.ok(&format!("columns: {}", renamed.join(", ")));
                     }
                     res.layout.is_some()
                 }
