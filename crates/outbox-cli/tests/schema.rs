@@ -293,13 +293,14 @@ async fn a_lowercase_table_takes_the_seed_s_unquoted_insert_verbatim() {
     // Unquoted identifiers fold to lower case: this is the table on which the seed's INSERT
     // works as written.
     c.batch_execute(
-        r#"CREATE TABLE "OutboxEvent" (
+        r#"CREATE TYPE outboxstatus AS ENUM ('PENDING', 'PROCESSING', 'SENT', 'FAILED');
+           CREATE TABLE "OutboxEvent" (
              id text PRIMARY KEY, eventName text NOT NULL, eventType text NOT NULL,
              aggregateId text NOT NULL, routingKey text NOT NULL, payload jsonb NOT NULL DEFAULT '{}',
-             status text NOT NULL DEFAULT 'PENDING', occurredAt timestamptz NOT NULL DEFAULT now(),
+             status outboxstatus NOT NULL DEFAULT 'PENDING', occurredAt timestamp(3) NOT NULL DEFAULT now(),
              retryCount int NOT NULL DEFAULT 0, maxRetries int, retryInterval int, maxInterval int,
-             nextRetryAt timestamptz NOT NULL DEFAULT now(), lockedBy text, lockedUntil timestamptz,
-             lastError text, processedAt timestamptz);
+             nextRetryAt timestamp(3) NOT NULL DEFAULT now(), lockedBy text, lockedUntil timestamp(3),
+             lastError text, processedAt timestamp(3));
            CREATE INDEX ON "OutboxEvent" (nextRetryAt) WHERE status = 'PENDING';
            CREATE INDEX ON "OutboxEvent" (lockedUntil) WHERE status = 'PROCESSING';
            CREATE TABLE "OutboxRetryPolicy" (routingKey text PRIMARY KEY, maxRetries int NOT NULL,
@@ -320,7 +321,7 @@ async fn a_lowercase_table_takes_the_seed_s_unquoted_insert_verbatim() {
         seed,
         &server,
         &c,
-        r#"SELECT status FROM "OutboxEvent" WHERE id = 'test-1'"#,
+        r#"SELECT status::text FROM "OutboxEvent" WHERE id = 'test-1'"#,
     )
     .await;
     assert_eq!(seen.body["aggregateId"], "user-1");
@@ -345,6 +346,7 @@ async fn a_snake_case_table_with_uuid_ids_and_a_config_override_relays() {
              aggregate_id text NOT NULL, routing_key text NOT NULL, payload jsonb NOT NULL DEFAULT '{}',
              headers jsonb, status outbox_status NOT NULL DEFAULT 'PENDING',
              occurred_at timestamp(3) NOT NULL DEFAULT now(), retry_count int NOT NULL DEFAULT 0,
+             max_retries int NOT NULL DEFAULT 3,
              next_retry_at timestamp(3), locked_by text, locked_until timestamp(3),
              last_error text, processed_at timestamp(3));
            CREATE INDEX ON outbox_events (status, next_retry_at);
@@ -377,6 +379,12 @@ async fn a_snake_case_table_with_uuid_ids_and_a_config_override_relays() {
     let logs = worker.logs();
     // No NOTIFY trigger here: a warning, and delivery by polling.
     assert!(logs.contains("no NOTIFY trigger"), "{logs}");
+    assert!(
+        logs.contains(
+            "every event carries its own maxRetries, which always overrides the policy's"
+        ),
+        "{logs}"
+    );
     let seen = server.requests()[1].clone();
     assert_eq!(seen.body["id"], "6f1c2d3e-0000-4000-8000-000000000001");
     assert_eq!(seen.body["eventName"], "PasswordUserLoggedInEvent");
