@@ -21,6 +21,16 @@ struct Report {
 }
 
 impl Report {
+    /// The schema could not be read: a failed check, and the schema is not usable.
+    fn cannot_inspect(&mut self, schema: &str, e: outbox_core::StoreError) -> bool {
+        self.fail(
+            EXIT_SCHEMA,
+            &format!("cannot inspect schema \"{schema}\": {e}"),
+            &[],
+        );
+        false
+    }
+
     fn ok(&self, line: &str) {
         println!("✔ {line}");
     }
@@ -100,14 +110,7 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
                         .iter()
                         .any(|m| matches!(m.state, outbox_store::MigrationState::Applied { .. }))
             }
-            Err(e) => {
-                r.fail(
-                    EXIT_SCHEMA,
-                    &format!("cannot inspect schema \"{schema}\": {e}"),
-                    &[],
-                );
-                false
-            }
+            Err(e) => r.cannot_inspect(&schema, e),
         },
         SchemaOwner::App => {
             match store.adopt_app_tables(&config.database.overrides).await {
@@ -150,14 +153,7 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
                     }
                     res.layout.is_some()
                 }
-                Err(e) => {
-                    r.fail(
-                        EXIT_SCHEMA,
-                        &format!("cannot inspect schema \"{schema}\": {e}"),
-                        &[],
-                    );
-                    false
-                }
+                Err(e) => r.cannot_inspect(&schema, e),
             }
         }
     };

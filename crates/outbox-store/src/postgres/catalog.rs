@@ -87,53 +87,36 @@ pub async fn read(
             default: r.get(5),
         });
     }
-    let rows = client
-        .query(
-            r#"SELECT c.relname, k.conname, pg_get_constraintdef(k.oid)
-                 FROM pg_constraint k
-                 JOIN pg_class c ON c.oid = k.conrelid
-                 JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname = $1"#,
-            &[&schema],
-        )
-        .await
-        .map_err(classify)?;
-    for r in rows {
-        if let Some(t) = cat.tables.get_mut(&r.get::<_, String>(0)) {
-            t.constraints.insert(r.get(1), r.get(2));
-        }
-    }
-    let rows = client
-        .query(
-            r#"SELECT c.relname, i.relname, pg_get_indexdef(i.oid)
-                 FROM pg_index x
-                 JOIN pg_class c ON c.oid = x.indrelid
-                 JOIN pg_class i ON i.oid = x.indexrelid
-                 JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname = $1"#,
-            &[&schema],
-        )
-        .await
-        .map_err(classify)?;
-    for r in rows {
-        if let Some(t) = cat.tables.get_mut(&r.get::<_, String>(0)) {
-            t.indexes.insert(r.get(1), r.get(2));
-        }
-    }
-    let rows = client
-        .query(
-            r#"SELECT c.relname, g.tgname, pg_get_triggerdef(g.oid)
-                 FROM pg_trigger g
-                 JOIN pg_class c ON c.oid = g.tgrelid
-                 JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname = $1 AND NOT g.tgisinternal"#,
-            &[&schema],
-        )
-        .await
-        .map_err(classify)?;
-    for r in rows {
-        if let Some(t) = cat.tables.get_mut(&r.get::<_, String>(0)) {
-            t.triggers.insert(r.get(1), r.get(2));
+    // (table, name, definition) of constraints, indexes and triggers.
+    let per_table = [
+        r#"SELECT c.relname, k.conname, pg_get_constraintdef(k.oid)
+             FROM pg_constraint k
+             JOIN pg_class c ON c.oid = k.conrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = $1"#,
+        r#"SELECT c.relname, i.relname, pg_get_indexdef(i.oid)
+             FROM pg_index x
+             JOIN pg_class c ON c.oid = x.indrelid
+             JOIN pg_class i ON i.oid = x.indexrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = $1"#,
+        r#"SELECT c.relname, g.tgname, pg_get_triggerdef(g.oid)
+             FROM pg_trigger g
+             JOIN pg_class c ON c.oid = g.tgrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = $1 AND NOT g.tgisinternal"#,
+    ];
+    for (kind, sql) in per_table.iter().enumerate() {
+        let rows = client.query(*sql, &[&schema]).await.map_err(classify)?;
+        for r in rows {
+            if let Some(t) = cat.tables.get_mut(&r.get::<_, String>(0)) {
+                let defs = match kind {
+                    0 => &mut t.constraints,
+                    1 => &mut t.indexes,
+                    _ => &mut t.triggers,
+                };
+                defs.insert(r.get(1), r.get(2));
+            }
         }
     }
     let rows = client
