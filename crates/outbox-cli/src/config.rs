@@ -8,7 +8,7 @@ use outbox_store::postgres::layout::{
     EVENT_OPTIONAL, EVENT_RECOMMENDED, EVENT_REQUIRED, POLICY_OPTIONAL, POLICY_REQUIRED,
 };
 use outbox_store::Overrides;
-use outbox_worker::{OnSuccess, WorkerOptions};
+use outbox_worker::{OnSuccess, Retention, WorkerOptions};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -172,7 +172,15 @@ pub struct LoadOptions {
     pub database_url: Option<String>,
 }
 
-const TOP_KEYS: &[&str] = &["database", "worker", "routes", "sinks", "admin"];
+const TOP_KEYS: &[&str] = &[
+    "database",
+    "worker",
+    "retention",
+    "routes",
+    "sinks",
+    "admin",
+];
+const RETENTION_KEYS: &[&str] = &["sent", "failed", "interval", "batch_size"];
 const DATABASE_KEYS: &[&str] = &[
     "url",
     "schema",
@@ -268,6 +276,7 @@ pub fn parse(
     let mut s = Section::new("", &root, TOP_KEYS, &mut issues);
     let db_table = s.table("database").cloned().unwrap_or_default();
     let worker_table = s.table("worker").cloned().unwrap_or_default();
+    let retention_table = s.table("retention").cloned().unwrap_or_default();
     let routes_table = s.table("routes").cloned().unwrap_or_default();
     let sinks_table = s.table("sinks").cloned().unwrap_or_default();
     if s.value("admin").is_some() {
@@ -275,7 +284,8 @@ pub fn parse(
     }
 
     let database = read_database(&db_table, database_url_override, &mut issues);
-    let worker = read_worker(&worker_table, &mut issues);
+    let mut worker = read_worker(&worker_table, &mut issues);
+    worker.retention = read_retention(&retention_table, &mut issues);
 
     let mut sinks = BTreeMap::new();
     for (name, value) in &sinks_table {
@@ -479,6 +489,19 @@ fn read_worker(t: &Table, issues: &mut Vec<Issue>) -> WorkerOptions {
             d.policy_refresh,
         ),
         worker_id: s.string("worker_id"),
+        retention: Retention::default(),
+        claim_observer: None,
+    }
+}
+
+fn read_retention(t: &Table, issues: &mut Vec<Issue>) -> Retention {
+    let d = Retention::default();
+    let mut s = Section::new("retention", t, RETENTION_KEYS, issues);
+    Retention {
+        sent: s.optional_duration("sent", Duration::from_secs(1)),
+        failed: s.optional_duration("failed", Duration::from_secs(1)),
+        interval: s.duration("interval", Duration::from_secs(1), d.interval),
+        batch_size: s.int("batch_size", 1, 100_000, d.batch_size as i64) as usize,
     }
 }
 

@@ -73,6 +73,29 @@ enum Command {
     /// Check connectivity, schema, column mapping, routes and policies; print the fix for
     /// each problem.
     Doctor,
+    /// Delete SENT or FAILED rows older than an age, in small batches.
+    Purge {
+        /// Which finished rows.
+        #[arg(long, value_enum)]
+        status: PurgeStatus,
+        /// Age, e.g. 7d, 12h, 30m.
+        #[arg(long, value_name = "AGE")]
+        older_than: String,
+        /// Rows per delete statement.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        batch_size: u32,
+    },
+}
+
+/// Statuses `purge` deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PurgeStatus {
+    /// Delivered rows.
+    #[value(name = "SENT", alias = "sent")]
+    Sent,
+    /// Dead letters.
+    #[value(name = "FAILED", alias = "failed")]
+    Failed,
 }
 
 #[derive(Subcommand, Debug)]
@@ -214,5 +237,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             }
         }
         Command::Doctor => commands::doctor::doctor(&load()?).await,
+        Command::Purge {
+            status,
+            older_than,
+            batch_size,
+        } => commands::purge::purge(&load()?, status, &older_than, batch_size as usize).await,
     }
 }

@@ -52,13 +52,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Formats a duration the way [`parse_duration`] reads it.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
-        format!("{ms}ms")
-    } else if ms % 60_000 != 0 || ms == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{}m", ms / 60_000)
+    if ms == 0 {
+        return "0s".to_string();
     }
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
 }
 
 /// A table being read, with the errors found so far.
@@ -199,22 +206,26 @@ impl<'a> Section<'a> {
 
     /// A duration string such as "5s", at least `min`, or `default`.
     pub fn duration(&mut self, key: &str, min: Duration, default: Duration) -> Duration {
-        let Some(text) = self.string(key) else {
-            return default;
-        };
+        self.optional_duration(key, min).unwrap_or(default)
+    }
+
+    /// A duration string such as "7d", at least `min`, or `None` when absent (or invalid,
+    /// which is reported).
+    pub fn optional_duration(&mut self, key: &str, min: Duration) -> Option<Duration> {
+        let text = self.string(key)?;
         match parse_duration(&text) {
-            Ok(d) if d >= min => d,
+            Ok(d) if d >= min => Some(d),
             Ok(_) => {
                 let msg = format!(
                     "'{text}' is too short; use at least {}",
                     format_duration(min)
                 );
                 self.issue(key, msg);
-                default
+                None
             }
             Err(e) => {
                 self.issue(key, e);
-                default
+                None
             }
         }
     }
@@ -280,6 +291,9 @@ mod tests {
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
         assert_eq!(format_duration(Duration::from_secs(30)), "30s");
         assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(format_duration(Duration::from_secs(86_400)), "1d");
+        assert_eq!(format_duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Where events live: the [`Store`] trait the engine is written against. The PostgreSQL
 //! implementation is in `outbox-store`; another backend implements the same few calls.
 
-use crate::event::ClaimedEvent;
+use crate::event::{ClaimedEvent, Status};
 use crate::policy::RetryPolicy;
 use async_trait::async_trait;
 use std::time::Duration;
@@ -109,6 +109,15 @@ pub trait Store: Send + Sync + 'static {
     /// Time until the earliest PENDING event (not in `paused`) is due, by the database
     /// clock; zero if one is due now, `None` if there is none.
     async fn next_due(&self, paused: &[String]) -> Result<Option<Duration>, StoreError>;
+
+    /// Deletes up to `limit` rows with `status` (SENT or FAILED) that finished more than
+    /// `older_than` ago; returns how many. Each call is one short statement.
+    async fn purge(
+        &self,
+        status: Status,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<u64, StoreError>;
 
     /// Opens a listener. Notifications arrive on the receiver until the connection breaks,
     /// at which point the receiver ends and the caller listens again.

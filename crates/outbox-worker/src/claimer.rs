@@ -68,6 +68,11 @@ where
             .clone()
             .refresh_loop(options.policy_refresh, cancel.clone()),
     );
+    background.spawn(crate::retention::run(
+        store.clone(),
+        options.retention.clone(),
+        cancel.clone(),
+    ));
     background.spawn(reaper::run(
         store.clone(),
         policies.clone(),
@@ -181,6 +186,9 @@ impl Claimer {
                 .await
             {
                 Ok(c) => {
+                    if let Some(observe) = &self.options.claim_observer {
+                        (observe.0)(c.len(), claimed_at.elapsed());
+                    }
                     if backoff.failures() > 0 {
                         tracing::info!("Database reachable again; claiming");
                     }

@@ -27,6 +27,9 @@ mod dispatcher;
 mod listener;
 mod policies;
 mod reaper;
+mod retention;
+
+pub use retention::Retention;
 
 pub use outbox_core::{async_trait, ClaimedEvent, OutboxEvent, Outcome, RetryPolicy, Sink, Store};
 pub use outbox_store::{PgStore, PgStoreOptions};
@@ -63,8 +66,22 @@ pub struct WorkerOptions {
     pub on_success: OnSuccess,
     /// How often the retry policies are re-read (edits also arrive by NOTIFY).
     pub policy_refresh: Duration,
-    /// The `lockedBy` value; a unique one is made when `None`.
+    /// The `lockedBy` prefix; a unique one is made when `None`.
     pub worker_id: Option<String>,
+    /// Deleting old finished rows.
+    pub retention: Retention,
+    /// Called after every claim with the number of events and how long the statement took.
+    pub claim_observer: Option<ClaimObserver>,
+}
+
+/// A callback told about every claim (count, duration): for benchmarks and metrics.
+#[derive(Clone)]
+pub struct ClaimObserver(pub Arc<dyn Fn(usize, Duration) + Send + Sync>);
+
+impl std::fmt::Debug for ClaimObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClaimObserver")
+    }
 }
 
 impl Default for WorkerOptions {
@@ -78,6 +95,8 @@ impl Default for WorkerOptions {
             on_success: OnSuccess::Mark,
             policy_refresh: Duration::from_secs(30),
             worker_id: None,
+            retention: Retention::default(),
+            claim_observer: None,
         }
     }
 }

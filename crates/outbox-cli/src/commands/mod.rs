@@ -2,6 +2,7 @@
 
 pub mod doctor;
 pub mod migrate;
+pub mod purge;
 pub mod run;
 pub mod schema;
 

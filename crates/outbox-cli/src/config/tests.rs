@@ -287,3 +287,23 @@ fn the_admin_section_is_refused_clearly() {
         "{found:?}"
     );
 }
+
+#[test]
+fn retention_ages_are_optional_durations() {
+    let c = check(
+        &format!("{GOOD}\n[retention]\nsent = \"7d\"\n"),
+        &env(&[("AUDIT_TOKEN", "t")]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.worker.retention.sent,
+        Some(Duration::from_secs(7 * 86_400))
+    );
+    assert_eq!(c.worker.retention.failed, None);
+    assert_eq!(c.worker.retention.batch_size, 1000);
+    let found = issues(
+        &format!("{GOOD}\n[retention]\nfailed = \"forever\"\nkeep = 1\n"),
+        &env(&[("AUDIT_TOKEN", "t")]),
+    );
+    assert_eq!(found.len(), 2, "{found:?}");
+}

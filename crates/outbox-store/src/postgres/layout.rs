@@ -4,6 +4,7 @@
 //! introspection. Every statement is generated from a layout, once.
 
 use super::quote_ident;
+use outbox_core::Status;
 use std::collections::BTreeMap;
 
 /// Logical columns of `"OutboxEvent"` the worker cannot run without.
@@ -322,6 +323,31 @@ RETURNING {returning}"#,
 }
 
 impl Layout {
+    /// Deletes finished rows of `status` older than `$1` seconds, at most `$2` of them; and
+    /// the matching count. Age is measured by processedAt, else occurredAt. The status is a
+    /// literal so the partial index on finished rows applies.
+    pub(crate) fn purge_statements(&self, status_value: Status) -> (String, String) {
+        let ev = self.events();
+        let id = self.ev("id");
+        let status = self.ev("status");
+        let (age_col, age_logical) = match self.ev_opt("processedAt") {
+            Some(c) => (c, "processedAt"),
+            None => (self.ev("occurredAt"), "occurredAt"),
+        };
+        let cutoff = self.ts_value(age_logical, "now() - make_interval(secs => $1::float8)");
+        let matching = format!(
+            "p.{status} = '{}' AND p.{age_col} < {cutoff}",
+            status_value.as_str()
+        );
+        (
+            format!(
+                "DELETE FROM {ev} AS e WHERE e.{id} = ANY(ARRAY(\
+                 SELECT p.{id} FROM {ev} AS p WHERE {matching} LIMIT $2 FOR UPDATE SKIP LOCKED))"
+            ),
+            format!("SELECT count(*)::int8 FROM {ev} AS p WHERE {matching}"),
+        )
+    }
+
     /// Totals (FAILED count, oldest PENDING age in seconds) and PENDING per routingKey.
     pub(crate) fn summary_statements(&self) -> (String, String) {
         let ev = self.events();

@@ -187,6 +187,18 @@ impl PgStore {
         self.layout = layout;
     }
 
+    /// How many rows `purge` would delete in all.
+    pub async fn purgeable(&self, status: Status, older_than: Duration) -> Result<u64, StoreError> {
+        let (_, count) = self.layout.purge_statements(status);
+        let client = self.client().await?;
+        let n: i64 = client
+            .query_one(&count, &[&older_than.as_secs_f64()])
+            .await
+            .map_err(classify)?
+            .get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// A pooled connection.
     pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
@@ -374,6 +386,22 @@ impl Store for PgStore {
         let secs: Option<f64> = row.try_get(0).map_err(classify)?;
         // An 'infinity' nextRetryAt reads as +inf: treat it as "not within any wait".
         Ok(secs.and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok()))
+    }
+
+    async fn purge(
+        &self,
+        status: Status,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let (delete, _) = self.layout.purge_statements(status);
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&delete).await.map_err(classify)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        client
+            .execute(&stmt, &[&older_than.as_secs_f64(), &limit])
+            .await
+            .map_err(classify)
     }
 
     async fn listen(&self) -> Result<Box<dyn NotificationStream>, StoreError> {
