@@ -8,7 +8,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Notify;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
+
+/// A completion on its way to the database, with the delivery slot its event holds: the
+/// slot is freed only once the result is written, so a worker never holds more than
+/// `concurrency` events in PROCESSING, however slow the writes get.
+pub(crate) struct Ack {
+    pub(crate) completion: Completion,
+    pub(crate) slot: Option<OwnedSemaphorePermit>,
+}
 
 /// Most completions written by one statement.
 const MAX_BATCH: usize = 1000;
@@ -18,18 +27,20 @@ const MAX_BATCH: usize = 1000;
 /// expire and the events are delivered again).
 pub(crate) async fn run(
     store: Arc<dyn Store>,
-    mut rx: UnboundedReceiver<Completion>,
+    mut rx: UnboundedReceiver<Ack>,
     wake: Arc<Notify>,
     stopping: CancellationToken,
     give_up_after: Duration,
 ) {
     let mut batch: Vec<Completion> = Vec::new();
+    let mut slots: Vec<OwnedSemaphorePermit> = Vec::new();
     while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(ack) = next.take() {
+            batch.push(ack.completion);
+            slots.extend(ack.slot);
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
             }
         }
         write(&*store, &batch, &stopping, give_up_after).await;
@@ -43,6 +54,7 @@ pub(crate) async fn run(
             wake.notify_one();
         }
         batch.clear();
+        slots.clear();
     }
 }
 

@@ -2,6 +2,7 @@
 //! to the dispatcher, and sleeps until a NOTIFY, the next due retry, or the poll interval.
 //! It also owns start-up and the orderly stop.
 
+use crate::acker::Ack;
 use crate::backoff::Backoff;
 use crate::dispatcher::{self, InFlight};
 use crate::policies::Policies;
@@ -12,7 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, UnboundedSender};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -27,7 +28,7 @@ struct Claimer {
     policies: Arc<Policies>,
     slots: Arc<Semaphore>,
     wake: Arc<Notify>,
-    acks: UnboundedSender<Completion>,
+    acks: UnboundedSender<Ack>,
     counters: Arc<Counters>,
     deliveries: JoinSet<()>,
 }
@@ -166,10 +167,10 @@ impl Claimer {
                 return;
             }
             if self.slots.available_permits() == 0 {
-                // Every slot is busy: wait for one delivery to finish.
+                // Every slot is busy: wait until a result is written and frees one.
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    _ = self.deliveries.join_next() => {}
+                    _ = self.slots.acquire() => {}
                 }
                 continue;
             }
@@ -209,7 +210,7 @@ impl Claimer {
             if cancel.is_cancelled() {
                 // Claimed as the stop arrived: give them back unstarted.
                 for c in &claimed {
-                    let _ = self.acks.send(dispatcher::release(c, None));
+                    self.ack(dispatcher::release(c, None), None);
                 }
                 return;
             }
@@ -224,7 +225,7 @@ impl Claimer {
                     }
                 }
                 for c in rest {
-                    let _ = self.acks.send(dispatcher::release(&c, None));
+                    self.ack(dispatcher::release(&c, None), None);
                 }
             }
             if full {
@@ -257,14 +258,25 @@ impl Claimer {
         }
     }
 
+    fn ack(&self, completion: Completion, slot: Option<OwnedSemaphorePermit>) {
+        // The acker outlives the claimer; a closed channel means the process is ending.
+        let _ = self.acks.send(Ack { completion, slot });
+    }
+
     async fn dispatch(&mut self, claimed: ClaimedEvent, claimed_at: Instant) {
+        // Every claimed event holds a slot until its result is written (see `Ack`); we
+        // claimed at most the free slots, so one is available.
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            self.ack(dispatcher::release(&claimed, None), None);
+            return;
+        };
         let key = claimed.event.routing_key.clone();
         let policy = match self.policies.get_fresh(&key, claimed_at).await {
             Ok(p) => p,
             Err(e) => {
                 // Unknown whether a policy exists: give the event back rather than fail it.
                 tracing::warn!(error = %e, routing_key = %key, "Cannot read OutboxRetryPolicy; giving the event back");
-                let _ = self.acks.send(dispatcher::release(&claimed, None));
+                self.ack(dispatcher::release(&claimed, None), Some(slot));
                 return;
             }
         };
@@ -274,28 +286,21 @@ impl Claimer {
             self.counters
                 .failed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let _ = self.acks.send(dispatcher::fail_now(&claimed, reason));
+            self.ack(dispatcher::fail_now(&claimed, reason), Some(slot));
             return;
         }
         let (Some(policy), Some(route)) = (policy, route.cloned()) else {
             return;
         };
         if policy.paused {
-            let _ = self.acks.send(dispatcher::release(&claimed, None));
+            self.ack(dispatcher::release(&claimed, None), Some(slot));
             return;
         }
-        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-            // Cannot happen (we claim at most the free slots), but never lose the event.
-            let _ = self.acks.send(dispatcher::release(&claimed, None));
-            return;
-        };
-        let flight = InFlight::new(claimed, self.acks.clone());
+        let flight = InFlight::new(claimed, self.acks.clone(), slot);
         let rules = dispatcher::Rules::new(self.options.on_success, self.options.lease, claimed_at);
         let counters = self.counters.clone();
-        self.deliveries.spawn(async move {
-            dispatcher::deliver(flight, route, policy, rules, counters).await;
-            drop(permit);
-        });
+        self.deliveries
+            .spawn(dispatcher::deliver(flight, route, policy, rules, counters));
     }
 
     /// Waits for in-flight deliveries up to the shutdown timeout, then aborts the rest

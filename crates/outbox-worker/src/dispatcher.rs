@@ -2,6 +2,7 @@
 //! [`Completion`] for the acker. The decision is a pure function of the event, the policy
 //! and the outcome.
 
+use crate::acker::Ack;
 use crate::{Counters, OnSuccess, Route};
 use futures_util::FutureExt;
 use outbox_core::{ClaimedEvent, Completion, CompletionAction, Decision, Outcome, RetryPolicy};
@@ -10,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Why an event cannot be delivered at all, checked before any sink is called.
 pub(crate) fn unroutable(
@@ -88,33 +90,40 @@ pub(crate) fn decide(
 /// aborted at the end of the shutdown timeout) it gives the event back instead.
 pub(crate) struct InFlight {
     claimed: ClaimedEvent,
-    tx: UnboundedSender<Completion>,
-    sent: bool,
+    tx: UnboundedSender<Ack>,
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl InFlight {
-    pub(crate) fn new(claimed: ClaimedEvent, tx: UnboundedSender<Completion>) -> InFlight {
+    pub(crate) fn new(
+        claimed: ClaimedEvent,
+        tx: UnboundedSender<Ack>,
+        slot: OwnedSemaphorePermit,
+    ) -> InFlight {
         InFlight {
             claimed,
             tx,
-            sent: false,
+            slot: Some(slot),
         }
     }
 
-    fn send(&mut self, c: Completion) {
-        self.sent = true;
+    fn send(&mut self, completion: Completion) {
         // The acker outlives every delivery; a closed channel means the process is ending.
-        let _ = self.tx.send(c);
+        let _ = self.tx.send(Ack {
+            completion,
+            slot: self.slot.take(),
+        });
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if !self.sent {
+        if self.slot.is_some() {
             let note = Some(
                 "delivery interrupted by worker shutdown; it will be attempted again".to_string(),
             );
-            let _ = self.tx.send(release(&self.claimed, note));
+            let c = release(&self.claimed, note);
+            self.send(c);
         }
     }
 }
@@ -315,10 +324,22 @@ mod tests {
     #[test]
     fn an_unsent_flight_gives_the_event_back() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        drop(InFlight::new(claimed(1, None), tx));
-        let c = rx.try_recv().unwrap();
-        assert!(matches!(c.action, CompletionAction::Release { .. }));
-        assert_eq!(c.retry_count, 1);
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        let slot = slots.clone().try_acquire_owned().unwrap();
+        drop(InFlight::new(claimed(1, None), tx, slot));
+        let ack = rx.try_recv().unwrap();
+        assert!(matches!(
+            ack.completion.action,
+            CompletionAction::Release { .. }
+        ));
+        assert_eq!(ack.completion.retry_count, 1);
+        assert_eq!(
+            slots.available_permits(),
+            0,
+            "the slot travels with the result"
+        );
+        drop(ack);
+        assert_eq!(slots.available_permits(), 1);
     }
 
     mod outbox_store_free_sink {

@@ -1,0 +1,266 @@
+//! outbox-bench: the relay measured next to its baselines, in one run, on one machine.
+//! Absolute numbers drift between runs on shared machines; the ratios are what count.
+//!
+//! ```sh
+//! cargo run --release -p outbox-bench -- --events 200000
+//! ```
+
+mod db;
+mod floor;
+mod latency;
+mod memory;
+mod relay;
+mod sustained;
+
+use anyhow::Result;
+use clap::Parser;
+use outbox_core::conf::{format_duration, parse_duration};
+use outbox_sinks::blackhole::BlackholeSink;
+use outbox_worker::{OnSuccess, Worker, WorkerOptions};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "outbox-bench",
+    about = "Benchmarks the outbox relay against its baselines in one run."
+)]
+struct Args {
+    /// A database URL the benchmark can create and drop databases with.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    database_url: String,
+    /// Backlog size for the throughput measurements (1–3).
+    #[arg(long, default_value_t = 200_000)]
+    events: u64,
+    /// Backlog size for the memory measurement (5).
+    #[arg(long, default_value_t = 1_000_000)]
+    memory_events: u64,
+    /// Latency run (4): inserts per second, and seconds.
+    #[arg(long, default_value_t = 200)]
+    latency_rate: u32,
+    #[arg(long, default_value_t = 15)]
+    latency_seconds: u64,
+    /// Sustained run (6): length ("0s" skips it), and the pinned-xmin window.
+    #[arg(long, default_value = "10m")]
+    sustained: String,
+    #[arg(long, default_value = "3m")]
+    pin: String,
+    /// Offered rate of the sustained run, events/s (default: half of measurement 2).
+    #[arg(long)]
+    sustained_rate: Option<u64>,
+    /// Measurements to run (comma-separated: floor,relay,http,latency,memory,sustained).
+    #[arg(long, default_value = "floor,relay,http,latency,memory,sustained")]
+    only: String,
+    /// Internal: run as the worker process of the memory measurement.
+    #[arg(long, hide = true)]
+    worker_child: Option<String>,
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}×", a / b)
+    } else {
+        "–".into()
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn worker_child(url: &str) -> Result<()> {
+    let worker = Worker::new(Arc::new(relay::store(url)?), WorkerOptions::default()).route(
+        db::KEY,
+        "blackhole",
+        Arc::new(BlackholeSink),
+    );
+    worker
+        .run(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            term.recv().await;
+        })
+        .await;
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cores} cores, {cpu}")
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    if let Some(url) = &args.worker_child {
+        return worker_child(url).await;
+    }
+    let want = |m: &str| args.only.split(',').any(|x| x.trim() == m);
+    let sustained =
+        parse_duration(&args.sustained).map_err(|e| anyhow::anyhow!("--sustained: {e}"))?;
+    let pin = parse_duration(&args.pin).map_err(|e| anyhow::anyhow!("--pin: {e}"))?;
+
+    let db = db::BenchDb::create(&args.database_url).await?;
+    let pg: String = db::connect(&db.url)
+        .await?
+        .query_one("SHOW server_version", &[])
+        .await?
+        .get(0);
+    println!("# outbox-bench");
+    println!();
+    println!(
+        "machine: {}; PostgreSQL {pg}; backlog {} events",
+        machine(),
+        args.events
+    );
+    println!();
+    let result = run(&args, &db, sustained, pin, want).await;
+    db.drop_db().await?;
+    result
+}
+
+async fn run(
+    args: &Args,
+    db: &db::BenchDb,
+    sustained_len: Duration,
+    pin: Duration,
+    want: impl Fn(&str) -> bool,
+) -> Result<()> {
+    let n = args.events;
+    let mut floor = 0.0_f64;
+    let mut null_rate = 0.0_f64;
+    println!("| measurement | result | ratio |");
+    println!("|---|---|---|");
+    if want("floor") {
+        eprintln!("(1) SQL floor ...");
+        let one = floor::run(db, n, 1, 100).await?;
+        let two = floor::run(db, n, 2, 100).await?;
+        floor = one.max(two);
+        println!("| (1) SQL floor, batch 100, 1 connection | {one:.0} rows/s | |");
+        println!("| (1) SQL floor, batch 100, 2 connections | {two:.0} rows/s | |");
+    }
+    if want("relay") {
+        eprintln!("(2) relay, null sink ...");
+        let mark = relay::drain(
+            db,
+            n,
+            Arc::new(BlackholeSink),
+            relay::options(OnSuccess::Mark),
+        )
+        .await?;
+        let delete = relay::drain(
+            db,
+            n,
+            Arc::new(BlackholeSink),
+            relay::options(OnSuccess::Delete),
+        )
+        .await?;
+        null_rate = mark;
+        println!(
+            "| (2) relay, null sink, on_success = mark | {mark:.0} events/s | {} of (1) |",
+            ratio(mark, floor)
+        );
+        println!(
+            "| (2) relay, null sink, on_success = delete | {delete:.0} events/s | {} of (1) |",
+            ratio(delete, floor)
+        );
+    }
+    if want("http") {
+        eprintln!("(3) relay, HTTP sink ...");
+        let url = relay::http_server().await?;
+        let rate = relay::drain(
+            db,
+            n,
+            relay::http_sink(&url)?,
+            relay::options(OnSuccess::Mark),
+        )
+        .await?;
+        println!("| (3) relay, HTTP sink (loopback server, 200 at once) | {rate:.0} events/s | {} of (2) |", ratio(rate, null_rate));
+    }
+    if want("latency") {
+        eprintln!("(4) latency ...");
+        let raw = latency::raw_notify(db, args.latency_rate, args.latency_seconds).await?;
+        let ours = latency::relay(db, args.latency_rate, args.latency_seconds).await?;
+        println!(
+            "| (4) raw INSERT+NOTIFY → LISTEN, {}/s | p50 {} · p99 {} · max {} (n={}) | |",
+            args.latency_rate,
+            ms(raw.p50),
+            ms(raw.p99),
+            ms(raw.max),
+            raw.n
+        );
+        println!(
+            "| (4) relay commit → sink receipt, {}/s | p50 {} · p99 {} · max {} (n={}) | p50 {} · p99 {} of raw |",
+            args.latency_rate,
+            ms(ours.p50),
+            ms(ours.p99),
+            ms(ours.max),
+            ours.n,
+            ratio(ours.p50.as_secs_f64(), raw.p50.as_secs_f64()),
+            ratio(ours.p99.as_secs_f64(), raw.p99.as_secs_f64())
+        );
+    }
+    if want("memory") {
+        eprintln!("(5) memory ({} events) ...", args.memory_events);
+        let (idle, peak, rate) = memory::run(db, args.memory_events).await?;
+        println!("| (5) worker peak RSS, empty table | {idle:.1} MiB | |");
+        println!(
+            "| (5) worker peak RSS, draining {} events ({rate:.0} events/s) | {peak:.1} MiB | {} of empty |",
+            args.memory_events,
+            ratio(peak, idle)
+        );
+    }
+    if want("sustained") && !sustained_len.is_zero() {
+        let rate = args.sustained_rate.unwrap_or(if null_rate > 0.0 {
+            (null_rate / 2.0) as u64
+        } else {
+            2000
+        });
+        let pin_from = sustained_len.mul_f64(0.3);
+        eprintln!(
+            "(6) sustained {} at {rate}/s, xmin pinned from {} for {} ...",
+            format_duration(sustained_len),
+            format_duration(pin_from),
+            format_duration(pin)
+        );
+        let minutes = sustained::run(db, rate, sustained_len, pin_from, pin).await?;
+        println!();
+        println!("(6) sustained at {rate} events/s offered, retention deleting SENT rows after 10s; xmin pinned from minute {:.1} for {}:", pin_from.as_secs_f64() / 60.0, format_duration(pin));
+        println!();
+        println!("| minute | offered/s | delivered/s | claim p50 | claim p99 | PENDING at end | dead tuples | xmin pinned |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for m in &minutes {
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                m.index,
+                m.inserted / 60,
+                m.delivered / 60,
+                ms(m.claim.p50),
+                ms(m.claim.p99),
+                m.backlog,
+                m.dead_tuples,
+                if m.pinned { "yes" } else { "" }
+            );
+        }
+        if let (Some(first), Some(last)) = (minutes.first(), minutes.last()) {
+            println!();
+            println!(
+                "last minute vs first: throughput {}, claim p99 {}",
+                ratio(last.delivered as f64, first.delivered as f64),
+                ratio(last.claim.p99.as_secs_f64(), first.claim.p99.as_secs_f64())
+            );
+        }
+    }
+    Ok(())
+}

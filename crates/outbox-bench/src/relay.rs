@@ -1,0 +1,113 @@
+//! (2) and (3): the real engine draining a backlog, into a sink that accepts at once or into
+//! an HTTP server on loopback that answers 200 at once.
+
+use crate::db::{connect, BenchDb, KEY};
+use anyhow::Result;
+use outbox_core::{async_trait, ClaimedEvent, Outcome, Sink};
+use outbox_store::{PgStore, PgStoreOptions};
+use outbox_worker::{OnSuccess, Worker, WorkerOptions};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// Counts deliveries and wakes a waiter at a target.
+pub struct Counting {
+    inner: Arc<dyn Sink>,
+    pub count: AtomicU64,
+    target: AtomicU64,
+    pub reached: Notify,
+}
+
+impl Counting {
+    pub fn new(inner: Arc<dyn Sink>) -> Arc<Counting> {
+        Arc::new(Counting {
+            inner,
+            count: AtomicU64::new(0),
+            target: AtomicU64::new(u64::MAX),
+            reached: Notify::new(),
+        })
+    }
+}
+
+#[async_trait]
+impl Sink for Counting {
+    async fn deliver(&self, event: &ClaimedEvent) -> Outcome {
+        let o = self.inner.deliver(event).await;
+        if o == Outcome::Delivered {
+            let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+            if n == self.target.load(Ordering::Relaxed) {
+                self.reached.notify_one();
+            }
+        }
+        o
+    }
+}
+
+/// A store on `url` with a pool big enough for the engine.
+pub fn store(url: &str) -> Result<PgStore> {
+    Ok(PgStore::new(&PgStoreOptions::new(url.to_string()))?)
+}
+
+/// The engine's options for the benchmark: the defaults, plus what is asked.
+pub fn options(on_success: OnSuccess) -> WorkerOptions {
+    WorkerOptions {
+        on_success,
+        worker_id: Some("bench".into()),
+        ..WorkerOptions::default()
+    }
+}
+
+/// Events per second draining `events` into `sink`: from start until every row is finished.
+pub async fn drain(
+    db: &BenchDb,
+    events: u64,
+    sink: Arc<dyn Sink>,
+    options: WorkerOptions,
+) -> Result<f64> {
+    db.fill(events).await?;
+    let counting = Counting::new(sink);
+    counting.target.store(events, Ordering::Relaxed);
+    let worker =
+        Worker::new(Arc::new(store(&db.url)?), options).route(KEY, "bench", counting.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    let reached = counting.reached.notified();
+    if counting.count.load(Ordering::Relaxed) < events {
+        reached.await;
+    }
+    // Delivered; now until the last result is recorded.
+    let c = connect(&db.url).await?;
+    while db.unfinished(&c).await? > 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let elapsed = started.elapsed();
+    let _ = stop.send(());
+    running.await?;
+    Ok(events as f64 / elapsed.as_secs_f64())
+}
+
+/// A loopback HTTP server answering 200 at once; returns its URL.
+pub async fn http_server() -> Result<String> {
+    let app = axum::Router::new().fallback(|| async { "" });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(format!("http://{addr}/events"))
+}
+
+/// The HTTP sink pointed at `url`.
+pub fn http_sink(url: &str) -> Result<Arc<dyn Sink>> {
+    let table: toml::Table = toml::from_str(&format!(
+        "type = \"http\"\nurl = \"{url}\"\ntimeout = \"5s\""
+    ))?;
+    let mut issues = Vec::new();
+    let cfg = outbox_sinks::SinkConfig::from_table("sinks.bench", &table, &mut issues)
+        .ok_or_else(|| anyhow::anyhow!("sink config: {issues:?}"))?;
+    cfg.build().map_err(|e| anyhow::anyhow!(e))
+}
