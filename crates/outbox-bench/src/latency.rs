@@ -1,4 +1,4 @@
-//! (4) Insert-commit → sink receipt at a steady rate, next to the raw LISTEN/NOTIFY round
+//! (4) INSERT sent → (commit →) sink receipt at a steady rate, next to the raw LISTEN/NOTIFY round
 //! trip (insert + NOTIFY trigger → notification received) measured the same way.
 
 use crate::db::{connect, BenchDb, KEY};
@@ -51,8 +51,8 @@ impl Sink for Recorder {
     }
 }
 
-/// Inserts one row per transaction with `insert(i)` at `rate`/s for `secs`; returns the
-/// commit instants by index.
+/// Inserts one row per transaction with `insert(i)` at `rate`/s for `secs`; returns, by
+/// index, the instant each INSERT was sent (its commit is part of the measured trip).
 async fn paced<F, Fut>(rate: u32, secs: u64, mut insert: F) -> Result<Vec<Instant>>
 where
     F: FnMut(u64) -> Fut,
@@ -64,8 +64,8 @@ where
     let mut committed = Vec::with_capacity(total as usize);
     for i in 0..total {
         tokio::time::sleep_until(start + gap * i as u32).await;
-        insert(i).await?;
         committed.push(Instant::now());
+        insert(i).await?;
     }
     Ok(committed)
 }

@@ -201,7 +201,7 @@ async fn run(
             raw.n
         );
         println!(
-            "| (4) relay commit → sink receipt, {}/s | p50 {} · p99 {} · max {} (n={}) | p50 {} · p99 {} of raw |",
+            "| (4) relay INSERT+commit → sink receipt, {}/s | p50 {} · p99 {} · max {} (n={}) | p50 {} · p99 {} of raw |",
             args.latency_rate,
             ms(ours.p50),
             ms(ours.p99),

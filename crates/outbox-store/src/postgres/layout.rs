@@ -229,20 +229,28 @@ impl Layout {
         } else {
             format!("c.{next}")
         };
-        let claim = format!(
-            r#"UPDATE {ev} AS e
+        // Two variants: with no paused routingKeys (the usual case) the claim has no
+        // routingKey filter, which keeps PostgreSQL's generic plan on the pending index; a
+        // `<> ALL($4)` filter makes it misjudge the row count and sort the whole table.
+        let claim_with = |paused_filter: &str| {
+            format!(
+                r#"UPDATE {ev} AS e
    SET {status} = 'PROCESSING', {locked_by} = $1, {locked_until} = {lease_end}
  WHERE e.{id} = ANY(ARRAY(
          SELECT c.{id} FROM {ev} AS c
-          WHERE c.{status} = 'PENDING' AND {due}
-            AND NOT (c.{routing} = ANY($4::text[]))
+          WHERE c.{status} = 'PENDING' AND {due}{paused_filter}
           ORDER BY {order}
           LIMIT $3
           FOR UPDATE SKIP LOCKED))
    AND e.{status} = 'PENDING'
 RETURNING {returning}"#,
-            due = self.due("c", "now()"),
-        );
+                due = self.due("c", "now()"),
+            )
+        };
+        let claim = claim_with("");
+        let claim_paused = claim_with(&format!(
+            "\n            AND NOT (c.{routing} = ANY($4::text[]))"
+        ));
 
         let mut sets = vec![
             format!("{status} = {}", self.status_value("a.status")),
@@ -305,19 +313,34 @@ RETURNING {returning}"#,
             pc("ordered", "bool", "false"),
             pc("paused", "bool", "false"),
         );
-        let next_due = format!(
-            r#"SELECT EXTRACT(EPOCH FROM (min(COALESCE({next_read}, now())) - now()))::float8
+        // The earliest PENDING event by an ordered scan of the pending index (a `min()` over
+        // an expression could not use it).
+        let next_due_with = |paused_filter: &str| {
+            format!(
+                r#"SELECT COALESCE(EXTRACT(EPOCH FROM ({next_read} - now()))::float8, 0)
   FROM {ev} AS e
- WHERE e.{status} = 'PENDING' AND NOT (e.{routing} = ANY($1::text[]))"#,
-            next_read = self.ts_read("e", "nextRetryAt"),
-        );
+ WHERE e.{status} = 'PENDING'{paused_filter}
+ ORDER BY e.{next}{nulls}
+ LIMIT 1"#,
+                next_read = self.ts_read("e", "nextRetryAt"),
+                nulls = if self.next_retry_nullable {
+                    " NULLS FIRST"
+                } else {
+                    ""
+                },
+            )
+        };
+        let next_due = next_due_with("");
+        let next_due_paused = next_due_with(&format!(" AND NOT (e.{routing} = ANY($1::text[]))"));
         Statements {
             claim,
+            claim_paused,
             complete,
             delete,
             expired,
             policies,
             next_due,
+            next_due_paused,
         }
     }
 }
@@ -370,12 +393,19 @@ impl Layout {
 /// The generated statements.
 #[derive(Debug, Clone)]
 pub(crate) struct Statements {
+    /// Claim with no paused routingKeys: `$1` owner, `$2` lease seconds, `$3` limit.
     pub(crate) claim: String,
+    /// Claim skipping `$4` paused routingKeys; run unprepared so it is planned with the
+    /// actual values each time.
+    pub(crate) claim_paused: String,
     pub(crate) complete: String,
     pub(crate) delete: String,
     pub(crate) expired: String,
     pub(crate) policies: String,
+    /// Seconds until the earliest PENDING event is due (no row: none).
     pub(crate) next_due: String,
+    /// The same, skipping `$1` paused routingKeys (run unprepared).
+    pub(crate) next_due_paused: String,
 }
 
 #[cfg(test)]

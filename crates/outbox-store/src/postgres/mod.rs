@@ -240,15 +240,25 @@ impl Store for PgStore {
         paused: &[String],
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&self.sql.claim)
-            .await
-            .map_err(classify)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = client
-            .query(&stmt, &[&owner, &lease.as_secs_f64(), &limit, &paused])
-            .await
-            .map_err(classify)?;
+        let lease = lease.as_secs_f64();
+        let rows = if paused.is_empty() {
+            let stmt = client
+                .prepare_cached(&self.sql.claim)
+                .await
+                .map_err(classify)?;
+            client.query(&stmt, &[&owner, &lease, &limit]).await
+        } else {
+            // Unnamed statement: planned with the actual paused list every time.
+            let stmt = client
+                .prepare(&self.sql.claim_paused)
+                .await
+                .map_err(classify)?;
+            client
+                .query(&stmt, &[&owner, &lease, &limit, &paused])
+                .await
+        }
+        .map_err(classify)?;
         let mut events = rows
             .iter()
             .map(event_from_row)
@@ -375,17 +385,26 @@ impl Store for PgStore {
 
     async fn next_due(&self, paused: &[String]) -> Result<Option<Duration>, StoreError> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&self.sql.next_due)
-            .await
-            .map_err(classify)?;
-        let row = client
-            .query_one(&stmt, &[&paused])
-            .await
-            .map_err(classify)?;
-        let secs: Option<f64> = row.try_get(0).map_err(classify)?;
+        let row = if paused.is_empty() {
+            let stmt = client
+                .prepare_cached(&self.sql.next_due)
+                .await
+                .map_err(classify)?;
+            client.query_opt(&stmt, &[]).await
+        } else {
+            let stmt = client
+                .prepare(&self.sql.next_due_paused)
+                .await
+                .map_err(classify)?;
+            client.query_opt(&stmt, &[&paused]).await
+        }
+        .map_err(classify)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let secs: f64 = row.try_get(0).map_err(classify)?;
         // An 'infinity' nextRetryAt reads as +inf: treat it as "not within any wait".
-        Ok(secs.and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok()))
+        Ok(Duration::try_from_secs_f64(secs.max(0.0)).ok())
     }
 
     async fn purge(
