@@ -51,6 +51,12 @@ struct Args {
     /// Measurements to run (comma-separated: floor,relay,http,latency,memory,sustained).
     #[arg(long, default_value = "floor,relay,http,latency,memory,sustained")]
     only: String,
+    /// worker.concurrency for the relay runs (default: the worker's default).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// worker.batch_size for the relay runs (default: the worker's default).
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Internal: run as the worker process of the memory measurement.
     #[arg(long, hide = true)]
     worker_child: Option<String>,
@@ -107,6 +113,7 @@ async fn main() -> Result<()> {
         return worker_child(url).await;
     }
     let want = |m: &str| args.only.split(',').any(|x| x.trim() == m);
+    relay::tune(args.concurrency, args.batch_size);
     let sustained =
         parse_duration(&args.sustained).map_err(|e| anyhow::anyhow!("--sustained: {e}"))?;
     let pin = parse_duration(&args.pin).map_err(|e| anyhow::anyhow!("--pin: {e}"))?;

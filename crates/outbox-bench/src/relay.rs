@@ -49,12 +49,23 @@ pub fn store(url: &str) -> Result<PgStore> {
     Ok(PgStore::new(&PgStoreOptions::new(url.to_string()))?)
 }
 
+static TUNING: std::sync::OnceLock<(Option<usize>, Option<usize>)> = std::sync::OnceLock::new();
+
+/// Overrides of the worker defaults from the command line.
+pub fn tune(concurrency: Option<usize>, batch_size: Option<usize>) {
+    let _ = TUNING.set((concurrency, batch_size));
+}
+
 /// The engine's options for the benchmark: the defaults, plus what is asked.
 pub fn options(on_success: OnSuccess) -> WorkerOptions {
+    let d = WorkerOptions::default();
+    let (concurrency, batch_size) = TUNING.get().copied().unwrap_or_default();
     WorkerOptions {
         on_success,
         worker_id: Some("bench".into()),
-        ..WorkerOptions::default()
+        concurrency: concurrency.unwrap_or(d.concurrency),
+        batch_size: batch_size.unwrap_or(d.batch_size),
+        ..d
     }
 }
 

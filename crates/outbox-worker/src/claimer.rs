@@ -1,4 +1,4 @@
-//! The claim loop: claims as many due events as there are free delivery slots, hands each
+//! The claim loop: claims as many due events as there are free holding slots, hands each
 //! to the dispatcher, and sleeps until a NOTIFY, the next due retry, or the poll interval.
 //! It also owns start-up and the orderly stop.
 
@@ -26,7 +26,12 @@ struct Claimer {
     options: WorkerOptions,
     owner: String,
     policies: Arc<Policies>,
+    /// Events this worker holds (PROCESSING, delivering or awaiting their write):
+    /// `concurrency + 2 × batch_size`, so the next batch is claimed while the last one's
+    /// results are written.
     slots: Arc<Semaphore>,
+    /// Deliveries running at once: `concurrency`.
+    deliveries_allowed: Arc<Semaphore>,
     wake: Arc<Notify>,
     acks: UnboundedSender<Ack>,
     counters: Arc<Counters>,
@@ -89,7 +94,10 @@ where
     ));
 
     let mut claimer = Claimer {
-        slots: Arc::new(Semaphore::new(options.concurrency.max(1))),
+        slots: Arc::new(Semaphore::new(
+            options.concurrency.max(1) + 2 * options.batch_size.max(1),
+        )),
+        deliveries_allowed: Arc::new(Semaphore::new(options.concurrency.max(1))),
         store,
         routes,
         owner,
@@ -166,15 +174,23 @@ impl Claimer {
             if cancel.is_cancelled() {
                 return;
             }
-            if self.slots.available_permits() == 0 {
-                // Every slot is busy: wait until a result is written and frees one.
+            // Claim only what can start at once (free delivery permits), within the cap on
+            // events held while their results are written: events never queue inside the
+            // worker while their lease runs, yet the next batch is claimed while the last
+            // one's results are still being written.
+            let free = self
+                .slots
+                .available_permits()
+                .min(self.deliveries_allowed.available_permits());
+            if free == 0 {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    _ = self.slots.acquire() => {}
+                    _ = self.slots.acquire(), if self.slots.available_permits() == 0 => {}
+                    _ = self.deliveries_allowed.acquire(), if self.deliveries_allowed.available_permits() == 0 => {}
                 }
                 continue;
             }
-            let limit = self.options.batch_size.min(self.slots.available_permits());
+            let limit = self.options.batch_size.min(free);
             let paused = self.policies.paused();
             // A lease token per claim: the fence of an ack is this token plus retryCount, so
             // an event given back and claimed again by this same worker is a new lease.
@@ -266,7 +282,10 @@ impl Claimer {
     async fn dispatch(&mut self, claimed: ClaimedEvent, claimed_at: Instant) {
         // Every claimed event holds a slot until its result is written (see `Ack`); we
         // claimed at most the free slots, so one is available.
-        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+        let (Ok(slot), Ok(running)) = (
+            self.slots.clone().try_acquire_owned(),
+            self.deliveries_allowed.clone().try_acquire_owned(),
+        ) else {
             self.ack(dispatcher::release(&claimed, None), None);
             return;
         };
@@ -297,10 +316,15 @@ impl Claimer {
             return;
         }
         let flight = InFlight::new(claimed, self.acks.clone(), slot);
-        let rules = dispatcher::Rules::new(self.options.on_success, self.options.lease, claimed_at);
+        let rules = dispatcher::Rules {
+            on_success: self.options.on_success,
+            budget: self.options.lease.mul_f64(0.9),
+            claimed_at,
+        };
         let counters = self.counters.clone();
-        self.deliveries
-            .spawn(dispatcher::deliver(flight, route, policy, rules, counters));
+        self.deliveries.spawn(dispatcher::deliver(
+            flight, route, policy, rules, running, counters,
+        ));
     }
 
     /// Waits for in-flight deliveries up to the shutdown timeout, then aborts the rest

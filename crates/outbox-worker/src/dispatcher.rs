@@ -141,26 +141,17 @@ pub(crate) struct Rules {
     pub(crate) claimed_at: Instant,
 }
 
-impl Rules {
-    pub(crate) fn new(on_success: OnSuccess, lease: Duration, claimed_at: Instant) -> Rules {
-        Rules {
-            on_success,
-            budget: lease.mul_f64(0.9),
-            claimed_at,
-        }
-    }
-}
-
 pub(crate) async fn deliver(
     mut flight: InFlight,
     route: Route,
     policy: RetryPolicy,
     rules: Rules,
+    running: OwnedSemaphorePermit,
     counters: Arc<Counters>,
 ) {
+    let deadline = tokio::time::Instant::from_std(rules.claimed_at + rules.budget);
     let claimed = &flight.claimed;
     let attempt = AssertUnwindSafe(route.sink.deliver(claimed)).catch_unwind();
-    let deadline = tokio::time::Instant::from_std(rules.claimed_at + rules.budget);
     let outcome = match tokio::time::timeout_at(deadline, attempt).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(_)) => Outcome::retry(format!("sink '{}' panicked", route.sink_name)),
@@ -169,6 +160,8 @@ pub(crate) async fn deliver(
             route.sink_name, rules.budget
         )),
     };
+    // The delivery is over: its permit goes back now; the holding slot waits for the write.
+    drop(running);
     let c = decide(
         claimed,
         &policy,

@@ -88,7 +88,7 @@ impl Default for WorkerOptions {
     fn default() -> Self {
         WorkerOptions {
             batch_size: 100,
-            concurrency: 64,
+            concurrency: 128,
             poll_interval: Duration::from_secs(1),
             lease: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),

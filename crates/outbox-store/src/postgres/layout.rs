@@ -274,8 +274,12 @@ RETURNING {returning}"#,
                 self.ts_value("processedAt", "clock_timestamp()")
             ));
         }
+        // `status NOT IN (...)` rather than `= 'PROCESSING'`: the latter lets the planner pick
+        // the partial PROCESSING index and compare every leased row with every result; this
+        // way each result is one primary-key lookup.
         let fence = format!(
-            "e.{id} = {} AND e.{locked_by} = a.owner AND e.{retry_count} = a.rc_old AND e.{status} = 'PROCESSING'",
+            "e.{id} = {} AND e.{locked_by} = a.owner AND e.{retry_count} = a.rc_old \
+             AND e.{status} NOT IN ('PENDING', 'SENT', 'FAILED')",
             self.id_value("a.id")
         );
         let complete = format!(
