@@ -41,7 +41,7 @@ fn a_good_file_loads_with_defaults_and_expanded_secrets() {
     );
     assert_eq!(c.database.schema, "public");
     assert_eq!(c.worker.batch_size, 50);
-    assert_eq!(c.worker.concurrency, 64);
+    assert_eq!(c.worker.concurrency, 128);
     assert_eq!(c.worker.poll_interval, Duration::from_millis(250));
     assert_eq!(c.worker.lease, Duration::from_secs(30));
     assert_eq!(c.routes.get("audit.record-auth-log").unwrap(), "audit-api");
