@@ -459,7 +459,7 @@ fn read_database(
     let environment = s
         .string("environment")
         .unwrap_or_else(|| "development".to_string());
-    let pool_size = s.int("pool_size", 1, 1000, 10) as usize;
+    let pool_size = s.int("pool_size", 2, 1000, 4) as usize;
     DatabaseConfig {
         url,
         schema,

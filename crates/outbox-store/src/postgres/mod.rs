@@ -141,6 +141,14 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("outbox");
         }
+        // Plan every statement with its actual values. A generic plan cached while the table
+        // was small (a worker started on an empty outbox) would keep sorting the whole
+        // table on every claim once it has grown, until the next ANALYZE.
+        let mut server_options = config.get_options().map(str::to_string).unwrap_or_default();
+        if !server_options.contains("plan_cache_mode") {
+            server_options.push_str(" -c plan_cache_mode=force_custom_plan");
+            config.options(server_options.trim());
+        }
         // A database that stops answering (network partition) must surface as an error,
         // not a statement that waits for the kernel's TCP timeout.
         config.keepalives(true);
