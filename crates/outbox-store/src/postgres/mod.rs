@@ -48,7 +48,7 @@ impl PgStoreOptions {
         PgStoreOptions {
             url: url.into(),
             schema: "public".into(),
-            pool_size: 8,
+            pool_size: 4,
             connect_timeout: Duration::from_secs(5),
         }
     }
