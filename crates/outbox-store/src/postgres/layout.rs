@@ -194,17 +194,20 @@ impl Layout {
             opt("retryInterval", "int4"),
             opt("maxInterval", "int4"),
             format!("e.{}::text", self.ev("lockedBy")),
+            self.ts_read("e", "nextRetryAt"),
         ]
         .join(", ")
     }
 
-    fn due(&self, alias: &str, now: &str) -> String {
+    /// Due now, and not before `floor` (a timestamptz expression; `-infinity` for no floor).
+    fn due(&self, alias: &str, now: &str, floor: &str) -> String {
         let col = format!("{alias}.{}", self.ev("nextRetryAt"));
         let bound = self.ts_value("nextRetryAt", now);
+        let floor = self.ts_value("nextRetryAt", floor);
         if self.next_retry_nullable {
-            format!("({col} IS NULL OR {col} <= {bound})")
+            format!("({col} IS NULL OR ({col} >= {floor} AND {col} <= {bound}))")
         } else {
-            format!("{col} <= {bound}")
+            format!("{col} >= {floor} AND {col} <= {bound}")
         }
     }
 
@@ -244,12 +247,12 @@ impl Layout {
           FOR UPDATE SKIP LOCKED))
    AND e.{status} = 'PENDING'
 RETURNING {returning}"#,
-                due = self.due("c", "now()"),
+                due = self.due("c", "now()", "COALESCE($4::timestamptz, '-infinity')"),
             )
         };
         let claim = claim_with("");
         let claim_paused = claim_with(&format!(
-            "\n            AND NOT (c.{routing} = ANY($4::text[]))"
+            "\n            AND NOT (c.{routing} = ANY($5::text[]))"
         ));
 
         let mut sets = vec![
@@ -397,9 +400,10 @@ impl Layout {
 /// The generated statements.
 #[derive(Debug, Clone)]
 pub(crate) struct Statements {
-    /// Claim with no paused routingKeys: `$1` owner, `$2` lease seconds, `$3` limit.
+    /// Claim with no paused routingKeys: `$1` owner, `$2` lease seconds, `$3` limit, `$4`
+    /// the earliest nextRetryAt to look at (`-infinity` for all).
     pub(crate) claim: String,
-    /// Claim skipping `$4` paused routingKeys; run unprepared so it is planned with the
+    /// Claim skipping `$5` paused routingKeys; run unprepared so it is planned with the
     /// actual values each time.
     pub(crate) claim_paused: String,
     pub(crate) complete: String,

@@ -28,11 +28,18 @@ impl Migration {
 }
 
 /// Every migration, in order. Files are never edited once released.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "outbox_tables",
-    sql: include_str!("../../../../migrations/0001_outbox_tables.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "outbox_tables",
+        sql: include_str!("../../../../migrations/0001_outbox_tables.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "outbox_autovacuum",
+        sql: include_str!("../../../../migrations/0002_outbox_autovacuum.sql"),
+    },
+];
 
 /// The history table's name.
 pub const HISTORY_TABLE: &str = "_outbox_migrations";

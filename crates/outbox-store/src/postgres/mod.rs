@@ -66,6 +66,47 @@ pub struct PgStore {
     schema: String,
     layout: Layout,
     sql: Statements,
+    cursor: std::sync::Mutex<ClaimCursor>,
+}
+
+/// Where this worker's claims have got to in `nextRetryAt` order. Claims start their index
+/// scan a little before it, so they do not wade through the index entries of rows already
+/// claimed — entries vacuum cannot remove while a long transaction elsewhere pins the xmin
+/// horizon. A full claim from the start runs at least once a second, and catches any row
+/// that became visible late with an earlier `nextRetryAt`.
+#[derive(Debug, Default)]
+struct ClaimCursor {
+    /// The newest `nextRetryAt` claimed so far.
+    newest: Option<DateTime<Utc>>,
+    /// When the last claim without a floor ran.
+    last_full: Option<std::time::Instant>,
+}
+
+/// How far before the cursor a claim starts (rows of concurrent producers interleave).
+const CURSOR_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
+/// The longest time between two claims from the start of the index.
+const FULL_CLAIM_EVERY: Duration = Duration::from_secs(1);
+
+impl ClaimCursor {
+    /// The floor for the next claim (`None` for a full claim).
+    fn floor(&mut self) -> Option<DateTime<Utc>> {
+        let full_due = self
+            .last_full
+            .is_none_or(|t| t.elapsed() >= FULL_CLAIM_EVERY);
+        match self.newest {
+            Some(newest) if !full_due => Some(newest - CURSOR_MARGIN),
+            _ => {
+                self.last_full = Some(std::time::Instant::now());
+                None
+            }
+        }
+    }
+
+    fn claimed_up_to(&mut self, newest: DateTime<Utc>) {
+        if self.newest.is_none_or(|n| n < newest) {
+            self.newest = Some(newest);
+        }
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -176,6 +217,7 @@ impl PgStore {
             schema: options.schema.clone(),
             layout: Layout::canonical(&options.schema),
             sql: Layout::canonical(&options.schema).statements(),
+            cursor: Default::default(),
         })
     }
 
@@ -250,12 +292,13 @@ impl Store for PgStore {
         let client = self.client().await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let lease = lease.as_secs_f64();
+        let floor = self.cursor.lock().expect("claim cursor").floor();
         let rows = if paused.is_empty() {
             let stmt = client
                 .prepare_cached(&self.sql.claim)
                 .await
                 .map_err(classify)?;
-            client.query(&stmt, &[&owner, &lease, &limit]).await
+            client.query(&stmt, &[&owner, &lease, &limit, &floor]).await
         } else {
             // Unnamed statement: planned with the actual paused list every time.
             let stmt = client
@@ -263,10 +306,17 @@ impl Store for PgStore {
                 .await
                 .map_err(classify)?;
             client
-                .query(&stmt, &[&owner, &lease, &limit, &paused])
+                .query(&stmt, &[&owner, &lease, &limit, &floor, &paused])
                 .await
         }
         .map_err(classify)?;
+        let newest: Option<DateTime<Utc>> = rows.iter().filter_map(|r| r.try_get(13).ok()).max();
+        if let Some(newest) = newest {
+            self.cursor
+                .lock()
+                .expect("claim cursor")
+                .claimed_up_to(newest);
+        }
         let mut events = rows
             .iter()
             .map(event_from_row)

@@ -29,10 +29,11 @@ pub const PRISMA_SQL_BEGIN: &str = "// BEGIN outbox SQL";
 /// Ends the SQL block inside the Prisma output.
 pub const PRISMA_SQL_END: &str = "// END outbox SQL";
 
-/// The extra SQL a Prisma app adds to its migration: the NOTIFY triggers, which Prisma's
-/// schema language cannot express.
+/// The extra SQL a Prisma app adds to its migration: the NOTIFY triggers and the
+/// autovacuum settings, which Prisma's schema language cannot express.
 pub fn prisma_extra_sql() -> String {
     [
+        "ALTER TABLE \"OutboxEvent\" SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_insert_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);".to_string(),
         notify_trigger_sql(
             "OutboxEvent",
             "outbox_notify_event",
@@ -62,7 +63,8 @@ pub fn prisma() -> String {
 // (database.schema_owner = "app"). Paste them into schema.prisma, then create the migration
 // with `prisma migrate dev --create-only` and append the SQL between the BEGIN and END lines
 // below (without the leading "// "): Prisma cannot express the NOTIFY triggers that wake the
-// worker as soon as an event is inserted. Check the result with `outbox doctor`.
+// worker as soon as an event is inserted, nor the autovacuum settings a queue table needs.
+// Check the result with `outbox doctor`.
 //
 {PRISMA_SQL_BEGIN}
 {sql}{PRISMA_SQL_END}
