@@ -415,21 +415,22 @@ async fn app_mode_names_what_is_missing_with_sql_and_prisma_lines_and_does_not_s
     let (_config_dir, config) = write_config(&app_config(&db.url, &server, ""));
     let (code, out, _) = run_cli(&["--config", &config, "doctor"]);
     assert_eq!(code, 21, "{out}");
-    for expected in [
-        r#"✘ schema "public": column lockedBy is missing from "OutboxEvent""#,
-        r#"    SQL:    ALTER TABLE "OutboxEvent" ADD COLUMN "lockedBy" text;"#,
-        r#"    Prisma: lockedBy String?"#,
-        r#"    SQL:    ALTER TABLE "OutboxEvent" ADD COLUMN "lockedUntil" timestamp(3);"#,
-        r#"    Prisma: lockedUntil DateTime?"#,
-        r#"✘ schema "public": column "OutboxEvent"."payload" has type text; payload needs json or jsonb"#,
-        r#"✘ schema "public": enum "OutboxStatus" of the status column lacks PROCESSING"#,
-        r#"    SQL:    ALTER TYPE "OutboxStatus" ADD VALUE 'PROCESSING';"#,
-        r#"⚠ schema "public": column lastError is missing from "OutboxEvent" (recommended"#,
-        r#"⚠ schema "public": no index serves the claim"#,
-        r#"⚠ schema "public": no NOTIFY trigger on "OutboxEvent""#,
-    ] {
-        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
-    }
+    assert_contains_all(
+        &out,
+        &[
+            r#"✘ schema "public": column lockedBy is missing from "OutboxEvent""#,
+            r#"    SQL:    ALTER TABLE "OutboxEvent" ADD COLUMN "lockedBy" text;"#,
+            r#"    Prisma: lockedBy String?"#,
+            r#"    SQL:    ALTER TABLE "OutboxEvent" ADD COLUMN "lockedUntil" timestamp(3);"#,
+            r#"    Prisma: lockedUntil DateTime?"#,
+            r#"✘ schema "public": column "OutboxEvent"."payload" has type text; payload needs json or jsonb"#,
+            r#"✘ schema "public": enum "OutboxStatus" of the status column lacks PROCESSING"#,
+            r#"    SQL:    ALTER TYPE "OutboxStatus" ADD VALUE 'PROCESSING';"#,
+            r#"⚠ schema "public": column lastError is missing from "OutboxEvent" (recommended"#,
+            r#"⚠ schema "public": no index serves the claim"#,
+            r#"⚠ schema "public": no NOTIFY trigger on "OutboxEvent""#,
+        ],
+    );
     let (code, _, err) = run_cli(&["--config", &config, "run"]);
     assert_eq!(code, 1);
     assert!(
@@ -487,17 +488,18 @@ async fn doctor_passes_a_healthy_setup_and_names_each_broken_part() {
     ));
     let (code, out, _) = run_cli(&["--config", &healthy, "doctor"]);
     assert_eq!(code, 0, "{out}");
-    for line in [
-        "✔ database reachable: PostgreSQL",
-        "✔ schema \"public\" (worker-owned): migrations applied, no drift",
-        "✔ routes and policies match (2 routingKeys)",
-        "✔ every PENDING event is routable (0 PENDING)",
-        "✔ no FAILED events",
-        "✔ no PENDING events",
-        "All checks passed.",
-    ] {
-        assert!(out.contains(line), "missing {line:?} in:\n{out}");
-    }
+    assert_contains_all(
+        &out,
+        &[
+            "✔ database reachable: PostgreSQL",
+            "✔ schema \"public\" (worker-owned): migrations applied, no drift",
+            "✔ routes and policies match (2 routingKeys)",
+            "✔ every PENDING event is routable (0 PENDING)",
+            "✔ no FAILED events",
+            "✔ no PENDING events",
+            "All checks passed.",
+        ],
+    );
 
     insert_event(&c, "stuck", "nobody.knows").await;
     c.batch_execute(r#"UPDATE "OutboxEvent" SET "occurredAt" = now() - interval '3 minutes'; INSERT INTO "OutboxEvent" ("eventName", "eventType", "aggregateId", "routingKey", "status") VALUES ('E', 't', 'a', 'x', 'FAILED')"#)
@@ -511,7 +513,9 @@ async fn doctor_passes_a_healthy_setup_and_names_each_broken_part() {
     ));
     let (code, out, _) = run_cli(&["--config", &broken, "doctor"]);
     assert_eq!(code, 22, "{out}");
-    for line in [
+    assert_contains_all(
+        &out,
+        &[
         "✘ route 'route.without.policy' has no OutboxRetryPolicy row: its events will end FAILED",
         r#"    fix: INSERT INTO "public"."OutboxRetryPolicy" ("routingKey", "maxRetries", "retryInterval", "maxInterval") VALUES ('route.without.policy', 5, 5000, 60000);"#,
         "✘ policy 'orphan.policy' has no route in the config: its events will end FAILED",
@@ -519,9 +523,8 @@ async fn doctor_passes_a_healthy_setup_and_names_each_broken_part() {
         "⚠ 1 FAILED event(s)",
         "✔ oldest PENDING event is 3m old",
         "3 check(s) failed.",
-    ] {
-        assert!(out.contains(line), "missing {line:?} in:\n{out}");
-    }
+        ],
+    );
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

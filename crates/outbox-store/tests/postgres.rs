@@ -373,23 +373,21 @@ async fn every_kind_of_hand_made_drift_is_detected_and_named() {
         .map(|p| format!("{} => {}", p.what, p.fix))
         .collect();
     let joined = text.join("\n");
-    for expected in [
-        r#"column "OutboxEvent"."tenant" is not in the migrations (added by hand?) => ALTER TABLE "OutboxEvent" DROP COLUMN "tenant";"#,
-        r#"column "OutboxEvent"."lastError" has type character varying(200), the migrations give text => ALTER TABLE "OutboxEvent" ALTER COLUMN "lastError" TYPE text;"#,
-        r#"column "OutboxEvent"."headers" is NOT NULL, the migrations allow NULL => ALTER TABLE "OutboxEvent" ALTER COLUMN "headers" DROP NOT NULL;"#,
-        r#"column "OutboxEvent"."retryCount" has default 1, the migrations give 0 => ALTER TABLE "OutboxEvent" ALTER COLUMN "retryCount" SET DEFAULT 0;"#,
-        r#"index "OutboxEvent_pending_idx" on "OutboxEvent" is missing => CREATE INDEX "OutboxEvent_pending_idx" ON "OutboxEvent" USING btree ("nextRetryAt") WHERE (status = 'PENDING'::text);"#,
-        r#"index "by_hand" on "OutboxEvent" is not in the migrations (added by hand?) => DROP INDEX "by_hand";"#,
-        r#"constraint "OutboxEvent_retryCount_check" on "OutboxEvent" is missing => ALTER TABLE "OutboxEvent" ADD CONSTRAINT "OutboxEvent_retryCount_check" CHECK (("retryCount" >= 0));"#,
-        r#"trigger "OutboxEvent_notify" on "OutboxEvent" is missing => CREATE TRIGGER "OutboxEvent_notify" AFTER INSERT ON "OutboxEvent" FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify_event();"#,
-        r#"column "OutboxRetryPolicy"."description" is missing => ALTER TABLE "OutboxRetryPolicy" ADD COLUMN "description" text;"#,
-        r#"function "outbox_notify_policy"() differs from the migrations"#,
-    ] {
-        assert!(
-            joined.contains(expected),
-            "missing:\n{expected}\nin:\n{joined}"
-        );
-    }
+    assert_contains_all(
+        &joined,
+        &[
+            r#"column "OutboxEvent"."tenant" is not in the migrations (added by hand?) => ALTER TABLE "OutboxEvent" DROP COLUMN "tenant";"#,
+            r#"column "OutboxEvent"."lastError" has type character varying(200), the migrations give text => ALTER TABLE "OutboxEvent" ALTER COLUMN "lastError" TYPE text;"#,
+            r#"column "OutboxEvent"."headers" is NOT NULL, the migrations allow NULL => ALTER TABLE "OutboxEvent" ALTER COLUMN "headers" DROP NOT NULL;"#,
+            r#"column "OutboxEvent"."retryCount" has default 1, the migrations give 0 => ALTER TABLE "OutboxEvent" ALTER COLUMN "retryCount" SET DEFAULT 0;"#,
+            r#"index "OutboxEvent_pending_idx" on "OutboxEvent" is missing => CREATE INDEX "OutboxEvent_pending_idx" ON "OutboxEvent" USING btree ("nextRetryAt") WHERE (status = 'PENDING'::text);"#,
+            r#"index "by_hand" on "OutboxEvent" is not in the migrations (added by hand?) => DROP INDEX "by_hand";"#,
+            r#"constraint "OutboxEvent_retryCount_check" on "OutboxEvent" is missing => ALTER TABLE "OutboxEvent" ADD CONSTRAINT "OutboxEvent_retryCount_check" CHECK (("retryCount" >= 0));"#,
+            r#"trigger "OutboxEvent_notify" on "OutboxEvent" is missing => CREATE TRIGGER "OutboxEvent_notify" AFTER INSERT ON "OutboxEvent" FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify_event();"#,
+            r#"column "OutboxRetryPolicy"."description" is missing => ALTER TABLE "OutboxRetryPolicy" ADD COLUMN "description" text;"#,
+            r#"function "outbox_notify_policy"() differs from the migrations"#,
+        ],
+    );
     assert!(problems.iter().all(|p| p.kind == ProblemKind::Drift));
     assert_eq!(st.worst(), Some(ProblemKind::Drift));
 

@@ -186,6 +186,13 @@ pub async fn count_status(c: &Client, status: &str) -> i64 {
     by_status(c).await.get(status).copied().unwrap_or(0)
 }
 
+/// Asserts that `text` contains every one of `expected`, naming the first one missing.
+pub fn assert_contains_all(text: &str, expected: &[&str]) {
+    for e in expected {
+        assert!(text.contains(e), "missing {e:?} in:\n{text}");
+    }
+}
+
 /// Polls `check` until it is true or `limit` passes.
 pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
 where
