@@ -413,3 +413,37 @@ async fn every_kind_of_hand_made_drift_is_detected_and_named() {
         st.problems()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_left_behind_the_claim_cursor_is_picked_up_in_full_batches() {
+    let db = TestDb::with_policies(&[(KEY, 5, 10), ("held", 5, 10)]).await;
+    let store = store_for(&db, "public").await;
+    let c = db.client().await;
+    // A paused policy's backlog, due long ago.
+    insert_many(&c, "held", "held", 300).await;
+    c.batch_execute(r#"UPDATE "OutboxEvent" SET "nextRetryAt" = now() - interval '1 hour'"#)
+        .await
+        .unwrap();
+    // Meanwhile other traffic moves the cursor up to now.
+    let paused = vec!["held".to_string()];
+    for round in 0..3 {
+        insert_many(&c, &format!("live{round}"), KEY, 50).await;
+        let got = store
+            .claim("w", 100, Duration::from_secs(30), &paused)
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 50);
+    }
+    // Un-paused: once a full claim has seen the old rows, the cursor goes back and the
+    // following claims take the rest at full batch size.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut held = 0;
+    for _ in 0..4 {
+        let got = store
+            .claim("w", 100, Duration::from_secs(30), &[])
+            .await
+            .unwrap();
+        held += got.iter().filter(|e| e.event.routing_key == "held").count();
+    }
+    assert_eq!(held, 300);
+}

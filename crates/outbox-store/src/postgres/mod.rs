@@ -102,8 +102,11 @@ impl ClaimCursor {
         }
     }
 
-    fn claimed_up_to(&mut self, newest: DateTime<Utc>) {
-        if self.newest.is_none_or(|n| n < newest) {
+    /// Records the newest `nextRetryAt` a claim returned. A full claim sets the cursor even
+    /// backwards: it saw the oldest due rows, so if they lie behind the cursor (a policy
+    /// un-paused, a producer's long transaction), the next claims start there.
+    fn claimed_up_to(&mut self, newest: DateTime<Utc>, full: bool) {
+        if full || self.newest.is_none_or(|n| n < newest) {
             self.newest = Some(newest);
         }
     }
@@ -315,7 +318,7 @@ impl Store for PgStore {
             self.cursor
                 .lock()
                 .expect("claim cursor")
-                .claimed_up_to(newest);
+                .claimed_up_to(newest, floor.is_none());
         }
         let mut events = rows
             .iter()
@@ -533,6 +536,34 @@ impl NotificationStream for PgListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_claim_cursor_moves_forward_and_a_full_claim_can_move_it_back() {
+        let t = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).unwrap();
+        let mut c = ClaimCursor::default();
+        assert_eq!(c.floor(), None, "the first claim is a full one");
+        c.claimed_up_to(t(1000), true);
+        assert_eq!(
+            c.floor(),
+            Some(t(998)),
+            "then claims start 2 s before the cursor"
+        );
+        c.claimed_up_to(t(1010), false);
+        c.claimed_up_to(t(1005), false);
+        assert_eq!(
+            c.floor(),
+            Some(t(1008)),
+            "a bounded claim only moves it forward"
+        );
+        c.last_full = Some(std::time::Instant::now() - FULL_CLAIM_EVERY);
+        assert_eq!(c.floor(), None, "a full claim at least once a second");
+        c.claimed_up_to(t(500), true);
+        assert_eq!(
+            c.floor(),
+            Some(t(498)),
+            "old due rows found by a full claim pull it back"
+        );
+    }
 
     #[test]
     fn identifiers_are_quoted_and_escaped() {
