@@ -80,7 +80,26 @@ pub async fn run(
         })
     };
 
+    // Production clusters run autovacuum; where this server has it off, vacuum the table
+    // every 10 s in its place, so the run measures the relay rather than a server that
+    // never reclaims anything.
     let probe = connect(&db.url).await?;
+    let autovacuum: String = probe.query_one("SHOW autovacuum", &[]).await?.get(0);
+    let vacuuming = if autovacuum == "off" {
+        eprintln!("  sustained: autovacuum is off on this server; vacuuming \"OutboxEvent\" every 10 s in its place");
+        let url = db.url.clone();
+        Some(tokio::spawn(async move {
+            let c = connect(&url).await?;
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                c.batch_execute(r#"VACUUM "OutboxEvent""#).await?;
+            }
+            #[allow(unreachable_code)]
+            anyhow::Ok(())
+        }))
+    } else {
+        None
+    };
     let pinner = connect(&db.url).await?;
     let started = Instant::now();
     let mut minutes = Vec::new();
@@ -159,6 +178,9 @@ pub async fn run(
         pinner.batch_execute("COMMIT").await?;
     }
     producing.await??;
+    if let Some(v) = vacuuming {
+        v.abort();
+    }
     let _ = stop.send(());
     running.await?;
     Ok(minutes)

@@ -186,6 +186,16 @@ pub async fn count_status(c: &Client, status: &str) -> i64 {
     by_status(c).await.get(status).copied().unwrap_or(0)
 }
 
+/// The ⚠ and ✘ lines of an `outbox doctor` report, leaving out the server-wide warning
+/// about autovacuum (this machine's cluster runs with it off; that is not the schema's doing).
+pub fn doctor_problems(report: &str) -> Vec<&str> {
+    report
+        .lines()
+        .filter(|l| l.starts_with('⚠') || l.starts_with('✘'))
+        .filter(|l| !l.contains("autovacuum is off"))
+        .collect()
+}
+
 /// Asserts that `text` contains every one of `expected`, naming the first one missing.
 pub fn assert_contains_all(text: &str, expected: &[&str]) {
     for e in expected {

@@ -81,6 +81,13 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
         }
     }
 
+    if let Ok(false) = store.autovacuum_enabled().await {
+        r.warn(
+            "autovacuum is off on this server: the outbox table's dead row versions are never reclaimed and it bloats",
+            &["fix: ALTER SYSTEM SET autovacuum = on; SELECT pg_reload_conf();  (or VACUUM the table on a schedule)"],
+        );
+    }
+
     let schema = store.schema().to_string();
     let usable = match config.database.owner {
         SchemaOwner::Worker => match store.schema_status().await {

@@ -35,6 +35,17 @@ impl PgStore {
         ))
     }
 
+    /// Whether the server runs autovacuum (a queue table bloats without it).
+    pub async fn autovacuum_enabled(&self) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let on: String = client
+            .query_one("SELECT current_setting('autovacuum')", &[])
+            .await
+            .map_err(classify)?
+            .get(0);
+        Ok(on == "on")
+    }
+
     /// Counts for the doctor.
     pub async fn queue_summary(&self) -> Result<QueueSummary, StoreError> {
         let (totals, by_key) = self.layout.summary_statements();
