@@ -318,17 +318,16 @@ impl Claimer {
                 return;
             }
         };
-        let route = self.routes.get(&key);
-        if let Some(reason) = dispatcher::unroutable(&claimed, policy.as_ref(), route) {
-            tracing::error!(id = %claimed.event.id, routing_key = %key, error = %reason, "Event FAILED");
-            self.counters
-                .failed
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.ack(dispatcher::fail_now(&claimed, reason), Some(slot));
-            return;
-        }
-        let (Some(policy), Some(route)) = (policy, route.cloned()) else {
-            return;
+        let (policy, route) = match dispatcher::routed(&claimed, policy, self.routes.get(&key)) {
+            Ok((policy, route)) => (policy, route.clone()),
+            Err(reason) => {
+                tracing::error!(id = %claimed.event.id, routing_key = %key, error = %reason, "Event FAILED");
+                self.counters
+                    .failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.ack(dispatcher::fail_now(&claimed, reason), Some(slot));
+                return;
+            }
         };
         if policy.paused {
             self.ack(dispatcher::release(&claimed, None), Some(slot));

@@ -13,20 +13,21 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::OwnedSemaphorePermit;
 
-/// Why an event cannot be delivered at all, checked before any sink is called.
-pub(crate) fn unroutable(
+/// The policy and route of an event, or why it cannot be delivered at all (checked before
+/// any sink is called).
+pub(crate) fn routed<P, R>(
     claimed: &ClaimedEvent,
-    policy: Option<&RetryPolicy>,
-    route: Option<&Route>,
-) -> Option<String> {
+    policy: Option<P>,
+    route: Option<R>,
+) -> Result<(P, R), String> {
     let key = &claimed.event.routing_key;
     match (policy, route) {
-        (None, None) => Some(format!(
+        (Some(p), Some(r)) => Ok((p, r)),
+        (None, None) => Err(format!(
             "no OutboxRetryPolicy row for routingKey '{key}' and no route configured for it"
         )),
-        (None, Some(_)) => Some(format!("no OutboxRetryPolicy row for routingKey '{key}'")),
-        (Some(_), None) => Some(format!("no route configured for routingKey '{key}'")),
-        (Some(_), Some(_)) => None,
+        (None, Some(_)) => Err(format!("no OutboxRetryPolicy row for routingKey '{key}'")),
+        (Some(_), None) => Err(format!("no route configured for routingKey '{key}'")),
     }
 }
 
@@ -300,16 +301,17 @@ mod tests {
             sink_name: "s".into(),
             sink: Arc::new(outbox_store_free_sink::Nothing),
         };
-        assert_eq!(unroutable(&e, Some(&p), Some(&r)), None);
+        assert!(routed(&e, Some(&p), Some(&r)).is_ok());
         assert_eq!(
-            unroutable(&e, None, Some(&r)).unwrap(),
+            routed(&e, None::<&RetryPolicy>, Some(&r)).err().unwrap(),
             "no OutboxRetryPolicy row for routingKey 'k'"
         );
         assert_eq!(
-            unroutable(&e, Some(&p), None).unwrap(),
+            routed(&e, Some(&p), None::<&Route>).err().unwrap(),
             "no route configured for routingKey 'k'"
         );
-        assert!(unroutable(&e, None, None)
+        assert!(routed(&e, None::<&RetryPolicy>, None::<&Route>)
+            .err()
             .unwrap()
             .contains("and no route configured"));
     }
