@@ -232,28 +232,22 @@ impl Layout {
         } else {
             format!("c.{next}")
         };
-        // Two variants: with no paused routingKeys (the usual case) the claim has no
-        // routingKey filter, which keeps PostgreSQL's generic plan on the pending index; a
-        // `<> ALL($4)` filter makes it misjudge the row count and sort the whole table.
-        let claim_with = |paused_filter: &str| {
-            format!(
-                r#"UPDATE {ev} AS e
+        // Planned with the actual values every time (the connections force custom plans), so
+        // the paused filter and the cursor floor cost the pending-index plan nothing.
+        let claim = format!(
+            r#"UPDATE {ev} AS e
    SET {status} = 'PROCESSING', {locked_by} = $1, {locked_until} = {lease_end}
  WHERE e.{id} = ANY(ARRAY(
          SELECT c.{id} FROM {ev} AS c
-          WHERE c.{status} = 'PENDING' AND {due}{paused_filter}
+          WHERE c.{status} = 'PENDING' AND {due}
+            AND NOT (c.{routing} = ANY($5::text[]))
           ORDER BY {order}
           LIMIT $3
           FOR UPDATE SKIP LOCKED))
    AND e.{status} = 'PENDING'
 RETURNING {returning}"#,
-                due = self.due("c", "now()", "COALESCE($4::timestamptz, '-infinity')"),
-            )
-        };
-        let claim = claim_with("");
-        let claim_paused = claim_with(&format!(
-            "\n            AND NOT (c.{routing} = ANY($5::text[]))"
-        ));
+            due = self.due("c", "now()", "COALESCE($4::timestamptz, '-infinity')"),
+        );
 
         let mut sets = vec![
             format!("{status} = {}", self.status_value("a.status")),
@@ -322,32 +316,26 @@ RETURNING {returning}"#,
         );
         // The earliest PENDING event by an ordered scan of the pending index (a `min()` over
         // an expression could not use it).
-        let next_due_with = |paused_filter: &str| {
-            format!(
-                r#"SELECT COALESCE(EXTRACT(EPOCH FROM ({next_read} - now()))::float8, 0)
+        let next_due = format!(
+            r#"SELECT COALESCE(EXTRACT(EPOCH FROM ({next_read} - now()))::float8, 0)
   FROM {ev} AS e
- WHERE e.{status} = 'PENDING'{paused_filter}
+ WHERE e.{status} = 'PENDING' AND NOT (e.{routing} = ANY($1::text[]))
  ORDER BY e.{next}{nulls}
  LIMIT 1"#,
-                next_read = self.ts_read("e", "nextRetryAt"),
-                nulls = if self.next_retry_nullable {
-                    " NULLS FIRST"
-                } else {
-                    ""
-                },
-            )
-        };
-        let next_due = next_due_with("");
-        let next_due_paused = next_due_with(&format!(" AND NOT (e.{routing} = ANY($1::text[]))"));
+            next_read = self.ts_read("e", "nextRetryAt"),
+            nulls = if self.next_retry_nullable {
+                " NULLS FIRST"
+            } else {
+                ""
+            },
+        );
         Statements {
             claim,
-            claim_paused,
             complete,
             delete,
             expired,
             policies,
             next_due,
-            next_due_paused,
         }
     }
 }
@@ -400,20 +388,16 @@ impl Layout {
 /// The generated statements.
 #[derive(Debug, Clone)]
 pub(crate) struct Statements {
-    /// Claim with no paused routingKeys: `$1` owner, `$2` lease seconds, `$3` limit, `$4`
-    /// the earliest nextRetryAt to look at (`-infinity` for all).
+    /// Claim: `$1` owner, `$2` lease seconds, `$3` limit, `$4` the earliest nextRetryAt to
+    /// look at (NULL for all), `$5` paused routingKeys to skip.
     pub(crate) claim: String,
-    /// Claim skipping `$5` paused routingKeys; run unprepared so it is planned with the
-    /// actual values each time.
-    pub(crate) claim_paused: String,
     pub(crate) complete: String,
     pub(crate) delete: String,
     pub(crate) expired: String,
     pub(crate) policies: String,
-    /// Seconds until the earliest PENDING event is due (no row: none).
+    /// Seconds until the earliest PENDING event outside the `$1` paused routingKeys is due
+    /// (no row: none).
     pub(crate) next_due: String,
-    /// The same, skipping `$1` paused routingKeys (run unprepared).
-    pub(crate) next_due_paused: String,
 }
 
 #[cfg(test)]

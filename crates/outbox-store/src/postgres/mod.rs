@@ -296,23 +296,14 @@ impl Store for PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let lease = lease.as_secs_f64();
         let floor = self.cursor.lock().expect("claim cursor").floor();
-        let rows = if paused.is_empty() {
-            let stmt = client
-                .prepare_cached(&self.sql.claim)
-                .await
-                .map_err(classify)?;
-            client.query(&stmt, &[&owner, &lease, &limit, &floor]).await
-        } else {
-            // Unnamed statement: planned with the actual paused list every time.
-            let stmt = client
-                .prepare(&self.sql.claim_paused)
-                .await
-                .map_err(classify)?;
-            client
-                .query(&stmt, &[&owner, &lease, &limit, &floor, &paused])
-                .await
-        }
-        .map_err(classify)?;
+        let stmt = client
+            .prepare_cached(&self.sql.claim)
+            .await
+            .map_err(classify)?;
+        let rows = client
+            .query(&stmt, &[&owner, &lease, &limit, &floor, &paused])
+            .await
+            .map_err(classify)?;
         let newest: Option<DateTime<Utc>> = rows.iter().filter_map(|r| r.try_get(13).ok()).max();
         if let Some(newest) = newest {
             self.cursor
@@ -446,20 +437,14 @@ impl Store for PgStore {
 
     async fn next_due(&self, paused: &[String]) -> Result<Option<Duration>, StoreError> {
         let client = self.client().await?;
-        let row = if paused.is_empty() {
-            let stmt = client
-                .prepare_cached(&self.sql.next_due)
-                .await
-                .map_err(classify)?;
-            client.query_opt(&stmt, &[]).await
-        } else {
-            let stmt = client
-                .prepare(&self.sql.next_due_paused)
-                .await
-                .map_err(classify)?;
-            client.query_opt(&stmt, &[&paused]).await
-        }
-        .map_err(classify)?;
+        let stmt = client
+            .prepare_cached(&self.sql.next_due)
+            .await
+            .map_err(classify)?;
+        let row = client
+            .query_opt(&stmt, &[&paused])
+            .await
+            .map_err(classify)?;
         let Some(row) = row else {
             return Ok(None);
         };
