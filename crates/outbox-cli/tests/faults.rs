@@ -203,12 +203,7 @@ async fn the_worker_survives_a_database_restart_and_finishes() {
     let db = TestDb::on(&cluster.url("postgres"), &cluster.base()).await;
     db.migrate().await;
     let c = db.client().await;
-    c.execute(
-        r#"INSERT INTO "OutboxRetryPolicy" ("routingKey", "maxRetries", "retryInterval", "maxInterval") VALUES ($1, 5, 100, 1000)"#,
-        &[&KEY],
-    )
-    .await
-    .unwrap();
+    insert_policy(&c, KEY, 5, 100, 1000).await;
     let server =
         TestServer::start(|_, _| Reply::status(200).after(Duration::from_millis(100))).await;
     let config = http_config(&db.url, &server.url("/"), &[KEY], "concurrency = 2");

@@ -53,16 +53,10 @@ async fn prisma_model_round_trip_and_a_prisma_client_transaction_is_relayed() {
         .unwrap()
         .get(0);
     assert_eq!(status_type, "\"OutboxStatus\"");
-    c.execute(
-        r#"INSERT INTO "OutboxRetryPolicy" ("routingKey", "maxRetries", "retryInterval", "maxInterval") VALUES ($1, 3, 100, 1000)"#,
-        &[&KEY],
-    )
-    .await
-    .unwrap();
+    insert_policy(&c, KEY, 3, 100, 1000).await;
 
     let server = TestServer::always(200).await;
-    let config = http_config(&db.url, &server.url("/audit"), &[KEY], "")
-        .replace("[database]\n", "[database]\nschema_owner = \"app\"\n");
+    let config = app_config(&db.url, &server.url("/audit"), &[KEY], "");
     let dir = TempDir::new();
     let cfg = dir.write("outbox.toml", &config);
     let out = outbox(&["--config", cfg.to_str().unwrap(), "doctor"]);

@@ -18,10 +18,7 @@ fn run_cli(args: &[&str]) -> (i32, String, String) {
 
 /// A config for app-owned tables whose one route goes to `server`.
 fn app_config(db_url: &str, server: &TestServer, database_extra: &str) -> String {
-    http_config(db_url, &server.url("/audit"), &[KEY], "").replace(
-        "[database]\n",
-        &format!("[database]\nschema_owner = \"app\"\n{database_extra}\n"),
-    )
+    outbox_testkit::app_config(db_url, &server.url("/audit"), &[KEY], database_extra)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,13 +264,19 @@ async fn a_prisma_style_camel_case_table_with_an_enum_status_and_timestamp3_rela
         r.get::<_, bool>(3),
         "processedAt is stored as UTC wall time"
     );
-    let (_dir, file) = write_config(&config);
-    let (code, out, _) = run_cli(&["--config", &file, "doctor"]);
+    let (code, out) = doctor(&config);
     assert_eq!(code, 0, "{out}");
     assert!(
         doctor_problems(&out).is_empty(),
         "no warnings for a Prisma-style table: {out}"
     );
+}
+
+/// `outbox doctor` on a config with this text: (exit code, report).
+fn doctor(config: &str) -> (i32, String) {
+    let (_dir, file) = write_config(config);
+    let (code, out, _) = run_cli(&["--config", &file, "doctor"]);
+    (code, out)
 }
 
 /// Writes `text` as a config file; the directory lives as long as the returned guard.
@@ -326,8 +329,7 @@ async fn a_lowercase_table_takes_the_seed_s_unquoted_insert_verbatim() {
     .await;
     assert_eq!(seen.body["aggregateId"], "user-1");
     assert_eq!(seen.header("idempotency-key"), Some("test-1"));
-    let (_dir, file) = write_config(&config);
-    let (code, out, _) = run_cli(&["--config", &file, "doctor"]);
+    let (code, out) = doctor(&config);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("eventName→eventname (case-insensitive)"),
@@ -454,15 +456,9 @@ async fn schema_print_sql_makes_tables_the_app_mode_worker_accepts_without_warni
     assert_eq!(code, 0);
     let c = db.client().await;
     c.batch_execute(&sql).await.unwrap();
-    c.execute(
-        r#"INSERT INTO "OutboxRetryPolicy" ("routingKey", "maxRetries", "retryInterval", "maxInterval") VALUES ($1, 1, 10, 10)"#,
-        &[&KEY],
-    )
-    .await
-    .unwrap();
+    insert_policy(&c, KEY, 1, 10, 10).await;
     let server = TestServer::always(200).await;
-    let (_config_dir, config) = write_config(&app_config(&db.url, &server, ""));
-    let (code, out, _) = run_cli(&["--config", &config, "doctor"]);
+    let (code, out) = doctor(&app_config(&db.url, &server, ""));
     assert_eq!(code, 0, "{out}");
     assert!(doctor_problems(&out).is_empty(), "{out}");
     assert!(out.contains("All checks passed."), "{out}");
@@ -480,13 +476,12 @@ async fn doctor_passes_a_healthy_setup_and_names_each_broken_part() {
     let db = TestDb::with_policies(&[(KEY, 5, 100), ("orphan.policy", 5, 100)]).await;
     let c = db.client().await;
     let server = TestServer::always(200).await;
-    let (_healthy_dir, healthy) = write_config(&http_config(
+    let (code, out) = doctor(&http_config(
         &db.url,
         &server.url("/"),
         &[KEY, "orphan.policy"],
         "",
     ));
-    let (code, out, _) = run_cli(&["--config", &healthy, "doctor"]);
     assert_eq!(code, 0, "{out}");
     assert_contains_all(
         &out,
@@ -505,13 +500,12 @@ async fn doctor_passes_a_healthy_setup_and_names_each_broken_part() {
     c.batch_execute(r#"UPDATE "OutboxEvent" SET "occurredAt" = now() - interval '3 minutes'; INSERT INTO "OutboxEvent" ("eventName", "eventType", "aggregateId", "routingKey", "status") VALUES ('E', 't', 'a', 'x', 'FAILED')"#)
         .await
         .unwrap();
-    let (_broken_dir, broken) = write_config(&http_config(
+    let (code, out) = doctor(&http_config(
         &db.url,
         &server.url("/"),
         &[KEY, "route.without.policy"],
         "",
     ));
-    let (code, out, _) = run_cli(&["--config", &broken, "doctor"]);
     assert_eq!(code, 22, "{out}");
     assert_contains_all(
         &out,

@@ -87,12 +87,7 @@ impl TestDb {
         db.migrate().await;
         let c = db.client().await;
         for (key, max_retries, interval) in policies {
-            c.execute(
-                r#"INSERT INTO "OutboxRetryPolicy" ("routingKey", "maxRetries", "retryInterval", "maxInterval") VALUES ($1, $2, $3, 60000)"#,
-                &[key, max_retries, interval],
-            )
-            .await
-            .unwrap();
+            insert_policy(&c, key, *max_retries, *interval, 60_000).await;
         }
         db
     }
@@ -118,6 +113,22 @@ impl Drop for TestDb {
         })
         .join();
     }
+}
+
+/// Inserts a policy row with the four columns every policy table has.
+pub async fn insert_policy(
+    c: &Client,
+    routing_key: &str,
+    max_retries: i32,
+    retry_interval: i32,
+    max_interval: i32,
+) {
+    c.execute(
+        r#"INSERT INTO "OutboxRetryPolicy" ("routingKey", "maxRetries", "retryInterval", "maxInterval") VALUES ($1, $2, $3, $4)"#,
+        &[&routing_key, &max_retries, &retry_interval, &max_interval],
+    )
+    .await
+    .unwrap();
 }
 
 /// Inserts an event with the seed's quoted INSERT shape.
@@ -479,6 +490,15 @@ type = "http"
 url = "{url}"
 timeout = "5s"
 "#
+    )
+}
+
+/// [`http_config`] for app-owned tables (`schema_owner = "app"`), with `database_extra`
+/// lines in `[database]`.
+pub fn app_config(db_url: &str, url: &str, routes: &[&str], database_extra: &str) -> String {
+    http_config(db_url, url, routes, "").replace(
+        "[database]\n",
+        &format!("[database]\nschema_owner = \"app\"\n{database_extra}\n"),
     )
 }
 
