@@ -316,10 +316,18 @@ RETURNING {returning}"#,
         );
         // The earliest PENDING event by an ordered scan of the pending index (a `min()` over
         // an expression could not use it).
+        let from = {
+            let floor = self.ts_value("nextRetryAt", "COALESCE($2::timestamptz, '-infinity')");
+            if self.next_retry_nullable {
+                format!("(e.{next} IS NULL OR e.{next} >= {floor})")
+            } else {
+                format!("e.{next} >= {floor}")
+            }
+        };
         let next_due = format!(
             r#"SELECT COALESCE(EXTRACT(EPOCH FROM ({next_read} - now()))::float8, 0)
   FROM {ev} AS e
- WHERE e.{status} = 'PENDING' AND NOT (e.{routing} = ANY($1::text[]))
+ WHERE e.{status} = 'PENDING' AND {from} AND NOT (e.{routing} = ANY($1::text[]))
  ORDER BY e.{next}{nulls}
  LIMIT 1"#,
             next_read = self.ts_read("e", "nextRetryAt"),

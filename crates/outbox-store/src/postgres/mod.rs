@@ -72,34 +72,58 @@ pub struct PgStore {
 /// Where this worker's claims have got to in `nextRetryAt` order. Claims start their index
 /// scan a little before it, so they do not wade through the index entries of rows already
 /// claimed — entries vacuum cannot remove while a long transaction elsewhere pins the xmin
-/// horizon. A full claim from the start runs at least once a second, and catches any row
-/// that became visible late with an earlier `nextRetryAt`.
+/// horizon. A full claim from the start runs every second (less often when full claims are
+/// slow, see [`ClaimCursor::full_every`]) and catches any row that became visible late with
+/// an earlier `nextRetryAt`.
 #[derive(Debug, Default)]
 struct ClaimCursor {
     /// The newest `nextRetryAt` claimed so far.
     newest: Option<DateTime<Utc>>,
     /// When the last claim without a floor ran.
     last_full: Option<std::time::Instant>,
+    /// How long that claim took.
+    full_took: Duration,
 }
 
-/// How far before the cursor a claim starts (rows of concurrent producers interleave).
-const CURSOR_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
-/// The longest time between two claims from the start of the index.
+/// How far before the cursor a claim starts: rows of concurrent producers commit a little
+/// out of `nextRetryAt` order. A row later than this is found by the next full claim.
+const CURSOR_MARGIN: chrono::TimeDelta = chrono::TimeDelta::milliseconds(250);
+/// The shortest and longest time between two claims from the start of the index.
 const FULL_CLAIM_EVERY: Duration = Duration::from_secs(1);
+const FULL_CLAIM_AT_MOST_EVERY: Duration = Duration::from_secs(60);
+/// A full claim may take this share of the claim loop's time at most (1/20 = 5%).
+const FULL_CLAIM_SHARE: u32 = 20;
 
 impl ClaimCursor {
+    /// The time between full claims: a second, stretched so that full claims take at most
+    /// 5% of the time when they are slow (dead index entries piling up behind a pinned xmin
+    /// horizon), and never more than a minute.
+    fn full_every(&self) -> Duration {
+        (self.full_took * FULL_CLAIM_SHARE).clamp(FULL_CLAIM_EVERY, FULL_CLAIM_AT_MOST_EVERY)
+    }
+
+    /// Where a bounded scan starts (`None`: nowhere to start but the beginning).
+    fn bound(&self) -> Option<DateTime<Utc>> {
+        self.newest.map(|n| n - CURSOR_MARGIN)
+    }
+
     /// The floor for the next claim (`None` for a full claim).
     fn floor(&mut self) -> Option<DateTime<Utc>> {
         let full_due = self
             .last_full
-            .is_none_or(|t| t.elapsed() >= FULL_CLAIM_EVERY);
-        match self.newest {
-            Some(newest) if !full_due => Some(newest - CURSOR_MARGIN),
+            .is_none_or(|t| t.elapsed() >= self.full_every());
+        match self.bound() {
+            Some(bound) if !full_due => Some(bound),
             _ => {
                 self.last_full = Some(std::time::Instant::now());
                 None
             }
         }
+    }
+
+    /// Records how long a full claim took.
+    fn full_claim_took(&mut self, took: Duration) {
+        self.full_took = took;
     }
 
     /// Records the newest `nextRetryAt` a claim returned. A full claim sets the cursor even
@@ -296,20 +320,34 @@ impl Store for PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let lease = lease.as_secs_f64();
         let floor = self.cursor.lock().expect("claim cursor").floor();
+        let started = std::time::Instant::now();
         let stmt = client
             .prepare_cached(&self.sql.claim)
             .await
             .map_err(classify)?;
-        let rows = client
-            .query(&stmt, &[&owner, &lease, &limit, &floor, &paused])
-            .await
-            .map_err(classify)?;
+        // A claim commits without waiting for its WAL flush. If the server crashed before the
+        // flush, the claim would be lost and the rows PENDING again: a redelivery, which
+        // at-least-once allows. A result write (synchronous) can never outlive its claim,
+        // since it comes later in the same WAL.
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&owner, &lease, &limit, &floor, &paused];
+        let (begin, rows, commit) = tokio::join!(
+            client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
+            client.query(&stmt, &params),
+            client.batch_execute("COMMIT"),
+        );
+        begin.map_err(classify)?;
+        let rows = rows.map_err(classify)?;
+        commit.map_err(classify)?;
         let newest: Option<DateTime<Utc>> = rows.iter().filter_map(|r| r.try_get(13).ok()).max();
-        if let Some(newest) = newest {
-            self.cursor
-                .lock()
-                .expect("claim cursor")
-                .claimed_up_to(newest, floor.is_none());
+        {
+            let mut cursor = self.cursor.lock().expect("claim cursor");
+            if floor.is_none() {
+                cursor.full_claim_took(started.elapsed());
+            }
+            if let Some(newest) = newest {
+                cursor.claimed_up_to(newest, floor.is_none());
+            }
         }
         let mut events = rows
             .iter()
@@ -441,8 +479,11 @@ impl Store for PgStore {
             .prepare_cached(&self.sql.next_due)
             .await
             .map_err(classify)?;
+        // From the claim cursor on, like a bounded claim: a due row behind it is the full
+        // claim's to find, and the scan skips the entries of rows already claimed.
+        let bound = self.cursor.lock().expect("claim cursor").bound();
         let row = client
-            .query_opt(&stmt, &[&paused])
+            .query_opt(&stmt, &[&paused, &bound])
             .await
             .map_err(classify)?;
         let Some(row) = row else {
@@ -525,29 +566,38 @@ mod tests {
     #[test]
     fn the_claim_cursor_moves_forward_and_a_full_claim_can_move_it_back() {
         let t = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).unwrap();
+        let before = |s: i64| Some(t(s) - CURSOR_MARGIN);
         let mut c = ClaimCursor::default();
         assert_eq!(c.floor(), None, "the first claim is a full one");
         c.claimed_up_to(t(1000), true);
-        assert_eq!(
-            c.floor(),
-            Some(t(998)),
-            "then claims start 2 s before the cursor"
-        );
+        assert_eq!(c.floor(), before(1000), "then claims start before the cursor");
         c.claimed_up_to(t(1010), false);
         c.claimed_up_to(t(1005), false);
-        assert_eq!(
-            c.floor(),
-            Some(t(1008)),
-            "a bounded claim only moves it forward"
-        );
+        assert_eq!(c.floor(), before(1010), "a bounded claim only moves it forward");
         c.last_full = Some(std::time::Instant::now() - FULL_CLAIM_EVERY);
         assert_eq!(c.floor(), None, "a full claim at least once a second");
         c.claimed_up_to(t(500), true);
         assert_eq!(
             c.floor(),
-            Some(t(498)),
+            before(500),
             "old due rows found by a full claim pull it back"
         );
+    }
+
+    #[test]
+    fn slow_full_claims_run_less_often_but_at_least_once_a_minute() {
+        let mut c = ClaimCursor::default();
+        c.full_claim_took(Duration::from_millis(10));
+        assert_eq!(c.full_every(), FULL_CLAIM_EVERY);
+        c.full_claim_took(Duration::from_millis(500));
+        assert_eq!(c.full_every(), Duration::from_secs(10), "5% of the time");
+        c.full_claim_took(Duration::from_secs(30));
+        assert_eq!(c.full_every(), FULL_CLAIM_AT_MOST_EVERY);
+        c.claimed_up_to(DateTime::<Utc>::from_timestamp(1000, 0).unwrap(), true);
+        c.last_full = Some(std::time::Instant::now() - Duration::from_secs(5));
+        assert!(c.floor().is_some(), "5 s after a 30 s full claim: bounded");
+        c.last_full = Some(std::time::Instant::now() - FULL_CLAIM_AT_MOST_EVERY);
+        assert_eq!(c.floor(), None);
     }
 
     #[test]
