@@ -61,6 +61,13 @@ impl BenchDb {
 
     /// Empties the event table and inserts `n` due events (payload ~60 bytes, 1000 aggregates).
     pub async fn fill(&self, n: u64) -> Result<()> {
+        self.fill_spread(n, 1000).await
+    }
+
+    /// Empties the event table and inserts `n` due events spread over `aggregates`
+    /// aggregates, each aggregate's events in insertion order.
+    pub async fn fill_spread(&self, n: u64, aggregates: u64) -> Result<()> {
+        let aggregates = i64::try_from(aggregates.max(1))?;
         let c = connect(&self.url).await?;
         c.batch_execute(r#"TRUNCATE "OutboxEvent""#).await?;
         let chunk = 200_000u64;
@@ -69,15 +76,27 @@ impl BenchDb {
             let m = chunk.min(n - done) as i64;
             c.execute(
                 r#"INSERT INTO "OutboxEvent" ("eventName", "eventType", "aggregateId", "routingKey", "payload")
-                   SELECT 'BenchEvent', 'bench.happened', 'agg-' || (i % 1000), $1,
+                   SELECT 'BenchEvent', 'bench.happened', 'agg-' || (i % $3::int8), $1,
                           jsonb_build_object('i', i, 'note', 'a small payload of some sixty bytes')
                      FROM generate_series(1, $2::int8) AS i"#,
-                &[&KEY, &m],
+                &[&KEY, &m, &aggregates],
             )
             .await?;
             done += m as u64;
         }
         c.batch_execute(r#"VACUUM ANALYZE "OutboxEvent""#).await?;
+        Ok(())
+    }
+
+    /// Makes the benchmark's policy ordered (per-aggregate FIFO) or not.
+    pub async fn set_ordered(&self, ordered: bool) -> Result<()> {
+        connect(&self.url)
+            .await?
+            .execute(
+                r#"UPDATE "OutboxRetryPolicy" SET "ordered" = $2 WHERE "routingKey" = $1"#,
+                &[&KEY, &ordered],
+            )
+            .await?;
         Ok(())
     }
 

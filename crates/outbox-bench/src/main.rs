@@ -48,8 +48,17 @@ struct Args {
     /// Offered rate of the sustained run, events/s (default: half of measurement 2).
     #[arg(long)]
     sustained_rate: Option<u64>,
-    /// Measurements to run (comma-separated: floor,relay,http,latency,memory,sustained).
-    #[arg(long, default_value = "floor,relay,http,latency,memory,sustained")]
+    /// Ordered-claim measurement: backlog, and how many aggregates it is spread over.
+    #[arg(long, default_value_t = 100_000)]
+    ordered_events: u64,
+    #[arg(long, default_value_t = 10_000)]
+    aggregates: u64,
+    /// Measurements to run (comma-separated:
+    /// floor,relay,http,latency,memory,ordered,scale,sustained).
+    #[arg(
+        long,
+        default_value = "floor,relay,http,latency,memory,ordered,scale,sustained"
+    )]
     only: String,
     /// worker.concurrency for the relay runs (default: the worker's default).
     #[arg(long)]
@@ -227,6 +236,36 @@ async fn run(
             args.memory_events,
             ratio(peak, idle)
         );
+    }
+    if want("ordered") {
+        let (n, aggs) = (args.ordered_events, args.aggregates);
+        eprintln!("(7) ordered claims ({n} events over {aggs} aggregates) ...");
+        let options = relay::options(OnSuccess::Mark);
+        db.set_ordered(false).await?;
+        let unordered = relay::drain_spread(db, n, aggs, 1, options.clone()).await?;
+        db.set_ordered(true).await?;
+        let ordered = relay::drain_spread(db, n, aggs, 1, options).await?;
+        db.set_ordered(false).await?;
+        println!("| (7) relay, null sink, {n} events over {aggs} aggregates, unordered policy | {unordered:.0} events/s | |");
+        println!(
+            "| (7) the same, ordered policy (one event per aggregate at a time) | {ordered:.0} events/s | {} of unordered |",
+            ratio(ordered, unordered)
+        );
+    }
+    if want("scale") {
+        eprintln!("(8) workers side by side ...");
+        let options = relay::options(OnSuccess::Mark);
+        let mut one = 0.0;
+        for workers in [1, 2, 4] {
+            let rate = relay::drain_spread(db, n, 1000, workers, options.clone()).await?;
+            if workers == 1 {
+                one = rate;
+            }
+            println!(
+                "| (8) {workers} worker(s), null sink, each with its own connections | {rate:.0} events/s | {} of 1 worker |",
+                ratio(rate, one)
+            );
+        }
     }
     if want("sustained") && !sustained_len.is_zero() {
         let rate = args.sustained_rate.unwrap_or(if null_rate > 0.0 {

@@ -4,6 +4,7 @@
 use crate::db::{connect, BenchDb, KEY};
 use anyhow::Result;
 use outbox_core::{async_trait, ClaimedEvent, Outcome, Sink};
+use outbox_sinks::blackhole::BlackholeSink;
 use outbox_store::{PgStore, PgStoreOptions};
 use outbox_worker::{OnSuccess, Worker, WorkerOptions};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,15 +78,46 @@ pub async fn drain(
     options: WorkerOptions,
 ) -> Result<f64> {
     db.fill(events).await?;
+    drain_filled(db, events, sink, options, 1).await
+}
+
+/// Like [`drain`], with the events spread over `aggregates` aggregates and `workers`
+/// workers (each with a store and connections of its own, as separate processes would).
+pub async fn drain_spread(
+    db: &BenchDb,
+    events: u64,
+    aggregates: u64,
+    workers: usize,
+    options: WorkerOptions,
+) -> Result<f64> {
+    db.fill_spread(events, aggregates).await?;
+    drain_filled(db, events, Arc::new(BlackholeSink), options, workers).await
+}
+
+async fn drain_filled(
+    db: &BenchDb,
+    events: u64,
+    sink: Arc<dyn Sink>,
+    options: WorkerOptions,
+    workers: usize,
+) -> Result<f64> {
     let counting = Counting::new(sink);
     counting.target.store(events, Ordering::Relaxed);
-    let worker =
-        Worker::new(Arc::new(store(&db.url)?), options).route(KEY, "bench", counting.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let started = Instant::now();
-    let running = tokio::spawn(worker.run(async {
-        let _ = stopped.await;
-    }));
+    let mut running = Vec::new();
+    for w in 0..workers.max(1) {
+        let options = WorkerOptions {
+            worker_id: Some(format!("bench-{w}")),
+            ..options.clone()
+        };
+        let worker =
+            Worker::new(Arc::new(store(&db.url)?), options).route(KEY, "bench", counting.clone());
+        let mut stopped = stopped.clone();
+        running.push(tokio::spawn(worker.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })));
+    }
     let reached = counting.reached.notified();
     if counting.count.load(Ordering::Relaxed) < events {
         reached.await;
@@ -96,8 +128,10 @@ pub async fn drain(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = started.elapsed();
-    let _ = stop.send(());
-    running.await?;
+    let _ = stop.send(true);
+    for r in running {
+        r.await?;
+    }
     Ok(events as f64 / elapsed.as_secs_f64())
 }
 

@@ -292,7 +292,16 @@ pub fn parse(
         let path = format!("sinks.{name}");
         match value {
             Value::Table(t) => {
-                if let Some(c) = SinkConfig::from_table(&path, t, &mut issues) {
+                // `circuit_breaker` is the engine's, common to every sink type.
+                let breaker = outbox_core::BreakerSettings::from_value(
+                    &path,
+                    t.get("circuit_breaker"),
+                    &mut issues,
+                );
+                worker.breakers.insert(name.clone(), breaker);
+                let mut own = t.clone();
+                own.remove("circuit_breaker");
+                if let Some(c) = SinkConfig::from_table(&path, &own, &mut issues) {
                     sinks.insert(name.clone(), c);
                 }
             }
@@ -491,6 +500,7 @@ fn read_worker(t: &Table, issues: &mut Vec<Issue>) -> WorkerOptions {
         worker_id: s.string("worker_id"),
         retention: Retention::default(),
         claim_observer: None,
+        breakers: Default::default(),
     }
 }
 

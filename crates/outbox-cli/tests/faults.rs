@@ -153,37 +153,67 @@ async fn a_killed_worker_s_events_are_delivered_by_another_after_the_lease() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_workers_deliver_three_thousand_events_exactly_once() {
-    let db = TestDb::with_policies(&[(KEY, 5, 50)]).await;
+async fn three_workers_deliver_mixed_traffic_exactly_once_and_ordered_aggregates_in_order() {
+    const ORDERED: &str = "ledger.entry-posted";
+    let db = TestDb::with_policies(&[(KEY, 5, 50), (ORDERED, 5, 50)]).await;
+    let c = db.client().await;
+    c.execute(
+        r#"UPDATE "OutboxRetryPolicy" SET "ordered" = true WHERE "routingKey" = $1"#,
+        &[&ORDERED],
+    )
+    .await
+    .unwrap();
     let server = TestServer::always(200).await;
     let config = http_config(
         &db.url,
         &server.url("/"),
-        &[KEY],
+        &[KEY, ORDERED],
         "concurrency = 16\nbatch_size = 50",
     );
     let mut workers: Vec<WorkerProcess> = (0..3).map(|_| WorkerProcess::start(&config)).collect();
     for w in &workers {
         w.wait_started().await;
     }
-    let c = db.client().await;
     let started = Instant::now();
     for chunk in 0..6 {
         insert_many(&c, &format!("b{chunk}"), KEY, 500).await;
+        // 250 ordered events per chunk over 50 aggregates, numbered in insertion order.
+        c.execute(
+            r#"INSERT INTO "OutboxEvent" ("id", "eventName", "eventType", "aggregateId", "routingKey", "payload")
+               SELECT 'o' || $1::int4 || '-' || i, 'EntryPosted', 'ledger.entry', 'account-' || (i % 50), $2,
+                      jsonb_build_object('n', $1::int4 * 1000 + i)
+                 FROM generate_series(1, 250) AS i"#,
+            &[&chunk, &ORDERED],
+        )
+        .await
+        .unwrap();
     }
-    wait_for("3000 SENT", Duration::from_secs(180), || async {
-        count_status(&c, "SENT").await == 3000
+    wait_for("4500 SENT", Duration::from_secs(180), || async {
+        count_status(&c, "SENT").await == 4500
     })
     .await;
     let elapsed = started.elapsed();
-    println!("3000 events through 3 workers (debug build, HTTP sink) in {elapsed:?}");
+    println!(
+        "4500 events (1500 ordered) through 3 workers (debug build, HTTP sink) in {elapsed:?}"
+    );
+    let requests = server.requests();
     let mut per_id: HashMap<String, usize> = HashMap::new();
-    for r in server.requests() {
+    for r in &requests {
         *per_id.entry(r.id()).or_default() += 1;
     }
-    assert_eq!(per_id.len(), 3000);
+    assert_eq!(per_id.len(), 4500);
     let dupes: Vec<_> = per_id.iter().filter(|(_, n)| **n != 1).collect();
     assert!(dupes.is_empty(), "delivered more than once: {dupes:?}");
+    // Each aggregate's events reached the server in insertion order.
+    let mut last: HashMap<String, i64> = HashMap::new();
+    for r in requests.iter().filter(|r| r.body["routingKey"] == ORDERED) {
+        let aggregate = r.body["aggregateId"].as_str().unwrap().to_string();
+        let n = r.body["payload"]["n"].as_i64().unwrap();
+        if let Some(prev) = last.insert(aggregate.clone(), n) {
+            assert!(prev < n, "{aggregate}: {n} arrived after {prev}");
+        }
+    }
+    assert_eq!(last.len(), 50);
     let mut busy = 0;
     for w in &mut workers {
         w.stop().await;

@@ -2,12 +2,14 @@
 //! backoff math, and the two traits the engine is written against — [`Sink`] (where an
 //! event goes) and [`Store`] (where events live). Nothing here does I/O.
 
+pub mod breaker;
 pub mod conf;
 pub mod event;
 pub mod policy;
 pub mod sink;
 pub mod store;
 
+pub use breaker::BreakerSettings;
 pub use event::{ClaimedEvent, OutboxEvent, Status};
 pub use policy::{Decision, RetryPolicy, RetrySettings};
 pub use sink::{Outcome, Sink};

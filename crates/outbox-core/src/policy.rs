@@ -26,11 +26,20 @@ pub struct RetryPolicy {
     pub jitter: f64,
     /// Per-aggregate FIFO delivery.
     pub ordered: bool,
+    /// For ordered policies: when an aggregate's head event ends FAILED, keep the
+    /// aggregate's later events waiting (instead of letting the next one go ahead) until an
+    /// operator replays or discards the failed one.
+    pub block_on_failure: bool,
     /// A paused policy leaves its events PENDING.
     pub paused: bool,
 }
 
 impl RetryPolicy {
+    /// Whether a FAILED event of this policy holds its aggregate back.
+    pub fn blocks_on_failure(&self) -> bool {
+        self.ordered && self.block_on_failure
+    }
+
     /// The settings that apply to `event`: its own overrides where set, else this policy's.
     pub fn settings_for(&self, event: &OutboxEvent) -> RetrySettings {
         RetrySettings {
@@ -179,6 +188,7 @@ mod tests {
             backoff_multiplier: 2.0,
             jitter: 0.0,
             ordered: false,
+            block_on_failure: false,
             paused: false,
         }
     }

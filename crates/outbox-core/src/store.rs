@@ -58,6 +58,9 @@ pub enum CompletionAction {
     Fail {
         /// Stored in lastError.
         error: String,
+        /// Hold the event's aggregate back: its later ordered events wait until an operator
+        /// replays or discards this one (ordered policies with `blockOnFailure`).
+        block_aggregate: bool,
     },
     /// Given back unattempted (or interrupted by a clean stop): PENDING, due now,
     /// retryCount unchanged.
@@ -94,6 +97,20 @@ pub trait Store: Send + Sync + 'static {
         owner: &str,
         limit: usize,
         lease: Duration,
+        paused: &[String],
+    ) -> Result<Vec<ClaimedEvent>, StoreError>;
+
+    /// Claims up to `limit` events of ordered routingKeys: the head of each aggregate (its
+    /// earliest unfinished event of any key in `ordered`), when it is due, its key is not in
+    /// `paused`, no producer transaction that could still commit an earlier event of the
+    /// aggregate is running, and the aggregate is not blocked by a failed head. At most one
+    /// event per aggregate is ever leased.
+    async fn claim_ordered(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+        ordered: &[String],
         paused: &[String],
     ) -> Result<Vec<ClaimedEvent>, StoreError>;
 

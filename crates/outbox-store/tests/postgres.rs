@@ -65,6 +65,7 @@ async fn a_stale_worker_s_late_ack_does_not_overwrite_the_reclaiming_worker_s_re
         &stale,
         CompletionAction::Fail {
             error: "late".into(),
+            block_aggregate: false,
         },
     );
     assert_eq!(

@@ -4,6 +4,7 @@
 
 mod cluster;
 pub use cluster::PrivateCluster;
+pub use tokio_postgres::Client;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
@@ -16,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::NoTls;
 
 pub const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -314,6 +315,11 @@ struct ServerState {
 pub struct TestServer {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    state: ServerState,
+    running: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 async fn handle(
@@ -369,18 +375,54 @@ impl TestServer {
             seen: seen.clone(),
             responder: Arc::new(responder),
         };
-        let app = axum::Router::new().fallback(handle).with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
+        let mut server = TestServer {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            seen,
+            state,
+            running: None,
+        };
+        server.serve().await;
+        server
+    }
+
+    /// Listens on `self.addr` (a free port the first time, the same one after a stop).
+    async fn serve(&mut self) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(self.addr).unwrap();
+        let listener = socket.listen(1024).unwrap();
+        self.addr = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(self.state.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
             axum::serve(
                 listener,
                 app.into_make_service_with_connect_info::<SocketAddr>(),
             )
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
             .await
             .unwrap();
         });
-        TestServer { addr, seen }
+        self.running = Some((stop, task));
+    }
+
+    /// Stops listening: new connections are refused, idle ones are closed, requests in
+    /// progress finish.
+    pub async fn stop(&mut self) {
+        if let Some((stop, task)) = self.running.take() {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+
+    /// Listens again on the same port after [`TestServer::stop`].
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.serve().await;
     }
 
     /// Always answers `status`.

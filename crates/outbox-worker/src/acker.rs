@@ -17,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct Ack {
     pub(crate) completion: Completion,
     pub(crate) slot: Option<OwnedSemaphorePermit>,
+    /// The result of an ordered aggregate's head: once written, the aggregate's next event
+    /// may be claimed (at once, or when this one's retry is due).
+    pub(crate) ordered: bool,
 }
 
 /// Most completions written by one statement.
@@ -36,7 +39,16 @@ pub(crate) async fn run(
     let mut slots: Vec<OwnedSemaphorePermit> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
+        let mut ordered = false;
+        // When the earliest retry of an ordered head written now is due.
+        let mut ordered_retry: Option<Duration> = None;
         while let Some(ack) = next.take() {
+            if ack.ordered {
+                ordered = true;
+                if let CompletionAction::Retry { delay, .. } = &ack.completion.action {
+                    ordered_retry = Some(ordered_retry.map_or(*delay, |d| d.min(*delay)));
+                }
+            }
             batch.push(ack.completion);
             slots.extend(ack.slot);
             if batch.len() < MAX_BATCH {
@@ -44,14 +56,26 @@ pub(crate) async fn run(
             }
         }
         write(&*store, &batch, &stopping, give_up_after).await;
-        // Retries and releases make events due again; let the claimer look.
-        if batch.iter().any(|c| {
-            matches!(
-                c.action,
-                CompletionAction::Retry { .. } | CompletionAction::Release { .. }
-            )
-        }) {
+        // Retries and releases make events due again, and a finished ordered head lets its
+        // aggregate's next event go: let the claimer look.
+        if ordered
+            || batch.iter().any(|c| {
+                matches!(
+                    c.action,
+                    CompletionAction::Retry { .. } | CompletionAction::Release { .. }
+                )
+            })
+        {
             wake.notify_one();
+        }
+        // The claimer's idle look-up leaves ordered keys out (their due rows may all be
+        // waiting behind their heads), so wake it when this retry is due.
+        if let Some(delay) = ordered_retry {
+            let wake = wake.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay + Duration::from_millis(2)).await;
+                wake.notify_one();
+            });
         }
         batch.clear();
         slots.clear();

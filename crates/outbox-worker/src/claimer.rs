@@ -4,10 +4,11 @@
 
 use crate::acker::Ack;
 use crate::backoff::Backoff;
+use crate::breaker::Admit;
 use crate::dispatcher::{self, InFlight};
 use crate::policies::Policies;
 use crate::{acker, listener, reaper, Counters, Route, RunSummary, WorkerOptions};
-use outbox_core::{ClaimedEvent, Completion, Store};
+use outbox_core::{ClaimedEvent, Completion, Store, StoreError};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -19,6 +20,22 @@ use tokio_util::sync::CancellationToken;
 
 /// Shortest idle sleep, so a row that is due but momentarily locked cannot make us spin.
 const MIN_IDLE: Duration = Duration::from_millis(5);
+
+/// The policy facts a claim round needs.
+struct ClaimKeys {
+    paused: Vec<String>,
+    ordered: Vec<String>,
+}
+
+impl ClaimKeys {
+    /// Keys the unordered claim leaves alone: paused ones, and ordered ones (claimed head by
+    /// head).
+    fn skipped(&self) -> Vec<String> {
+        let mut keys = self.paused.clone();
+        keys.extend(self.ordered.iter().cloned());
+        keys
+    }
+}
 
 struct Claimer {
     store: Arc<dyn Store>,
@@ -156,9 +173,6 @@ fn warn_about_mismatches(routes: &HashMap<String, Route>, policies: &Policies) {
         if !routes.contains_key(&key) {
             tracing::warn!(routing_key = %key, "OutboxRetryPolicy row has no route in the config; its events will end FAILED");
         }
-        if policies.get(&key).is_some_and(|p| p.ordered) {
-            tracing::warn!(routing_key = %key, "OutboxRetryPolicy row asks for ordered delivery, which this version does not enforce yet; its events are delivered concurrently");
-        }
     }
 }
 
@@ -192,29 +206,14 @@ impl Claimer {
                 }
                 continue;
             }
-            let limit = self.options.batch_size.min(free);
-            let paused = self.policies.paused();
-            // A lease token per claim: the fence of an ack is this token plus retryCount, so
-            // an event given back and claimed again by this same worker is a new lease.
-            claims += 1;
-            let token = format!("{}#{claims}", self.owner);
+            let keys = self.claim_keys();
             let claimed_at = Instant::now();
-            let claimed = match self
-                .store
-                .claim(&token, limit, self.options.lease, &paused)
-                .await
-            {
-                Ok(c) => {
-                    if let Some(observe) = &self.options.claim_observer {
-                        (observe.0)(c.len(), claimed_at.elapsed());
-                    }
-                    if backoff.failures() > 0 {
-                        tracing::info!("Database reachable again; claiming");
-                    }
-                    backoff.reset();
-                    c
-                }
-                Err(e) => {
+            let (claimed, full, error) = self.claim_round(&keys, free, &mut claims).await;
+            if let Some(observe) = &self.options.claim_observer {
+                (observe.0)(claimed.len(), claimed_at.elapsed());
+            }
+            if let Some(e) = &error {
+                if claimed.is_empty() {
                     let delay = backoff.next_delay();
                     tracing::warn!(error = %e, retry_in = ?delay, "Cannot claim events");
                     tokio::select! {
@@ -223,8 +222,13 @@ impl Claimer {
                     }
                     continue;
                 }
-            };
-            let full = claimed.len() == limit;
+                tracing::warn!(error = %e, "Cannot claim events");
+            } else {
+                if backoff.failures() > 0 {
+                    tracing::info!("Database reachable again; claiming");
+                }
+                backoff.reset();
+            }
             if cancel.is_cancelled() {
                 // Claimed as the stop arrived: give them back unstarted.
                 for c in &claimed {
@@ -258,7 +262,7 @@ impl Claimer {
                 Some(due) if got_any && due > now => (due - now).min(self.options.poll_interval),
                 None if got_any => self.options.poll_interval,
                 _ => {
-                    let (wait, due) = self.idle_wait(&paused).await;
+                    let (wait, due) = self.idle_wait(&keys.skipped()).await;
                     known_due = due;
                     wait
                 }
@@ -279,6 +283,74 @@ impl Claimer {
         }
     }
 
+    /// Keys the next claims leave alone or take head by head: paused policies, and sinks
+    /// whose circuit breaker is open (their events stay PENDING, not charged).
+    fn claim_keys(&self) -> ClaimKeys {
+        let mut paused = self.policies.paused();
+        let now = Instant::now();
+        paused.extend(
+            self.routes
+                .iter()
+                .filter(|(_, r)| r.breaker.is_open(now))
+                .map(|(k, _)| k.clone()),
+        );
+        ClaimKeys {
+            paused,
+            ordered: self.policies.ordered(),
+        }
+    }
+
+    /// One round of claims for up to `free` events: heads of ordered aggregates first, then
+    /// the rest. Returns what was claimed (to be dispatched even if a claim failed), whether
+    /// a claim came back full (more is waiting), and the error of a failed claim.
+    async fn claim_round(
+        &self,
+        keys: &ClaimKeys,
+        free: usize,
+        claims: &mut u64,
+    ) -> (Vec<ClaimedEvent>, bool, Option<StoreError>) {
+        let mut claimed = Vec::new();
+        let mut full = false;
+        let lease = self.options.lease;
+        // A lease token per claim: the fence of an ack is this token plus retryCount, so an
+        // event given back and claimed again by this same worker is a new lease.
+        let mut token = || {
+            *claims += 1;
+            format!("{}#{claims}", self.owner)
+        };
+        let mut room = free;
+        if !keys.ordered.is_empty() {
+            let limit = self.options.batch_size.min(room);
+            match self
+                .store
+                .claim_ordered(&token(), limit, lease, &keys.ordered, &keys.paused)
+                .await
+            {
+                Ok(c) => {
+                    full |= c.len() == limit;
+                    room -= c.len().min(room);
+                    claimed.extend(c);
+                }
+                Err(e) => return (claimed, false, Some(e)),
+            }
+        }
+        if room > 0 {
+            let limit = self.options.batch_size.min(room);
+            match self
+                .store
+                .claim(&token(), limit, lease, &keys.skipped())
+                .await
+            {
+                Ok(c) => {
+                    full |= c.len() == limit;
+                    claimed.extend(c);
+                }
+                Err(e) => return (claimed, full, Some(e)),
+            }
+        }
+        (claimed, full, None)
+    }
+
     /// How long to sleep: until the next due event, at most the poll interval.
     /// How long to sleep (until the next due event, at most the poll interval), and when
     /// that event is due.
@@ -295,7 +367,11 @@ impl Claimer {
 
     fn ack(&self, completion: Completion, slot: Option<OwnedSemaphorePermit>) {
         // The acker outlives the claimer; a closed channel means the process is ending.
-        let _ = self.acks.send(Ack { completion, slot });
+        let _ = self.acks.send(Ack {
+            completion,
+            slot,
+            ordered: false,
+        });
     }
 
     async fn dispatch(&mut self, claimed: ClaimedEvent, claimed_at: Instant) {
@@ -318,6 +394,7 @@ impl Claimer {
                 return;
             }
         };
+        let blocks = policy.as_ref().is_some_and(|p| p.blocks_on_failure());
         let (policy, route) = match dispatcher::routed(&claimed, policy, self.routes.get(&key)) {
             Ok((policy, route)) => (policy, route.clone()),
             Err(reason) => {
@@ -325,7 +402,7 @@ impl Claimer {
                 self.counters
                     .failed
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.ack(dispatcher::fail_now(&claimed, reason), Some(slot));
+                self.ack(dispatcher::fail_now(&claimed, reason, blocks), Some(slot));
                 return;
             }
         };
@@ -333,11 +410,27 @@ impl Claimer {
             self.ack(dispatcher::release(&claimed, None), Some(slot));
             return;
         }
-        let flight = InFlight::new(claimed, self.acks.clone(), slot);
+        let probe = match route.breaker.admit(Instant::now()) {
+            Admit::Go => false,
+            Admit::Probe => {
+                tracing::info!(sink = %route.sink_name, id = %claimed.event.id, "Circuit breaker half-open: probing with one delivery");
+                true
+            }
+            Admit::Hold(delay) => {
+                let note = format!(
+                    "not attempted: the circuit breaker of sink '{}' is open",
+                    route.sink_name
+                );
+                self.ack(dispatcher::postpone(&claimed, delay, note), Some(slot));
+                return;
+            }
+        };
+        let flight = InFlight::new(claimed, self.acks.clone(), slot, policy.ordered);
         let rules = dispatcher::Rules {
             on_success: self.options.on_success,
             budget: self.options.lease.mul_f64(0.9),
             claimed_at,
+            probe,
         };
         let counters = self.counters.clone();
         self.deliveries.spawn(dispatcher::deliver(

@@ -41,8 +41,26 @@ fn completion(claimed: &ClaimedEvent, action: CompletionAction) -> Completion {
 }
 
 /// FAILED at once, without spending retries.
-pub(crate) fn fail_now(claimed: &ClaimedEvent, error: String) -> Completion {
-    completion(claimed, CompletionAction::Fail { error })
+pub(crate) fn fail_now(claimed: &ClaimedEvent, error: String, block_aggregate: bool) -> Completion {
+    completion(
+        claimed,
+        CompletionAction::Fail {
+            error,
+            block_aggregate,
+        },
+    )
+}
+
+/// Back to PENDING, unattempted and not charged, due after `delay`.
+pub(crate) fn postpone(claimed: &ClaimedEvent, delay: Duration, note: String) -> Completion {
+    completion(
+        claimed,
+        CompletionAction::Retry {
+            retry_count: claimed.event.retry_count,
+            delay,
+            error: note,
+        },
+    )
 }
 
 /// Back to PENDING, unattempted.
@@ -65,6 +83,7 @@ pub(crate) fn decide(
         },
         Outcome::Reject { reason } => CompletionAction::Fail {
             error: format!("permanent failure: {reason}"),
+            block_aggregate: policy.blocks_on_failure(),
         },
         Outcome::Retry { reason, after } => {
             let settings = policy.settings_for(&claimed.event);
@@ -80,6 +99,7 @@ pub(crate) fn decide(
                         claimed.attempt(),
                         settings.max_retries
                     ),
+                    block_aggregate: policy.blocks_on_failure(),
                 },
             }
         }
@@ -93,6 +113,8 @@ pub(crate) struct InFlight {
     claimed: ClaimedEvent,
     tx: UnboundedSender<Ack>,
     slot: Option<OwnedSemaphorePermit>,
+    /// The event is the head of an ordered aggregate: its result lets the next one go.
+    ordered: bool,
 }
 
 impl InFlight {
@@ -100,11 +122,13 @@ impl InFlight {
         claimed: ClaimedEvent,
         tx: UnboundedSender<Ack>,
         slot: OwnedSemaphorePermit,
+        ordered: bool,
     ) -> InFlight {
         InFlight {
             claimed,
             tx,
             slot: Some(slot),
+            ordered,
         }
     }
 
@@ -113,6 +137,7 @@ impl InFlight {
         let _ = self.tx.send(Ack {
             completion,
             slot: self.slot.take(),
+            ordered: self.ordered,
         });
     }
 }
@@ -140,6 +165,8 @@ pub(crate) struct Rules {
     pub(crate) budget: Duration,
     /// When the lease began (the claim), from which the budget counts.
     pub(crate) claimed_at: Instant,
+    /// This delivery probes a half-open circuit breaker.
+    pub(crate) probe: bool,
 }
 
 pub(crate) async fn deliver(
@@ -163,6 +190,11 @@ pub(crate) async fn deliver(
     };
     // The delivery is over: its permit goes back now; the holding slot waits for the write.
     drop(running);
+    if let Some(cooldown) = route.breaker.record(&outcome, rules.probe, Instant::now()) {
+        tracing::warn!(sink = %route.sink_name, cooldown = ?cooldown, "Circuit breaker open: the sink keeps failing; its events wait, not charged an attempt");
+    } else if rules.probe && !matches!(outcome, Outcome::Retry { .. }) {
+        tracing::info!(sink = %route.sink_name, "Circuit breaker closed: the probe went through");
+    }
     let c = decide(
         claimed,
         &policy,
@@ -180,7 +212,7 @@ pub(crate) async fn deliver(
             counters.retried.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, attempt = claimed.attempt(), retry_in = ?delay, error = %error, "Delivery failed; will retry");
         }
-        CompletionAction::Fail { error } => {
+        CompletionAction::Fail { error, .. } => {
             counters.failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, attempt = claimed.attempt(), error = %error, "Event FAILED");
         }
@@ -224,6 +256,7 @@ mod tests {
             backoff_multiplier: 2.0,
             jitter: 0.0,
             ordered: false,
+            block_on_failure: false,
             paused: false,
         }
     }
@@ -272,12 +305,18 @@ mod tests {
         let exhausted = "retries exhausted after 3 attempts (maxRetries=2): HTTP 503".to_string();
         assert_eq!(
             act(2, None, Outcome::retry("HTTP 503"), OnSuccess::Mark),
-            CompletionAction::Fail { error: exhausted }
+            CompletionAction::Fail {
+                error: exhausted,
+                block_aggregate: false
+            }
         );
         let permanent = "permanent failure: HTTP 400".to_string();
         assert_eq!(
             act(0, None, Outcome::reject("HTTP 400"), OnSuccess::Mark),
-            CompletionAction::Fail { error: permanent }
+            CompletionAction::Fail {
+                error: permanent,
+                block_aggregate: false
+            }
         );
     }
 
@@ -300,6 +339,7 @@ mod tests {
         let r = Route {
             sink_name: "s".into(),
             sink: Arc::new(outbox_store_free_sink::Nothing),
+            breaker: Arc::new(crate::breaker::Breaker::new(Default::default())),
         };
         assert!(routed(&e, Some(&p), Some(&r)).is_ok());
         assert_eq!(
@@ -321,7 +361,7 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let slots = Arc::new(tokio::sync::Semaphore::new(1));
         let slot = slots.clone().try_acquire_owned().unwrap();
-        drop(InFlight::new(claimed(1, None), tx, slot));
+        drop(InFlight::new(claimed(1, None), tx, slot, false));
         let ack = rx.try_recv().unwrap();
         assert!(matches!(
             ack.completion.action,

@@ -22,6 +22,7 @@
 
 mod acker;
 mod backoff;
+mod breaker;
 mod claimer;
 mod dispatcher;
 mod listener;
@@ -31,7 +32,11 @@ mod retention;
 
 pub use retention::Retention;
 
-pub use outbox_core::{async_trait, ClaimedEvent, OutboxEvent, Outcome, RetryPolicy, Sink, Store};
+pub use outbox_core::{
+    async_trait, BreakerSettings, ClaimedEvent, OutboxEvent, Outcome, RetryPolicy, Sink, Store,
+};
+
+use breaker::Breaker;
 pub use outbox_store::{PgStore, PgStoreOptions};
 
 use std::collections::HashMap;
@@ -72,6 +77,8 @@ pub struct WorkerOptions {
     pub retention: Retention,
     /// Called after every claim with the number of events and how long the statement took.
     pub claim_observer: Option<ClaimObserver>,
+    /// Circuit-breaker settings per sink name; sinks not listed get the defaults.
+    pub breakers: HashMap<String, BreakerSettings>,
 }
 
 /// A callback told about every claim (count, duration): for benchmarks and metrics.
@@ -97,6 +104,7 @@ impl Default for WorkerOptions {
             worker_id: None,
             retention: Retention::default(),
             claim_observer: None,
+            breakers: HashMap::new(),
         }
     }
 }
@@ -108,6 +116,8 @@ pub struct Route {
     pub sink_name: String,
     /// The sink.
     pub sink: Arc<dyn Sink>,
+    /// The sink's circuit breaker (shared by every route to the sink).
+    pub(crate) breaker: Arc<Breaker>,
 }
 
 /// Counts of one run.
@@ -142,6 +152,7 @@ impl Counters {
 pub struct Worker {
     store: Arc<dyn Store>,
     routes: HashMap<String, Route>,
+    breakers: HashMap<String, Arc<Breaker>>,
     options: WorkerOptions,
 }
 
@@ -151,6 +162,7 @@ impl Worker {
         Worker {
             store,
             routes: HashMap::new(),
+            breakers: HashMap::new(),
             options,
         }
     }
@@ -162,11 +174,24 @@ impl Worker {
         sink_name: impl Into<String>,
         sink: Arc<dyn Sink>,
     ) -> Worker {
+        let sink_name = sink_name.into();
+        let settings = self
+            .options
+            .breakers
+            .get(&sink_name)
+            .copied()
+            .unwrap_or_default();
+        let breaker = self
+            .breakers
+            .entry(sink_name.clone())
+            .or_insert_with(|| Arc::new(Breaker::new(settings)))
+            .clone();
         self.routes.insert(
             routing_key.into(),
             Route {
-                sink_name: sink_name.into(),
+                sink_name,
                 sink,
+                breaker,
             },
         );
         self

@@ -85,6 +85,18 @@ impl Policies {
             .collect()
     }
 
+    /// Routing keys of ordered policies (paused or not: a paused one's events still hold
+    /// their aggregates' later events back).
+    pub(crate) fn ordered(&self) -> Vec<String> {
+        self.map
+            .read()
+            .expect("policy lock")
+            .values()
+            .filter(|p| p.ordered)
+            .map(|p| p.routing_key.clone())
+            .collect()
+    }
+
     pub(crate) fn keys(&self) -> Vec<String> {
         let mut k: Vec<String> = self
             .map

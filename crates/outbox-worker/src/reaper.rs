@@ -44,6 +44,7 @@ pub(crate) fn decide(
             },
             Decision::Fail => CompletionAction::Fail {
                 error: format!("retries exhausted after {} attempts: {what}", c.attempt()),
+                block_aggregate: p.blocks_on_failure(),
             },
         },
     };

@@ -29,6 +29,8 @@ pub const EVENT_OPTIONAL: &[&str] = &[
     "maxInterval",
     "headers",
     "createdAt",
+    "seq",
+    "seqHorizon",
 ];
 /// Optional columns whose absence is worth a warning.
 pub const EVENT_RECOMMENDED: &[&str] = &["lastError", "processedAt"];
@@ -40,6 +42,7 @@ pub const POLICY_OPTIONAL: &[&str] = &[
     "jitter",
     "ordered",
     "paused",
+    "blockOnFailure",
     "description",
     "createdAt",
     "updatedAt",
@@ -57,6 +60,8 @@ pub const EVENT_TIMESTAMPS: &[&str] = &[
 pub const EVENT_TABLE: &str = "OutboxEvent";
 /// Canonical table names.
 pub const POLICY_TABLE: &str = "OutboxRetryPolicy";
+/// Canonical table names.
+pub const BLOCKED_TABLE: &str = "OutboxBlockedAggregate";
 
 /// The physical shape of the two tables.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +84,8 @@ pub struct Layout {
     pub naive_timestamps: Vec<String>,
     /// Whether `nextRetryAt` may be NULL (then NULL means "due now").
     pub next_retry_nullable: bool,
+    /// Physical name of the blocked-aggregates table (same schema), when there is one.
+    pub blocked_table: Option<String>,
 }
 
 impl Layout {
@@ -101,6 +108,7 @@ impl Layout {
             status_enum: None,
             naive_timestamps: Vec::new(),
             next_retry_nullable: false,
+            blocked_table: Some(BLOCKED_TABLE.to_string()),
         }
     }
 
@@ -211,6 +219,18 @@ impl Layout {
         }
     }
 
+    /// `{a}` comes before `{b}` in delivery order: by `seq`, or where the table has none, by
+    /// occurredAt then id.
+    fn earlier(&self, a: &str, b: &str) -> String {
+        match self.ev_opt("seq") {
+            Some(seq) => format!("{a}.{seq} < {b}.{seq}"),
+            None => {
+                let (t, id) = (self.ev("occurredAt"), self.ev("id"));
+                format!("({a}.{t}, {a}.{id}) < ({b}.{t}, {b}.{id})")
+            }
+        }
+    }
+
     /// Every statement the engine runs.
     pub(crate) fn statements(&self) -> Statements {
         let ev = self.events();
@@ -247,6 +267,47 @@ impl Layout {
    AND e.{status} = 'PENDING'
 RETURNING {returning}"#,
             due = self.due("c", "now()", "COALESCE($4::timestamptz, '-infinity')"),
+        );
+
+        // Ordered routingKeys: the head of each aggregate only. `$4` all ordered keys (the
+        // scope of an aggregate's order), `$5` paused ones.
+        let ordered_claim = format!(
+            r#"UPDATE {ev} AS e
+   SET {status} = 'PROCESSING', {locked_by} = $1, {locked_until} = {lease_end}
+ WHERE e.{id} = ANY(ARRAY(
+         SELECT c.{id} FROM {ev} AS c
+          WHERE c.{status} = 'PENDING' AND {due}
+            AND c.{routing} = ANY($4::text[]) AND NOT (c.{routing} = ANY($5::text[])){settled}
+            AND NOT EXISTS (
+                SELECT 1 FROM {ev} AS p
+                 WHERE p.{aggregate} = c.{aggregate}
+                   AND p.{status} IN ('PENDING', 'PROCESSING')
+                   AND {earlier}
+                   AND p.{routing} = ANY($4::text[])){not_blocked}
+          ORDER BY {order}
+          LIMIT $3
+          FOR UPDATE SKIP LOCKED))
+   AND e.{status} = 'PENDING'
+RETURNING {returning}"#,
+            due = self.due("c", "now()", "'-infinity'::timestamptz"),
+            aggregate = self.ev("aggregateId"),
+            earlier = self.earlier("p", "c"),
+            settled = match self.ev_opt("seqHorizon") {
+                // The statement's snapshot, taken before this transaction has an id of its own.
+                Some(h) => format!(
+                    "\n            AND c.{h} <= (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint)"
+                ),
+                None => String::new(),
+            },
+            not_blocked = match &self.blocked_table {
+                Some(t) => format!(
+                    "\n            AND NOT EXISTS (SELECT 1 FROM {}.{} AS b WHERE b.\"aggregateId\" = c.{})",
+                    quote_ident(&self.schema),
+                    quote_ident(t),
+                    self.ev("aggregateId")
+                ),
+                None => String::new(),
+            },
         );
 
         let mut sets = vec![
@@ -287,6 +348,30 @@ RETURNING {returning}"#,
  WHERE {fence}"#,
             sets = sets.join(",\n       ")
         );
+        // The same write, and for the results that ask for it, the aggregate held back in
+        // the blocked table, in one statement (so no claim can see the FAILED head without
+        // the block). Returns how many events it changed.
+        let complete_blocking = self.blocked_table.as_ref().map(|t| {
+            format!(
+                r#"WITH done AS (
+UPDATE {ev} AS e
+   SET {sets}
+  FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::float8[], $7::text[], $8::bool[])
+       AS a(id, owner, rc_old, status, rc_new, delay, err, block)
+ WHERE {fence}
+RETURNING e.{aggregate}::text AS aggregate, e.{id}::text AS id, e.{routing}::text AS routing, a.err, a.block
+), blocked AS (
+INSERT INTO {}.{} ("aggregateId", "eventId", "routingKey", "reason")
+SELECT aggregate, id, routing, err FROM done WHERE block
+ON CONFLICT ("aggregateId") DO NOTHING
+)
+SELECT count(*) FROM done"#,
+                quote_ident(&self.schema),
+                quote_ident(t),
+                sets = sets.join(",\n       "),
+                aggregate = self.ev("aggregateId"),
+            )
+        });
         let delete = format!(
             r#"DELETE FROM {ev} AS e
  USING unnest($1::text[], $2::text[], $3::int4[]) AS a(id, owner, rc_old)
@@ -304,7 +389,7 @@ RETURNING {returning}"#,
             None => format!("{default}::{cast}"),
         };
         let policies = format!(
-            "SELECT {}, {}, {}, {}, {}, {}, {}, {} FROM {pol}",
+            "SELECT {}, {}, {}, {}, {}, {}, {}, {}, {} FROM {pol}",
             pc("routingKey", "text", "NULL"),
             pc("maxRetries", "int4", "NULL"),
             pc("retryInterval", "int4", "NULL"),
@@ -313,6 +398,7 @@ RETURNING {returning}"#,
             pc("jitter", "float8", "0"),
             pc("ordered", "bool", "false"),
             pc("paused", "bool", "false"),
+            pc("blockOnFailure", "bool", "false"),
         );
         // The earliest PENDING event by an ordered scan of the pending index (a `min()` over
         // an expression could not use it).
@@ -339,7 +425,9 @@ RETURNING {returning}"#,
         );
         Statements {
             claim,
+            ordered_claim,
             complete,
+            complete_blocking,
             delete,
             expired,
             policies,
@@ -399,7 +487,12 @@ pub(crate) struct Statements {
     /// Claim: `$1` owner, `$2` lease seconds, `$3` limit, `$4` the earliest nextRetryAt to
     /// look at (NULL for all), `$5` paused routingKeys to skip.
     pub(crate) claim: String,
+    /// Claim of aggregate heads: `$1`–`$3` as `claim`, `$4` ordered routingKeys, `$5`
+    /// paused ones.
+    pub(crate) ordered_claim: String,
     pub(crate) complete: String,
+    /// `complete` with an eighth array: whether a FAILED result blocks its aggregate.
+    pub(crate) complete_blocking: Option<String>,
     pub(crate) delete: String,
     pub(crate) expired: String,
     pub(crate) policies: String,

@@ -307,6 +307,43 @@ fn event_from_row(row: &Row) -> Result<ClaimedEvent, StoreError> {
     })
 }
 
+impl PgStore {
+    /// Runs a claim statement in a transaction that commits without waiting for its WAL
+    /// flush. If the server crashed before the flush, the claim would be lost and the rows
+    /// PENDING again: a redelivery, which at-least-once allows. A result write (synchronous)
+    /// can never outlive its claim, since it comes later in the same WAL. The three
+    /// statements are pipelined: one round trip.
+    async fn claim_rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(classify)?;
+        let (begin, rows, commit) = tokio::join!(
+            client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
+            client.query(&stmt, params),
+            client.batch_execute("COMMIT"),
+        );
+        begin.map_err(classify)?;
+        let rows = rows.map_err(classify)?;
+        commit.map_err(classify)?;
+        Ok(rows)
+    }
+}
+
+/// Claimed rows as events, oldest first.
+fn claimed_events(rows: &[tokio_postgres::Row]) -> Result<Vec<ClaimedEvent>, StoreError> {
+    let mut events = rows
+        .iter()
+        .map(event_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    events.sort_by(|a, b| {
+        (a.event.occurred_at, &a.event.id).cmp(&(b.event.occurred_at, &b.event.id))
+    });
+    Ok(events)
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn claim(
@@ -316,29 +353,13 @@ impl Store for PgStore {
         lease: Duration,
         paused: &[String],
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
-        let client = self.client().await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let lease = lease.as_secs_f64();
         let floor = self.cursor.lock().expect("claim cursor").floor();
         let started = std::time::Instant::now();
-        let stmt = client
-            .prepare_cached(&self.sql.claim)
-            .await
-            .map_err(classify)?;
-        // A claim commits without waiting for its WAL flush. If the server crashed before the
-        // flush, the claim would be lost and the rows PENDING again: a redelivery, which
-        // at-least-once allows. A result write (synchronous) can never outlive its claim,
-        // since it comes later in the same WAL.
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-            [&owner, &lease, &limit, &floor, &paused];
-        let (begin, rows, commit) = tokio::join!(
-            client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
-            client.query(&stmt, &params),
-            client.batch_execute("COMMIT"),
-        );
-        begin.map_err(classify)?;
-        let rows = rows.map_err(classify)?;
-        commit.map_err(classify)?;
+        let rows = self
+            .claim_rows(&self.sql.claim, &[&owner, &lease, &limit, &floor, &paused])
+            .await?;
         let newest: Option<DateTime<Utc>> = rows.iter().filter_map(|r| r.try_get(13).ok()).max();
         {
             let mut cursor = self.cursor.lock().expect("claim cursor");
@@ -349,14 +370,26 @@ impl Store for PgStore {
                 cursor.claimed_up_to(newest, floor.is_none());
             }
         }
-        let mut events = rows
-            .iter()
-            .map(event_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        events.sort_by(|a, b| {
-            (a.event.occurred_at, &a.event.id).cmp(&(b.event.occurred_at, &b.event.id))
-        });
-        Ok(events)
+        claimed_events(&rows)
+    }
+
+    async fn claim_ordered(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+        ordered: &[String],
+        paused: &[String],
+    ) -> Result<Vec<ClaimedEvent>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let lease = lease.as_secs_f64();
+        let rows = self
+            .claim_rows(
+                &self.sql.ordered_claim,
+                &[&owner, &lease, &limit, &ordered, &paused],
+            )
+            .await?;
+        claimed_events(&rows)
     }
 
     async fn complete(&self, completions: &[Completion]) -> Result<u64, StoreError> {
@@ -370,10 +403,12 @@ impl Store for PgStore {
         let mut rc_new = Vec::new();
         let mut delays = Vec::new();
         let mut errors: Vec<Option<String>> = Vec::new();
+        let mut block = Vec::new();
         let mut del_ids = Vec::new();
         let mut del_owners = Vec::new();
         let mut del_rc = Vec::new();
         for c in completions {
+            let mut blocks = false;
             let (status, rc, delay, err) = match &c.action {
                 CompletionAction::Delete => {
                     del_ids.push(c.id.as_str());
@@ -392,7 +427,11 @@ impl Store for PgStore {
                     delay.as_secs_f64(),
                     Some(error.clone()),
                 ),
-                CompletionAction::Fail { error } => {
+                CompletionAction::Fail {
+                    error,
+                    block_aggregate,
+                } => {
+                    blocks = *block_aggregate;
                     (Status::Failed, c.retry_count, 0.0, Some(error.clone()))
                 }
                 CompletionAction::Release { note } => {
@@ -405,23 +444,41 @@ impl Store for PgStore {
             statuses.push(status.as_str());
             rc_new.push(rc);
             delays.push(delay);
+            block.push(blocks);
             // PostgreSQL text cannot hold NUL; a sink's error body might.
             errors.push(err.map(|e| e.replace('\0', "")));
         }
         let client = self.client().await?;
         let mut changed = 0;
-        if !ids.is_empty() {
-            let stmt = client
-                .prepare_cached(&self.sql.complete)
-                .await
-                .map_err(classify)?;
-            changed += client
-                .execute(
-                    &stmt,
-                    &[&ids, &owners, &rc_old, &statuses, &rc_new, &delays, &errors],
-                )
-                .await
-                .map_err(classify)?;
+        match &self.sql.complete_blocking {
+            Some(sql) if block.contains(&true) => {
+                let stmt = client.prepare_cached(sql).await.map_err(classify)?;
+                let row = client
+                    .query_one(
+                        &stmt,
+                        &[
+                            &ids, &owners, &rc_old, &statuses, &rc_new, &delays, &errors, &block,
+                        ],
+                    )
+                    .await
+                    .map_err(classify)?;
+                let n: i64 = row.try_get(0).map_err(classify)?;
+                changed += u64::try_from(n).unwrap_or(0);
+            }
+            _ if !ids.is_empty() => {
+                let stmt = client
+                    .prepare_cached(&self.sql.complete)
+                    .await
+                    .map_err(classify)?;
+                changed += client
+                    .execute(
+                        &stmt,
+                        &[&ids, &owners, &rc_old, &statuses, &rc_new, &delays, &errors],
+                    )
+                    .await
+                    .map_err(classify)?;
+            }
+            _ => {}
         }
         if !del_ids.is_empty() {
             let stmt = client
@@ -468,6 +525,7 @@ impl Store for PgStore {
                     jitter: r.try_get(5).map_err(get)?,
                     ordered: r.try_get(6).map_err(get)?,
                     paused: r.try_get(7).map_err(get)?,
+                    block_on_failure: r.try_get(8).map_err(get)?,
                 })
             })
             .collect()
@@ -570,10 +628,18 @@ mod tests {
         let mut c = ClaimCursor::default();
         assert_eq!(c.floor(), None, "the first claim is a full one");
         c.claimed_up_to(t(1000), true);
-        assert_eq!(c.floor(), before(1000), "then claims start before the cursor");
+        assert_eq!(
+            c.floor(),
+            before(1000),
+            "then claims start before the cursor"
+        );
         c.claimed_up_to(t(1010), false);
         c.claimed_up_to(t(1005), false);
-        assert_eq!(c.floor(), before(1010), "a bounded claim only moves it forward");
+        assert_eq!(
+            c.floor(),
+            before(1010),
+            "a bounded claim only moves it forward"
+        );
         c.last_full = Some(std::time::Instant::now() - FULL_CLAIM_EVERY);
         assert_eq!(c.floor(), None, "a full claim at least once a second");
         c.claimed_up_to(t(500), true);

@@ -3,7 +3,7 @@
 
 use super::migrate::MIGRATIONS;
 use super::quote_ident;
-use super::resolve::notify_trigger_sql;
+use super::resolve::{notify_trigger_sql, seq_trigger_sql};
 
 /// The tables as SQL: every migration, in order, for `schema`.
 pub fn sql(schema: &str) -> String {
@@ -29,8 +29,9 @@ pub const PRISMA_SQL_BEGIN: &str = "// BEGIN outbox SQL";
 /// Ends the SQL block inside the Prisma output.
 pub const PRISMA_SQL_END: &str = "// END outbox SQL";
 
-/// The extra SQL a Prisma app adds to its migration: the NOTIFY triggers and the
-/// autovacuum settings, which Prisma's schema language cannot express.
+/// The extra SQL a Prisma app adds to its migration: the NOTIFY triggers, the sequencing
+/// trigger of ordered delivery and the autovacuum settings, which Prisma's schema language
+/// cannot express.
 pub fn prisma_extra_sql() -> String {
     [
         "ALTER TABLE \"OutboxEvent\" SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_insert_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);".to_string(),
@@ -48,6 +49,7 @@ pub fn prisma_extra_sql() -> String {
             "INSERT OR UPDATE OR DELETE OR TRUNCATE",
             "OutboxRetryPolicy_notify",
         ),
+        seq_trigger_sql("OutboxEvent", "seq", "seqHorizon"),
     ]
     .join("\n")
 }
@@ -63,7 +65,8 @@ pub fn prisma() -> String {
 // (database.schema_owner = "app"). Paste them into schema.prisma, then create the migration
 // with `prisma migrate dev --create-only` and append the SQL between the BEGIN and END lines
 // below (without the leading "// "): Prisma cannot express the NOTIFY triggers that wake the
-// worker as soon as an event is inserted, nor the autovacuum settings a queue table needs.
+// worker as soon as an event is inserted, the trigger that numbers events for ordered
+// delivery, nor the autovacuum settings a queue table needs.
 // Check the result with `outbox doctor`.
 //
 {PRISMA_SQL_BEGIN}
@@ -96,9 +99,12 @@ model OutboxEvent {{
   lastError     String?
   processedAt   DateTime?    @db.Timestamptz(3)
   createdAt     DateTime     @default(now()) @db.Timestamptz(3)
+  seq           BigInt       @default(autoincrement())
+  seqHorizon    BigInt       @default(0)
 
   @@index([status, nextRetryAt])
   @@index([status, lockedUntil])
+  @@index([aggregateId, seq])
 }}
 
 model OutboxRetryPolicy {{
@@ -110,9 +116,18 @@ model OutboxRetryPolicy {{
   jitter            Float    @default(0)
   ordered           Boolean  @default(false)
   paused            Boolean  @default(false)
+  blockOnFailure    Boolean  @default(false)
   description       String?
   createdAt         DateTime @default(now()) @db.Timestamptz(3)
   updatedAt         DateTime @default(now()) @updatedAt @db.Timestamptz(3)
+}}
+
+model OutboxBlockedAggregate {{
+  aggregateId String   @id
+  eventId     String
+  routingKey  String
+  reason      String?
+  blockedAt   DateTime @default(now()) @db.Timestamptz(3)
 }}
 "#
     )

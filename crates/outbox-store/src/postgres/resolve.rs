@@ -5,8 +5,8 @@
 
 use super::catalog::{Catalog, Column, Table};
 use super::layout::{
-    Layout, EVENT_OPTIONAL, EVENT_RECOMMENDED, EVENT_REQUIRED, EVENT_TABLE, POLICY_OPTIONAL,
-    POLICY_REQUIRED, POLICY_TABLE,
+    Layout, BLOCKED_TABLE, EVENT_OPTIONAL, EVENT_RECOMMENDED, EVENT_REQUIRED, EVENT_TABLE,
+    POLICY_OPTIONAL, POLICY_REQUIRED, POLICY_TABLE,
 };
 use super::quote_ident;
 use std::collections::BTreeMap;
@@ -122,13 +122,17 @@ fn canonical_type(table: &str, logical: &str, naive: bool) -> (&'static str, &'s
             }
         }
         (EVENT_TABLE, "retryCount") => ("integer NOT NULL DEFAULT 0", "Int @default(0)"),
+        (EVENT_TABLE, "seq") => ("bigserial NOT NULL", "BigInt @default(autoincrement())"),
+        (EVENT_TABLE, "seqHorizon") => ("bigint NOT NULL DEFAULT 0", "BigInt @default(0)"),
         (EVENT_TABLE, "maxRetries" | "retryInterval" | "maxInterval") => ("integer", "Int?"),
         (POLICY_TABLE, "maxRetries" | "retryInterval" | "maxInterval") => {
             ("integer NOT NULL", "Int")
         }
         (_, "backoffMultiplier") => ("double precision NOT NULL DEFAULT 2", "Float @default(2)"),
         (_, "jitter") => ("double precision NOT NULL DEFAULT 0", "Float @default(0)"),
-        (_, "ordered" | "paused") => ("boolean NOT NULL DEFAULT false", "Boolean @default(false)"),
+        (_, "ordered" | "paused" | "blockOnFailure") => {
+            ("boolean NOT NULL DEFAULT false", "Boolean @default(false)")
+        }
         (_, "status") => (
             "text NOT NULL DEFAULT 'PENDING'",
             "OutboxStatus @default(PENDING)",
@@ -166,9 +170,11 @@ fn family(logical: &str, table: &str) -> &'static str {
         "payload" | "headers" => "json or jsonb",
         "occurredAt" | "nextRetryAt" | "lockedUntil" | "processedAt" | "createdAt"
         | "updatedAt" => "a timestamp",
-        "retryCount" | "maxRetries" | "retryInterval" | "maxInterval" => "an integer",
+        "retryCount" | "maxRetries" | "retryInterval" | "maxInterval" | "seq" | "seqHorizon" => {
+            "an integer"
+        }
         "backoffMultiplier" | "jitter" => "a floating-point number",
-        "ordered" | "paused" => "boolean",
+        "ordered" | "paused" | "blockOnFailure" => "boolean",
         "id" if table == EVENT_TABLE => "text, varchar or uuid",
         "status" => "text, varchar or an enum",
         _ => "text or varchar",
@@ -181,9 +187,11 @@ fn type_fits(logical: &str, c: &Column) -> bool {
         "payload" | "headers" => is_json(t),
         "occurredAt" | "nextRetryAt" | "lockedUntil" | "processedAt" | "createdAt"
         | "updatedAt" => ts_kind(t).is_some(),
-        "retryCount" | "maxRetries" | "retryInterval" | "maxInterval" => is_int(t),
+        "retryCount" | "maxRetries" | "retryInterval" | "maxInterval" | "seq" | "seqHorizon" => {
+            is_int(t)
+        }
         "backoffMultiplier" | "jitter" => is_float(t),
-        "ordered" | "paused" => t == "boolean",
+        "ordered" | "paused" | "blockOnFailure" => t == "boolean",
         "id" => is_text(t) || t == "uuid",
         "status" => is_text(t) || c.is_enum,
         _ => is_text(t),
@@ -457,6 +465,8 @@ pub fn resolve(cat: &Catalog, schema: &str, overrides: &Overrides) -> Resolution
             layout.policy_columns = columns;
         }
     }
+    let wanted = layout.policy_columns.contains_key("blockOnFailure");
+    layout.blocked_table = resolve_blocked_table(cat, schema, overrides, wanted, &mut out);
     if !blocked {
         out.layout = Some(layout);
     }
@@ -595,6 +605,41 @@ fn check_event_table(
             prisma: "@@index([status, lockedUntil])".into(),
         });
     }
+    if let Some(seq) = columns.get("seq") {
+        match columns.get("seqHorizon") {
+            None => out.warnings.push(Finding {
+                what: format!("column seqHorizon is missing from {t}: an ordered event committed late can be overtaken by a later one of its aggregate"),
+                sql: format!("ALTER TABLE {t} ADD COLUMN {} bigint NOT NULL DEFAULT 0;", quote_ident(&r.naming.apply("seqHorizon"))),
+                prisma: "seqHorizon BigInt @default(0)".into(),
+            }),
+            Some(horizon) if !table.triggers.values().any(|d| d.contains("outbox_event_seq")) => {
+                out.warnings.push(Finding {
+                    what: format!("no sequencing trigger on {t}: an ordered event committed late can be overtaken by a later one of its aggregate"),
+                    sql: seq_trigger_sql(&r.physical, seq, horizon),
+                    prisma: "(add the SQL to a migration made with `prisma migrate dev --create-only`)".into(),
+                });
+            }
+            Some(_) => {}
+        }
+        let aggregate = q("aggregateId");
+        let serves_heads = table.indexes.values().any(|def| {
+            let (cols, _) = index_columns(def);
+            cols.len() >= 2 && cols[0] == aggregate && &cols[1] == seq
+        });
+        if !serves_heads {
+            out.warnings.push(Finding {
+                what: format!("no index serves ordered claims on {t} ({aggregate}, {seq}): each looks for earlier events by scanning"),
+                sql: format!(
+                    "CREATE INDEX {} ON {t} ({}, {}) WHERE {} IN ('PENDING', 'PROCESSING');",
+                    quote_ident(&format!("{}_aggregate_idx", r.physical)),
+                    quote_ident(&aggregate),
+                    quote_ident(seq),
+                    quote_ident(&status)
+                ),
+                prisma: "@@index([aggregateId, seq])".into(),
+            });
+        }
+    }
     if !table
         .triggers
         .values()
@@ -646,6 +691,68 @@ pub fn notify_trigger_sql(
         tr = quote_ident(trigger),
         t = quote_ident(table)
     )
+}
+
+/// The row trigger that numbers events for ordered delivery (as migration 0003 installs
+/// it), for `table` with columns `seq` and `horizon`.
+pub fn seq_trigger_sql(table: &str, seq: &str, horizon: &str) -> String {
+    format!(
+        "CREATE OR REPLACE FUNCTION \"outbox_event_seq\"() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_current_xact_id(); \
+         NEW.{s} := nextval(pg_get_serial_sequence(quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), '{seq}')); \
+         NEW.{h} := pg_snapshot_xmax(pg_current_snapshot())::text::bigint; RETURN NEW; END; $$; \
+         CREATE TRIGGER {tr} BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION \"outbox_event_seq\"();",
+        s = quote_ident(seq),
+        h = quote_ident(horizon),
+        seq = seq.replace('\'', "''"),
+        tr = quote_ident(&format!("{table}_seq")),
+        t = quote_ident(table)
+    )
+}
+
+/// The blocked-aggregates table, as migration 0003 creates it.
+const BLOCKED_TABLE_SQL: &str = "CREATE TABLE \"OutboxBlockedAggregate\" (\"aggregateId\" text NOT NULL PRIMARY KEY, \"eventId\" text NOT NULL, \"routingKey\" text NOT NULL, \"reason\" text, \"blockedAt\" timestamptz(3) NOT NULL DEFAULT now());";
+const BLOCKED_COLUMNS: &[&str] = &["aggregateId", "eventId", "routingKey", "reason"];
+
+/// Finds the blocked-aggregates table (columns by their exact names). Only a policy table
+/// with a blockOnFailure column needs one.
+fn resolve_blocked_table(
+    cat: &Catalog,
+    schema: &str,
+    overrides: &Overrides,
+    wanted: bool,
+    out: &mut Resolution,
+) -> Option<String> {
+    let found = find_table(cat, BLOCKED_TABLE, overrides);
+    if let Some((name, table)) = &found {
+        let missing: Vec<&str> = BLOCKED_COLUMNS
+            .iter()
+            .copied()
+            .filter(|c| table.column(c).is_none())
+            .collect();
+        if missing.is_empty() {
+            return Some(name.clone());
+        }
+        if wanted {
+            out.warnings.push(Finding {
+                what: format!(
+                    "table {} lacks column(s) {}: policies with blockOnFailure release the aggregate instead",
+                    quote_ident(name),
+                    missing.join(", ")
+                ),
+                sql: BLOCKED_TABLE_SQL.into(),
+                prisma: "see `outbox schema print --format prisma` (model OutboxBlockedAggregate)".into(),
+            });
+        }
+        return None;
+    }
+    if wanted {
+        out.warnings.push(Finding {
+            what: format!("no table {BLOCKED_TABLE} in schema \"{schema}\": policies with blockOnFailure release the aggregate of a failed event instead"),
+            sql: BLOCKED_TABLE_SQL.into(),
+            prisma: "see `outbox schema print --format prisma` (model OutboxBlockedAggregate)".into(),
+        });
+    }
+    None
 }
 
 impl super::PgStore {
