@@ -1,21 +1,22 @@
 -- outbox: per-aggregate ordering (policies with "ordered" = true).
 --
--- "seq" is the delivery order: taken from a sequence when the row is inserted. The trigger
--- below takes it only after the inserting transaction has a transaction id, and records in
--- "seqHorizon" the first transaction id not yet assigned at that moment. Every transaction
--- that took a smaller "seq" has a smaller id, so once no transaction older than
--- "seqHorizon" is running, no event that will come before this one can still appear: the
--- worker delivers an ordered event only then (see the README, "Guarantees").
--- Both columns have defaults, so producers (and Prisma models) never set them.
+-- "seq" is the delivery order: a number taken from a sequence as the row is inserted. The
+-- trigger below first takes a shared, transaction-scoped advisory lock on one of 256
+-- buckets of the aggregate id (class 1869968482, bucket hashtext(aggregateId) & 255) and
+-- only then the number, so a transaction that holds a number it has not committed yet also
+-- holds its bucket's lock. Shared locks never wait for each other: producers do not block
+-- producers. Before claiming the head of an aggregate, the worker takes the bucket's lock
+-- exclusively with a try-lock (never waiting): if a producer still holds it, the head
+-- waits for the next claim; if not, no event of that aggregate can appear before the head
+-- any more. So an event committed late is never overtaken (see the README, "Guarantees").
+-- The column has a default, so producers (and Prisma models) never set it.
 
 ALTER TABLE "OutboxEvent" ADD COLUMN "seq" bigserial NOT NULL;
-ALTER TABLE "OutboxEvent" ADD COLUMN "seqHorizon" bigint NOT NULL DEFAULT 0;
 
 CREATE FUNCTION "outbox_event_seq"() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_current_xact_id();
+    PERFORM pg_advisory_xact_lock_shared(1869968482, hashtext(NEW."aggregateId") & 255);
     NEW."seq" := nextval(pg_get_serial_sequence(quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), 'seq'));
-    NEW."seqHorizon" := pg_snapshot_xmax(pg_current_snapshot())::text::bigint;
     RETURN NEW;
 END;
 $$;

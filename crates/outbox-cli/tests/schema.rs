@@ -227,7 +227,8 @@ async fn a_prisma_style_camel_case_table_with_an_enum_status_and_timestamp3_rela
     )
     .await
     .unwrap();
-    let extra = outbox_store::postgres::print::prisma_extra_sql();
+    // The tables predate ordered delivery: the NOTIFY triggers only.
+    let extra = outbox_store::postgres::print::notify_triggers_sql();
     c.batch_execute(&extra).await.unwrap();
     let server = TestServer::start(one_503_then_ok()).await;
     let config = app_config(&db.url, &server, "");
@@ -312,7 +313,7 @@ async fn a_lowercase_table_takes_the_seed_s_unquoted_insert_verbatim() {
     )
     .await
     .unwrap();
-    c.batch_execute(&outbox_store::postgres::print::prisma_extra_sql())
+    c.batch_execute(&outbox_store::postgres::print::notify_triggers_sql())
         .await
         .unwrap();
     let server = TestServer::start(one_503_then_ok()).await;

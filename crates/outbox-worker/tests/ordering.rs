@@ -346,14 +346,26 @@ async fn an_event_committed_late_is_not_overtaken_by_a_later_one() {
     let sink = Arc::new(Recorder::default());
     let w = start(&db, "worker", &["ord", "free"], sink.clone());
 
+    // An aggregate that shares no lock bucket with L.
+    let other: String = c
+        .query_one(
+            "SELECT a FROM unnest(ARRAY['M', 'N', 'O', 'P']) AS a WHERE hashtext(a) & 255 <> hashtext('L') & 255 LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+
     // A producer takes its place in the order first but commits last.
     let mut slow = db.client().await;
     let tx = slow.transaction().await.unwrap();
     insert(&tx, "late-0", "ord", "L", 0).await;
     insert(&c, "late-1", "ord", "L", 1).await;
     insert(&c, "free-1", "free", "L", 99).await;
-    // Unordered events keep flowing meanwhile.
+    insert(&c, "other-0", "ord", &other, 0).await;
+    // Unordered events, and ordered ones of other aggregates, keep flowing meanwhile.
     wait_status(&c, "free-1", "SENT", LONG).await;
+    wait_status(&c, "other-0", "SENT", LONG).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
         event(&c, "late-1").await.status,

@@ -30,7 +30,6 @@ pub const EVENT_OPTIONAL: &[&str] = &[
     "headers",
     "createdAt",
     "seq",
-    "seqHorizon",
 ];
 /// Optional columns whose absence is worth a warning.
 pub const EVENT_RECOMMENDED: &[&str] = &["lastError", "processedAt"];
@@ -62,6 +61,9 @@ pub const EVENT_TABLE: &str = "OutboxEvent";
 pub const POLICY_TABLE: &str = "OutboxRetryPolicy";
 /// Canonical table names.
 pub const BLOCKED_TABLE: &str = "OutboxBlockedAggregate";
+/// The advisory-lock class (first key) of the aggregate buckets that order producers and
+/// ordered claims (see migration 0003).
+pub const ORDER_LOCK_CLASS: i32 = 1_869_968_482;
 
 /// The physical shape of the two tables.
 #[derive(Debug, Clone, PartialEq)]
@@ -270,44 +272,56 @@ RETURNING {returning}"#,
         );
 
         // Ordered routingKeys: the head of each aggregate only. `$4` all ordered keys (the
-        // scope of an aggregate's order), `$5` paused ones.
+        // scope of an aggregate's order), `$5` paused ones. A head is taken only with its
+        // aggregate's bucket lock (see migration 0003): no producer still holds an
+        // uncommitted earlier event of it.
+        let aggregate = self.ev("aggregateId");
         let ordered_claim = format!(
             r#"UPDATE {ev} AS e
    SET {status} = 'PROCESSING', {locked_by} = $1, {locked_until} = {lease_end}
  WHERE e.{id} = ANY(ARRAY(
          SELECT c.{id} FROM {ev} AS c
           WHERE c.{status} = 'PENDING' AND {due}
-            AND c.{routing} = ANY($4::text[]) AND NOT (c.{routing} = ANY($5::text[])){settled}
+            AND c.{routing} = ANY($4::text[]) AND NOT (c.{routing} = ANY($5::text[]))
             AND NOT EXISTS (
                 SELECT 1 FROM {ev} AS p
                  WHERE p.{aggregate} = c.{aggregate}
                    AND p.{status} IN ('PENDING', 'PROCESSING')
                    AND {earlier}
                    AND p.{routing} = ANY($4::text[])){not_blocked}
+            AND pg_try_advisory_xact_lock({ORDER_LOCK_CLASS}, hashtext(c.{aggregate}::text) & 255)
           ORDER BY {order}
           LIMIT $3
           FOR UPDATE SKIP LOCKED))
    AND e.{status} = 'PENDING'
 RETURNING {returning}"#,
             due = self.due("c", "now()", "'-infinity'::timestamptz"),
-            aggregate = self.ev("aggregateId"),
             earlier = self.earlier("p", "c"),
-            settled = match self.ev_opt("seqHorizon") {
-                // The statement's snapshot, taken before this transaction has an id of its own.
-                Some(h) => format!(
-                    "\n            AND c.{h} <= (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint)"
-                ),
-                None => String::new(),
-            },
             not_blocked = match &self.blocked_table {
                 Some(t) => format!(
-                    "\n            AND NOT EXISTS (SELECT 1 FROM {}.{} AS b WHERE b.\"aggregateId\" = c.{})",
+                    "\n            AND NOT EXISTS (SELECT 1 FROM {}.{} AS b WHERE b.\"aggregateId\" = c.{aggregate})",
                     quote_ident(&self.schema),
                     quote_ident(t),
-                    self.ev("aggregateId")
                 ),
                 None => String::new(),
             },
+        );
+        // Run right after `ordered_claim`, in its transaction but with a fresh snapshot: a
+        // producer that committed an earlier event between that claim's snapshot and its
+        // lock is visible now, and the head it should have followed goes back. `$1` the
+        // claim's lease token, `$2` the ordered keys. Returns the ids given back.
+        let ordered_recheck = format!(
+            r#"UPDATE {ev} AS e
+   SET {status} = 'PENDING', {locked_by} = NULL, {locked_until} = NULL
+ WHERE e.{status} = 'PROCESSING' AND e.{locked_by} = $1
+   AND EXISTS (
+       SELECT 1 FROM {ev} AS p
+        WHERE p.{aggregate} = e.{aggregate}
+          AND p.{status} IN ('PENDING', 'PROCESSING')
+          AND {earlier}
+          AND p.{routing} = ANY($2::text[]))
+RETURNING e.{id}::text"#,
+            earlier = self.earlier("p", "e"),
         );
 
         let mut sets = vec![
@@ -426,6 +440,7 @@ SELECT count(*) FROM done"#,
         Statements {
             claim,
             ordered_claim,
+            ordered_recheck,
             complete,
             complete_blocking,
             delete,
@@ -490,6 +505,8 @@ pub(crate) struct Statements {
     /// Claim of aggregate heads: `$1`–`$3` as `claim`, `$4` ordered routingKeys, `$5`
     /// paused ones.
     pub(crate) ordered_claim: String,
+    /// Gives back heads that turned out not to be heads: `$1` lease token, `$2` ordered keys.
+    pub(crate) ordered_recheck: String,
     pub(crate) complete: String,
     /// `complete` with an eighth array: whether a FAILED result blocks its aggregate.
     pub(crate) complete_blocking: Option<String>,

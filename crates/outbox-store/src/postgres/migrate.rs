@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "outbox_autovacuum",
         sql: include_str!("../../../../migrations/0002_outbox_autovacuum.sql"),
     },
+    Migration {
+        version: 3,
+        name: "outbox_ordering",
+        sql: include_str!("../../../../migrations/0003_outbox_ordering.sql"),
+    },
 ];
 
 /// The history table's name.

@@ -383,13 +383,36 @@ impl Store for PgStore {
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let lease = lease.as_secs_f64();
-        let rows = self
-            .claim_rows(
-                &self.sql.ordered_claim,
-                &[&owner, &lease, &limit, &ordered, &paused],
-            )
-            .await?;
-        claimed_events(&rows)
+        let client = self.client().await?;
+        let claim = client
+            .prepare_cached(&self.sql.ordered_claim)
+            .await
+            .map_err(classify)?;
+        let recheck = client
+            .prepare_cached(&self.sql.ordered_recheck)
+            .await
+            .map_err(classify)?;
+        // One round trip, as `claim_rows`; the recheck runs with the bucket locks held.
+        let claim_params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&owner, &lease, &limit, &ordered, &paused];
+        let recheck_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&owner, &ordered];
+        let (begin, rows, given_back, commit) = tokio::join!(
+            client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
+            client.query(&claim, &claim_params),
+            client.query(&recheck, &recheck_params),
+            client.batch_execute("COMMIT"),
+        );
+        begin.map_err(classify)?;
+        let rows = rows.map_err(classify)?;
+        let given_back: Vec<String> = given_back
+            .map_err(classify)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        commit.map_err(classify)?;
+        let mut events = claimed_events(&rows)?;
+        events.retain(|e| !given_back.contains(&e.event.id));
+        Ok(events)
     }
 
     async fn complete(&self, completions: &[Completion]) -> Result<u64, StoreError> {

@@ -35,6 +35,15 @@ pub const PRISMA_SQL_END: &str = "// END outbox SQL";
 pub fn prisma_extra_sql() -> String {
     [
         "ALTER TABLE \"OutboxEvent\" SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_insert_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);".to_string(),
+        notify_triggers_sql(),
+        seq_trigger_sql("OutboxEvent", "seq", "aggregateId"),
+    ]
+    .join("\n")
+}
+
+/// The two NOTIFY triggers (event inserts, policy edits) on the canonical table names.
+pub fn notify_triggers_sql() -> String {
+    [
         notify_trigger_sql(
             "OutboxEvent",
             "outbox_notify_event",
@@ -49,7 +58,6 @@ pub fn prisma_extra_sql() -> String {
             "INSERT OR UPDATE OR DELETE OR TRUNCATE",
             "OutboxRetryPolicy_notify",
         ),
-        seq_trigger_sql("OutboxEvent", "seq", "seqHorizon"),
     ]
     .join("\n")
 }
@@ -100,7 +108,6 @@ model OutboxEvent {{
   processedAt   DateTime?    @db.Timestamptz(3)
   createdAt     DateTime     @default(now()) @db.Timestamptz(3)
   seq           BigInt       @default(autoincrement())
-  seqHorizon    BigInt       @default(0)
 
   @@index([status, nextRetryAt])
   @@index([status, lockedUntil])

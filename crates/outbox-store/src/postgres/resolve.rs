@@ -6,7 +6,7 @@
 use super::catalog::{Catalog, Column, Table};
 use super::layout::{
     Layout, BLOCKED_TABLE, EVENT_OPTIONAL, EVENT_RECOMMENDED, EVENT_REQUIRED, EVENT_TABLE,
-    POLICY_OPTIONAL, POLICY_REQUIRED, POLICY_TABLE,
+    ORDER_LOCK_CLASS, POLICY_OPTIONAL, POLICY_REQUIRED, POLICY_TABLE,
 };
 use super::quote_ident;
 use std::collections::BTreeMap;
@@ -123,7 +123,6 @@ fn canonical_type(table: &str, logical: &str, naive: bool) -> (&'static str, &'s
         }
         (EVENT_TABLE, "retryCount") => ("integer NOT NULL DEFAULT 0", "Int @default(0)"),
         (EVENT_TABLE, "seq") => ("bigserial NOT NULL", "BigInt @default(autoincrement())"),
-        (EVENT_TABLE, "seqHorizon") => ("bigint NOT NULL DEFAULT 0", "BigInt @default(0)"),
         (EVENT_TABLE, "maxRetries" | "retryInterval" | "maxInterval") => ("integer", "Int?"),
         (POLICY_TABLE, "maxRetries" | "retryInterval" | "maxInterval") => {
             ("integer NOT NULL", "Int")
@@ -170,9 +169,7 @@ fn family(logical: &str, table: &str) -> &'static str {
         "payload" | "headers" => "json or jsonb",
         "occurredAt" | "nextRetryAt" | "lockedUntil" | "processedAt" | "createdAt"
         | "updatedAt" => "a timestamp",
-        "retryCount" | "maxRetries" | "retryInterval" | "maxInterval" | "seq" | "seqHorizon" => {
-            "an integer"
-        }
+        "retryCount" | "maxRetries" | "retryInterval" | "maxInterval" | "seq" => "an integer",
         "backoffMultiplier" | "jitter" => "a floating-point number",
         "ordered" | "paused" | "blockOnFailure" => "boolean",
         "id" if table == EVENT_TABLE => "text, varchar or uuid",
@@ -187,9 +184,7 @@ fn type_fits(logical: &str, c: &Column) -> bool {
         "payload" | "headers" => is_json(t),
         "occurredAt" | "nextRetryAt" | "lockedUntil" | "processedAt" | "createdAt"
         | "updatedAt" => ts_kind(t).is_some(),
-        "retryCount" | "maxRetries" | "retryInterval" | "maxInterval" | "seq" | "seqHorizon" => {
-            is_int(t)
-        }
+        "retryCount" | "maxRetries" | "retryInterval" | "maxInterval" | "seq" => is_int(t),
         "backoffMultiplier" | "jitter" => is_float(t),
         "ordered" | "paused" | "blockOnFailure" => t == "boolean",
         "id" => is_text(t) || t == "uuid",
@@ -606,20 +601,16 @@ fn check_event_table(
         });
     }
     if let Some(seq) = columns.get("seq") {
-        match columns.get("seqHorizon") {
-            None => out.warnings.push(Finding {
-                what: format!("column seqHorizon is missing from {t}: an ordered event committed late can be overtaken by a later one of its aggregate"),
-                sql: format!("ALTER TABLE {t} ADD COLUMN {} bigint NOT NULL DEFAULT 0;", quote_ident(&r.naming.apply("seqHorizon"))),
-                prisma: "seqHorizon BigInt @default(0)".into(),
-            }),
-            Some(horizon) if !table.triggers.values().any(|d| d.contains("outbox_event_seq")) => {
-                out.warnings.push(Finding {
-                    what: format!("no sequencing trigger on {t}: an ordered event committed late can be overtaken by a later one of its aggregate"),
-                    sql: seq_trigger_sql(&r.physical, seq, horizon),
-                    prisma: "(add the SQL to a migration made with `prisma migrate dev --create-only`)".into(),
-                });
-            }
-            Some(_) => {}
+        if !table
+            .triggers
+            .values()
+            .any(|d| d.contains("outbox_event_seq"))
+        {
+            out.warnings.push(Finding {
+                what: format!("no sequencing trigger on {t}: an ordered event committed late can be overtaken by a later one of its aggregate"),
+                sql: seq_trigger_sql(&r.physical, seq, &q("aggregateId")),
+                prisma: "(add the SQL to a migration made with `prisma migrate dev --create-only`)".into(),
+            });
         }
         let aggregate = q("aggregateId");
         let serves_heads = table.indexes.values().any(|def| {
@@ -694,15 +685,16 @@ pub fn notify_trigger_sql(
 }
 
 /// The row trigger that numbers events for ordered delivery (as migration 0003 installs
-/// it), for `table` with columns `seq` and `horizon`.
-pub fn seq_trigger_sql(table: &str, seq: &str, horizon: &str) -> String {
+/// it), for `table` with columns `seq` and `aggregate`.
+pub fn seq_trigger_sql(table: &str, seq: &str, aggregate: &str) -> String {
     format!(
-        "CREATE OR REPLACE FUNCTION \"outbox_event_seq\"() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_current_xact_id(); \
+        "CREATE OR REPLACE FUNCTION \"outbox_event_seq\"() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         PERFORM pg_advisory_xact_lock_shared({ORDER_LOCK_CLASS}, hashtext(NEW.{a}::text) & 255); \
          NEW.{s} := nextval(pg_get_serial_sequence(quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), '{seq}')); \
-         NEW.{h} := pg_snapshot_xmax(pg_current_snapshot())::text::bigint; RETURN NEW; END; $$; \
+         RETURN NEW; END; $$; \
          CREATE TRIGGER {tr} BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION \"outbox_event_seq\"();",
+        a = quote_ident(aggregate),
         s = quote_ident(seq),
-        h = quote_ident(horizon),
         seq = seq.replace('\'', "''"),
         tr = quote_ident(&format!("{table}_seq")),
         t = quote_ident(table)
