@@ -23,14 +23,15 @@ async fn mixed_db() -> (TestDb, Client) {
     (db, c)
 }
 
-/// `n` ordered events over `aggregates` aggregates, numbered in insertion order.
-async fn insert_ordered(c: &Client, prefix: &str, n: i32, aggregates: i32) {
+/// Ordered events numbered `from..from + n` (ids `o-<number>`), over `aggregates`
+/// aggregates, in insertion order.
+async fn insert_ordered(c: &Client, from: i32, n: i32, aggregates: i32) {
     c.execute(
         r#"INSERT INTO "OutboxEvent" ("id", "eventName", "eventType", "aggregateId", "routingKey", "payload")
-           SELECT $1 || '-' || i, 'EntryPosted', 'ledger.entry', 'account-' || (i % $4), $2,
+           SELECT 'o-' || i, 'EntryPosted', 'ledger.entry', 'account-' || (i % $4), $2,
                   jsonb_build_object('n', i)
-             FROM generate_series(1, $3) AS i"#,
-        &[&prefix, &ORDERED, &n, &aggregates],
+             FROM generate_series($1::int4, $1::int4 + $3::int4 - 1) AS i"#,
+        &[&from, &ORDERED, &n, &aggregates],
     )
     .await
     .unwrap();
@@ -66,13 +67,14 @@ async fn workers_killed_at_random_lose_nothing_and_keep_aggregates_in_order() {
         &server.url("/"),
         &[KEY, ORDERED],
         "concurrency = 8\nbatch_size = 20\nlease = \"2s\"",
-    );
+    )
+    .replace("timeout = \"5s\"", "timeout = \"1s\"");
     let mut workers: Vec<WorkerProcess> = (0..3).map(|_| WorkerProcess::start(&config)).collect();
     for w in &workers {
         w.wait_started().await;
     }
     insert_many(&c, "u", KEY, 1000).await;
-    insert_ordered(&c, "o", 500, 25).await;
+    insert_ordered(&c, 0, 500, 25).await;
 
     let mut kills = 0;
     for round in 0..8 {
@@ -119,7 +121,7 @@ async fn killed_connections_are_reopened_and_listen_resumes() {
     let admin = db.client().await;
     for round in 0..6 {
         insert_many(&admin, &format!("u{round}"), KEY, 100).await;
-        insert_ordered(&admin, &format!("o{round}"), 50, 10).await;
+        insert_ordered(&admin, round * 50, 50, 10).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let killed: i64 = admin.query_one(&terminate, &[]).await.unwrap().get(0);
         assert!(killed > 0);
