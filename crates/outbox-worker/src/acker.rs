@@ -17,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct Ack {
     pub(crate) completion: Completion,
     pub(crate) slot: Option<OwnedSemaphorePermit>,
-    /// The result of an ordered aggregate's head: once written, the aggregate's next event
-    /// may be claimed (at once, or when this one's retry is due).
-    pub(crate) ordered: bool,
+    /// Once written, the claimer should look again — at once, and when the event's retry is
+    /// due: an ordered aggregate's head has finished (its next event may go) or been put
+    /// back, which the claimer's idle look-up (leaving ordered keys out) would not notice.
+    pub(crate) wake: bool,
 }
 
 /// Most completions written by one statement.
@@ -39,14 +40,14 @@ pub(crate) async fn run(
     let mut slots: Vec<OwnedSemaphorePermit> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
-        let mut ordered = false;
-        // When the earliest retry of an ordered head written now is due.
-        let mut ordered_retry: Option<Duration> = None;
+        let mut wake_now = false;
+        // When the earliest retry among the results that wake the claimer is due.
+        let mut wake_later: Option<Duration> = None;
         while let Some(ack) = next.take() {
-            if ack.ordered {
-                ordered = true;
+            if ack.wake {
+                wake_now = true;
                 if let CompletionAction::Retry { delay, .. } = &ack.completion.action {
-                    ordered_retry = Some(ordered_retry.map_or(*delay, |d| d.min(*delay)));
+                    wake_later = Some(wake_later.map_or(*delay, |d| d.min(*delay)));
                 }
             }
             batch.push(ack.completion);
@@ -58,7 +59,7 @@ pub(crate) async fn run(
         write(&*store, &batch, &stopping, give_up_after).await;
         // Retries and releases make events due again, and a finished ordered head lets its
         // aggregate's next event go: let the claimer look.
-        if ordered
+        if wake_now
             || batch.iter().any(|c| {
                 matches!(
                     c.action,
@@ -70,7 +71,7 @@ pub(crate) async fn run(
         }
         // The claimer's idle look-up leaves ordered keys out (their due rows may all be
         // waiting behind their heads), so wake it when this retry is due.
-        if let Some(delay) = ordered_retry {
+        if let Some(delay) = wake_later {
             let wake = wake.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay + Duration::from_millis(2)).await;

@@ -351,7 +351,6 @@ impl Claimer {
         (claimed, full, None)
     }
 
-    /// How long to sleep: until the next due event, at most the poll interval.
     /// How long to sleep (until the next due event, at most the poll interval), and when
     /// that event is due.
     async fn idle_wait(&self, paused: &[String]) -> (Duration, Option<Instant>) {
@@ -367,10 +366,12 @@ impl Claimer {
 
     fn ack(&self, completion: Completion, slot: Option<OwnedSemaphorePermit>) {
         // The acker outlives the claimer; a closed channel means the process is ending.
+        // These results (failed before delivery, given back, held by a breaker) are rare:
+        // let each wake the claimer, whether or not its event is an ordered head.
         let _ = self.acks.send(Ack {
             completion,
             slot,
-            ordered: false,
+            wake: true,
         });
     }
 

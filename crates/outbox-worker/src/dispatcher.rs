@@ -137,7 +137,7 @@ impl InFlight {
         let _ = self.tx.send(Ack {
             completion,
             slot: self.slot.take(),
-            ordered: self.ordered,
+            wake: self.ordered,
         });
     }
 }
