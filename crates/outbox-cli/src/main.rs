@@ -73,6 +73,27 @@ enum Command {
     /// Check connectivity, schema, column mapping, routes and policies; print the fix for
     /// each problem.
     Doctor,
+    /// Counts per routingKey and status, lag (oldest PENDING), retrying and FAILED events.
+    Stats {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Inspect events.
+    Events {
+        #[command(subcommand)]
+        action: EventsAction,
+    },
+    /// FAILED events (the dead letters): list, put back, delete.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+    /// Retry policies next to this config's routes; pause and resume a routingKey.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
     /// Delete SENT or FAILED rows older than an age, in small batches.
     Purge {
         /// Which finished rows.
@@ -84,6 +105,165 @@ enum Command {
         /// Rows per delete statement.
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         batch_size: u32,
+    },
+}
+
+/// Which events: the filters every listing and bulk command shares.
+#[derive(clap::Args, Debug, Clone)]
+struct Filters {
+    /// Events with this routingKey.
+    #[arg(long)]
+    routing_key: Option<String>,
+    /// Events of this aggregate.
+    #[arg(long)]
+    aggregate_id: Option<String>,
+    /// Events that occurred at most this long ago, e.g. 1h, 2d.
+    #[arg(long, value_name = "AGE")]
+    since: Option<String>,
+}
+
+impl Filters {
+    fn to_filter(
+        &self,
+        ids: Vec<String>,
+        error_contains: Option<String>,
+    ) -> Result<outbox_store::postgres::ops::EventFilter, Failure> {
+        let since = match &self.since {
+            Some(s) => Some(
+                outbox_core::conf::parse_duration(s)
+                    .map_err(|e| Failure::new(EXIT_CONFIG, format!("--since: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(outbox_store::postgres::ops::EventFilter {
+            ids,
+            status: None,
+            routing_key: self.routing_key.clone(),
+            aggregate_id: self.aggregate_id.clone(),
+            since,
+            error_contains,
+        })
+    }
+}
+
+/// Statuses of events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EventStatus {
+    #[value(name = "PENDING", alias = "pending")]
+    Pending,
+    #[value(name = "PROCESSING", alias = "processing")]
+    Processing,
+    #[value(name = "SENT", alias = "sent")]
+    Sent,
+    #[value(name = "FAILED", alias = "failed")]
+    Failed,
+}
+
+#[derive(Subcommand, Debug)]
+enum EventsAction {
+    /// Events, newest first.
+    List {
+        #[command(flatten)]
+        filters: Filters,
+        /// Only events with this status.
+        #[arg(long, value_enum)]
+        status: Option<EventStatus>,
+        /// Most events shown.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// `json`: one object per line.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Every column of one event, its attempts and next attempt.
+    Show {
+        /// The event id.
+        id: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DlqAction {
+    /// FAILED events, newest first, with their last error; and blocked aggregates.
+    List {
+        #[command(flatten)]
+        filters: Filters,
+        /// Only events whose lastError contains this (case-insensitive).
+        #[arg(long)]
+        error_contains: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// `json`: one object per line.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Put FAILED events back to PENDING (retryCount 0, due now), audited.
+    Replay {
+        /// This event; repeatable.
+        #[arg(long = "id", value_name = "ID")]
+        ids: Vec<String>,
+        #[command(flatten)]
+        filters: Filters,
+        #[arg(long)]
+        error_contains: Option<String>,
+        /// Show how many and which, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// At most this many events per second.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        rate: Option<u32>,
+        /// Events per statement.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        batch_size: u32,
+    },
+    /// Delete FAILED events, audited; asks first unless --yes.
+    Purge {
+        /// This event; repeatable.
+        #[arg(long = "id", value_name = "ID")]
+        ids: Vec<String>,
+        #[command(flatten)]
+        filters: Filters,
+        #[arg(long)]
+        error_contains: Option<String>,
+        /// Show how many and which, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask (needed when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// Also release the aggregates the deleted events blocked.
+        #[arg(long)]
+        unblock: bool,
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        batch_size: u32,
+    },
+    /// Release aggregates blocked by a FAILED head (their next events go ahead), audited.
+    Unblock {
+        /// The aggregate; repeatable.
+        #[arg(long = "aggregate-id", value_name = "ID")]
+        aggregates: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyAction {
+    /// Each policy, its route and sink, and whether it is paused.
+    List {
+        /// `json`: one object per line.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Pause a routingKey: its events stay PENDING.
+    Pause {
+        /// The routingKey.
+        key: String,
+    },
+    /// Resume a paused routingKey.
+    Resume {
+        /// The routingKey.
+        key: String,
     },
 }
 
@@ -237,6 +417,95 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             }
         }
         Command::Doctor => commands::doctor::doctor(&load()?).await,
+        Command::Stats { format } => commands::events::stats(&load()?, format).await,
+        Command::Events { action } => {
+            let config = load()?;
+            match action {
+                EventsAction::List {
+                    filters,
+                    status,
+                    limit,
+                    format,
+                } => {
+                    let mut filter = filters.to_filter(Vec::new(), None)?;
+                    filter.status = status.map(|s| {
+                        match s {
+                            EventStatus::Pending => "PENDING",
+                            EventStatus::Processing => "PROCESSING",
+                            EventStatus::Sent => "SENT",
+                            EventStatus::Failed => "FAILED",
+                        }
+                        .to_string()
+                    });
+                    commands::events::list(&config, &filter, i64::from(limit), format).await
+                }
+                EventsAction::Show { id, format } => {
+                    commands::events::show(&config, &id, format).await
+                }
+            }
+        }
+        Command::Dlq { action } => {
+            let config = load()?;
+            match action {
+                DlqAction::List {
+                    filters,
+                    error_contains,
+                    limit,
+                    format,
+                } => {
+                    let filter = filters.to_filter(Vec::new(), error_contains)?;
+                    commands::dlq::list(&config, &filter, i64::from(limit), format).await
+                }
+                DlqAction::Replay {
+                    ids,
+                    filters,
+                    error_contains,
+                    dry_run,
+                    rate,
+                    batch_size,
+                } => {
+                    let filter = filters.to_filter(ids, error_contains)?;
+                    let bulk = commands::dlq::Bulk {
+                        dry_run,
+                        batch_size: i64::from(batch_size),
+                        rate,
+                    };
+                    commands::dlq::replay(&config, &filter, &bulk).await
+                }
+                DlqAction::Purge {
+                    ids,
+                    filters,
+                    error_contains,
+                    dry_run,
+                    yes,
+                    unblock,
+                    batch_size,
+                } => {
+                    let filter = filters.to_filter(ids, error_contains)?;
+                    let bulk = commands::dlq::Bulk {
+                        dry_run,
+                        batch_size: i64::from(batch_size),
+                        rate: None,
+                    };
+                    commands::dlq::purge(&config, &filter, &bulk, yes, unblock).await
+                }
+                DlqAction::Unblock { aggregates } => {
+                    commands::dlq::unblock(&config, &aggregates).await
+                }
+            }
+        }
+        Command::Policy { action } => {
+            let config = load()?;
+            match action {
+                PolicyAction::List { format } => commands::policy::list(&config, format).await,
+                PolicyAction::Pause { key } => {
+                    commands::policy::set_paused(&config, &key, true).await
+                }
+                PolicyAction::Resume { key } => {
+                    commands::policy::set_paused(&config, &key, false).await
+                }
+            }
+        }
         Command::Purge {
             status,
             older_than,

@@ -1,13 +1,16 @@
 //! One module per subcommand; shared helpers here.
 
+pub mod dlq;
 pub mod doctor;
+pub mod events;
 pub mod migrate;
+pub mod policy;
 pub mod purge;
 pub mod run;
 pub mod schema;
 
 use crate::config::{Config, SchemaOwner};
-use crate::{Failure, EXIT_CONFIG};
+use crate::{Failure, EXIT_CONFIG, EXIT_FAILURE};
 use outbox_store::{PgStore, PgStoreOptions};
 use std::time::Duration;
 
@@ -56,4 +59,80 @@ pub fn require_worker_owned(config: &Config, command: &str) -> Result<(), Failur
         ));
     }
     Ok(())
+}
+
+/// The store, ready for operator queries: on app-owned tables, with the layout resolved.
+pub async fn query_store(config: &Config) -> Result<PgStore, Failure> {
+    let mut store = open_store(config)?;
+    if config.database.owner == SchemaOwner::App {
+        let res = store
+            .adopt_app_tables(&config.database.overrides)
+            .await
+            .map_err(|e| {
+                Failure::new(EXIT_FAILURE, format!("cannot read the app's tables: {e}"))
+            })?;
+        if res.layout.is_none() {
+            return Err(Failure::new(
+                EXIT_FAILURE,
+                "the app-owned tables cannot be used; run `outbox doctor` for the fixes",
+            ));
+        }
+    }
+    Ok(store)
+}
+
+/// Who runs an operator command, for the audit: `user@host`.
+pub fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into());
+    format!("{user}@{host}")
+}
+
+/// A progress display for a bulk operation: a bar on a terminal, a line every 5 s otherwise.
+pub struct Progress {
+    bar: indicatif::ProgressBar,
+    what: &'static str,
+    done: u64,
+    total: u64,
+    last_line: std::time::Instant,
+}
+
+impl Progress {
+    pub fn new(total: u64, what: &'static str) -> Progress {
+        let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            indicatif::ProgressBar::new(total)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "{{bar:40}} {{pos}}/{{len}} {what} ({{per_sec}}, {{eta}} left)"
+            ))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Progress {
+            bar,
+            what,
+            done: 0,
+            total,
+            last_line: std::time::Instant::now(),
+        }
+    }
+
+    pub fn add(&mut self, n: u64) {
+        self.done += n;
+        self.bar.inc(n);
+        if self.bar.is_hidden() && self.last_line.elapsed().as_secs() >= 5 {
+            eprintln!("{}/{} {}", self.done, self.total, self.what);
+            self.last_line = std::time::Instant::now();
+        }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }

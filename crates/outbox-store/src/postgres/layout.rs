@@ -61,6 +61,8 @@ pub const EVENT_TABLE: &str = "OutboxEvent";
 pub const POLICY_TABLE: &str = "OutboxRetryPolicy";
 /// Canonical table names.
 pub const BLOCKED_TABLE: &str = "OutboxBlockedAggregate";
+/// Canonical table names.
+pub const AUDIT_TABLE: &str = "OutboxAudit";
 /// The advisory-lock class (first key) of the aggregate buckets that order producers and
 /// ordered claims (see migration 0003).
 pub const ORDER_LOCK_CLASS: i32 = 1_869_968_482;
@@ -88,6 +90,8 @@ pub struct Layout {
     pub next_retry_nullable: bool,
     /// Physical name of the blocked-aggregates table (same schema), when there is one.
     pub blocked_table: Option<String>,
+    /// Physical name of the audit table (same schema), when there is one.
+    pub audit_table: Option<String>,
 }
 
 impl Layout {
@@ -111,6 +115,7 @@ impl Layout {
             naive_timestamps: Vec::new(),
             next_retry_nullable: false,
             blocked_table: Some(BLOCKED_TABLE.to_string()),
+            audit_table: Some(AUDIT_TABLE.to_string()),
         }
     }
 
@@ -133,7 +138,7 @@ impl Layout {
     }
 
     /// Quoted physical name of an event column (which must be mapped).
-    fn ev(&self, logical: &str) -> String {
+    pub(crate) fn ev(&self, logical: &str) -> String {
         quote_ident(
             self.event_columns
                 .get(logical)
@@ -142,7 +147,7 @@ impl Layout {
         )
     }
 
-    fn ev_opt(&self, logical: &str) -> Option<String> {
+    pub(crate) fn ev_opt(&self, logical: &str) -> Option<String> {
         self.event_columns.get(logical).map(|c| quote_ident(c))
     }
 
@@ -151,7 +156,7 @@ impl Layout {
     }
 
     /// A timestamp column read as timestamptz.
-    fn ts_read(&self, alias: &str, logical: &str) -> String {
+    pub(crate) fn ts_read(&self, alias: &str, logical: &str) -> String {
         let col = format!("{alias}.{}", self.ev(logical));
         if self.naive(logical) {
             format!("({col} AT TIME ZONE 'UTC')")
@@ -161,7 +166,7 @@ impl Layout {
     }
 
     /// A timestamptz expression converted for storing in a timestamp column.
-    fn ts_value(&self, logical: &str, expr: &str) -> String {
+    pub(crate) fn ts_value(&self, logical: &str, expr: &str) -> String {
         if self.naive(logical) {
             format!("(({expr}) AT TIME ZONE 'UTC')")
         } else {
@@ -169,7 +174,7 @@ impl Layout {
         }
     }
 
-    fn status_value(&self, expr: &str) -> String {
+    pub(crate) fn status_value(&self, expr: &str) -> String {
         match &self.status_enum {
             Some(t) => format!("{expr}::{t}"),
             None => expr.to_string(),

@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "outbox_ordering",
         sql: include_str!("../../../../migrations/0003_outbox_ordering.sql"),
     },
+    Migration {
+        version: 4,
+        name: "outbox_audit",
+        sql: include_str!("../../../../migrations/0004_outbox_audit.sql"),
+    },
 ];
 
 /// The history table's name.

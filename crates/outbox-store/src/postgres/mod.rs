@@ -6,6 +6,7 @@ pub mod drift;
 pub mod inspect;
 pub mod layout;
 pub mod migrate;
+pub mod ops;
 pub mod print;
 pub mod resolve;
 

@@ -5,7 +5,7 @@
 
 use super::catalog::{Catalog, Column, Table};
 use super::layout::{
-    Layout, BLOCKED_TABLE, EVENT_OPTIONAL, EVENT_RECOMMENDED, EVENT_REQUIRED, EVENT_TABLE,
+    Layout, AUDIT_TABLE, BLOCKED_TABLE, EVENT_OPTIONAL, EVENT_RECOMMENDED, EVENT_REQUIRED, EVENT_TABLE,
     ORDER_LOCK_CLASS, POLICY_OPTIONAL, POLICY_REQUIRED, POLICY_TABLE,
 };
 use super::quote_ident;
@@ -462,6 +462,14 @@ pub fn resolve(cat: &Catalog, schema: &str, overrides: &Overrides) -> Resolution
     }
     let wanted = layout.policy_columns.contains_key("blockOnFailure");
     layout.blocked_table = resolve_blocked_table(cat, schema, overrides, wanted, &mut out);
+    // The audit table is the operator commands' (they say when it is missing).
+    layout.audit_table = find_table(cat, AUDIT_TABLE, overrides)
+        .filter(|(_, t)| {
+            ["actor", "action", "eventId", "routingKey", "detail"]
+                .iter()
+                .all(|c| t.column(c).is_some())
+        })
+        .map(|(name, _)| name);
     if !blocked {
         out.layout = Some(layout);
     }

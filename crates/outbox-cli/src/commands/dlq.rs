@@ -1,0 +1,230 @@
+//! `outbox dlq list|replay|purge`: the FAILED events — what failed and why, put them back,
+//! or delete them. Bulk actions run in batches with progress, are audited in
+//! `"OutboxAudit"`, and are safe while workers run (workers never touch FAILED rows).
+
+use super::events::{fit, print_events};
+use super::{actor, query_store, Progress};
+use crate::config::Config;
+use crate::{Failure, Format, EXIT_CONFIG, EXIT_FAILURE};
+use outbox_store::postgres::ops::EventFilter;
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+fn failed(e: outbox_core::StoreError) -> Failure {
+    Failure::new(EXIT_FAILURE, e.to_string())
+}
+
+/// The filter restricted to FAILED events.
+fn dead(filter: &EventFilter) -> EventFilter {
+    EventFilter {
+        status: Some("FAILED".into()),
+        ..filter.clone()
+    }
+}
+
+fn selects_something(filter: &EventFilter) -> bool {
+    !filter.ids.is_empty()
+        || filter.routing_key.is_some()
+        || filter.aggregate_id.is_some()
+        || filter.since.is_some()
+        || filter.error_contains.is_some()
+}
+
+pub async fn list(
+    config: &Config,
+    filter: &EventFilter,
+    limit: i64,
+    format: Format,
+) -> Result<u8, Failure> {
+    let store = query_store(config).await?;
+    let events = store
+        .list_events(&dead(filter), limit)
+        .await
+        .map_err(failed)?;
+    print_events(&events, format, true);
+    if format == Format::Text {
+        let blocked = store.blocked_aggregates().await.map_err(failed)?;
+        if !blocked.is_empty() {
+            println!();
+            println!("blocked aggregates (later events wait until the FAILED head is replayed or purged with --unblock):");
+            for b in blocked {
+                println!(
+                    "  {} by {} ({})",
+                    fit(&b.aggregate_id, 30),
+                    b.event_id,
+                    b.routing_key
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// What a bulk action is about to touch: the count, and the first few.
+async fn preview(
+    store: &outbox_store::PgStore,
+    filter: &EventFilter,
+) -> Result<i64, Failure> {
+    let total = store.count_events(filter).await.map_err(failed)?;
+    let first = store.list_events(filter, 20).await.map_err(failed)?;
+    println!("{total} FAILED event(s) match:");
+    for e in &first {
+        println!(
+            "  {}  {}  {}",
+            e["id"].as_str().unwrap_or(""),
+            e["routingKey"].as_str().unwrap_or(""),
+            fit(e["lastError"].as_str().unwrap_or(""), 40)
+        );
+    }
+    if total > first.len() as i64 {
+        println!("  … and {} more", total - first.len() as i64);
+    }
+    Ok(total)
+}
+
+/// Options of a bulk action.
+pub struct Bulk {
+    pub dry_run: bool,
+    pub batch_size: i64,
+    /// Events per second at most.
+    pub rate: Option<u32>,
+}
+
+pub async fn replay(config: &Config, filter: &EventFilter, bulk: &Bulk) -> Result<u8, Failure> {
+    if !selects_something(filter) {
+        return Err(Failure::new(
+            EXIT_CONFIG,
+            "say which FAILED events to replay: --id ID (repeatable), --routing-key, --aggregate-id, --since or --error-contains",
+        ));
+    }
+    let store = query_store(config).await?;
+    let filter = dead(filter);
+    let total = preview(&store, &filter).await?;
+    if bulk.dry_run {
+        println!("dry run: nothing changed");
+        return Ok(0);
+    }
+    if !store.audits() {
+        eprintln!("warning: no OutboxAudit table in schema \"{}\": this replay is not audited (see `outbox schema print`)", store.schema());
+    }
+    let who = actor();
+    let batch = match bulk.rate {
+        Some(r) => bulk.batch_size.min(i64::from(r.max(1))),
+        None => bulk.batch_size,
+    };
+    let mut progress = Progress::new(total.max(0) as u64, "events replayed");
+    let started = Instant::now();
+    let mut done: u64 = 0;
+    loop {
+        let ids = store
+            .replay_failed(&filter, batch, &who)
+            .await
+            .map_err(failed)?;
+        done += ids.len() as u64;
+        progress.add(ids.len() as u64);
+        if (ids.len() as i64) < batch {
+            break;
+        }
+        if let Some(rate) = bulk.rate {
+            let due = Duration::from_secs_f64(done as f64 / f64::from(rate.max(1)));
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+    progress.finish();
+    println!("Replayed {done} FAILED event(s): PENDING again, retryCount 0, due now (by {who}).");
+    Ok(0)
+}
+
+/// Asks on the terminal; refuses when there is none.
+fn confirm(question: &str) -> Result<bool, Failure> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::new(
+            EXIT_CONFIG,
+            "refusing to delete without --yes (stdin is not a terminal to ask on)",
+        ));
+    }
+    print!("{question} [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+pub async fn purge(
+    config: &Config,
+    filter: &EventFilter,
+    bulk: &Bulk,
+    yes: bool,
+    unblock: bool,
+) -> Result<u8, Failure> {
+    if !selects_something(filter) && !yes {
+        return Err(Failure::new(
+            EXIT_CONFIG,
+            "say which FAILED events to delete (--id, --routing-key, --aggregate-id, --since, --error-contains), or pass --yes to delete them all",
+        ));
+    }
+    let store = query_store(config).await?;
+    let filter = dead(filter);
+    let total = preview(&store, &filter).await?;
+    if bulk.dry_run {
+        println!("dry run: nothing changed");
+        return Ok(0);
+    }
+    if total == 0 {
+        println!("Nothing to delete.");
+        return Ok(0);
+    }
+    if !yes && !confirm(&format!("Delete {total} FAILED event(s)?"))? {
+        println!("Nothing deleted.");
+        return Ok(0);
+    }
+    if !store.audits() {
+        eprintln!("warning: no OutboxAudit table in schema \"{}\": this purge is not audited (see `outbox schema print`)", store.schema());
+    }
+    let who = actor();
+    let mut progress = Progress::new(total as u64, "events deleted");
+    let mut done: u64 = 0;
+    loop {
+        let ids = store
+            .purge_failed(&filter, bulk.batch_size, &who, unblock)
+            .await
+            .map_err(failed)?;
+        done += ids.len() as u64;
+        progress.add(ids.len() as u64);
+        if (ids.len() as i64) < bulk.batch_size {
+            break;
+        }
+    }
+    progress.finish();
+    println!("Deleted {done} FAILED event(s) (by {who}).");
+    let still = store.blocked_aggregates().await.map_err(failed)?;
+    if !still.is_empty() {
+        println!(
+            "{} aggregate(s) are blocked; release one with `outbox dlq unblock --aggregate-id ID`",
+            still.len()
+        );
+    }
+    Ok(0)
+}
+
+pub async fn unblock(config: &Config, aggregates: &[String]) -> Result<u8, Failure> {
+    if aggregates.is_empty() {
+        return Err(Failure::new(
+            EXIT_CONFIG,
+            "say which aggregates to release: --aggregate-id ID (repeatable)",
+        ));
+    }
+    let store = query_store(config).await?;
+    let who = actor();
+    let released = store.unblock(aggregates, &who).await.map_err(failed)?;
+    for a in aggregates {
+        if released.contains(a) {
+            println!("Released aggregate {a}: its next event goes ahead (by {who}).");
+        } else {
+            println!("Aggregate {a} was not blocked.");
+        }
+    }
+    Ok(0)
+}

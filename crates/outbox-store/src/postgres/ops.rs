@@ -1,0 +1,429 @@
+//! Operator commands' SQL: statistics, listing and showing events, replaying and purging
+//! FAILED events, pausing policies — each action audited. Every statement goes through the
+//! [`Layout`], so app-owned tables with other names work the same.
+
+use super::layout::{Layout, EVENT_TIMESTAMPS};
+use super::{classify, quote_ident, PgStore};
+use outbox_core::StoreError;
+use serde_json::Value;
+use std::time::Duration;
+use tokio_postgres::types::ToSql;
+
+/// Which events an operator command is about. Empty fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Exactly these ids (when not empty).
+    pub ids: Vec<String>,
+    /// PENDING, PROCESSING, SENT or FAILED.
+    pub status: Option<String>,
+    pub routing_key: Option<String>,
+    pub aggregate_id: Option<String>,
+    /// Occurred at most this long ago.
+    pub since: Option<Duration>,
+    /// lastError contains this (case-insensitive).
+    pub error_contains: Option<String>,
+}
+
+/// Counts of one routingKey.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyStats {
+    pub routing_key: String,
+    pub pending: i64,
+    pub processing: i64,
+    pub sent: i64,
+    pub failed: i64,
+    /// PENDING after at least one failed attempt.
+    pub retrying: i64,
+    /// Age of the oldest PENDING event, seconds.
+    pub oldest_pending_seconds: Option<f64>,
+}
+
+/// A blocked aggregate (an ordered head FAILED under blockOnFailure).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Blocked {
+    pub aggregate_id: String,
+    pub event_id: String,
+    pub routing_key: String,
+}
+
+impl Layout {
+    /// The event as a JSON object with the contract's (logical) column names.
+    fn event_json(&self, alias: &str) -> String {
+        let mut parts = Vec::new();
+        for (logical, _) in &self.event_columns {
+            let value = if EVENT_TIMESTAMPS.contains(&logical.as_str()) {
+                self.ts_read(alias, logical)
+            } else if logical == "status" {
+                format!("{alias}.{}::text", self.ev(logical))
+            } else {
+                format!("{alias}.{}", self.ev(logical))
+            };
+            parts.push(format!("'{}', {value}", logical.replace('\'', "''")));
+        }
+        // jsonb_build_object takes at most 100 arguments; 21 columns need 42.
+        format!("jsonb_build_object({})", parts.join(", "))
+    }
+
+    /// The filter with parameters `$1`..`$6` (ids, status, routingKey, aggregateId, since
+    /// seconds, error text); a NULL or empty parameter does not filter.
+    fn filter_sql(&self, alias: &str) -> String {
+        let error = match self.ev_opt("lastError") {
+            Some(c) => format!("strpos(lower(COALESCE({alias}.{c}, '')), lower($6::text)) > 0"),
+            None => "false".into(),
+        };
+        format!(
+            "(cardinality($1::text[]) = 0 OR {alias}.{id}::text = ANY($1::text[])) \
+             AND ($2::text IS NULL OR {alias}.{status}::text = $2::text) \
+             AND ($3::text IS NULL OR {alias}.{routing}::text = $3::text) \
+             AND ($4::text IS NULL OR {alias}.{aggregate}::text = $4::text) \
+             AND ($5::float8 IS NULL OR {occurred} >= now() - make_interval(secs => $5::float8)) \
+             AND ($6::text IS NULL OR {error})",
+            id = self.ev("id"),
+            status = self.ev("status"),
+            routing = self.ev("routingKey"),
+            aggregate = self.ev("aggregateId"),
+            occurred = self.ts_read(alias, "occurredAt"),
+        )
+    }
+
+    /// The newest-first ordering of listings: FAILED by when they failed, others by occurredAt.
+    fn newest_first(&self, alias: &str, failed: bool) -> String {
+        let occurred = self.ts_read(alias, "occurredAt");
+        match self.ev_opt("processedAt") {
+            Some(_) if failed => format!(
+                "{} DESC NULLS LAST, {occurred} DESC",
+                self.ts_read(alias, "processedAt")
+            ),
+            _ => format!("{occurred} DESC, {alias}.{} DESC", self.ev("id")),
+        }
+    }
+
+    fn table(&self, name: &str) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(name))
+    }
+}
+
+fn filter_params(f: &EventFilter) -> Vec<Box<dyn ToSql + Sync + Send>> {
+    vec![
+        Box::new(f.ids.clone()),
+        Box::new(f.status.clone()),
+        Box::new(f.routing_key.clone()),
+        Box::new(f.aggregate_id.clone()),
+        Box::new(f.since.map(|d| d.as_secs_f64())),
+        Box::new(f.error_contains.clone()),
+    ]
+}
+
+fn refs(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+impl PgStore {
+    /// Events matching `filter`, newest first, at most `limit`, as JSON objects with the
+    /// contract's column names.
+    pub async fn list_events(
+        &self,
+        filter: &EventFilter,
+        limit: i64,
+    ) -> Result<Vec<Value>, StoreError> {
+        let l = &self.layout;
+        let failed = filter.status.as_deref() == Some("FAILED");
+        let sql = format!(
+            "SELECT {} FROM {} AS e WHERE {} ORDER BY {} LIMIT $7",
+            l.event_json("e"),
+            l.events(),
+            l.filter_sql("e"),
+            l.newest_first("e", failed)
+        );
+        let mut params = filter_params(filter);
+        params.push(Box::new(limit));
+        let client = self.client().await?;
+        let rows = client
+            .query(&sql, &refs(&params))
+            .await
+            .map_err(classify)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// How many events match `filter`.
+    pub async fn count_events(&self, filter: &EventFilter) -> Result<i64, StoreError> {
+        let l = &self.layout;
+        let sql = format!(
+            "SELECT count(*)::int8 FROM {} AS e WHERE {}",
+            l.events(),
+            l.filter_sql("e")
+        );
+        let params = filter_params(filter);
+        let client = self.client().await?;
+        let row = client
+            .query_one(&sql, &refs(&params))
+            .await
+            .map_err(classify)?;
+        Ok(row.get(0))
+    }
+
+    /// Counts per routingKey (one scan of the table).
+    pub async fn stats(&self) -> Result<Vec<KeyStats>, StoreError> {
+        let l = &self.layout;
+        let status = l.ev("status");
+        let sql = format!(
+            "SELECT e.{routing}::text,
+                    count(*) FILTER (WHERE e.{status}::text = 'PENDING')::int8,
+                    count(*) FILTER (WHERE e.{status}::text = 'PROCESSING')::int8,
+                    count(*) FILTER (WHERE e.{status}::text = 'SENT')::int8,
+                    count(*) FILTER (WHERE e.{status}::text = 'FAILED')::int8,
+                    count(*) FILTER (WHERE e.{status}::text = 'PENDING' AND e.{retry} > 0)::int8,
+                    EXTRACT(EPOCH FROM now() - min({occurred}) FILTER (WHERE e.{status}::text = 'PENDING'))::float8
+               FROM {ev} AS e GROUP BY 1 ORDER BY 1",
+            routing = l.ev("routingKey"),
+            retry = l.ev("retryCount"),
+            occurred = l.ts_read("e", "occurredAt"),
+            ev = l.events(),
+        );
+        let client = self.client().await?;
+        let rows = client.query(&sql, &[]).await.map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|r| KeyStats {
+                routing_key: r.get(0),
+                pending: r.get(1),
+                processing: r.get(2),
+                sent: r.get(3),
+                failed: r.get(4),
+                retrying: r.get(5),
+                oldest_pending_seconds: r.get::<_, Option<f64>>(6).map(|s| s.max(0.0)),
+            })
+            .collect())
+    }
+
+    /// Aggregates held back by a failed head (none when the table does not exist).
+    pub async fn blocked_aggregates(&self) -> Result<Vec<Blocked>, StoreError> {
+        let Some(t) = &self.layout.blocked_table else {
+            return Ok(Vec::new());
+        };
+        let sql = format!(
+            "SELECT \"aggregateId\"::text, \"eventId\"::text, \"routingKey\"::text FROM {} ORDER BY \"blockedAt\"",
+            self.layout.table(t)
+        );
+        let client = self.client().await?;
+        let rows = client.query(&sql, &[]).await.map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|r| Blocked {
+                aggregate_id: r.get(0),
+                event_id: r.get(1),
+                routing_key: r.get(2),
+            })
+            .collect())
+    }
+
+    /// Whether operator actions are audited (the audit table exists).
+    pub fn audits(&self) -> bool {
+        self.layout.audit_table.is_some()
+    }
+
+    /// The audit insert for rows of CTE `done(id, routing)`, or nothing.
+    fn audit_cte(&self, action: &str) -> String {
+        match &self.layout.audit_table {
+            Some(t) => format!(
+                ", audit AS (INSERT INTO {} (\"actor\", \"action\", \"eventId\", \"routingKey\") \
+                 SELECT $8::text, '{action}', id, routing FROM done)",
+                self.layout.table(t)
+            ),
+            None => String::new(),
+        }
+    }
+
+    /// Puts up to `batch` FAILED events matching `filter` back to PENDING (retryCount 0, due
+    /// now, no lease, processedAt cleared; lastError kept), releases the aggregates they
+    /// blocked, and audits each as done by `actor`. Returns the ids replayed; call again
+    /// until it returns fewer than `batch`.
+    pub async fn replay_failed(
+        &self,
+        filter: &EventFilter,
+        batch: i64,
+        actor: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let l = &self.layout;
+        let (id, status) = (l.ev("id"), l.ev("status"));
+        let mut sets = vec![
+            format!("{status} = {}", l.status_value("'PENDING'")),
+            format!("{} = 0", l.ev("retryCount")),
+            format!(
+                "{} = {}",
+                l.ev("nextRetryAt"),
+                l.ts_value("nextRetryAt", "now()")
+            ),
+            format!("{} = NULL", l.ev("lockedBy")),
+            format!("{} = NULL", l.ev("lockedUntil")),
+        ];
+        if let Some(c) = l.ev_opt("processedAt") {
+            sets.push(format!("{c} = NULL"));
+        }
+        let unblock = match &l.blocked_table {
+            Some(t) => format!(
+                ", unblocked AS (DELETE FROM {} AS b USING done WHERE b.\"eventId\" = done.id)",
+                l.table(t)
+            ),
+            None => String::new(),
+        };
+        let sql = format!(
+            "WITH picked AS (
+                 SELECT e.{id} AS pid FROM {ev} AS e
+                  WHERE e.{status}::text = 'FAILED' AND {filter}
+                  LIMIT $7 FOR UPDATE SKIP LOCKED),
+             done AS (
+                 UPDATE {ev} AS e SET {sets} FROM picked
+                  WHERE e.{id} = picked.pid AND e.{status}::text = 'FAILED'
+              RETURNING e.{id}::text AS id, e.{routing}::text AS routing){unblock}{audit}
+             SELECT id FROM done",
+            ev = l.events(),
+            filter = l.filter_sql("e"),
+            sets = sets.join(", "),
+            routing = l.ev("routingKey"),
+            audit = self.audit_cte("replay"),
+        );
+        self.batch_action(&sql, filter, batch, actor).await
+    }
+
+    /// Deletes up to `batch` FAILED events matching `filter`, audited. Aggregates they
+    /// blocked stay blocked unless `unblock`. Returns the ids deleted.
+    pub async fn purge_failed(
+        &self,
+        filter: &EventFilter,
+        batch: i64,
+        actor: &str,
+        unblock: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        let l = &self.layout;
+        let (id, status) = (l.ev("id"), l.ev("status"));
+        let release = match (&l.blocked_table, unblock) {
+            (Some(t), true) => format!(
+                ", unblocked AS (DELETE FROM {} AS b USING done WHERE b.\"eventId\" = done.id)",
+                l.table(t)
+            ),
+            _ => String::new(),
+        };
+        let sql = format!(
+            "WITH picked AS (
+                 SELECT e.{id} AS pid FROM {ev} AS e
+                  WHERE e.{status}::text = 'FAILED' AND {filter}
+                  LIMIT $7 FOR UPDATE SKIP LOCKED),
+             done AS (
+                 DELETE FROM {ev} AS e USING picked WHERE e.{id} = picked.pid
+              RETURNING e.{id}::text AS id, e.{routing}::text AS routing){release}{audit}
+             SELECT id FROM done",
+            ev = l.events(),
+            filter = l.filter_sql("e"),
+            routing = l.ev("routingKey"),
+            audit = self.audit_cte(if unblock { "purge+unblock" } else { "purge" }),
+        );
+        self.batch_action(&sql, filter, batch, actor).await
+    }
+
+    async fn batch_action(
+        &self,
+        sql: &str,
+        filter: &EventFilter,
+        batch: i64,
+        actor: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut params = filter_params(filter);
+        params.push(Box::new(batch));
+        // $8, the actor, appears in the statement only when there is an audit table.
+        if self.layout.audit_table.is_some() {
+            params.push(Box::new(actor.to_string()));
+        }
+        let client = self.client().await?;
+        let rows = client
+            .query(sql, &refs(&params))
+            .await
+            .map_err(classify)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Releases blocked `aggregates` (audited); returns the ones that were blocked.
+    pub async fn unblock(
+        &self,
+        aggregates: &[String],
+        actor: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let l = &self.layout;
+        let Some(t) = &l.blocked_table else {
+            return Ok(Vec::new());
+        };
+        let audit = match &l.audit_table {
+            Some(a) => format!(
+                ", audit AS (INSERT INTO {} (\"actor\", \"action\", \"eventId\", \"routingKey\", \"detail\") \
+                 SELECT $2::text, 'unblock', id, routing, 'aggregate ' || agg FROM done)",
+                l.table(a)
+            ),
+            None => String::new(),
+        };
+        let sql = format!(
+            "WITH done AS (DELETE FROM {} AS b WHERE b.\"aggregateId\" = ANY($1::text[]) \
+             RETURNING b.\"aggregateId\"::text AS agg, b.\"eventId\"::text AS id, b.\"routingKey\"::text AS routing){audit} \
+             SELECT agg FROM done",
+            l.table(t)
+        );
+        let client = self.client().await?;
+        let rows = if l.audit_table.is_some() {
+            client.query(&sql, &[&aggregates, &actor]).await
+        } else {
+            client.query(&sql, &[&aggregates]).await
+        }
+        .map_err(classify)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Sets `paused` on the policy of `routing_key`, audited; false when there is no such
+    /// policy. The policy table's NOTIFY trigger tells running workers.
+    pub async fn set_paused(
+        &self,
+        routing_key: &str,
+        paused: bool,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let l = &self.layout;
+        let Some(col) = l.policy_columns.get("paused") else {
+            return Err(StoreError::Query(format!(
+                "the policy table {} has no paused column; add it: ALTER TABLE {} ADD COLUMN \"paused\" boolean NOT NULL DEFAULT false;",
+                l.policies(),
+                l.policies()
+            )));
+        };
+        let key = l
+            .policy_columns
+            .get("routingKey")
+            .cloned()
+            .unwrap_or_else(|| "routingKey".into());
+        let action = if paused { "pause" } else { "resume" };
+        let audit = match &l.audit_table {
+            Some(t) => format!(
+                ", audit AS (INSERT INTO {} (\"actor\", \"action\", \"routingKey\") SELECT $3::text, '{action}', k FROM done)",
+                l.table(t)
+            ),
+            None => String::new(),
+        };
+        let sql = format!(
+            "WITH done AS (UPDATE {pol} SET {col} = $2 WHERE {key}::text = $1 RETURNING {key}::text AS k){audit}
+             SELECT count(*)::int8 FROM done",
+            pol = l.policies(),
+            col = quote_ident(col),
+            key = quote_ident(&key),
+        );
+        let client = self.client().await?;
+        let row = if l.audit_table.is_some() {
+            client.query_one(&sql, &[&routing_key, &paused, &actor]).await
+        } else {
+            client.query_one(&sql, &[&routing_key, &paused]).await
+        }
+        .map_err(classify)?;
+        Ok(row.get::<_, i64>(0) > 0)
+    }
+}
