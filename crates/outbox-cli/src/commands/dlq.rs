@@ -61,10 +61,7 @@ pub async fn list(
 }
 
 /// What a bulk action is about to touch: the count, and the first few.
-async fn preview(
-    store: &outbox_store::PgStore,
-    filter: &EventFilter,
-) -> Result<i64, Failure> {
+async fn preview(store: &outbox_store::PgStore, filter: &EventFilter) -> Result<i64, Failure> {
     let total = store.count_events(filter).await.map_err(failed)?;
     let first = store.list_events(filter, 20).await.map_err(failed)?;
     println!("{total} FAILED event(s) match:");

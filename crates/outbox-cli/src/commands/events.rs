@@ -89,7 +89,9 @@ pub async fn stats(config: &Config, format: Format) -> Result<u8, Failure> {
                 age(oldest)
             );
             println!();
-            println!("lag = age of the oldest PENDING event; retrying = PENDING after a failed attempt");
+            println!(
+                "lag = age of the oldest PENDING event; retrying = PENDING after a failed attempt"
+            );
             if !blocked.is_empty() {
                 println!(
                     "{} aggregate(s) blocked by a FAILED head (see `outbox dlq list`)",

@@ -143,10 +143,7 @@ impl PgStore {
         let mut params = filter_params(filter);
         params.push(Box::new(limit));
         let client = self.client().await?;
-        let rows = client
-            .query(&sql, &refs(&params))
-            .await
-            .map_err(classify)?;
+        let rows = client.query(&sql, &refs(&params)).await.map_err(classify)?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -340,10 +337,7 @@ impl PgStore {
             params.push(Box::new(actor.to_string()));
         }
         let client = self.client().await?;
-        let rows = client
-            .query(sql, &refs(&params))
-            .await
-            .map_err(classify)?;
+        let rows = client.query(sql, &refs(&params)).await.map_err(classify)?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -419,7 +413,9 @@ impl PgStore {
         );
         let client = self.client().await?;
         let row = if l.audit_table.is_some() {
-            client.query_one(&sql, &[&routing_key, &paused, &actor]).await
+            client
+                .query_one(&sql, &[&routing_key, &paused, &actor])
+                .await
         } else {
             client.query_one(&sql, &[&routing_key, &paused]).await
         }
