@@ -52,7 +52,7 @@ impl Layout {
     /// The event as a JSON object with the contract's (logical) column names.
     fn event_json(&self, alias: &str) -> String {
         let mut parts = Vec::new();
-        for (logical, _) in &self.event_columns {
+        for logical in self.event_columns.keys() {
             let value = if EVENT_TIMESTAMPS.contains(&logical.as_str()) {
                 self.ts_read(alias, logical)
             } else if logical == "status" {
