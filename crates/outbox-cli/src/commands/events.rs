@@ -123,8 +123,8 @@ pub fn print_events(events: &[Value], format: Format, with_error: bool) {
         Format::Text => {
             if with_error {
                 println!(
-                    "{:<20} {:<18} {:<11} {:>3} {}",
-                    "id", "routingKey", "failed (UTC)", "try", "lastError"
+                    "{:<20} {:<18} {:<11} {:>3} lastError",
+                    "id", "routingKey", "failed (UTC)", "try"
                 );
             } else {
                 println!(

@@ -39,8 +39,8 @@ pub async fn list(config: &Config, format: Format) -> Result<u8, Failure> {
         }
         Format::Text => {
             println!(
-                "{:<26} {:<16} {:>7} {:>15} {:<8} {}",
-                "routingKey", "sink", "retries", "interval ms", "ordered", "state"
+                "{:<26} {:<16} {:>7} {:>15} {:<8} state",
+                "routingKey", "sink", "retries", "interval ms", "ordered"
             );
             for p in &policies {
                 let ordered = match (p.ordered, p.block_on_failure) {
