@@ -136,6 +136,19 @@ model OutboxBlockedAggregate {{
   reason      String?
   blockedAt   DateTime @default(now()) @db.Timestamptz(3)
 }}
+
+model OutboxAudit {{
+  id         BigInt   @id @default(autoincrement())
+  at         DateTime @default(now()) @db.Timestamptz(3)
+  actor      String
+  dbUser     String   @default(dbgenerated("CURRENT_USER"))
+  action     String
+  eventId    String?
+  routingKey String?
+  detail     String?
+
+  @@index([at])
+}}
 "#
     )
 }
