@@ -125,6 +125,8 @@ pub struct Config {
     pub routes: BTreeMap<String, String>,
     /// Sink name → sink.
     pub sinks: BTreeMap<String, SinkConfig>,
+    /// `[admin]`: where /metrics, /healthz and /readyz listen (off when absent).
+    pub admin: Option<std::net::SocketAddr>,
     /// Things worth a warning but not fatal.
     pub warnings: Vec<String>,
 }
@@ -279,9 +281,10 @@ pub fn parse(
     let retention_table = s.table("retention").cloned().unwrap_or_default();
     let routes_table = s.table("routes").cloned().unwrap_or_default();
     let sinks_table = s.table("sinks").cloned().unwrap_or_default();
-    if s.value("admin").is_some() {
-        s.issue("admin", "the admin listener (/metrics, /healthz) is not in this version yet; remove the [admin] section");
-    }
+    let admin = s
+        .table("admin")
+        .cloned()
+        .and_then(|t| read_admin(&t, &mut issues));
 
     let database = read_database(&db_table, database_url_override, &mut issues);
     let mut worker = read_worker(&worker_table, &mut issues);
@@ -401,8 +404,24 @@ pub fn parse(
         worker,
         routes,
         sinks,
+        admin,
         warnings,
     })
+}
+
+fn read_admin(t: &Table, issues: &mut Vec<Issue>) -> Option<std::net::SocketAddr> {
+    let mut s = Section::new("admin", t, &["listen"], issues);
+    let listen = s.required_string("listen", "127.0.0.1:9090")?;
+    match listen.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            s.issue(
+                "listen",
+                format!("'{listen}' is not an address:port; use e.g. \"127.0.0.1:9090\" or \"0.0.0.0:9090\""),
+            );
+            None
+        }
+    }
 }
 
 fn read_database(
@@ -501,6 +520,7 @@ fn read_worker(t: &Table, issues: &mut Vec<Issue>) -> WorkerOptions {
         retention: Retention::default(),
         claim_observer: None,
         breakers: Default::default(),
+        metrics: None,
     }
 }
 

@@ -272,9 +272,78 @@ impl<'a> Section<'a> {
     }
 }
 
+/// `text` with the password of every URL in it (`scheme://user:password@host`) and every
+/// libpq `password=...` replaced by `***`: for errors and logs, which must never carry a
+/// secret.
+pub fn redact_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace() || "\"'()<>,".contains(c))
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.find(':') {
+                    Some(c) => {
+                        out.push_str(&userinfo[..c]);
+                        out.push_str(":***");
+                        out.push_str(&authority[at..]);
+                    }
+                    None => out.push_str(authority),
+                }
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    // key=value connection strings: password=secret or password='sec ret'
+    let mut masked = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(i) = rest.find("password=") {
+        let (head, tail) = rest.split_at(i + "password=".len());
+        masked.push_str(head);
+        masked.push_str("***");
+        let end = if let Some(quoted) = tail.strip_prefix('\'') {
+            quoted.find('\'').map_or(tail.len(), |q| q + 2)
+        } else {
+            tail.find(char::is_whitespace).unwrap_or(tail.len())
+        };
+        rest = &tail[end..];
+    }
+    masked.push_str(rest);
+    masked
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_masked_wherever_they_appear() {
+        assert_eq!(
+            redact_secrets("error sending request for url (http://bob:s3cret@api.local:8080/x)"),
+            "error sending request for url (http://bob:***@api.local:8080/x)"
+        );
+        assert_eq!(
+            redact_secrets("postgres://u:p@h/db and https://h/x"),
+            "postgres://u:***@h/db and https://h/x"
+        );
+        assert_eq!(redact_secrets("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_secrets("host=h password=s3cret user=u"),
+            "host=h password=*** user=u"
+        );
+        assert_eq!(
+            redact_secrets("host=h password='s3 cret' user=u"),
+            "host=h password=*** user=u"
+        );
+    }
 
     #[test]
     fn durations_need_units() {

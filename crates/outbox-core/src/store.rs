@@ -136,6 +136,10 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<u64, StoreError>;
 
+    /// PENDING events per routingKey: (routingKey, count, age of the oldest in seconds).
+    /// One pass over the PENDING rows; for periodic sampling, not for every request.
+    async fn pending_summary(&self) -> Result<Vec<(String, i64, f64)>, StoreError>;
+
     /// Opens a listener. Notifications arrive on the receiver until the connection breaks,
     /// at which point the receiver ends and the caller listens again.
     async fn listen(&self) -> Result<Box<dyn NotificationStream>, StoreError>;

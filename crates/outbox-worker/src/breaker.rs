@@ -14,6 +14,14 @@ enum State {
     HalfOpen { probing: bool, cooldown: Duration },
 }
 
+/// What a breaker is doing, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
 /// Whether one delivery may call the sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Admit {
@@ -46,6 +54,14 @@ impl Breaker {
     /// Open and still cooling down: claims leave this sink's routingKeys alone.
     pub(crate) fn is_open(&self, now: Instant) -> bool {
         matches!(*self.state(), State::Open { until, .. } if until > now)
+    }
+
+    pub(crate) fn state_at(&self, now: Instant) -> BreakerState {
+        match *self.state() {
+            State::Closed { .. } => BreakerState::Closed,
+            State::Open { until, .. } if until > now => BreakerState::Open,
+            _ => BreakerState::HalfOpen,
+        }
     }
 
     pub(crate) fn admit(&self, now: Instant) -> Admit {

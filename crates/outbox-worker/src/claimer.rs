@@ -6,6 +6,7 @@ use crate::acker::Ack;
 use crate::backoff::Backoff;
 use crate::breaker::Admit;
 use crate::dispatcher::{self, InFlight};
+use crate::metrics::Counted;
 use crate::policies::Policies;
 use crate::{acker, listener, reaper, Counters, Route, RunSummary, WorkerOptions};
 use outbox_core::{ClaimedEvent, Completion, Store, StoreError};
@@ -69,7 +70,10 @@ where
     let stopping = CancellationToken::new();
     let policies = Arc::new(Policies::new(store.clone()));
     let wake = Arc::new(Notify::new());
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters {
+        metrics: options.metrics.clone(),
+        ..Counters::default()
+    });
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
 
     match policies.refresh().await {
@@ -96,6 +100,13 @@ where
         options.retention.clone(),
         cancel.clone(),
     ));
+    if let Some(m) = &options.metrics {
+        background.spawn(crate::metrics::sample_pending(
+            store.clone(),
+            m.clone(),
+            cancel.clone(),
+        ));
+    }
     background.spawn(reaper::run(
         store.clone(),
         policies.clone(),
@@ -211,6 +222,9 @@ impl Claimer {
             let (claimed, full, error) = self.claim_round(&keys, free, &mut claims).await;
             if let Some(observe) = &self.options.claim_observer {
                 (observe.0)(claimed.len(), claimed_at.elapsed());
+            }
+            if let (Some(m), false) = (&self.options.metrics, claimed.is_empty()) {
+                m.claim_batch(claimed.len());
             }
             if let Some(e) = &error {
                 if claimed.is_empty() {
@@ -400,9 +414,11 @@ impl Claimer {
             Ok((policy, route)) => (policy, route.clone()),
             Err(reason) => {
                 tracing::error!(id = %claimed.event.id, routing_key = %key, error = %reason, "Event FAILED");
-                self.counters
-                    .failed
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let sink = self
+                    .routes
+                    .get(&key)
+                    .map_or("(none)", |r| r.sink_name.as_str());
+                self.counters.record(Counted::Failed, &key, sink);
                 self.ack(dispatcher::fail_now(&claimed, reason, blocks), Some(slot));
                 return;
             }

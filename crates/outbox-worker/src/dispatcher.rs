@@ -3,11 +3,11 @@
 //! and the outcome.
 
 use crate::acker::Ack;
+use crate::metrics::Counted;
 use crate::{Counters, OnSuccess, Route};
 use futures_util::FutureExt;
 use outbox_core::{ClaimedEvent, Completion, CompletionAction, Decision, Outcome, RetryPolicy};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
@@ -179,6 +179,7 @@ pub(crate) async fn deliver(
 ) {
     let deadline = tokio::time::Instant::from_std(rules.claimed_at + rules.budget);
     let claimed = &flight.claimed;
+    let called = Instant::now();
     let attempt = AssertUnwindSafe(route.sink.deliver(claimed)).catch_unwind();
     let outcome = match tokio::time::timeout_at(deadline, attempt).await {
         Ok(Ok(outcome)) => outcome,
@@ -190,6 +191,9 @@ pub(crate) async fn deliver(
     };
     // The delivery is over: its permit goes back now; the holding slot waits for the write.
     drop(running);
+    if let Some(m) = &counters.metrics {
+        m.sink_call(&route.sink_name, called.elapsed());
+    }
     if let Some(cooldown) = route.breaker.record(&outcome, rules.probe, Instant::now()) {
         tracing::warn!(sink = %route.sink_name, cooldown = ?cooldown, "Circuit breaker open: the sink keeps failing; its events wait, not charged an attempt");
     } else if rules.probe && !matches!(outcome, Outcome::Retry { .. }) {
@@ -205,15 +209,19 @@ pub(crate) async fn deliver(
     let e = &claimed.event;
     match &c.action {
         CompletionAction::Sent | CompletionAction::Delete => {
-            counters.delivered.fetch_add(1, Ordering::Relaxed);
+            counters.record(Counted::Delivered, &e.routing_key, &route.sink_name);
+            if let Some(m) = &counters.metrics {
+                let age = chrono::Utc::now() - e.occurred_at;
+                m.delivery_latency(&e.routing_key, age.to_std().unwrap_or_default());
+            }
             tracing::debug!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, attempt = claimed.attempt(), "Delivered");
         }
         CompletionAction::Retry { delay, error, .. } => {
-            counters.retried.fetch_add(1, Ordering::Relaxed);
+            counters.record(Counted::Retried, &e.routing_key, &route.sink_name);
             tracing::warn!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, attempt = claimed.attempt(), retry_in = ?delay, error = %error, "Delivery failed; will retry");
         }
         CompletionAction::Fail { error, .. } => {
-            counters.failed.fetch_add(1, Ordering::Relaxed);
+            counters.record(Counted::Failed, &e.routing_key, &route.sink_name);
             tracing::error!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, attempt = claimed.attempt(), error = %error, "Event FAILED");
         }
         CompletionAction::Release { .. } => {}

@@ -26,6 +26,7 @@ mod breaker;
 mod claimer;
 mod dispatcher;
 mod listener;
+mod metrics;
 mod policies;
 mod reaper;
 mod retention;
@@ -37,6 +38,8 @@ pub use outbox_core::{
 };
 
 use breaker::Breaker;
+use metrics::Counted;
+pub use metrics::Metrics;
 pub use outbox_store::{PgStore, PgStoreOptions};
 
 use std::collections::HashMap;
@@ -79,6 +82,8 @@ pub struct WorkerOptions {
     pub claim_observer: Option<ClaimObserver>,
     /// Circuit-breaker settings per sink name; sinks not listed get the defaults.
     pub breakers: HashMap<String, BreakerSettings>,
+    /// Where to count deliveries, latencies and the backlog (`None`: not exported).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// A callback told about every claim (count, duration): for benchmarks and metrics.
@@ -105,6 +110,7 @@ impl Default for WorkerOptions {
             retention: Retention::default(),
             claim_observer: None,
             breakers: HashMap::new(),
+            metrics: None,
         }
     }
 }
@@ -136,9 +142,23 @@ pub(crate) struct Counters {
     delivered: AtomicU64,
     retried: AtomicU64,
     failed: AtomicU64,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Counters {
+    /// Counts an outcome for the run summary and, when exported, the metrics.
+    pub(crate) fn record(&self, what: Counted, routing_key: &str, sink: &str) {
+        let n = match what {
+            Counted::Delivered => &self.delivered,
+            Counted::Retried => &self.retried,
+            Counted::Failed => &self.failed,
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.count(what, routing_key, sink);
+        }
+    }
+
     fn summary(&self) -> RunSummary {
         RunSummary {
             delivered: self.delivered.load(Ordering::Relaxed),
@@ -186,8 +206,12 @@ impl Worker {
             .entry(sink_name.clone())
             .or_insert_with(|| Arc::new(Breaker::new(settings)))
             .clone();
+        let routing_key = routing_key.into();
+        if let Some(m) = &self.options.metrics {
+            m.register(&routing_key, &sink_name, &breaker);
+        }
         self.routes.insert(
-            routing_key.into(),
+            routing_key,
             Route {
                 sink_name,
                 sink,

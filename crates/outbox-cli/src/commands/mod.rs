@@ -1,5 +1,6 @@
 //! One module per subcommand; shared helpers here.
 
+pub mod admin;
 pub mod dlq;
 pub mod doctor;
 pub mod events;

@@ -1,6 +1,6 @@
 //! `outbox run`: check the schema, then relay until SIGINT/SIGTERM.
 
-use super::{open_store, origin};
+use super::{admin, open_store, origin};
 use crate::config::{Config, SchemaOwner};
 use crate::{Failure, EXIT_CONFIG, EXIT_FAILURE};
 use outbox_core::StoreError;
@@ -119,7 +119,32 @@ pub async fn run(config: Config, skip_schema_check: bool) -> Result<u8, Failure>
         sinks.insert(name.clone(), sink);
     }
 
-    let shutdown = shutdown_signal();
+    // The admin listener comes up first, so /healthz answers while the schema is checked.
+    let readiness = Arc::new(admin::Readiness::default());
+    let mut options = config.worker.clone();
+    if let Some(addr) = config.admin {
+        let metrics = outbox_worker::Metrics::new();
+        let mut ping = open_store(&config)?;
+        ping.set_pool_size(1);
+        let bound = admin::start(addr, metrics.clone(), readiness.clone(), ping)
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    EXIT_FAILURE,
+                    format!("cannot listen on {addr} ([admin] listen): {e}"),
+                )
+            })?;
+        tracing::info!(listen = %bound, "Admin listener: /metrics, /healthz, /readyz");
+        options.metrics = Some(metrics);
+    }
+
+    let stopping = readiness.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        stopping
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    };
     tokio::pin!(shutdown);
     match config.database.owner {
         SchemaOwner::Worker if skip_schema_check => {
@@ -176,7 +201,10 @@ pub async fn run(config: Config, skip_schema_check: bool) -> Result<u8, Failure>
         routes = config.routes.len(),
         "Schema checked"
     );
-    let mut worker = outbox_worker::Worker::new(Arc::new(store), config.worker.clone());
+    readiness
+        .schema_ok
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut worker = outbox_worker::Worker::new(Arc::new(store), options);
     for (key, sink_name) in &config.routes {
         let sink = sinks[sink_name].clone();
         worker = worker.route(key.clone(), sink_name.clone(), sink);

@@ -278,12 +278,29 @@ fn app_mode_takes_column_and_table_overrides_and_checks_their_keys() {
 }
 
 #[test]
-fn the_admin_section_is_refused_clearly() {
-    let text = format!("{GOOD}\n[admin]\nlisten = \"127.0.0.1:9090\"\n");
-    let found = issues(&text, &env(&[("AUDIT_TOKEN", "t")]));
-    assert_eq!(found.len(), 1, "{found:?}");
+fn the_admin_section_takes_an_address_and_names_a_bad_one() {
+    let e = env(&[("AUDIT_TOKEN", "t")]);
+    let c = check(
+        &format!("{GOOD}\n[admin]\nlisten = \"127.0.0.1:9090\"\n"),
+        &e,
+    )
+    .unwrap();
+    assert_eq!(c.admin, Some("127.0.0.1:9090".parse().unwrap()));
+    assert_eq!(check(GOOD, &e).unwrap().admin, None, "off when absent");
+    let found = issues(&format!("{GOOD}\n[admin]\nlisten = \"9090\"\n"), &e);
     assert!(
-        found[0].starts_with("admin: the admin listener"),
+        found[0].starts_with("admin.listen: '9090' is not an address:port"),
+        "{found:?}"
+    );
+    let found = issues(&format!("{GOOD}\n[admin]\nport = 9090\n"), &e);
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("admin.port: unknown key")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|f| f.starts_with("admin.listen: missing")),
         "{found:?}"
     );
 }

@@ -55,7 +55,13 @@ impl HttpSinkConfig {
                     );
                     s.issue("url", msg);
                 }
-                Err(e) => s.issue("url", format!("'{u}' is not a URL ({e})")),
+                Err(e) => s.issue(
+                    "url",
+                    format!(
+                        "'{}' is not a URL ({e})",
+                        outbox_core::conf::redact_secrets(u)
+                    ),
+                ),
             }
         }
         let method = s.string("method").map(|m| m.to_ascii_uppercase());

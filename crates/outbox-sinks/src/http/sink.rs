@@ -187,8 +187,10 @@ pub fn classify_status(status: StatusCode, retry_after: Option<Duration>, body: 
 /// Transport errors: timeouts and connection failures are retried; a request that could
 /// not even be built is permanent.
 fn classify_error(e: &reqwest::Error, timeout: Duration) -> Outcome {
+    // reqwest's messages carry the URL, which may carry a password.
+    let text = |e: &dyn std::fmt::Display| outbox_core::conf::redact_secrets(&e.to_string());
     if e.is_builder() {
-        return Outcome::reject(format!("cannot build the request: {e}"));
+        return Outcome::reject(format!("cannot build the request: {}", text(e)));
     }
     if e.is_timeout() {
         return Outcome::retry(format!(
@@ -198,11 +200,11 @@ fn classify_error(e: &reqwest::Error, timeout: Duration) -> Outcome {
     }
     if e.is_connect() {
         let cause = std::error::Error::source(e)
-            .map(|s| s.to_string())
+            .map(|s| text(&s))
             .unwrap_or_default();
         return Outcome::retry(format!("connection failed: {cause}"));
     }
-    Outcome::retry(format!("request failed: {e}"))
+    Outcome::retry(format!("request failed: {}", text(e)))
 }
 
 #[async_trait]

@@ -281,23 +281,26 @@ RETURNING {returning}"#,
         // aggregate's bucket lock (see migration 0003): no producer still holds an
         // uncommitted earlier event of it.
         let aggregate = self.ev("aggregateId");
+        // The bucket locks are tried only for the heads found (the outer level), never
+        // during the scan: producers of other buckets never wait for a long scan.
         let ordered_claim = format!(
             r#"UPDATE {ev} AS e
    SET {status} = 'PROCESSING', {locked_by} = $1, {locked_until} = {lease_end}
  WHERE e.{id} = ANY(ARRAY(
-         SELECT c.{id} FROM {ev} AS c
-          WHERE c.{status} = 'PENDING' AND {due}
-            AND c.{routing} = ANY($4::text[]) AND NOT (c.{routing} = ANY($5::text[]))
-            AND NOT EXISTS (
-                SELECT 1 FROM {ev} AS p
-                 WHERE p.{aggregate} = c.{aggregate}
-                   AND p.{status} IN ('PENDING', 'PROCESSING')
-                   AND {earlier}
-                   AND p.{routing} = ANY($4::text[])){not_blocked}
-            AND pg_try_advisory_xact_lock({ORDER_LOCK_CLASS}, hashtext(c.{aggregate}::text) & 255)
-          ORDER BY {order}
-          LIMIT $3
-          FOR UPDATE SKIP LOCKED))
+         SELECT h.id FROM (
+           SELECT c.{id} AS id, c.{aggregate} AS aggregate FROM {ev} AS c
+            WHERE c.{status} = 'PENDING' AND {due}
+              AND c.{routing} = ANY($4::text[]) AND NOT (c.{routing} = ANY($5::text[]))
+              AND NOT EXISTS (
+                  SELECT 1 FROM {ev} AS p
+                   WHERE p.{aggregate} = c.{aggregate}
+                     AND p.{status} IN ('PENDING', 'PROCESSING')
+                     AND {earlier}
+                     AND p.{routing} = ANY($4::text[])){not_blocked}
+            ORDER BY {order}
+            LIMIT $3
+            FOR UPDATE SKIP LOCKED) AS h
+          WHERE pg_try_advisory_xact_lock({ORDER_LOCK_CLASS}, hashtext(h.aggregate::text) & 255)))
    AND e.{status} = 'PENDING'
 RETURNING {returning}"#,
             due = self.due("c", "now()", "'-infinity'::timestamptz"),
@@ -495,7 +498,10 @@ impl Layout {
                 occurred = self.ts_read("e", "occurredAt")
             ),
             format!(
-                "SELECT e.{routing}::text, count(*)::int8 FROM {ev} AS e WHERE e.{status} = 'PENDING' GROUP BY 1 ORDER BY 1"
+                "SELECT e.{routing}::text, count(*)::int8, \
+                 COALESCE(EXTRACT(EPOCH FROM now() - min({occurred}))::float8, 0) \
+                 FROM {ev} AS e WHERE e.{status} = 'PENDING' GROUP BY 1 ORDER BY 1",
+                occurred = self.ts_read("e", "occurredAt")
             ),
         )
     }

@@ -177,22 +177,7 @@ fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
 
 /// Masks the password of a connection URL for messages.
 pub fn redact_url(url: &str) -> String {
-    if let Some(scheme_end) = url.find("://") {
-        let rest = &url[scheme_end + 3..];
-        let auth_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..auth_end].rfind('@') {
-            let userinfo = &rest[..at];
-            if let Some(colon) = userinfo.find(':') {
-                return format!(
-                    "{}://{}:***{}",
-                    &url[..scheme_end],
-                    &userinfo[..colon],
-                    &rest[at..]
-                );
-            }
-        }
-    }
-    url.to_string()
+    outbox_core::conf::redact_secrets(url)
 }
 
 impl PgStore {
@@ -306,6 +291,13 @@ fn event_from_row(row: &Row) -> Result<ClaimedEvent, StoreError> {
             .map_err(get)?
             .unwrap_or_default(),
     })
+}
+
+impl PgStore {
+    /// Caps the pool at `n` connections (e.g. 1 for a store that only pings).
+    pub fn set_pool_size(&mut self, n: usize) {
+        self.pool.resize(n.max(1));
+    }
 }
 
 impl PgStore {
@@ -574,6 +566,17 @@ impl Store for PgStore {
         let secs: f64 = row.try_get(0).map_err(classify)?;
         // An 'infinity' nextRetryAt reads as +inf: treat it as "not within any wait".
         Ok(Duration::try_from_secs_f64(secs.max(0.0)).ok())
+    }
+
+    async fn pending_summary(&self) -> Result<Vec<(String, i64, f64)>, StoreError> {
+        let (_, by_key) = self.layout.summary_statements();
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&by_key).await.map_err(classify)?;
+        let rows = client.query(&stmt, &[]).await.map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get::<_, f64>(2).max(0.0)))
+            .collect())
     }
 
     async fn purge(

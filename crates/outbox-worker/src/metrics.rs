@@ -1,0 +1,394 @@
+//! The worker's metrics, rendered in the Prometheus text format. Labels are bounded: a
+//! `routing_key` label only ever holds a routed key (anything else is counted as
+//! `(unrouted)`), a `sink` label a configured sink.
+
+use crate::breaker::{Breaker, BreakerState};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histograms.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 1800.0, 3600.0,
+];
+/// Upper bounds of the claim batch size histogram.
+const BATCH_BUCKETS: &[f64] = &[
+    0.0, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0,
+];
+
+/// The label value for routing keys that have no route.
+pub const UNROUTED: &str = "(unrouted)";
+
+#[derive(Debug, Clone)]
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: vec![0; bounds.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    fn observe(&mut self, v: f64) {
+        for (i, b) in self.bounds.iter().enumerate() {
+            if v <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
+/// PENDING events of one routingKey, as last sampled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingSample {
+    pub routing_key: String,
+    pub count: i64,
+    pub oldest_age: Duration,
+}
+
+#[derive(Debug, Default, Clone)]
+struct State {
+    /// (counter, routing_key, sink) → count.
+    counters: BTreeMap<(&'static str, String, String), u64>,
+    latency: BTreeMap<String, Histogram>,
+    sink_duration: BTreeMap<String, Histogram>,
+    claim_batch: Option<Histogram>,
+    pending: Vec<PendingSample>,
+    pending_sampled: bool,
+}
+
+/// What the worker counts. Cheap to update from many tasks; rendered on each scrape.
+#[derive(Default)]
+pub struct Metrics {
+    state: Mutex<State>,
+    routed: Mutex<BTreeSet<String>>,
+    breakers: Mutex<Vec<(String, Arc<Breaker>)>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// How one delivery attempt ended, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Counted {
+    Delivered,
+    Retried,
+    Failed,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        Arc::new(Metrics::default())
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The routed keys and sinks (bounding the labels) and each sink's breaker.
+    pub(crate) fn register(&self, key: &str, sink: &str, breaker: &Arc<Breaker>) {
+        self.routed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string());
+        let mut b = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        if !b.iter().any(|(name, _)| name == sink) {
+            b.push((sink.to_string(), breaker.clone()));
+        }
+    }
+
+    fn key_label(&self, key: &str) -> String {
+        if self
+            .routed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(key)
+        {
+            key.to_string()
+        } else {
+            UNROUTED.to_string()
+        }
+    }
+
+    pub(crate) fn count(&self, what: Counted, key: &str, sink: &str) {
+        let name = match what {
+            Counted::Delivered => "outbox_events_delivered_total",
+            Counted::Retried => "outbox_events_retried_total",
+            Counted::Failed => "outbox_events_failed_total",
+        };
+        let key = self.key_label(key);
+        *self
+            .state()
+            .counters
+            .entry((name, key, sink.to_string()))
+            .or_default() += 1;
+    }
+
+    pub(crate) fn delivery_latency(&self, key: &str, latency: Duration) {
+        let key = self.key_label(key);
+        self.state()
+            .latency
+            .entry(key)
+            .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
+            .observe(latency.as_secs_f64());
+    }
+
+    pub(crate) fn sink_call(&self, sink: &str, took: Duration) {
+        self.state()
+            .sink_duration
+            .entry(sink.to_string())
+            .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
+            .observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn claim_batch(&self, n: usize) {
+        self.state()
+            .claim_batch
+            .get_or_insert_with(|| Histogram::new(BATCH_BUCKETS))
+            .observe(n as f64);
+    }
+
+    /// The latest sample of the PENDING backlog.
+    pub(crate) fn set_pending(&self, sample: Vec<PendingSample>) {
+        let mut s = self.state();
+        s.pending = sample;
+        s.pending_sampled = true;
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn render(&self) -> String {
+        let s = self.state().clone();
+        let mut out = String::new();
+        let help = |out: &mut String, name: &str, kind: &str, text: &str| {
+            let _ = writeln!(out, "# HELP {name} {text}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+        };
+        help(&mut out, "outbox_up", "gauge", "1 while the worker runs.");
+        out.push_str("outbox_up 1\n");
+        for (name, text) in [
+            (
+                "outbox_events_delivered_total",
+                "Events delivered (SENT or deleted on success).",
+            ),
+            (
+                "outbox_events_retried_total",
+                "Failed attempts scheduled for another try.",
+            ),
+            ("outbox_events_failed_total", "Events that ended FAILED."),
+        ] {
+            help(&mut out, name, "counter", text);
+            for ((n, key, sink), v) in &s.counters {
+                if *n == name {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{routing_key=\"{}\",sink=\"{}\"}} {v}",
+                        escape(key),
+                        escape(sink)
+                    );
+                }
+            }
+        }
+        help(
+            &mut out,
+            "outbox_delivery_latency_seconds",
+            "histogram",
+            "From occurredAt to SENT.",
+        );
+        for (key, h) in &s.latency {
+            h.render(
+                &mut out,
+                "outbox_delivery_latency_seconds",
+                &format!("routing_key=\"{}\"", escape(key)),
+            );
+        }
+        help(
+            &mut out,
+            "outbox_sink_request_duration_seconds",
+            "histogram",
+            "How long each sink call took.",
+        );
+        for (sink, h) in &s.sink_duration {
+            h.render(
+                &mut out,
+                "outbox_sink_request_duration_seconds",
+                &format!("sink=\"{}\"", escape(sink)),
+            );
+        }
+        help(
+            &mut out,
+            "outbox_claim_batch_size",
+            "histogram",
+            "Events per claim round.",
+        );
+        if let Some(h) = &s.claim_batch {
+            h.render(&mut out, "outbox_claim_batch_size", "");
+        }
+        if s.pending_sampled {
+            help(
+                &mut out,
+                "outbox_pending_events",
+                "gauge",
+                "PENDING events per routingKey (sampled every few seconds).",
+            );
+            for p in &s.pending {
+                let _ = writeln!(
+                    out,
+                    "outbox_pending_events{{routing_key=\"{}\"}} {}",
+                    escape(&p.routing_key),
+                    p.count
+                );
+            }
+            help(
+                &mut out,
+                "outbox_oldest_pending_age_seconds",
+                "gauge",
+                "Age of the oldest PENDING event per routingKey (sampled).",
+            );
+            for p in &s.pending {
+                let _ = writeln!(
+                    out,
+                    "outbox_oldest_pending_age_seconds{{routing_key=\"{}\"}} {}",
+                    escape(&p.routing_key),
+                    p.oldest_age.as_secs_f64()
+                );
+            }
+        }
+        help(
+            &mut out,
+            "outbox_circuit_breaker_state",
+            "gauge",
+            "Per sink: 0 closed, 1 open, 2 half-open.",
+        );
+        let now = std::time::Instant::now();
+        for (sink, b) in self
+            .breakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let v = match b.state_at(now) {
+                BreakerState::Closed => 0,
+                BreakerState::Open => 1,
+                BreakerState::HalfOpen => 2,
+            };
+            let _ = writeln!(
+                out,
+                "outbox_circuit_breaker_state{{sink=\"{}\"}} {v}",
+                escape(sink)
+            );
+        }
+        out
+    }
+}
+
+/// How often the PENDING backlog is counted for the gauges.
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+
+/// Counts the PENDING backlog every [`SAMPLE_EVERY`] (not on every scrape) until cancelled.
+pub(crate) async fn sample_pending(
+    store: Arc<dyn outbox_core::Store>,
+    metrics: Arc<Metrics>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        match store.pending_summary().await {
+            Ok(rows) => metrics.set_pending(
+                rows.into_iter()
+                    .map(|(routing_key, count, age)| PendingSample {
+                        routing_key,
+                        count,
+                        oldest_age: Duration::try_from_secs_f64(age).unwrap_or_default(),
+                    })
+                    .collect(),
+            ),
+            Err(e) => tracing::debug!(error = %e, "Cannot sample the PENDING backlog"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+        }
+    }
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_histograms_and_labels_render_in_the_text_format() {
+        let m = Metrics::new();
+        let b = Arc::new(Breaker::new(outbox_core::BreakerSettings::default()));
+        m.register("audit", "api", &b);
+        m.count(Counted::Delivered, "audit", "api");
+        m.count(Counted::Delivered, "audit", "api");
+        m.count(Counted::Failed, "stray \"key\"", "api");
+        m.delivery_latency("audit", Duration::from_millis(3));
+        m.sink_call("api", Duration::from_millis(2));
+        m.claim_batch(7);
+        m.set_pending(vec![PendingSample {
+            routing_key: "audit".into(),
+            count: 4,
+            oldest_age: Duration::from_secs(2),
+        }]);
+        let text = m.render();
+        for line in [
+            "outbox_up 1",
+            "outbox_events_delivered_total{routing_key=\"audit\",sink=\"api\"} 2",
+            "outbox_events_failed_total{routing_key=\"(unrouted)\",sink=\"api\"} 1",
+            "outbox_delivery_latency_seconds_bucket{routing_key=\"audit\",le=\"0.0025\"} 0",
+            "outbox_delivery_latency_seconds_bucket{routing_key=\"audit\",le=\"0.005\"} 1",
+            "outbox_delivery_latency_seconds_count{routing_key=\"audit\"} 1",
+            "outbox_sink_request_duration_seconds_count{sink=\"api\"} 1",
+            "outbox_claim_batch_size_bucket{le=\"10\"} 1",
+            "outbox_claim_batch_size_bucket{le=\"5\"} 0",
+            "outbox_claim_batch_size_sum 7",
+            "outbox_pending_events{routing_key=\"audit\"} 4",
+            "outbox_oldest_pending_age_seconds{routing_key=\"audit\"} 2",
+            "outbox_circuit_breaker_state{sink=\"api\"} 0",
+            "# TYPE outbox_events_retried_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
+    }
+}
