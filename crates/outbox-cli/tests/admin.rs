@@ -1,0 +1,244 @@
+//! The admin listener and the logs: /metrics counts what happened, /healthz and /readyz
+//! answer (and /readyz follows the database), JSON logs parse, and no secret — a password in
+//! a URL, an Authorization header — shows in any output.
+
+use outbox_testkit::*;
+use std::time::Duration;
+
+const KEY: &str = "audit.record-auth-log";
+const LONG: Duration = Duration::from_secs(30);
+
+/// The admin address the worker logged.
+async fn admin_addr(worker: &WorkerProcess) -> String {
+    let find = || {
+        worker
+            .logs()
+            .lines()
+            .find(|l| l.contains("Admin listener"))
+            .and_then(|l| l.split("listen=").nth(1))
+            .map(|a| {
+                a.split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .trim_matches('"')
+                    .to_string()
+            })
+    };
+    wait_for("the admin address in the logs", LONG, || async {
+        find().is_some()
+    })
+    .await;
+    find().unwrap()
+}
+
+/// The value of one sample line of the exposition (0 when absent).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_by_what_happened_and_health_answers() {
+    let db = TestDb::with_policies(&[(KEY, 1, 50)]).await;
+    let c = db.client().await;
+    // bad-*: 400 (FAILED at once); flaky: 503 once, then 200 (one retry); the rest 200.
+    let server = TestServer::start(|seen, earlier| {
+        let id = seen.id();
+        if id.starts_with("bad") {
+            Reply::status(400)
+        } else if id == "flaky" && earlier == 0 {
+            Reply::status(503)
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await;
+    let config = format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        http_config(&db.url, &server.url("/"), &[KEY], "")
+    );
+    let mut worker = WorkerProcess::start(&config);
+    worker.wait_started().await;
+    let addr = admin_addr(&worker).await;
+
+    let (status, body) = http_get(&addr, "/healthz").await.unwrap();
+    assert_eq!((status, body.contains("alive")), (200, true), "{body}");
+    let (status, body) = http_get(&addr, "/readyz").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    let (_, before) = http_get(&addr, "/metrics").await.unwrap();
+    let delivered = format!("outbox_events_delivered_total{{routing_key=\"{KEY}\",sink=\"api\"}}");
+    let failed = format!("outbox_events_failed_total{{routing_key=\"{KEY}\",sink=\"api\"}}");
+    let retried = format!("outbox_events_retried_total{{routing_key=\"{KEY}\",sink=\"api\"}}");
+    assert_eq!(sample(&before, &delivered), 0.0);
+    assert!(before.contains("outbox_up 1"), "{before}");
+
+    insert_many(&c, "ok", KEY, 5).await;
+    insert_event(&c, "bad-1", KEY).await;
+    insert_event(&c, "bad-2", KEY).await;
+    insert_event(&c, "flaky", KEY).await;
+    wait_for("6 SENT and 2 FAILED", LONG, || async {
+        count_status(&c, "SENT").await == 6 && count_status(&c, "FAILED").await == 2
+    })
+    .await;
+    let (status, text) = http_get(&addr, "/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(sample(&text, &delivered), 6.0, "{text}");
+    assert_eq!(sample(&text, &failed), 2.0, "{text}");
+    assert_eq!(sample(&text, &retried), 1.0, "{text}");
+    let latency = format!("outbox_delivery_latency_seconds_count{{routing_key=\"{KEY}\"}}");
+    assert_eq!(sample(&text, &latency), 6.0, "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "outbox_sink_request_duration_seconds_count{sink=\"api\"}"
+        ),
+        9.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, "outbox_claim_batch_size_count") >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "outbox_circuit_breaker_state{sink=\"api\"}"),
+        0.0,
+        "{text}"
+    );
+    // The backlog gauges come from a sample taken every 10 s.
+    wait_for("the PENDING sample", LONG, || async {
+        let (_, t) = http_get(&addr, "/metrics").await.unwrap();
+        t.contains("# TYPE outbox_pending_events gauge")
+    })
+    .await;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        assert!(line.starts_with("outbox_"), "unprefixed: {line}");
+    }
+
+    worker.signal("TERM");
+    worker.wait_exit(LONG).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_database() {
+    let cluster = PrivateCluster::start();
+    let db = TestDb::on(&cluster.url("postgres"), &cluster.base()).await;
+    db.migrate().await;
+    let c = db.client().await;
+    insert_policy(&c, KEY, 5, 100, 1000).await;
+    let server = TestServer::always(200).await;
+    let config = format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        http_config(&db.url, &server.url("/"), &[KEY], "")
+    );
+    let mut worker = WorkerProcess::start(&config);
+    worker.wait_started().await;
+    let addr = admin_addr(&worker).await;
+    wait_for("ready", LONG, || async {
+        http_get(&addr, "/readyz").await.map(|r| r.0) == Some(200)
+    })
+    .await;
+
+    cluster.stop();
+    let mut reason = String::new();
+    wait_for("/readyz 503 while the database is down", LONG, || {
+        let addr = addr.clone();
+        async move { matches!(http_get(&addr, "/readyz").await, Some((503, _))) }
+    })
+    .await;
+    if let Some((_, body)) = http_get(&addr, "/readyz").await {
+        reason = body;
+    }
+    assert!(reason.contains("database unreachable"), "{reason}");
+    let (status, _) = http_get(&addr, "/healthz").await.unwrap();
+    assert_eq!(status, 200, "alive all along");
+
+    cluster.restart();
+    wait_for("/readyz 200 again", LONG, || async {
+        http_get(&addr, "/readyz").await.map(|r| r.0) == Some(200)
+    })
+    .await;
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_and_auth_headers_never_show_in_any_output() {
+    const SECRET: &str = "s3cretpw";
+    let db = TestDb::with_policies(&[(KEY, 2, 50)]).await;
+    // Trust authentication ignores the password, so the worker connects with it in the URL.
+    let url = db.url.replace("postgres@", &format!("postgres:{SECRET}@"));
+    let config = format!(
+        r#"[database]
+url = "{url}"
+
+[worker]
+poll_interval = "100ms"
+
+[routes]
+"{KEY}" = {{ sink = "api" }}
+
+[sinks.api]
+type = "http"
+url = "http://user:{SECRET}@127.0.0.1:1/events"
+timeout = "1s"
+headers = {{ Authorization = "Bearer {SECRET}" }}
+"#
+    );
+    let mut worker = WorkerProcess::start_with(
+        &config,
+        &["--log-format", "json"],
+        &[("OUTBOX_LOG", "debug")],
+    );
+    worker.wait_started().await;
+    let c = db.client().await;
+    insert_event(&c, "e1", KEY).await;
+    wait_status(&c, "e1", "FAILED", LONG).await;
+    worker.stop().await;
+
+    let logs = worker.logs();
+    for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+    }
+    assert!(logs.contains("🚀 OutboxWorker started."), "{logs}");
+    let mut outputs = vec![("worker logs".to_string(), logs)];
+    let row = event(&c, "e1").await;
+    outputs.push(("lastError".into(), row.last_error.unwrap_or_default()));
+    let dir = TempDir::new();
+    let cfg = dir.write("outbox.toml", &config);
+    for args in [
+        vec!["doctor"],
+        vec!["stats"],
+        vec!["dlq", "list", "--format", "json"],
+        vec!["events", "show", "e1"],
+        vec!["migrate", "status"],
+    ] {
+        let mut all = vec!["--config", cfg.to_str().unwrap()];
+        all.extend(args.iter().copied());
+        let out = outbox(&all);
+        outputs.push((
+            args.join(" "),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ));
+    }
+    // A URL the database rejects: the error names it, without the password.
+    let bad = config.replace(
+        &url,
+        &format!("postgres://postgres:{SECRET}@127.0.0.1:1/nope"),
+    );
+    let cfg = dir.write("bad.toml", &bad);
+    let out = outbox(&["--config", cfg.to_str().unwrap(), "stats"]);
+    outputs.push((
+        "stats on an unreachable database".into(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ));
+    for (what, text) in &outputs {
+        assert!(!text.contains(SECRET), "{what} shows the secret:\n{text}");
+    }
+}
