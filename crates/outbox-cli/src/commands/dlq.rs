@@ -3,16 +3,12 @@
 //! `"OutboxAudit"`, and are safe while workers run (workers never touch FAILED rows).
 
 use super::events::{fit, print_events};
-use super::{actor, query_store, Progress};
+use super::{actor, failed, query_store, Progress};
 use crate::config::Config;
-use crate::{Failure, Format, EXIT_CONFIG, EXIT_FAILURE};
+use crate::{Failure, Format, EXIT_CONFIG};
 use outbox_store::postgres::ops::EventFilter;
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
-
-fn failed(e: outbox_core::StoreError) -> Failure {
-    Failure::new(EXIT_FAILURE, e.to_string())
-}
 
 /// The filter restricted to FAILED events.
 fn dead(filter: &EventFilter) -> EventFilter {
@@ -101,22 +97,49 @@ pub async fn replay(config: &Config, filter: &EventFilter, bulk: &Bulk) -> Resul
         println!("dry run: nothing changed");
         return Ok(0);
     }
-    if !store.audits() {
-        eprintln!("warning: no OutboxAudit table in schema \"{}\": this replay is not audited (see `outbox schema print`)", store.schema());
-    }
     let who = actor();
+    let done = run_batches(&store, &filter, bulk, &who, total, Action::Replay).await?;
+    println!("Replayed {done} FAILED event(s): PENDING again, retryCount 0, due now (by {who}).");
+    Ok(0)
+}
+
+/// What a bulk command does to each batch.
+#[derive(Clone, Copy)]
+enum Action {
+    Replay,
+    Purge { unblock: bool },
+}
+
+/// Applies `action` batch by batch until nothing matches, with progress and the rate cap;
+/// returns how many events it changed.
+async fn run_batches(
+    store: &outbox_store::PgStore,
+    filter: &EventFilter,
+    bulk: &Bulk,
+    who: &str,
+    total: i64,
+    action: Action,
+) -> Result<u64, Failure> {
+    let (verb, what) = match action {
+        Action::Replay => ("replay", "events replayed"),
+        Action::Purge { .. } => ("purge", "events deleted"),
+    };
+    if !store.audits() {
+        eprintln!("warning: no OutboxAudit table in schema \"{}\": this {verb} is not audited (see `outbox schema print`)", store.schema());
+    }
     let batch = match bulk.rate {
         Some(r) => bulk.batch_size.min(i64::from(r.max(1))),
         None => bulk.batch_size,
     };
-    let mut progress = Progress::new(total.max(0) as u64, "events replayed");
+    let mut progress = Progress::new(total.max(0) as u64, what);
     let started = Instant::now();
     let mut done: u64 = 0;
     loop {
-        let ids = store
-            .replay_failed(&filter, batch, &who)
-            .await
-            .map_err(failed)?;
+        let ids = match action {
+            Action::Replay => store.replay_failed(filter, batch, who).await,
+            Action::Purge { unblock } => store.purge_failed(filter, batch, who, unblock).await,
+        }
+        .map_err(failed)?;
         done += ids.len() as u64;
         progress.add(ids.len() as u64);
         if (ids.len() as i64) < batch {
@@ -130,8 +153,7 @@ pub async fn replay(config: &Config, filter: &EventFilter, bulk: &Bulk) -> Resul
         }
     }
     progress.finish();
-    println!("Replayed {done} FAILED event(s): PENDING again, retryCount 0, due now (by {who}).");
-    Ok(0)
+    Ok(done)
 }
 
 /// Asks on the terminal; refuses when there is none.
@@ -177,24 +199,16 @@ pub async fn purge(
         println!("Nothing deleted.");
         return Ok(0);
     }
-    if !store.audits() {
-        eprintln!("warning: no OutboxAudit table in schema \"{}\": this purge is not audited (see `outbox schema print`)", store.schema());
-    }
     let who = actor();
-    let mut progress = Progress::new(total as u64, "events deleted");
-    let mut done: u64 = 0;
-    loop {
-        let ids = store
-            .purge_failed(&filter, bulk.batch_size, &who, unblock)
-            .await
-            .map_err(failed)?;
-        done += ids.len() as u64;
-        progress.add(ids.len() as u64);
-        if (ids.len() as i64) < bulk.batch_size {
-            break;
-        }
-    }
-    progress.finish();
+    let done = run_batches(
+        &store,
+        &filter,
+        bulk,
+        &who,
+        total,
+        Action::Purge { unblock },
+    )
+    .await?;
     println!("Deleted {done} FAILED event(s) (by {who}).");
     let still = store.blocked_aggregates().await.map_err(failed)?;
     if !still.is_empty() {

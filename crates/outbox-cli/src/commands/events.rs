@@ -1,17 +1,13 @@
 //! `outbox stats`, `outbox events list` and `outbox events show`: what is in the outbox,
 //! for people (tables that fit 80 columns) and scripts (`--format json`).
 
-use super::query_store;
+use super::{failed, query_store};
 use crate::config::Config;
 use crate::{Failure, Format, EXIT_FAILURE};
 use outbox_core::conf::format_duration;
 use outbox_store::postgres::ops::{EventFilter, KeyStats};
 use serde_json::{json, Value};
 use std::time::Duration;
-
-fn failed(e: outbox_core::StoreError) -> Failure {
-    Failure::new(EXIT_FAILURE, e.to_string())
-}
 
 /// "12s", "3m", "2h" (whole units, for columns).
 fn age(seconds: Option<f64>) -> String {

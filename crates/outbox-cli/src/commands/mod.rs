@@ -82,6 +82,11 @@ pub async fn query_store(config: &Config) -> Result<PgStore, Failure> {
     Ok(store)
 }
 
+/// A database failure of an operator command.
+pub fn failed(e: outbox_core::StoreError) -> Failure {
+    Failure::new(EXIT_FAILURE, e.to_string())
+}
+
 /// Who runs an operator command, for the audit: `user@host`.
 pub fn actor() -> String {
     let user = std::env::var("USER")

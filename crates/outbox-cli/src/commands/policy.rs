@@ -2,15 +2,11 @@
 //! pausing a routingKey (its events stay PENDING; running workers hear of it by NOTIFY).
 
 use super::events::fit;
-use super::{actor, query_store};
+use super::{actor, failed, query_store};
 use crate::config::Config;
 use crate::{Failure, Format, EXIT_FAILURE};
 use outbox_core::Store;
 use serde_json::json;
-
-fn failed(e: outbox_core::StoreError) -> Failure {
-    Failure::new(EXIT_FAILURE, e.to_string())
-}
 
 pub async fn list(config: &Config, format: Format) -> Result<u8, Failure> {
     let store = query_store(config).await?;

@@ -262,29 +262,12 @@ impl PgStore {
         if let Some(c) = l.ev_opt("processedAt") {
             sets.push(format!("{c} = NULL"));
         }
-        let unblock = match &l.blocked_table {
-            Some(t) => format!(
-                ", unblocked AS (DELETE FROM {} AS b USING done WHERE b.\"eventId\" = done.id)",
-                l.table(t)
-            ),
-            None => String::new(),
-        };
-        let sql = format!(
-            "WITH picked AS (
-                 SELECT e.{id} AS pid FROM {ev} AS e
-                  WHERE e.{status}::text = 'FAILED' AND {filter}
-                  LIMIT $7 FOR UPDATE SKIP LOCKED),
-             done AS (
-                 UPDATE {ev} AS e SET {sets} FROM picked
-                  WHERE e.{id} = picked.pid AND e.{status}::text = 'FAILED'
-              RETURNING e.{id}::text AS id, e.{routing}::text AS routing){unblock}{audit}
-             SELECT id FROM done",
+        let change = format!(
+            "UPDATE {ev} AS e SET {sets} FROM picked WHERE e.{id} = picked.pid AND e.{status}::text = 'FAILED'",
             ev = l.events(),
-            filter = l.filter_sql("e"),
             sets = sets.join(", "),
-            routing = l.ev("routingKey"),
-            audit = self.audit_cte("replay"),
         );
+        let sql = self.failed_batch_sql(&change, true, "replay");
         self.batch_action(&sql, filter, batch, actor).await
     }
 
@@ -298,29 +281,42 @@ impl PgStore {
         unblock: bool,
     ) -> Result<Vec<String>, StoreError> {
         let l = &self.layout;
+        let id = l.ev("id");
+        let change = format!(
+            "DELETE FROM {ev} AS e USING picked WHERE e.{id} = picked.pid",
+            ev = l.events()
+        );
+        let action = if unblock { "purge+unblock" } else { "purge" };
+        let sql = self.failed_batch_sql(&change, unblock, action);
+        self.batch_action(&sql, filter, batch, actor).await
+    }
+
+    /// One batch of a bulk action on FAILED events: `picked` (up to `$7` rows matching the
+    /// filter, locked), `change` (an UPDATE or DELETE over `picked` returning nothing yet),
+    /// then the aggregates they blocked released when `release`, and the audit rows.
+    fn failed_batch_sql(&self, change: &str, release: bool, action: &str) -> String {
+        let l = &self.layout;
         let (id, status) = (l.ev("id"), l.ev("status"));
-        let release = match (&l.blocked_table, unblock) {
+        let unblock = match (&l.blocked_table, release) {
             (Some(t), true) => format!(
                 ", unblocked AS (DELETE FROM {} AS b USING done WHERE b.\"eventId\" = done.id)",
                 l.table(t)
             ),
             _ => String::new(),
         };
-        let sql = format!(
+        format!(
             "WITH picked AS (
                  SELECT e.{id} AS pid FROM {ev} AS e
                   WHERE e.{status}::text = 'FAILED' AND {filter}
                   LIMIT $7 FOR UPDATE SKIP LOCKED),
-             done AS (
-                 DELETE FROM {ev} AS e USING picked WHERE e.{id} = picked.pid
-              RETURNING e.{id}::text AS id, e.{routing}::text AS routing){release}{audit}
+             done AS ({change}
+              RETURNING e.{id}::text AS id, e.{routing}::text AS routing){unblock}{audit}
              SELECT id FROM done",
             ev = l.events(),
             filter = l.filter_sql("e"),
             routing = l.ev("routingKey"),
-            audit = self.audit_cte(if unblock { "purge+unblock" } else { "purge" }),
-        );
-        self.batch_action(&sql, filter, batch, actor).await
+            audit = self.audit_cte(action),
+        )
     }
 
     async fn batch_action(
