@@ -158,6 +158,29 @@ impl Filters {
     }
 }
 
+/// Which FAILED events a bulk command changes.
+#[derive(clap::Args, Debug, Clone)]
+struct Selection {
+    /// This event; repeatable.
+    #[arg(long = "id", value_name = "ID")]
+    ids: Vec<String>,
+    #[command(flatten)]
+    filters: Filters,
+    /// Events whose lastError contains this (case-insensitive).
+    #[arg(long)]
+    error_contains: Option<String>,
+    /// Show how many and which, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl Selection {
+    fn to_filter(&self) -> Result<outbox_store::postgres::ops::EventFilter, Failure> {
+        self.filters
+            .to_filter(self.ids.clone(), self.error_contains.clone())
+    }
+}
+
 /// Statuses of events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EventStatus {
@@ -213,16 +236,8 @@ enum DlqAction {
     },
     /// Put FAILED events back to PENDING (retryCount 0, due now), audited.
     Replay {
-        /// This event; repeatable.
-        #[arg(long = "id", value_name = "ID")]
-        ids: Vec<String>,
         #[command(flatten)]
-        filters: Filters,
-        #[arg(long)]
-        error_contains: Option<String>,
-        /// Show how many and which, change nothing.
-        #[arg(long)]
-        dry_run: bool,
+        selection: Selection,
         /// At most this many events per second.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         rate: Option<u32>,
@@ -232,16 +247,8 @@ enum DlqAction {
     },
     /// Delete FAILED events, audited; asks first unless --yes.
     Purge {
-        /// This event; repeatable.
-        #[arg(long = "id", value_name = "ID")]
-        ids: Vec<String>,
         #[command(flatten)]
-        filters: Filters,
-        #[arg(long)]
-        error_contains: Option<String>,
-        /// Show how many and which, change nothing.
-        #[arg(long)]
-        dry_run: bool,
+        selection: Selection,
         /// Do not ask (needed when stdin is not a terminal).
         #[arg(long)]
         yes: bool,
@@ -473,36 +480,29 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     commands::dlq::list(&config, &filter, i64::from(limit), format).await
                 }
                 DlqAction::Replay {
-                    ids,
-                    filters,
-                    error_contains,
-                    dry_run,
+                    selection,
                     rate,
                     batch_size,
                 } => {
-                    let filter = filters.to_filter(ids, error_contains)?;
                     let bulk = commands::dlq::Bulk {
-                        dry_run,
+                        dry_run: selection.dry_run,
                         batch_size: i64::from(batch_size),
                         rate,
                     };
-                    commands::dlq::replay(&config, &filter, &bulk).await
+                    commands::dlq::replay(&config, &selection.to_filter()?, &bulk).await
                 }
                 DlqAction::Purge {
-                    ids,
-                    filters,
-                    error_contains,
-                    dry_run,
+                    selection,
                     yes,
                     unblock,
                     batch_size,
                 } => {
-                    let filter = filters.to_filter(ids, error_contains)?;
                     let bulk = commands::dlq::Bulk {
-                        dry_run,
+                        dry_run: selection.dry_run,
                         batch_size: i64::from(batch_size),
                         rate: None,
                     };
+                    let filter = selection.to_filter()?;
                     commands::dlq::purge(&config, &filter, &bulk, yes, unblock).await
                 }
                 DlqAction::Unblock { aggregates } => {

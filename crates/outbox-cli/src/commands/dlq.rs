@@ -75,6 +75,23 @@ async fn preview(store: &outbox_store::PgStore, filter: &EventFilter) -> Result<
     Ok(total)
 }
 
+/// The store, the FAILED-only filter and how many match, after showing them; `None` on a
+/// dry run (nothing more to do).
+async fn selected(
+    config: &Config,
+    filter: &EventFilter,
+    bulk: &Bulk,
+) -> Result<Option<(outbox_store::PgStore, EventFilter, i64)>, Failure> {
+    let store = query_store(config).await?;
+    let filter = dead(filter);
+    let total = preview(&store, &filter).await?;
+    if bulk.dry_run {
+        println!("dry run: nothing changed");
+        return Ok(None);
+    }
+    Ok(Some((store, filter, total)))
+}
+
 /// Options of a bulk action.
 pub struct Bulk {
     pub dry_run: bool,
@@ -90,13 +107,9 @@ pub async fn replay(config: &Config, filter: &EventFilter, bulk: &Bulk) -> Resul
             "say which FAILED events to replay: --id ID (repeatable), --routing-key, --aggregate-id, --since or --error-contains",
         ));
     }
-    let store = query_store(config).await?;
-    let filter = dead(filter);
-    let total = preview(&store, &filter).await?;
-    if bulk.dry_run {
-        println!("dry run: nothing changed");
+    let Some((store, filter, total)) = selected(config, filter, bulk).await? else {
         return Ok(0);
-    }
+    };
     let who = actor();
     let done = run_batches(&store, &filter, bulk, &who, total, Action::Replay).await?;
     println!("Replayed {done} FAILED event(s): PENDING again, retryCount 0, due now (by {who}).");
@@ -184,13 +197,9 @@ pub async fn purge(
             "say which FAILED events to delete (--id, --routing-key, --aggregate-id, --since, --error-contains), or pass --yes to delete them all",
         ));
     }
-    let store = query_store(config).await?;
-    let filter = dead(filter);
-    let total = preview(&store, &filter).await?;
-    if bulk.dry_run {
-        println!("dry run: nothing changed");
+    let Some((store, filter, total)) = selected(config, filter, bulk).await? else {
         return Ok(0);
-    }
+    };
     if total == 0 {
         println!("Nothing to delete.");
         return Ok(0);
