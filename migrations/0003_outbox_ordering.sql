@@ -11,7 +11,17 @@
 -- any more. So an event committed late is never overtaken (see the README, "Guarantees").
 -- The column has a default, so producers (and Prisma models) never set it.
 
-ALTER TABLE "OutboxEvent" ADD COLUMN "seq" bigserial NOT NULL;
+-- Rows already there are numbered in (occurredAt, id) order, then the column becomes what
+-- bigserial (Prisma's BigInt @default(autoincrement())) makes.
+ALTER TABLE "OutboxEvent" ADD COLUMN "seq" bigint;
+CREATE SEQUENCE "OutboxEvent_seq_seq" OWNED BY "OutboxEvent"."seq";
+UPDATE "OutboxEvent" AS e SET "seq" = n.rn
+  FROM (SELECT "id", row_number() OVER (ORDER BY "occurredAt", "id") AS rn FROM "OutboxEvent") AS n
+ WHERE e."id" = n."id";
+SELECT setval('"OutboxEvent_seq_seq"', COALESCE((SELECT max("seq") FROM "OutboxEvent"), 0) + 1, false);
+ALTER TABLE "OutboxEvent"
+    ALTER COLUMN "seq" SET DEFAULT nextval('"OutboxEvent_seq_seq"'),
+    ALTER COLUMN "seq" SET NOT NULL;
 
 CREATE FUNCTION "outbox_event_seq"() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -51,9 +51,14 @@ impl Breaker {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Open and still cooling down: claims leave this sink's routingKeys alone.
+    /// Open and still cooling down, or waiting for its probe: claims leave this sink's
+    /// routingKeys alone (claiming them would only put them back).
     pub(crate) fn is_open(&self, now: Instant) -> bool {
-        matches!(*self.state(), State::Open { until, .. } if until > now)
+        match *self.state() {
+            State::Open { until, .. } => until > now,
+            State::HalfOpen { probing, .. } => probing,
+            State::Closed { .. } => false,
+        }
     }
 
     pub(crate) fn state_at(&self, now: Instant) -> BreakerState {
@@ -173,6 +178,7 @@ mod tests {
         let later = t + Duration::from_secs(5);
         assert!(!b.is_open(later));
         assert_eq!(b.admit(later), Admit::Probe);
+        assert!(b.is_open(later), "claims wait for the probe");
         assert_eq!(b.admit(later), Admit::Hold(Duration::from_secs(1)));
         // A failed probe: open twice as long, capped.
         assert_eq!(b.record(&fail, true, later), Some(Duration::from_secs(10)));

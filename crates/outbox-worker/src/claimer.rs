@@ -191,6 +191,7 @@ impl Claimer {
     async fn claim_loop(&mut self, cancel: CancellationToken) {
         let mut backoff = Backoff::database();
         let mut claims: u64 = 0;
+        let mut rounds: u64 = 0;
         // Idle rounds in a row where something was due yet nothing could be claimed (rows
         // locked by someone else): the wait grows so such a row cannot make us spin.
         let mut stuck: u32 = 0;
@@ -219,7 +220,10 @@ impl Claimer {
             }
             let keys = self.claim_keys();
             let claimed_at = Instant::now();
-            let (claimed, full, error) = self.claim_round(&keys, free, &mut claims).await;
+            rounds += 1;
+            let (claimed, full, error, head_token) = self
+                .claim_round(&keys, free, &mut claims, rounds % 2 == 0)
+                .await;
             if let Some(observe) = &self.options.claim_observer {
                 (observe.0)(claimed.len(), claimed_at.elapsed());
             }
@@ -255,7 +259,8 @@ impl Claimer {
                 tracing::info!("📦 [OutboxWorker] Processing {} events...", claimed.len());
                 let mut rest = claimed.into_iter();
                 for c in rest.by_ref() {
-                    self.dispatch(c, claimed_at).await;
+                    let as_head = head_token.as_deref() == Some(c.lease_owner.as_str());
+                    self.dispatch(c, claimed_at, as_head).await;
                     if cancel.is_cancelled() {
                         break;
                     }
@@ -314,55 +319,58 @@ impl Claimer {
         }
     }
 
-    /// One round of claims for up to `free` events: heads of ordered aggregates first, then
-    /// the rest. Returns what was claimed (to be dispatched even if a claim failed), whether
-    /// a claim came back full (more is waiting), and the error of a failed claim.
+    /// One round of claims for up to `free` events: heads of ordered aggregates and the
+    /// rest, in turn first (so neither kind starves the other). Returns what was claimed (to
+    /// be dispatched even if a claim failed), whether a claim came back full (more is
+    /// waiting), the error of a failed claim, and the lease token of the heads' claim.
     async fn claim_round(
         &self,
         keys: &ClaimKeys,
         free: usize,
         claims: &mut u64,
-    ) -> (Vec<ClaimedEvent>, bool, Option<StoreError>) {
+        ordered_first: bool,
+    ) -> (Vec<ClaimedEvent>, bool, Option<StoreError>, Option<String>) {
         let mut claimed = Vec::new();
         let mut full = false;
+        let mut head_token = None;
         let lease = self.options.lease;
-        // A lease token per claim: the fence of an ack is this token plus retryCount, so an
-        // event given back and claimed again by this same worker is a new lease.
-        let mut token = || {
-            *claims += 1;
-            format!("{}#{claims}", self.owner)
-        };
         let mut room = free;
-        if !keys.ordered.is_empty() {
+        let order: [bool; 2] = if ordered_first {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for heads in order {
+            if room == 0 || (heads && keys.ordered.is_empty()) {
+                continue;
+            }
+            // A lease token per claim: the fence of an ack is this token plus retryCount, so
+            // an event given back and claimed again by this same worker is a new lease.
+            *claims += 1;
+            let token = format!("{}#{claims}", self.owner);
             let limit = self.options.batch_size.min(room);
-            match self
-                .store
-                .claim_ordered(&token(), limit, lease, &keys.ordered, &keys.paused)
-                .await
-            {
+            let result = if heads {
+                self.store
+                    .claim_ordered(&token, limit, lease, &keys.ordered, &keys.paused)
+                    .await
+            } else {
+                self.store
+                    .claim(&token, limit, lease, &keys.skipped())
+                    .await
+            };
+            match result {
                 Ok(c) => {
                     full |= c.len() == limit;
                     room -= c.len().min(room);
                     claimed.extend(c);
+                    if heads {
+                        head_token = Some(token);
+                    }
                 }
-                Err(e) => return (claimed, false, Some(e)),
+                Err(e) => return (claimed, full, Some(e), head_token),
             }
         }
-        if room > 0 {
-            let limit = self.options.batch_size.min(room);
-            match self
-                .store
-                .claim(&token(), limit, lease, &keys.skipped())
-                .await
-            {
-                Ok(c) => {
-                    full |= c.len() == limit;
-                    claimed.extend(c);
-                }
-                Err(e) => return (claimed, full, Some(e)),
-            }
-        }
-        (claimed, full, None)
+        (claimed, full, None, head_token)
     }
 
     /// How long to sleep (until the next due event, at most the poll interval), and when
@@ -389,7 +397,9 @@ impl Claimer {
         });
     }
 
-    async fn dispatch(&mut self, claimed: ClaimedEvent, claimed_at: Instant) {
+    /// Starts the delivery of `claimed` (`as_head`: it came from the claim of ordered
+    /// heads).
+    async fn dispatch(&mut self, claimed: ClaimedEvent, claimed_at: Instant, as_head: bool) {
         // Every claimed event holds a slot until its result is written (see `Ack`); we
         // claimed at most the free slots, so one is available.
         let (Ok(slot), Ok(running)) = (
@@ -424,6 +434,13 @@ impl Claimer {
             }
         };
         if policy.paused {
+            self.ack(dispatcher::release(&claimed, None), Some(slot));
+            return;
+        }
+        if policy.ordered && !as_head {
+            // Claimed while this worker did not know the policy was ordered (new, or just
+            // switched): give it back; the next round claims it head by head.
+            tracing::debug!(id = %claimed.event.id, routing_key = %key, "Ordered policy learnt late; giving the event back");
             self.ack(dispatcher::release(&claimed, None), Some(slot));
             return;
         }

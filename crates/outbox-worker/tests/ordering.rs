@@ -377,3 +377,30 @@ async fn an_event_committed_late_is_not_overtaken_by_a_later_one() {
     w.stop().await;
     assert_eq!(sink.sequence("L"), vec![99, 0, 1]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_policy_created_with_its_first_events_orders_them() {
+    // No policy yet: the worker learns of it with the events themselves.
+    let db = TestDb::with_policies(&[]).await;
+    let sink = Arc::new(Recorder::default());
+    let a = start(&db, "worker-a", &["late"], sink.clone());
+    let b = start(&db, "worker-b", &["late"], sink.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut c = db.client().await;
+    let tx = c.transaction().await.unwrap();
+    tx.batch_execute(
+        r#"INSERT INTO "OutboxRetryPolicy" ("routingKey", "maxRetries", "retryInterval", "maxInterval", "ordered")
+           VALUES ('late', 3, 50, 1000, true)"#,
+    )
+    .await
+    .unwrap();
+    for n in 0..20 {
+        insert(&tx, &format!("l-{n}"), "late", "L", n).await;
+    }
+    tx.commit().await.unwrap();
+    wait_delivered(&sink, 20).await;
+    a.stop().await;
+    b.stop().await;
+    assert_eq!(sink.sequence("L"), (0..20).collect::<Vec<_>>());
+    assert_eq!(sink.overlaps.load(Ordering::SeqCst), 0);
+}

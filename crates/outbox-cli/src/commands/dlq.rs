@@ -147,15 +147,32 @@ async fn run_batches(
     let mut progress = Progress::new(total.max(0) as u64, what);
     let started = Instant::now();
     let mut done: u64 = 0;
+    let mut after: Option<String> = None;
     loop {
+        // The next chunk of matching ids, in id order: each event is acted on at most once,
+        // even if a replayed one fails again while this runs.
+        let chunk = store
+            .matching_ids(filter, after.as_deref(), batch)
+            .await
+            .map_err(failed)?;
+        let Some(last) = chunk.last().cloned() else {
+            break;
+        };
+        let n = chunk.len() as i64;
+        let these = EventFilter {
+            ids: chunk,
+            status: Some("FAILED".into()),
+            ..EventFilter::default()
+        };
         let ids = match action {
-            Action::Replay => store.replay_failed(filter, batch, who).await,
-            Action::Purge { unblock } => store.purge_failed(filter, batch, who, unblock).await,
+            Action::Replay => store.replay_failed(&these, n, who).await,
+            Action::Purge { unblock } => store.purge_failed(&these, n, who, unblock).await,
         }
         .map_err(failed)?;
         done += ids.len() as u64;
         progress.add(ids.len() as u64);
-        if (ids.len() as i64) < batch {
+        after = Some(last);
+        if n < batch {
             break;
         }
         if let Some(rate) = bulk.rate {

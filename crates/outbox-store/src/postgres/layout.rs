@@ -281,8 +281,9 @@ RETURNING {returning}"#,
         // aggregate's bucket lock (see migration 0003): no producer still holds an
         // uncommitted earlier event of it.
         let aggregate = self.ev("aggregateId");
-        // The bucket locks are tried only for the heads found (the outer level), never
-        // during the scan: producers of other buckets never wait for a long scan.
+        // The bucket locks are tried only for the heads found, never during the scan: the
+        // outer ORDER BY sorts the whole inner result before the first lock is tried, so
+        // producers never wait for a long scan (and locks are taken in one order).
         let ordered_claim = format!(
             r#"UPDATE {ev} AS e
    SET {status} = 'PROCESSING', {locked_by} = $1, {locked_until} = {lease_end}
@@ -300,7 +301,8 @@ RETURNING {returning}"#,
             ORDER BY {order}
             LIMIT $3
             FOR UPDATE SKIP LOCKED) AS h
-          WHERE pg_try_advisory_xact_lock({ORDER_LOCK_CLASS}, hashtext(h.aggregate::text) & 255)))
+          WHERE pg_try_advisory_xact_lock({ORDER_LOCK_CLASS}, hashtext(h.aggregate::text) & 255)
+          ORDER BY h.aggregate))
    AND e.{status} = 'PENDING'
 RETURNING {returning}"#,
             due = self.due("c", "now()", "'-infinity'::timestamptz"),

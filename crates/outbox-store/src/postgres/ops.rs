@@ -147,6 +147,31 @@ impl PgStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    /// Ids of events matching `filter`, in id order, after `after`, at most `limit`: bulk
+    /// commands walk them in chunks, so each event is acted on at most once per run (a
+    /// replayed event that fails again is not replayed again).
+    pub async fn matching_ids(
+        &self,
+        filter: &EventFilter,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let l = &self.layout;
+        let id = l.ev("id");
+        let sql = format!(
+            "SELECT e.{id}::text FROM {} AS e WHERE {} AND ($7::text IS NULL OR e.{id}::text > $7::text) \
+             ORDER BY e.{id}::text LIMIT $8",
+            l.events(),
+            l.filter_sql("e")
+        );
+        let mut params = filter_params(filter);
+        params.push(Box::new(after.map(str::to_string)));
+        params.push(Box::new(limit));
+        let client = self.client().await?;
+        let rows = client.query(&sql, &refs(&params)).await.map_err(classify)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// How many events match `filter`.
     pub async fn count_events(&self, filter: &EventFilter) -> Result<i64, StoreError> {
         let l = &self.layout;

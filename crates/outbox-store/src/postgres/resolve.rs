@@ -729,8 +729,29 @@ fn resolve_blocked_table(
             .copied()
             .filter(|c| table.column(c).is_none())
             .collect();
-        if missing.is_empty() {
+        // Blocking writes with ON CONFLICT ("aggregateId"): a unique index must back it.
+        let unique = table.indexes.values().any(|def| {
+            let (cols, _) = index_columns(def);
+            def.contains("UNIQUE") && cols == ["aggregateId"]
+        });
+        if missing.is_empty() && unique {
             return Some(name.clone());
+        }
+        if missing.is_empty() {
+            if wanted {
+                out.warnings.push(Finding {
+                    what: format!(
+                        "table {} has no primary key or unique index on \"aggregateId\": policies with blockOnFailure release the aggregate instead",
+                        quote_ident(name)
+                    ),
+                    sql: format!(
+                        "ALTER TABLE {} ADD PRIMARY KEY (\"aggregateId\");",
+                        quote_ident(name)
+                    ),
+                    prisma: "aggregateId String @id".into(),
+                });
+            }
+            return None;
         }
         if wanted {
             out.warnings.push(Finding {
