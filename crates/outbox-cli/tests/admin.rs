@@ -242,3 +242,50 @@ headers = {{ Authorization = "Bearer {SECRET}" }}
         assert!(!text.contains(SECRET), "{what} shows the secret:\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_logs_under_the_trace_of_its_event() {
+    let db = TestDb::with_policies(&[(KEY, 3, 50)]).await;
+    let server = TestServer::start(|_, earlier| {
+        if earlier == 0 {
+            Reply::status(503)
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await;
+    let config = http_config(&db.url, &server.url("/"), &[KEY], "");
+    let mut worker = WorkerProcess::start_with(&config, &["--log-format", "json"], &[]);
+    worker.wait_started().await;
+    let c = db.client().await;
+    c.batch_execute(
+        r#"INSERT INTO "OutboxEvent" ("id", "eventName", "eventType", "aggregateId", "routingKey", "headers")
+           VALUES ('traced', 'LoggedIn', 'auth', 'user-1', 'audit.record-auth-log',
+                   '{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}')"#,
+    )
+    .await
+    .unwrap();
+    wait_status(&c, "traced", "SENT", LONG).await;
+    worker.stop().await;
+    let retry = worker
+        .logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "Delivery failed; will retry")
+        .expect("the retry is logged");
+    assert_eq!(retry["span"]["name"], "delivery", "{retry}");
+    assert_eq!(
+        retry["span"]["trace_id"], "0af7651916cd43dd8448eb211c80319c",
+        "{retry}"
+    );
+    assert_eq!(
+        retry["span"]["parent_span_id"], "b7ad6b7169203331",
+        "{retry}"
+    );
+    // And the destination received the trace context.
+    let seen = server.requests_for("traced");
+    assert_eq!(
+        seen[1].header("traceparent"),
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    );
+}

@@ -169,7 +169,58 @@ pub(crate) struct Rules {
     pub(crate) probe: bool,
 }
 
+/// The W3C trace context of an event (`headers.traceparent`: version-traceid-parentid-flags),
+/// as (trace id, parent span id); `None` when absent or malformed.
+pub(crate) fn trace_context(event: &outbox_core::OutboxEvent) -> Option<(String, String)> {
+    let tp = event.headers.as_ref()?.get("traceparent")?.as_str()?;
+    let parts: Vec<&str> = tp.trim().split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    match parts.as_slice() {
+        [version, trace, parent, flags]
+            if hex(version, 2)
+                && hex(trace, 32)
+                && hex(parent, 16)
+                && hex(flags, 2)
+                && trace.bytes().any(|b| b != b'0')
+                && parent.bytes().any(|b| b != b'0') =>
+        {
+            Some((trace.to_ascii_lowercase(), parent.to_ascii_lowercase()))
+        }
+        _ => None,
+    }
+}
+
+/// One delivery inside a `delivery` span that carries the event's trace context, so every
+/// log line of the delivery names the trace it belongs to.
 pub(crate) async fn deliver(
+    flight: InFlight,
+    route: Route,
+    policy: RetryPolicy,
+    rules: Rules,
+    running: OwnedSemaphorePermit,
+    counters: Arc<Counters>,
+) {
+    let e = &flight.claimed.event;
+    let (trace_id, parent_span_id) = match trace_context(e) {
+        Some((t, p)) => (Some(t), Some(p)),
+        None => (None, None),
+    };
+    let span = tracing::info_span!(
+        "delivery",
+        id = %e.id,
+        routing_key = %e.routing_key,
+        sink = %route.sink_name,
+        trace_id = trace_id.as_deref(),
+        parent_span_id = parent_span_id.as_deref(),
+    );
+    tracing::Instrument::instrument(
+        deliver_in_span(flight, route, policy, rules, running, counters),
+        span,
+    )
+    .await
+}
+
+async fn deliver_in_span(
     mut flight: InFlight,
     route: Route,
     policy: RetryPolicy,
@@ -338,6 +389,30 @@ mod tests {
             act(0, Some(0), Outcome::retry("x"), OnSuccess::Mark),
             CompletionAction::Fail { .. }
         ));
+    }
+
+    #[test]
+    fn the_trace_context_is_read_from_a_valid_traceparent_only() {
+        let mut e = claimed(0, None).event;
+        assert_eq!(trace_context(&e), None);
+        e.headers = Some(serde_json::json!({
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        }));
+        assert_eq!(
+            trace_context(&e),
+            Some((
+                "0af7651916cd43dd8448eb211c80319c".into(),
+                "b7ad6b7169203331".into()
+            ))
+        );
+        for bad in [
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-zzad6b7169203331-01",
+        ] {
+            e.headers = Some(serde_json::json!({ "traceparent": bad }));
+            assert_eq!(trace_context(&e), None, "{bad}");
+        }
     }
 
     #[test]
