@@ -4,6 +4,7 @@
 
 use crate::backoff::Backoff;
 use outbox_core::{Completion, CompletionAction, Store};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -33,6 +34,7 @@ pub(crate) async fn run(
     store: Arc<dyn Store>,
     mut rx: UnboundedReceiver<Ack>,
     wake: Arc<Notify>,
+    arrivals: Arc<AtomicBool>,
     stopping: CancellationToken,
     give_up_after: Duration,
 ) {
@@ -59,14 +61,16 @@ pub(crate) async fn run(
         write(&*store, &batch, &stopping, give_up_after).await;
         // Retries and releases make events due again, and a finished ordered head lets its
         // aggregate's next event go: let the claimer look.
-        if wake_now
-            || batch.iter().any(|c| {
-                matches!(
-                    c.action,
-                    CompletionAction::Retry { .. } | CompletionAction::Release { .. }
-                )
-            })
-        {
+        let requeued = batch.iter().any(|c| {
+            matches!(
+                c.action,
+                CompletionAction::Retry { .. } | CompletionAction::Release { .. }
+            )
+        });
+        if requeued {
+            arrivals.store(true, Ordering::Relaxed);
+        }
+        if wake_now || requeued {
             wake.notify_one();
         }
         // The claimer's idle look-up leaves ordered keys out (their due rows may all be

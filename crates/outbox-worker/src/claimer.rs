@@ -12,6 +12,7 @@ use crate::{acker, listener, reaper, Counters, Route, RunSummary, WorkerOptions}
 use outbox_core::{ClaimedEvent, Completion, Store, StoreError};
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, UnboundedSender};
@@ -21,6 +22,20 @@ use tokio_util::sync::CancellationToken;
 
 /// Shortest idle sleep, so a row that is due but momentarily locked cannot make us spin.
 const MIN_IDLE: Duration = Duration::from_millis(5);
+
+/// What one claim round got.
+#[derive(Default)]
+struct Round {
+    claimed: Vec<ClaimedEvent>,
+    /// A claim came back full: more is waiting.
+    full: bool,
+    /// A claim failed (what was claimed before it is still dispatched).
+    error: Option<StoreError>,
+    /// The lease token of the heads' claim.
+    head_token: Option<String>,
+    /// How many the unordered claim found, when it ran.
+    unordered: Option<usize>,
+}
 
 /// The policy facts a claim round needs.
 struct ClaimKeys {
@@ -51,6 +66,9 @@ struct Claimer {
     /// Deliveries running at once: `concurrency`.
     deliveries_allowed: Arc<Semaphore>,
     wake: Arc<Notify>,
+    /// Set when something unordered may have become claimable: new events (NOTIFY, or the
+    /// listener reconnecting), or results that put events back to PENDING.
+    arrivals: Arc<AtomicBool>,
     acks: UnboundedSender<Ack>,
     counters: Arc<Counters>,
     deliveries: JoinSet<()>,
@@ -70,6 +88,7 @@ where
     let stopping = CancellationToken::new();
     let policies = Arc::new(Policies::new(store.clone()));
     let wake = Arc::new(Notify::new());
+    let arrivals = Arc::new(AtomicBool::new(true));
     let counters = Arc::new(Counters {
         metrics: options.metrics.clone(),
         ..Counters::default()
@@ -87,6 +106,7 @@ where
     background.spawn(listener::run(
         store.clone(),
         wake.clone(),
+        arrivals.clone(),
         policies.clone(),
         cancel.clone(),
     ));
@@ -117,6 +137,7 @@ where
         store.clone(),
         ack_rx,
         wake.clone(),
+        arrivals.clone(),
         stopping.clone(),
         options.shutdown_timeout.max(Duration::from_secs(5)),
     ));
@@ -131,6 +152,7 @@ where
         owner,
         policies,
         wake,
+        arrivals,
         acks: ack_tx,
         counters: counters.clone(),
         deliveries: JoinSet::new(),
@@ -192,6 +214,12 @@ impl Claimer {
         let mut backoff = Backoff::database();
         let mut claims: u64 = 0;
         let mut rounds: u64 = 0;
+        // Whether the last unordered claim found nothing, and when it ran: while ordered
+        // heads keep the loop busy, an unordered claim that can find nothing (no new events,
+        // no due retry) is skipped for up to a poll interval — it would scan the pending
+        // rows for nothing.
+        let mut unordered_idle = false;
+        let mut unordered_at = Instant::now();
         // Idle rounds in a row where something was due yet nothing could be claimed (rows
         // locked by someone else): the wait grows so such a row cannot make us spin.
         let mut stuck: u32 = 0;
@@ -221,9 +249,31 @@ impl Claimer {
             let keys = self.claim_keys();
             let claimed_at = Instant::now();
             rounds += 1;
-            let (claimed, full, error, head_token) = self
-                .claim_round(&keys, free, &mut claims, rounds % 4 != 0)
+            let arrived = self.arrivals.swap(false, Ordering::Relaxed);
+            let skip_unordered = !keys.ordered.is_empty()
+                && unordered_idle
+                && !arrived
+                && known_due.is_none_or(|d| d > Instant::now())
+                && unordered_at.elapsed() < self.options.poll_interval;
+            let round = self
+                .claim_round(&keys, free, &mut claims, rounds % 4 != 0, skip_unordered)
                 .await;
+            match round.unordered {
+                Some(n) => {
+                    unordered_idle = n == 0;
+                    unordered_at = Instant::now();
+                }
+                // Not run: keep what arrived for the next round.
+                None if arrived => self.arrivals.store(true, Ordering::Relaxed),
+                None => {}
+            }
+            let Round {
+                claimed,
+                full,
+                error,
+                head_token,
+                ..
+            } = round;
             if let Some(observe) = &self.options.claim_observer {
                 (observe.0)(claimed.len(), claimed_at.elapsed());
             }
@@ -321,21 +371,17 @@ impl Claimer {
 
     /// One round of claims for up to `free` events: heads of ordered aggregates first, then
     /// the rest with the room left — except every fourth round, when the rest goes first,
-    /// so a steady ordered backlog cannot starve unordered keys. (Alternating every round
-    /// cost ordered drains half their rate: an unordered claim with nothing to find still
-    /// scans the pending rows.) Returns what was claimed (to
-    /// be dispatched even if a claim failed), whether a claim came back full (more is
-    /// waiting), the error of a failed claim, and the lease token of the heads' claim.
+    /// so a steady ordered backlog cannot starve unordered keys. `skip_unordered`: leave
+    /// the unordered claim out of this round.
     async fn claim_round(
         &self,
         keys: &ClaimKeys,
         free: usize,
         claims: &mut u64,
         ordered_first: bool,
-    ) -> (Vec<ClaimedEvent>, bool, Option<StoreError>, Option<String>) {
-        let mut claimed = Vec::new();
-        let mut full = false;
-        let mut head_token = None;
+        skip_unordered: bool,
+    ) -> Round {
+        let mut round = Round::default();
         let lease = self.options.lease;
         let mut room = free;
         let order: [bool; 2] = if ordered_first {
@@ -344,7 +390,7 @@ impl Claimer {
             [false, true]
         };
         for heads in order {
-            if room == 0 || (heads && keys.ordered.is_empty()) {
+            if room == 0 || (heads && keys.ordered.is_empty()) || (!heads && skip_unordered) {
                 continue;
             }
             // A lease token per claim: the fence of an ack is this token plus retryCount, so
@@ -363,17 +409,22 @@ impl Claimer {
             };
             match result {
                 Ok(c) => {
-                    full |= c.len() == limit;
+                    round.full |= c.len() == limit;
                     room -= c.len().min(room);
-                    claimed.extend(c);
                     if heads {
-                        head_token = Some(token);
+                        round.head_token = Some(token);
+                    } else {
+                        round.unordered = Some(c.len());
                     }
+                    round.claimed.extend(c);
                 }
-                Err(e) => return (claimed, full, Some(e), head_token),
+                Err(e) => {
+                    round.error = Some(e);
+                    return round;
+                }
             }
         }
-        (claimed, full, None, head_token)
+        round
     }
 
     /// How long to sleep (until the next due event, at most the poll interval), and when

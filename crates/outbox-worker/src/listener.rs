@@ -4,6 +4,7 @@
 use crate::backoff::Backoff;
 use crate::policies::Policies;
 use outbox_core::{Notification, Store};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) async fn run(
     store: Arc<dyn Store>,
     wake: Arc<Notify>,
+    arrivals: Arc<AtomicBool>,
     policies: Arc<Policies>,
     cancel: CancellationToken,
 ) {
@@ -27,13 +29,17 @@ pub(crate) async fn run(
                 }
                 backoff.reset();
                 // Anything inserted while we were not listening is found by this claim.
+                arrivals.store(true, Ordering::Relaxed);
                 wake.notify_one();
                 policies.changed.notify_one();
                 loop {
                     tokio::select! {
                         _ = cancel.cancelled() => return,
                         n = stream.next() => match n {
-                            Some(Notification::Events) => wake.notify_one(),
+                            Some(Notification::Events) => {
+                                arrivals.store(true, Ordering::Relaxed);
+                                wake.notify_one();
+                            }
                             Some(Notification::Policies) => policies.changed.notify_one(),
                             None => break,
                         }
