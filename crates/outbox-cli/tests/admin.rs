@@ -8,6 +8,11 @@ use std::time::Duration;
 const KEY: &str = "audit.record-auth-log";
 const LONG: Duration = Duration::from_secs(30);
 
+/// `config` with the admin listener on a free port.
+fn with_admin(config: &str) -> String {
+    format!("{config}\n[admin]\nlisten = \"127.0.0.1:0\"\n")
+}
+
 /// The admin address the worker logged.
 async fn admin_addr(worker: &WorkerProcess) -> String {
     let find = || {
@@ -55,10 +60,7 @@ async fn metrics_move_by_what_happened_and_health_answers() {
         }
     })
     .await;
-    let config = format!(
-        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
-        http_config(&db.url, &server.url("/"), &[KEY], "")
-    );
+    let config = with_admin(&http_config(&db.url, &server.url("/"), &[KEY], ""));
     let mut worker = WorkerProcess::start(&config);
     worker.wait_started().await;
     let addr = admin_addr(&worker).await;
@@ -129,10 +131,7 @@ async fn readyz_follows_the_database() {
     let c = db.client().await;
     insert_policy(&c, KEY, 5, 100, 1000).await;
     let server = TestServer::always(200).await;
-    let config = format!(
-        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
-        http_config(&db.url, &server.url("/"), &[KEY], "")
-    );
+    let config = with_admin(&http_config(&db.url, &server.url("/"), &[KEY], ""));
     let mut worker = WorkerProcess::start(&config);
     worker.wait_started().await;
     let addr = admin_addr(&worker).await;

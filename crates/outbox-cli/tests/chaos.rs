@@ -14,12 +14,7 @@ const LONG: Duration = Duration::from_secs(120);
 async fn mixed_db() -> (TestDb, Client) {
     let db = TestDb::with_policies(&[(KEY, 20, 100), (ORDERED, 20, 100)]).await;
     let c = db.client().await;
-    c.execute(
-        r#"UPDATE "OutboxRetryPolicy" SET "ordered" = true WHERE "routingKey" = $1"#,
-        &[&ORDERED],
-    )
-    .await
-    .unwrap();
+    make_ordered(&c, ORDERED, false).await;
     (db, c)
 }
 

@@ -157,12 +157,7 @@ async fn three_workers_deliver_mixed_traffic_exactly_once_and_ordered_aggregates
     const ORDERED: &str = "ledger.entry-posted";
     let db = TestDb::with_policies(&[(KEY, 5, 50), (ORDERED, 5, 50)]).await;
     let c = db.client().await;
-    c.execute(
-        r#"UPDATE "OutboxRetryPolicy" SET "ordered" = true WHERE "routingKey" = $1"#,
-        &[&ORDERED],
-    )
-    .await
-    .unwrap();
+    make_ordered(&c, ORDERED, false).await;
     let server = TestServer::always(200).await;
     let config = http_config(
         &db.url,

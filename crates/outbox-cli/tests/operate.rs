@@ -49,6 +49,13 @@ fn cli(db: &TestDb, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+async fn blocked_count(c: &Client) -> i64 {
+    c.query_one(r#"SELECT count(*) FROM "OutboxBlockedAggregate""#, &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 fn json_lines(text: &str) -> Vec<Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -310,12 +317,7 @@ async fn a_blocked_aggregate_is_listed_and_released_by_unblock() {
             "Aggregate order-9 was not blocked",
         ],
     );
-    let left: i64 = c
-        .query_one(r#"SELECT count(*) FROM "OutboxBlockedAggregate""#, &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(left, 0);
+    assert_eq!(blocked_count(&c).await, 0);
     // Replaying a blocking head releases its aggregate in the same statement.
     c.batch_execute(
         r#"INSERT INTO "OutboxBlockedAggregate" ("aggregateId", "eventId", "routingKey")
@@ -325,10 +327,5 @@ async fn a_blocked_aggregate_is_listed_and_released_by_unblock() {
     .unwrap();
     let (code, _, _) = cli(&db, &["dlq", "replay", "--id", "f3"]);
     assert_eq!(code, 0);
-    let left: i64 = c
-        .query_one(r#"SELECT count(*) FROM "OutboxBlockedAggregate""#, &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(left, 0);
+    assert_eq!(blocked_count(&c).await, 0);
 }

@@ -132,6 +132,17 @@ pub async fn insert_policy(
     .unwrap();
 }
 
+/// Makes the policy of `routing_key` ordered (per-aggregate FIFO), blocking its aggregate on
+/// a FAILED head when `block_on_failure`.
+pub async fn make_ordered(c: &Client, routing_key: &str, block_on_failure: bool) {
+    c.execute(
+        r#"UPDATE "OutboxRetryPolicy" SET "ordered" = true, "blockOnFailure" = $2 WHERE "routingKey" = $1"#,
+        &[&routing_key, &block_on_failure],
+    )
+    .await
+    .unwrap();
+}
+
 /// Inserts an event with the seed's quoted INSERT shape.
 pub async fn insert_event(c: &Client, id: &str, routing_key: &str) {
     c.execute(

@@ -482,7 +482,8 @@ impl Claimer {
                     .routes
                     .get(&key)
                     .map_or("(none)", |r| r.sink_name.as_str());
-                self.counters.record(Counted::Failed, &key, sink);
+                self.counters
+                    .record(Counted::Failed, &key, sink, None, None);
                 self.ack(dispatcher::fail_now(&claimed, reason, blocks), Some(slot));
                 return;
             }

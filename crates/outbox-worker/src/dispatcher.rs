@@ -242,9 +242,7 @@ async fn deliver_in_span(
     };
     // The delivery is over: its permit goes back now; the holding slot waits for the write.
     drop(running);
-    if let Some(m) = &counters.metrics {
-        m.sink_call(&route.sink_name, called.elapsed());
-    }
+    let took = Some(called.elapsed());
     if let Some(cooldown) = route.breaker.record(&outcome, rules.probe, Instant::now()) {
         tracing::warn!(sink = %route.sink_name, cooldown = ?cooldown, "Circuit breaker open: the sink keeps failing; its events wait, not charged an attempt");
     } else if rules.probe && !matches!(outcome, Outcome::Retry { .. }) {
@@ -260,19 +258,31 @@ async fn deliver_in_span(
     let e = &claimed.event;
     match &c.action {
         CompletionAction::Sent | CompletionAction::Delete => {
-            counters.record(Counted::Delivered, &e.routing_key, &route.sink_name);
-            if let Some(m) = &counters.metrics {
-                let age = chrono::Utc::now() - e.occurred_at;
-                m.delivery_latency(&e.routing_key, age.to_std().unwrap_or_default());
-            }
+            let age = (chrono::Utc::now() - e.occurred_at)
+                .to_std()
+                .unwrap_or_default();
+            let (key, sink) = (&e.routing_key, &route.sink_name);
+            counters.record(Counted::Delivered, key, sink, took, Some(age));
             tracing::debug!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, attempt = claimed.attempt(), "Delivered");
         }
         CompletionAction::Retry { delay, error, .. } => {
-            counters.record(Counted::Retried, &e.routing_key, &route.sink_name);
+            counters.record(
+                Counted::Retried,
+                &e.routing_key,
+                &route.sink_name,
+                took,
+                None,
+            );
             tracing::warn!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, attempt = claimed.attempt(), retry_in = ?delay, error = %error, "Delivery failed; will retry");
         }
         CompletionAction::Fail { error, .. } => {
-            counters.record(Counted::Failed, &e.routing_key, &route.sink_name);
+            counters.record(
+                Counted::Failed,
+                &e.routing_key,
+                &route.sink_name,
+                took,
+                None,
+            );
             tracing::error!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, attempt = claimed.attempt(), error = %error, "Event FAILED");
         }
         CompletionAction::Release { .. } => {}

@@ -146,8 +146,16 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    /// Counts an outcome for the run summary and, when exported, the metrics.
-    pub(crate) fn record(&self, what: Counted, routing_key: &str, sink: &str) {
+    /// Counts an outcome for the run summary and, when exported, the metrics (with the sink
+    /// call's duration, and the delivery latency of a delivered event).
+    pub(crate) fn record(
+        &self,
+        what: Counted,
+        routing_key: &str,
+        sink: &str,
+        call: Option<Duration>,
+        latency: Option<Duration>,
+    ) {
         let n = match what {
             Counted::Delivered => &self.delivered,
             Counted::Retried => &self.retried,
@@ -155,7 +163,7 @@ impl Counters {
         };
         n.fetch_add(1, Ordering::Relaxed);
         if let Some(m) = &self.metrics {
-            m.count(what, routing_key, sink);
+            m.observe(what, routing_key, sink, call, latency);
         }
     }
 

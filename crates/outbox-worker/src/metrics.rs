@@ -86,13 +86,14 @@ struct State {
     claim_batch: Option<Histogram>,
     pending: Vec<PendingSample>,
     pending_sampled: bool,
+    /// Routed keys: the only values a `routing_key` label takes.
+    routed: BTreeSet<String>,
 }
 
 /// What the worker counts. Cheap to update from many tasks; rendered on each scrape.
 #[derive(Default)]
 pub struct Metrics {
     state: Mutex<State>,
-    routed: Mutex<BTreeSet<String>>,
     breakers: Mutex<Vec<(String, Arc<Breaker>)>>,
 }
 
@@ -121,58 +122,47 @@ impl Metrics {
 
     /// The routed keys and sinks (bounding the labels) and each sink's breaker.
     pub(crate) fn register(&self, key: &str, sink: &str, breaker: &Arc<Breaker>) {
-        self.routed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_string());
+        self.state().routed.insert(key.to_string());
         let mut b = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         if !b.iter().any(|(name, _)| name == sink) {
             b.push((sink.to_string(), breaker.clone()));
         }
     }
 
-    fn key_label(&self, key: &str) -> String {
-        if self
-            .routed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(key)
-        {
-            key.to_string()
-        } else {
-            UNROUTED.to_string()
-        }
-    }
-
-    pub(crate) fn count(&self, what: Counted, key: &str, sink: &str) {
+    /// Counts one outcome; with the sink call's duration when the sink was called, and the
+    /// delivery latency when it was delivered. One lock per delivery.
+    pub(crate) fn observe(
+        &self,
+        what: Counted,
+        key: &str,
+        sink: &str,
+        call: Option<Duration>,
+        latency: Option<Duration>,
+    ) {
         let name = match what {
             Counted::Delivered => "outbox_events_delivered_total",
             Counted::Retried => "outbox_events_retried_total",
             Counted::Failed => "outbox_events_failed_total",
         };
-        let key = self.key_label(key);
-        *self
-            .state()
-            .counters
-            .entry((name, key, sink.to_string()))
-            .or_default() += 1;
-    }
-
-    pub(crate) fn delivery_latency(&self, key: &str, latency: Duration) {
-        let key = self.key_label(key);
-        self.state()
-            .latency
-            .entry(key)
-            .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
-            .observe(latency.as_secs_f64());
-    }
-
-    pub(crate) fn sink_call(&self, sink: &str, took: Duration) {
-        self.state()
-            .sink_duration
-            .entry(sink.to_string())
-            .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
-            .observe(took.as_secs_f64());
+        let mut s = self.state();
+        let key = if s.routed.contains(key) {
+            key.to_string()
+        } else {
+            UNROUTED.to_string()
+        };
+        if let Some(took) = call {
+            s.sink_duration
+                .entry(sink.to_string())
+                .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
+                .observe(took.as_secs_f64());
+        }
+        if let Some(latency) = latency {
+            s.latency
+                .entry(key.clone())
+                .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
+                .observe(latency.as_secs_f64());
+        }
+        *s.counters.entry((name, key, sink.to_string())).or_default() += 1;
     }
 
     pub(crate) fn claim_batch(&self, n: usize) {
@@ -360,11 +350,15 @@ mod tests {
         let m = Metrics::new();
         let b = Arc::new(Breaker::new(outbox_core::BreakerSettings::default()));
         m.register("audit", "api", &b);
-        m.count(Counted::Delivered, "audit", "api");
-        m.count(Counted::Delivered, "audit", "api");
-        m.count(Counted::Failed, "stray \"key\"", "api");
-        m.delivery_latency("audit", Duration::from_millis(3));
-        m.sink_call("api", Duration::from_millis(2));
+        m.observe(
+            Counted::Delivered,
+            "audit",
+            "api",
+            Some(Duration::from_millis(2)),
+            Some(Duration::from_millis(3)),
+        );
+        m.observe(Counted::Delivered, "audit", "api", None, None);
+        m.observe(Counted::Failed, "stray \"key\"", "api", None, None);
         m.claim_batch(7);
         m.set_pending(vec![PendingSample {
             routing_key: "audit".into(),

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::GenericClient;
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -129,15 +129,6 @@ fn start(db: &TestDb, name: &str, keys: &[&str], sink: Arc<Recorder>) -> Running
         let _ = rx.await;
     }));
     Running { stop, handle }
-}
-
-async fn make_ordered(c: &Client, key: &str, block_on_failure: bool) {
-    c.execute(
-        r#"UPDATE "OutboxRetryPolicy" SET "ordered" = true, "blockOnFailure" = $2 WHERE "routingKey" = $1"#,
-        &[&key, &block_on_failure],
-    )
-    .await
-    .unwrap();
 }
 
 /// Inserts event `id` of `aggregate` with payload `{"n": n}`.

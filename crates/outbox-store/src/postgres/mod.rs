@@ -20,9 +20,11 @@ use outbox_core::{
     ClaimedEvent, Completion, CompletionAction, ExpiredLease, Notification, NotificationStream,
     OutboxEvent, RetryPolicy, Status, Store, StoreError,
 };
+use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 /// NOTIFY channel for inserted events (payload: the table's schema).
@@ -301,26 +303,46 @@ impl PgStore {
 }
 
 impl PgStore {
-    /// Runs a claim statement in a transaction that commits without waiting for its WAL
+    /// Runs claim statements in one transaction that commits without waiting for its WAL
     /// flush. If the server crashed before the flush, the claim would be lost and the rows
     /// PENDING again: a redelivery, which at-least-once allows. A result write (synchronous)
-    /// can never outlive its claim, since it comes later in the same WAL. The three
-    /// statements are pipelined: one round trip.
+    /// can never outlive its claim, since it comes later in the same WAL. BEGIN, the
+    /// statements and COMMIT are pipelined: one round trip. Returns each statement's rows.
     async fn claim_rows(
         &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        steps: &[(&str, &[&(dyn ToSql + Sync)])],
+    ) -> Result<Vec<Vec<tokio_postgres::Row>>, StoreError> {
+        type Call<'a> = std::pin::Pin<
+            Box<
+                dyn Future<Output = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>>
+                    + Send
+                    + 'a,
+            >,
+        >;
         let client = self.client().await?;
-        let stmt = client.prepare_cached(sql).await.map_err(classify)?;
-        let (begin, rows, commit) = tokio::join!(
-            client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
-            client.query(&stmt, params),
-            client.batch_execute("COMMIT"),
-        );
-        begin.map_err(classify)?;
-        let rows = rows.map_err(classify)?;
-        commit.map_err(classify)?;
+        let mut stmts = Vec::with_capacity(steps.len());
+        for (sql, _) in steps {
+            stmts.push(client.prepare_cached(sql).await.map_err(classify)?);
+        }
+        let c: &tokio_postgres::Client = &client;
+        let mut calls: Vec<Call<'_>> = vec![Box::pin(async move {
+            c.batch_execute("BEGIN; SET LOCAL synchronous_commit = off")
+                .await
+                .map(|()| Vec::new())
+        })];
+        for (stmt, (_, params)) in stmts.iter().zip(steps) {
+            calls.push(Box::pin(c.query(stmt, params)));
+        }
+        calls.push(Box::pin(async move {
+            c.batch_execute("COMMIT").await.map(|()| Vec::new())
+        }));
+        // join_all polls in order, so the messages go out in order.
+        let mut results = futures_util::future::join_all(calls).await;
+        let commit = results.pop();
+        let mut results = results.into_iter();
+        results.next().transpose().map_err(classify)?;
+        let rows = results.collect::<Result<Vec<_>, _>>().map_err(classify)?;
+        commit.transpose().map_err(classify)?;
         Ok(rows)
     }
 }
@@ -351,8 +373,9 @@ impl Store for PgStore {
         let floor = self.cursor.lock().expect("claim cursor").floor();
         let started = std::time::Instant::now();
         let rows = self
-            .claim_rows(&self.sql.claim, &[&owner, &lease, &limit, &floor, &paused])
-            .await?;
+            .claim_rows(&[(&self.sql.claim, &[&owner, &lease, &limit, &floor, &paused])])
+            .await?
+            .swap_remove(0);
         let newest: Option<DateTime<Utc>> = rows.iter().filter_map(|r| r.try_get(13).ok()).max();
         {
             let mut cursor = self.cursor.lock().expect("claim cursor");
@@ -376,33 +399,18 @@ impl Store for PgStore {
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let lease = lease.as_secs_f64();
-        let client = self.client().await?;
-        let claim = client
-            .prepare_cached(&self.sql.ordered_claim)
-            .await
-            .map_err(classify)?;
-        let recheck = client
-            .prepare_cached(&self.sql.ordered_recheck)
-            .await
-            .map_err(classify)?;
-        // One round trip, as `claim_rows`; the recheck runs with the bucket locks held.
-        let claim_params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-            [&owner, &lease, &limit, &ordered, &paused];
-        let recheck_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&owner, &ordered];
-        let (begin, rows, given_back, commit) = tokio::join!(
-            client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
-            client.query(&claim, &claim_params),
-            client.query(&recheck, &recheck_params),
-            client.batch_execute("COMMIT"),
-        );
-        begin.map_err(classify)?;
-        let rows = rows.map_err(classify)?;
-        let given_back: Vec<String> = given_back
-            .map_err(classify)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        commit.map_err(classify)?;
+        // The recheck runs in the same transaction, with the bucket locks held.
+        let mut results = self
+            .claim_rows(&[
+                (
+                    &self.sql.ordered_claim,
+                    &[&owner, &lease, &limit, &ordered, &paused],
+                ),
+                (&self.sql.ordered_recheck, &[&owner, &ordered]),
+            ])
+            .await?;
+        let given_back: Vec<String> = results[1].iter().map(|r| r.get(0)).collect();
+        let rows = results.swap_remove(0);
         let mut events = claimed_events(&rows)?;
         events.retain(|e| !given_back.contains(&e.event.id));
         Ok(events)
