@@ -49,6 +49,18 @@ fn cli(db: &TestDb, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// A worker routing both keys to `server`, started.
+async fn start_worker(db: &TestDb, server: &TestServer) -> WorkerProcess {
+    let worker = WorkerProcess::start(&http_config(
+        &db.url,
+        &server.url("/"),
+        &[AUDIT, BILLING],
+        "",
+    ));
+    worker.wait_started().await;
+    worker
+}
+
 async fn blocked_count(c: &Client) -> i64 {
     c.query_one(r#"SELECT count(*) FROM "OutboxBlockedAggregate""#, &[])
         .await
@@ -196,13 +208,7 @@ async fn dlq_replay_dry_run_changes_nothing_and_a_replayed_event_is_delivered() 
 
     // A worker picks the replayed event up.
     let server = TestServer::always(200).await;
-    let mut worker = WorkerProcess::start(&http_config(
-        &db.url,
-        &server.url("/"),
-        &[AUDIT, BILLING],
-        "",
-    ));
-    worker.wait_started().await;
+    let mut worker = start_worker(&db, &server).await;
     wait_status(&c, "f1", "SENT", Duration::from_secs(30)).await;
     worker.stop().await;
     assert_eq!(event(&c, "f2").await.status, "FAILED");
@@ -243,13 +249,7 @@ async fn dlq_purge_deletes_exactly_the_filtered_rows_and_asks_first() {
 async fn policy_pause_holds_events_and_resume_lets_them_go() {
     let (db, c) = known_db().await;
     let server = TestServer::always(200).await;
-    let mut worker = WorkerProcess::start(&http_config(
-        &db.url,
-        &server.url("/"),
-        &[AUDIT, BILLING],
-        "",
-    ));
-    worker.wait_started().await;
+    let mut worker = start_worker(&db, &server).await;
 
     let (code, out, err) = cli(&db, &["policy", "pause", BILLING]);
     assert_eq!(code, 0, "{err}");

@@ -2,7 +2,7 @@
 //! or delete them. Bulk actions run in batches with progress, are audited in
 //! `"OutboxAudit"`, and are safe while workers run (workers never touch FAILED rows).
 
-use super::events::{fit, print_events};
+use super::events::{fit, show_list};
 use super::{actor, failed, query_store, Progress};
 use crate::config::Config;
 use crate::{Failure, Format, EXIT_CONFIG};
@@ -32,12 +32,7 @@ pub async fn list(
     limit: i64,
     format: Format,
 ) -> Result<u8, Failure> {
-    let store = query_store(config).await?;
-    let events = store
-        .list_events(&dead(filter), limit)
-        .await
-        .map_err(failed)?;
-    print_events(&events, format, true);
+    let store = show_list(config, &dead(filter), limit, format, true).await?;
     if format == Format::Text {
         let blocked = store.blocked_aggregates().await.map_err(failed)?;
         if !blocked.is_empty() {

@@ -168,10 +168,23 @@ pub async fn list(
     limit: i64,
     format: Format,
 ) -> Result<u8, Failure> {
+    show_list(config, filter, limit, format, false).await?;
+    Ok(0)
+}
+
+/// Lists the events matching `filter` (with their last error when `with_error`); returns
+/// the store for more questions.
+pub async fn show_list(
+    config: &Config,
+    filter: &EventFilter,
+    limit: i64,
+    format: Format,
+    with_error: bool,
+) -> Result<outbox_store::PgStore, Failure> {
     let store = query_store(config).await?;
     let events = store.list_events(filter, limit).await.map_err(failed)?;
-    print_events(&events, format, false);
-    Ok(0)
+    print_events(&events, format, with_error);
+    Ok(store)
 }
 
 pub async fn show(config: &Config, id: &str, format: Format) -> Result<u8, Failure> {
