@@ -2,6 +2,8 @@
 
 mod commands;
 mod config;
+#[cfg(feature = "otel")]
+mod telemetry;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use config::{Config, ConfigError, Env, LoadOptions};
@@ -356,7 +358,6 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -367,7 +368,19 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    let exports = matches!(cli.command, Command::Run { .. });
+    let telemetry = match init_logging(cli.log_format, exports, runtime.handle()) {
+        Ok(t) => t,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let result = runtime.block_on(dispatch(cli));
+    if let Some(t) = telemetry {
+        finish(t);
+    }
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
             eprintln!("error: {}", f.message);
@@ -376,26 +389,84 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+#[cfg(feature = "otel")]
+type Telemetry = telemetry::Telemetry;
+#[cfg(not(feature = "otel"))]
+type Telemetry = std::convert::Infallible;
+
+/// Flushes the span exporter, if there is one.
+fn finish(telemetry: Telemetry) {
+    #[cfg(feature = "otel")]
+    telemetry.shutdown();
+    #[cfg(not(feature = "otel"))]
+    match telemetry {}
+}
+
+/// Log lines on stderr, filtered by `OUTBOX_LOG`/`RUST_LOG`; with the `otel` feature and
+/// `exports`, also the OpenTelemetry span export the environment asks for.
+fn init_logging(
+    format: LogFormat,
+    exports: bool,
+    #[cfg_attr(not(feature = "otel"), allow(unused_variables))] runtime: &tokio::runtime::Handle,
+) -> Result<Option<Telemetry>, String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = std::env::var("OUTBOX_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_string());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs
+    let lines = match format {
+        LogFormat::Text => lines
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        LogFormat::Json => logs
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => lines
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .init(),
+            .with_filter(filter)
+            .boxed(),
+    };
+    let logs = tracing_subscriber::registry().with(lines);
+    #[cfg(feature = "otel")]
+    {
+        let export = if exports {
+            telemetry::layer(runtime.clone())?
+        } else {
+            None
+        };
+        let (layer, telemetry) = match export {
+            Some((layer, telemetry)) => (Some(layer), Some(telemetry)),
+            None => (None, None),
+        };
+        logs.with(layer).init();
+        Ok(telemetry)
     }
+    #[cfg(not(feature = "otel"))]
+    {
+        logs.init();
+        if exports && otel_requested() {
+            tracing::warn!("OTEL_EXPORTER_OTLP_ENDPOINT is set, but this build of outbox does not export spans: build it with `--features otel`");
+        }
+        Ok(None)
+    }
+}
+
+/// Whether the environment asks for OpenTelemetry span export: an OTLP endpoint is named,
+/// and neither `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none` turns it off.
+fn otel_requested() -> bool {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let disabled = var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        || var("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"));
+    !disabled
+        && (var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+            || var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some())
 }
 
 fn load_config(

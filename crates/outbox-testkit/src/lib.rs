@@ -268,6 +268,8 @@ pub struct Seen {
     pub path: String,
     pub headers: HashMap<String, String>,
     pub body: serde_json::Value,
+    /// The body as received (`body` is its JSON reading, or null).
+    pub raw: Vec<u8>,
     pub peer: SocketAddr,
 }
 
@@ -355,6 +357,7 @@ async fn handle(
             })
             .collect(),
         body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        raw: body.to_vec(),
         peer,
     };
     let earlier = {
@@ -586,6 +589,13 @@ impl WorkerProcess {
         let mut cmd = Command::new(bin());
         cmd.arg("--config").arg(&cfg).args(args);
         cmd.env_remove("DATABASE_URL").env("OUTBOX_LOG", "info");
+        // Span export only where a test asks for it.
+        for var in [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ] {
+            cmd.env_remove(var);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -193,7 +193,7 @@ pub(crate) fn trace_context(event: &outbox_core::OutboxEvent) -> Option<(String,
 /// One delivery inside a `delivery` span that carries the event's trace context, so every
 /// log line of the delivery names the trace it belongs to.
 pub(crate) async fn deliver(
-    flight: InFlight,
+    #[cfg_attr(not(feature = "otel"), allow(unused_mut))] mut flight: InFlight,
     route: Route,
     policy: RetryPolicy,
     rules: Rules,
@@ -212,7 +212,12 @@ pub(crate) async fn deliver(
         sink = %route.sink_name,
         trace_id = trace_id.as_deref(),
         parent_span_id = parent_span_id.as_deref(),
+        outcome = tracing::field::Empty,
+        "otel.kind" = "producer",
+        "otel.status_code" = tracing::field::Empty,
     );
+    #[cfg(feature = "otel")]
+    crate::otel::link(&span, &mut flight.claimed.event.headers);
     tracing::Instrument::instrument(
         deliver_in_span(flight, route, policy, rules, running, counters),
         span,
@@ -256,8 +261,10 @@ async fn deliver_in_span(
         rand::random::<f64>(),
     );
     let e = &claimed.event;
+    let span = tracing::Span::current();
     match &c.action {
         CompletionAction::Sent | CompletionAction::Delete => {
+            span.record("outcome", "sent");
             let age = (chrono::Utc::now() - e.occurred_at)
                 .to_std()
                 .unwrap_or_default();
@@ -266,6 +273,8 @@ async fn deliver_in_span(
             tracing::debug!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, attempt = claimed.attempt(), "Delivered");
         }
         CompletionAction::Retry { delay, error, .. } => {
+            span.record("outcome", "retry");
+            span.record("otel.status_code", "error");
             counters.record(
                 Counted::Retried,
                 &e.routing_key,
@@ -276,6 +285,8 @@ async fn deliver_in_span(
             tracing::warn!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, attempt = claimed.attempt(), retry_in = ?delay, error = %error, "Delivery failed; will retry");
         }
         CompletionAction::Fail { error, .. } => {
+            span.record("outcome", "failed");
+            span.record("otel.status_code", "error");
             counters.record(
                 Counted::Failed,
                 &e.routing_key,
@@ -285,7 +296,9 @@ async fn deliver_in_span(
             );
             tracing::error!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, attempt = claimed.attempt(), error = %error, "Event FAILED");
         }
-        CompletionAction::Release { .. } => {}
+        CompletionAction::Release { .. } => {
+            span.record("outcome", "postponed");
+        }
     }
     flight.send(c);
 }

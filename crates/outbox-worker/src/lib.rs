@@ -27,6 +27,8 @@ mod claimer;
 mod dispatcher;
 mod listener;
 mod metrics;
+#[cfg(feature = "otel")]
+mod otel;
 mod policies;
 mod reaper;
 mod retention;
