@@ -446,6 +446,9 @@ fn init_logging(
             None => (None, None),
         };
         logs.with(layer).init();
+        if let Some(t) = &telemetry {
+            tracing::info!("{}", t.summary);
+        }
         Ok(telemetry)
     }
     #[cfg(not(feature = "otel"))]

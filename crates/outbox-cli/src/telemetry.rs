@@ -18,6 +18,8 @@ use tracing_subscriber::Layer;
 /// Flushes and stops the exporter when the command is over.
 pub(crate) struct Telemetry {
     provider: SdkTracerProvider,
+    /// Where spans go and how, for the start-up log line.
+    pub(crate) summary: String,
 }
 
 impl Telemetry {
@@ -43,9 +45,10 @@ where
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| format!("OpenTelemetry: cannot build the HTTP client: {e}"))?;
+    let protocol = protocol()?;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
-        .with_protocol(protocol()?)
+        .with_protocol(protocol)
         .with_http_client(OnRuntime { http, runtime })
         .build()
         .map_err(|e| {
@@ -73,7 +76,15 @@ where
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_filter(spans);
-    Ok(Some((layer, Telemetry { provider })))
+    let summary = format!(
+        "OpenTelemetry: exporting delivery spans to {} ({})",
+        outbox_core::conf::redact_secrets(&traces_endpoint()),
+        match protocol {
+            Protocol::HttpJson => "http/json",
+            _ => "http/protobuf",
+        }
+    );
+    Ok(Some((layer, Telemetry { provider, summary })))
 }
 
 /// The OTLP encoding from `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else
@@ -98,6 +109,19 @@ fn protocol() -> Result<Protocol, String> {
         };
     }
     Ok(Protocol::HttpBinary)
+}
+
+/// The traces URL the exporter posts to, as it resolves it from the environment.
+fn traces_endpoint() -> String {
+    match std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => format!(
+            "{}/v1/traces",
+            std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .unwrap_or_default()
+                .trim_end_matches('/')
+        ),
+    }
 }
 
 /// The exporter's HTTP client. The exporter calls it from its own thread, outside any async

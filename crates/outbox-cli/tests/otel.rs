@@ -23,6 +23,7 @@ struct Span {
     kind: i32,
     status_code: i32,
     attributes: Vec<(String, String)>,
+    events: Vec<String>,
     service: String,
 }
 
@@ -71,6 +72,12 @@ fn json_spans(collector: &TestServer) -> Vec<Span> {
                         kind: s["kind"].as_i64().unwrap() as i32,
                         status_code: s["status"]["code"].as_i64().unwrap_or(0) as i32,
                         attributes: attributes(&s["attributes"]),
+                        events: s["events"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|e| e["name"].as_str().unwrap().to_string())
+                            .collect(),
                         service: service.clone(),
                     });
                 }
@@ -122,6 +129,7 @@ fn protobuf_spans(collector: &TestServer) -> Vec<Span> {
                             .iter()
                             .map(|a| (a.key.clone(), text(&a.value)))
                             .collect(),
+                        events: s.events.into_iter().map(|e| e.name).collect(),
                         service: service.clone(),
                     });
                 }
@@ -206,6 +214,11 @@ async fn deliveries_are_exported_as_spans_under_the_trace_of_their_event() {
     worker.stop().await;
     let spans = json_spans(&collector);
     let logs = worker.logs();
+    let announced = format!(
+        "OpenTelemetry: exporting delivery spans to {} (http/json)",
+        collector.url("/v1/traces")
+    );
+    assert!(logs.contains(&announced), "{logs}");
 
     // `traced`: two attempts, two spans, both children of the producer's span.
     let attempts: Vec<&Span> = spans.iter().filter(|s| s.trace_id == TRACE).collect();
@@ -229,6 +242,12 @@ async fn deliveries_are_exported_as_spans_under_the_trace_of_their_event() {
         HashSet::from([(Some("retry"), 2), (Some("sent"), 0)]),
         "{attempts:#?}"
     );
+    // The failed attempt carries its warning as a span event.
+    let retry = attempts
+        .iter()
+        .find(|s| s.attribute("outcome") == Some("retry"))
+        .unwrap();
+    assert_eq!(retry.events, ["Delivery failed; will retry"], "{retry:?}");
     // The destination saw each attempt's own span as the parent, with the trace state.
     let sent: HashSet<(String, String, String)> = destination
         .requests_for("traced")

@@ -296,9 +296,7 @@ async fn deliver_in_span(
             );
             tracing::error!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, attempt = claimed.attempt(), error = %error, "Event FAILED");
         }
-        CompletionAction::Release { .. } => {
-            span.record("outcome", "postponed");
-        }
+        CompletionAction::Release { .. } => {}
     }
     flight.send(c);
 }
