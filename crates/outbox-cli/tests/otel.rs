@@ -22,6 +22,7 @@ struct Span {
     parent_span_id: String,
     kind: i32,
     status_code: i32,
+    status_message: String,
     attributes: Vec<(String, String)>,
     events: Vec<String>,
     service: String,
@@ -71,6 +72,7 @@ fn json_spans(collector: &TestServer) -> Vec<Span> {
                         parent_span_id: s["parentSpanId"].as_str().unwrap_or("").to_string(),
                         kind: s["kind"].as_i64().unwrap() as i32,
                         status_code: s["status"]["code"].as_i64().unwrap_or(0) as i32,
+                        status_message: s["status"]["message"].as_str().unwrap_or("").into(),
                         attributes: attributes(&s["attributes"]),
                         events: s["events"]
                             .as_array()
@@ -123,7 +125,8 @@ fn protobuf_spans(collector: &TestServer) -> Vec<Span> {
                         span_id: hex(&s.span_id),
                         parent_span_id: hex(&s.parent_span_id),
                         kind: s.kind,
-                        status_code: s.status.map(|st| st.code).unwrap_or(0),
+                        status_code: s.status.as_ref().map(|st| st.code).unwrap_or(0),
+                        status_message: s.status.map(|st| st.message).unwrap_or_default(),
                         attributes: s
                             .attributes
                             .iter()
@@ -248,6 +251,7 @@ async fn deliveries_are_exported_as_spans_under_the_trace_of_their_event() {
         .find(|s| s.attribute("outcome") == Some("retry"))
         .unwrap();
     assert_eq!(retry.events, ["Delivery failed; will retry"], "{retry:?}");
+    assert!(retry.status_message.contains("503"), "{retry:?}");
     // The destination saw each attempt's own span as the parent, with the trace state.
     let sent: HashSet<(String, String, String)> = destination
         .requests_for("traced")

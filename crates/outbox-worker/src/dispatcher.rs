@@ -205,17 +205,25 @@ pub(crate) async fn deliver(
         Some((t, p)) => (Some(t), Some(p)),
         None => (None, None),
     };
-    let span = tracing::info_span!(
-        "delivery",
-        id = %e.id,
-        routing_key = %e.routing_key,
-        sink = %route.sink_name,
-        trace_id = trace_id.as_deref(),
-        parent_span_id = parent_span_id.as_deref(),
-        outcome = tracing::field::Empty,
-        "otel.kind" = "producer",
-        "otel.status_code" = tracing::field::Empty,
-    );
+    macro_rules! delivery_span {
+        ($($more:tt)*) => {
+            tracing::info_span!(
+                "delivery",
+                id = %e.id,
+                routing_key = %e.routing_key,
+                sink = %route.sink_name,
+                trace_id = trace_id.as_deref(),
+                parent_span_id = parent_span_id.as_deref(),
+                outcome = tracing::field::Empty,
+                $($more)*
+            )
+        };
+    }
+    // An exported span is a producer's: it hands the event on to the destination.
+    #[cfg(feature = "otel")]
+    let span = delivery_span!("otel.kind" = "producer");
+    #[cfg(not(feature = "otel"))]
+    let span = delivery_span!();
     #[cfg(feature = "otel")]
     crate::otel::link(&span, &mut flight.claimed.event.headers);
     tracing::Instrument::instrument(
@@ -264,17 +272,15 @@ async fn deliver_in_span(
     let span = tracing::Span::current();
     match &c.action {
         CompletionAction::Sent | CompletionAction::Delete => {
-            span.record("outcome", "sent");
             let age = (chrono::Utc::now() - e.occurred_at)
                 .to_std()
                 .unwrap_or_default();
             let (key, sink) = (&e.routing_key, &route.sink_name);
             counters.record(Counted::Delivered, key, sink, took, Some(age));
             tracing::debug!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, attempt = claimed.attempt(), "Delivered");
+            span.record("outcome", "sent");
         }
         CompletionAction::Retry { delay, error, .. } => {
-            span.record("outcome", "retry");
-            span.record("otel.status_code", "error");
             counters.record(
                 Counted::Retried,
                 &e.routing_key,
@@ -283,10 +289,11 @@ async fn deliver_in_span(
                 None,
             );
             tracing::warn!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, attempt = claimed.attempt(), retry_in = ?delay, error = %error, "Delivery failed; will retry");
+            span.record("outcome", "retry");
+            #[cfg(feature = "otel")]
+            crate::otel::failed(&span, error);
         }
         CompletionAction::Fail { error, .. } => {
-            span.record("outcome", "failed");
-            span.record("otel.status_code", "error");
             counters.record(
                 Counted::Failed,
                 &e.routing_key,
@@ -295,6 +302,9 @@ async fn deliver_in_span(
                 None,
             );
             tracing::error!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, attempt = claimed.attempt(), error = %error, "Event FAILED");
+            span.record("outcome", "failed");
+            #[cfg(feature = "otel")]
+            crate::otel::failed(&span, error);
         }
         CompletionAction::Release { .. } => {}
     }

@@ -66,3 +66,8 @@ pub(crate) fn link(span: &tracing::Span, headers: &mut Option<Value>) {
     propagator.inject_context(&cx, &mut HeadersMut(&mut map));
     *headers = Some(Value::Object(map));
 }
+
+/// Marks the delivery's span as failed, with the error as its status message.
+pub(crate) fn failed(span: &tracing::Span, error: &str) {
+    span.set_status(opentelemetry::trace::Status::error(error.to_string()));
+}
