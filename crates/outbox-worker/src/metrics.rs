@@ -172,10 +172,26 @@ impl Metrics {
             .observe(n as f64);
     }
 
-    /// The latest sample of the PENDING backlog.
+    /// The latest sample of the PENDING backlog. Keys without a route are summed into one
+    /// `(unrouted)` sample (the oldest age of them all), so the labels stay bounded.
     pub(crate) fn set_pending(&self, sample: Vec<PendingSample>) {
         let mut s = self.state();
-        s.pending = sample;
+        let mut by_key: BTreeMap<String, PendingSample> = BTreeMap::new();
+        for p in sample {
+            let key = if s.routed.contains(&p.routing_key) {
+                p.routing_key
+            } else {
+                UNROUTED.to_string()
+            };
+            let e = by_key.entry(key.clone()).or_insert(PendingSample {
+                routing_key: key,
+                count: 0,
+                oldest_age: Duration::ZERO,
+            });
+            e.count += p.count;
+            e.oldest_age = e.oldest_age.max(p.oldest_age);
+        }
+        s.pending = by_key.into_values().collect();
         s.pending_sampled = true;
     }
 
@@ -360,12 +376,18 @@ mod tests {
         m.observe(Counted::Delivered, "audit", "api", None, None);
         m.observe(Counted::Failed, "stray \"key\"", "api", None, None);
         m.claim_batch(7);
-        m.set_pending(vec![PendingSample {
-            routing_key: "audit".into(),
-            count: 4,
-            oldest_age: Duration::from_secs(2),
-        }]);
+        let pending = |key: &str, count, secs| PendingSample {
+            routing_key: key.into(),
+            count,
+            oldest_age: Duration::from_secs(secs),
+        };
+        m.set_pending(vec![
+            pending("audit", 4, 2),
+            pending("typo.one", 1, 5),
+            pending("typo.two", 2, 9),
+        ]);
         let text = m.render();
+        assert!(!text.contains("typo."), "{text}");
         for line in [
             "outbox_up 1",
             "outbox_events_delivered_total{routing_key=\"audit\",sink=\"api\"} 2",
@@ -379,6 +401,8 @@ mod tests {
             "outbox_claim_batch_size_sum 7",
             "outbox_pending_events{routing_key=\"audit\"} 4",
             "outbox_oldest_pending_age_seconds{routing_key=\"audit\"} 2",
+            "outbox_pending_events{routing_key=\"(unrouted)\"} 3",
+            "outbox_oldest_pending_age_seconds{routing_key=\"(unrouted)\"} 9",
             "outbox_circuit_breaker_state{sink=\"api\"} 0",
             "# TYPE outbox_events_retried_total counter",
         ] {
