@@ -5,6 +5,11 @@
 pub mod blackhole;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod message;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(test)]
+mod testing;
 
 use outbox_core::conf::{Issue, Section};
 use outbox_core::Sink;
@@ -16,6 +21,8 @@ pub const SINK_TYPES: &[&str] = &[
     "blackhole",
     #[cfg(feature = "http")]
     "http",
+    #[cfg(feature = "nats")]
+    "nats",
 ];
 
 /// A validated `[sinks.NAME]` section.
@@ -26,6 +33,9 @@ pub enum SinkConfig {
     /// `type = "http"`.
     #[cfg(feature = "http")]
     Http(http::HttpSinkConfig),
+    /// `type = "nats"` (JetStream).
+    #[cfg(feature = "nats")]
+    Nats(nats::NatsSinkConfig),
 }
 
 impl SinkConfig {
@@ -58,8 +68,10 @@ impl SinkConfig {
             }
             #[cfg(feature = "http")]
             "http" => http::HttpSinkConfig::from_table(path, table, issues).map(SinkConfig::Http),
+            #[cfg(feature = "nats")]
+            "nats" => nats::NatsSinkConfig::from_table(path, table, issues).map(SinkConfig::Nats),
             other => {
-                let broker = ["amqp", "rabbitmq", "nats", "redis", "mqtt", "kafka"];
+                let broker = ["amqp", "rabbitmq", "redis", "mqtt", "kafka"];
                 let note = if broker.contains(&other) {
                     " (broker sinks are not in this version yet)"
                 } else {
@@ -83,6 +95,8 @@ impl SinkConfig {
             SinkConfig::Blackhole => None,
             #[cfg(feature = "http")]
             SinkConfig::Http(c) => Some(c.timeout),
+            #[cfg(feature = "nats")]
+            SinkConfig::Nats(c) => Some(c.timeout),
         }
     }
 
@@ -92,6 +106,8 @@ impl SinkConfig {
             SinkConfig::Blackhole => Ok(Arc::new(blackhole::BlackholeSink)),
             #[cfg(feature = "http")]
             SinkConfig::Http(c) => Ok(Arc::new(http::HttpSink::new(c)?)),
+            #[cfg(feature = "nats")]
+            SinkConfig::Nats(c) => Ok(Arc::new(nats::NatsSink::new(c)?)),
         }
     }
 }

@@ -525,8 +525,9 @@ impl Drop for TempDir {
     }
 }
 
-/// A config whose every route goes to one HTTP sink `api` at `url`.
-pub fn http_config(db_url: &str, url: &str, routes: &[&str], worker_extra: &str) -> String {
+/// A config routing `routes` to one sink named `api`, described by `sink_lines` (its
+/// `[sinks.api]` keys), with `worker_extra` lines in `[worker]`.
+pub fn sink_config(db_url: &str, routes: &[&str], worker_extra: &str, sink_lines: &str) -> String {
     let mut routes_toml = String::new();
     for r in routes {
         routes_toml.push_str(&format!("\"{r}\" = {{ sink = \"api\" }}\n"));
@@ -542,11 +543,15 @@ poll_interval = "100ms"
 [routes]
 {routes_toml}
 [sinks.api]
-type = "http"
-url = "{url}"
-timeout = "5s"
+{sink_lines}
 "#
     )
+}
+
+/// A config routing `routes` to an HTTP sink `api` at `url`.
+pub fn http_config(db_url: &str, url: &str, routes: &[&str], worker_extra: &str) -> String {
+    let sink = format!("type = \"http\"\nurl = \"{url}\"\ntimeout = \"5s\"");
+    sink_config(db_url, routes, worker_extra, &sink)
 }
 
 /// [`http_config`] for app-owned tables (`schema_owner = "app"`), with `database_extra`

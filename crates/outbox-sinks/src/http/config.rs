@@ -1,19 +1,9 @@
 //! Keys of an `[sinks.NAME]` section with `type = "http"`.
 
+use crate::message::Encoding;
 use outbox_core::conf::{Issue, Section};
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-/// What the request body carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFormat {
-    /// `{"id","eventName","eventType","aggregateId","routingKey","occurredAt","payload"}`.
-    Envelope,
-    /// The payload alone.
-    Payload,
-    /// A CloudEvents 1.0 structured-mode JSON document.
-    CloudEvents,
-}
 
 /// A validated HTTP sink.
 #[derive(Debug, Clone)]
@@ -26,10 +16,8 @@ pub struct HttpSinkConfig {
     pub timeout: Duration,
     /// Extra request headers (values may use `${VAR}`).
     pub headers: BTreeMap<String, String>,
-    /// Body format.
-    pub format: BodyFormat,
-    /// CloudEvents `source` attribute.
-    pub source: String,
+    /// Body format and CloudEvents source.
+    pub encoding: Encoding,
 }
 
 /// The keys this sink accepts.
@@ -92,19 +80,7 @@ impl HttpSinkConfig {
                 );
             }
         }
-        let format = match s
-            .choice(
-                "format",
-                &["envelope", "payload", "cloudevents"],
-                "envelope",
-            )
-            .as_str()
-        {
-            "payload" => BodyFormat::Payload,
-            "cloudevents" => BodyFormat::CloudEvents,
-            _ => BodyFormat::Envelope,
-        };
-        let source = s.string("source").unwrap_or_else(|| "outbox".to_string());
+        let encoding = Encoding::read(&mut s);
         if issues.len() > before {
             return None;
         }
@@ -113,8 +89,7 @@ impl HttpSinkConfig {
             method,
             timeout,
             headers,
-            format,
-            source,
+            encoding,
         })
     }
 }
@@ -137,7 +112,7 @@ mod tests {
         let c = c.unwrap();
         assert_eq!(c.method, "POST");
         assert_eq!(c.timeout, Duration::from_secs(5));
-        assert_eq!(c.format, BodyFormat::Envelope);
+        assert_eq!(c.encoding.format, crate::message::BodyFormat::Envelope);
     }
 
     #[test]

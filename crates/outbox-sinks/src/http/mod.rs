@@ -3,5 +3,6 @@
 mod config;
 mod sink;
 
-pub use config::{BodyFormat, HttpSinkConfig};
+pub use crate::message::BodyFormat;
+pub use config::HttpSinkConfig;
 pub use sink::{classify_status, HttpSink};

@@ -1,12 +1,11 @@
 //! The HTTP sink: builds the request for one event and classifies the response.
 
-use super::config::{BodyFormat, HttpSinkConfig};
+use super::config::HttpSinkConfig;
+use crate::message::{event_headers, outbox_headers, Encoding};
 use async_trait::async_trait;
-use chrono::SecondsFormat;
 use outbox_core::{ClaimedEvent, Outcome, Sink};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Client, Method, StatusCode, Url};
-use serde_json::{json, Value};
 use std::time::{Duration, SystemTime};
 
 /// Most bytes of an error response kept for `lastError`.
@@ -21,8 +20,7 @@ pub struct HttpSink {
     url: Url,
     method: Method,
     headers: HeaderMap,
-    format: BodyFormat,
-    source: String,
+    encoding: Encoding,
     timeout: Duration,
 }
 
@@ -53,82 +51,35 @@ impl HttpSink {
             url,
             method,
             headers,
-            format: config.format,
-            source: config.source.clone(),
+            encoding: config.encoding.clone(),
             timeout: config.timeout,
         })
     }
 
-    fn body(&self, claimed: &ClaimedEvent) -> (Value, &'static str) {
-        let e = &claimed.event;
-        let occurred = e.occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true);
-        match self.format {
-            BodyFormat::Envelope => (
-                json!({
-                    "id": e.id,
-                    "eventName": e.event_name,
-                    "eventType": e.event_type,
-                    "aggregateId": e.aggregate_id,
-                    "routingKey": e.routing_key,
-                    "occurredAt": occurred,
-                    "payload": e.payload,
-                }),
-                "application/json",
-            ),
-            BodyFormat::Payload => (e.payload.clone(), "application/json"),
-            BodyFormat::CloudEvents => (
-                json!({
-                    "specversion": "1.0",
-                    "id": e.id,
-                    "source": self.source,
-                    "type": e.event_type,
-                    "subject": e.aggregate_id,
-                    "time": occurred,
-                    "datacontenttype": "application/json",
-                    "outboxeventname": e.event_name,
-                    "outboxroutingkey": e.routing_key,
-                    "data": e.payload,
-                }),
-                "application/cloudevents+json",
-            ),
-        }
-    }
-
     fn headers_for(&self, claimed: &ClaimedEvent, content_type: &'static str) -> HeaderMap {
-        let e = &claimed.event;
         let mut h = HeaderMap::new();
         // The event's own metadata first, then the configured headers, then ours: a
         // producer cannot override Authorization, nor anyone the idempotency key.
-        if let Some(Value::Object(map)) = &e.headers {
-            for (name, value) in map {
-                let text = match value {
-                    Value::String(s) => s.clone(),
-                    Value::Null => continue,
-                    other => other.to_string(),
-                };
-                if let (Ok(n), Ok(v)) = (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_str(&text),
-                ) {
-                    h.insert(n, v);
-                }
+        for (name, text) in event_headers(claimed) {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&text),
+            ) {
+                h.insert(n, v);
             }
         }
         for (n, v) in &self.headers {
             h.insert(n.clone(), v.clone());
         }
         h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-        if let Ok(id) = HeaderValue::from_str(&e.id) {
-            h.insert(HeaderName::from_static("idempotency-key"), id.clone());
-            h.insert(HeaderName::from_static("x-outbox-event-id"), id);
+        for (name, value) in outbox_headers(claimed) {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                h.insert(n, v);
+            }
         }
-        if let Ok(rk) = HeaderValue::from_str(&e.routing_key) {
-            h.insert(HeaderName::from_static("x-outbox-routing-key"), rk);
-        }
-        h.insert(
-            HeaderName::from_static("x-outbox-attempt"),
-            HeaderValue::from(claimed.attempt()),
-        );
         h
     }
 }
@@ -210,10 +161,9 @@ fn classify_error(e: &reqwest::Error, timeout: Duration) -> Outcome {
 #[async_trait]
 impl Sink for HttpSink {
     async fn deliver(&self, claimed: &ClaimedEvent) -> Outcome {
-        let (body, content_type) = self.body(claimed);
-        let bytes = match serde_json::to_vec(&body) {
+        let (bytes, content_type) = match self.encoding.bytes(claimed) {
             Ok(b) => b,
-            Err(e) => return Outcome::reject(format!("cannot encode the body: {e}")),
+            Err(e) => return Outcome::reject(e),
         };
         let request = self
             .client

@@ -1,0 +1,78 @@
+//! Broker sinks end to end: `outbox run` publishing to the local brokers, each test with a
+//! stream / queue of its own that it removes.
+
+use outbox_testkit::*;
+use std::time::Duration;
+
+const KEY: &str = "audit.record-auth-log";
+const LONG: Duration = Duration::from_secs(60);
+
+mod nats {
+    use super::*;
+    use async_nats::jetstream;
+
+    const URL: &str = "nats://127.0.0.1:4222";
+
+    async fn jetstream() -> jetstream::Context {
+        let client = async_nats::connect(URL)
+            .await
+            .expect("NATS with JetStream on 127.0.0.1:4222 (scripts/services starts it)");
+        jetstream::new(client)
+    }
+
+    async fn create_stream(js: &jetstream::Context, name: &str, subjects: &str) {
+        js.create_stream(jetstream::stream::Config {
+            name: name.to_string(),
+            subjects: vec![subjects.to_string()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+
+    async fn stored(js: &jetstream::Context, name: &str) -> u64 {
+        let mut s = js.get_stream(name).await.unwrap();
+        s.info().await.unwrap().state.messages
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_wait_for_their_stream_then_each_is_stored_once() {
+        let tag: u64 = rand::random();
+        let (name, prefix) = (format!("OUTBOX_E2E_{tag:x}"), format!("e{tag:x}"));
+        let js = jetstream().await;
+        let db = TestDb::with_policies(&[(KEY, 20, 100)]).await;
+        let c = db.client().await;
+        let sink = format!(
+            "type = \"nats\"\nurl = \"{URL}\"\nsubject = \"{prefix}.{{routingKey}}\"\ntimeout = \"2s\""
+        );
+        let config = sink_config(&db.url, &[KEY], "", &sink);
+        let mut worker = WorkerProcess::start(&config);
+        worker.wait_started().await;
+
+        // No stream stores the subject yet: the first attempts are retried, saying why.
+        insert_many(&c, "early", KEY, 5).await;
+        let row = wait_for_error(&c, "early-1").await;
+        assert!(
+            row.contains("no JetStream stream stores subject") && row.contains("nats stream add"),
+            "{row}"
+        );
+        create_stream(&js, &name, &format!("{prefix}.>")).await;
+        insert_many(&c, "late", KEY, 300).await;
+        wait_for("305 events SENT", LONG, || async {
+            count_status(&c, "SENT").await == 305
+        })
+        .await;
+        worker.stop().await;
+        assert_eq!(stored(&js, &name).await, 305);
+        js.delete_stream(&name).await.unwrap();
+    }
+
+    /// Waits until the event has a `lastError` and returns it.
+    async fn wait_for_error(c: &Client, id: &str) -> String {
+        wait_for("a lastError", LONG, || async {
+            event(c, id).await.last_error.is_some()
+        })
+        .await;
+        event(c, id).await.last_error.unwrap_or_default()
+    }
+}

@@ -1,0 +1,96 @@
+//! Keys of an `[sinks.NAME]` section with `type = "nats"`.
+
+use crate::message::{Encoding, Template};
+use outbox_core::conf::{Issue, Section};
+use std::time::Duration;
+
+/// A validated NATS JetStream sink.
+#[derive(Debug, Clone)]
+pub struct NatsSinkConfig {
+    /// Server URL(s), comma-separated: `nats://host:4222`; credentials may sit in the URL.
+    pub url: String,
+    /// The subject each event is published to (placeholders allowed).
+    pub subject: Template,
+    /// How long to wait for the connection and for the stream's acknowledgement.
+    pub timeout: Duration,
+    /// A token for token authentication.
+    pub token: Option<String>,
+    /// Body format and CloudEvents source.
+    pub encoding: Encoding,
+}
+
+/// The keys this sink accepts.
+pub const KEYS: &[&str] = &[
+    "type", "url", "subject", "timeout", "token", "format", "source",
+];
+
+impl NatsSinkConfig {
+    /// Reads and validates the section, reporting every problem.
+    pub fn from_table(path: &str, table: &toml::Table, issues: &mut Vec<Issue>) -> Option<Self> {
+        let before = issues.len();
+        let mut s = Section::new(path, table, KEYS, issues);
+        let url = s.required_string("url", "\"nats://127.0.0.1:4222\"");
+        if let Some(u) = &url {
+            for one in u.split(',') {
+                let one = one.trim();
+                let scheme = one.split_once("://").map(|(s, _)| s);
+                if !matches!(scheme, Some("nats" | "tls")) {
+                    let shown = outbox_core::conf::redact_secrets(one);
+                    s.issue(
+                        "url",
+                        format!("'{shown}' is not a NATS URL; use nats://host:4222 (or tls://)"),
+                    );
+                }
+            }
+        }
+        let subject = Template::read(&mut s, "subject", "{routingKey}");
+        let timeout = s.duration("timeout", Duration::from_millis(1), Duration::from_secs(5));
+        let token = s.string("token");
+        let encoding = Encoding::read(&mut s);
+        if issues.len() > before {
+            return None;
+        }
+        Some(NatsSinkConfig {
+            url: url?,
+            subject,
+            timeout,
+            token,
+            encoding,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> (Option<NatsSinkConfig>, Vec<String>) {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        let mut issues = Vec::new();
+        let c = NatsSinkConfig::from_table("sinks.bus", &table, &mut issues);
+        (c, issues.iter().map(|i| i.to_string()).collect())
+    }
+
+    #[test]
+    fn defaults_apply_and_problems_are_all_listed() {
+        let (c, issues) = read("type = \"nats\"\nurl = \"nats://127.0.0.1:4222\"");
+        assert!(issues.is_empty(), "{issues:?}");
+        let c = c.unwrap();
+        assert_eq!(c.timeout, Duration::from_secs(5));
+        assert!(!c.subject.is_fixed());
+
+        let (c, issues) = read(
+            "type = \"nats\"\nurl = \"http://x\"\nsubject = \"a.{nope}\"\ntimeout = \"soon\"\nstream = \"S\"",
+        );
+        assert!(c.is_none());
+        let joined = issues.join("\n");
+        for key in [
+            "sinks.bus.url",
+            "sinks.bus.subject",
+            "sinks.bus.timeout",
+            "sinks.bus.stream",
+        ] {
+            assert!(joined.contains(key), "{key} missing from {joined}");
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The NATS sink: one JetStream publish per event, delivered when the stream acknowledges.
+
+use super::config::NatsSinkConfig;
+use crate::message::{event_headers, outbox_headers, Encoding, Template};
+use async_nats::header::NATS_MESSAGE_ID;
+use async_nats::jetstream::context::{ContextBuilder, PublishErrorKind};
+use async_nats::jetstream::Context;
+use async_nats::{HeaderMap, ServerAddr};
+use async_trait::async_trait;
+use outbox_core::conf::{format_duration, redact_secrets};
+use outbox_core::{ClaimedEvent, Outcome, Sink};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// Publishes to JetStream over one connection, opened at the first delivery and kept (the
+/// client reconnects by itself when the server goes away).
+#[derive(Debug)]
+pub struct NatsSink {
+    servers: Vec<ServerAddr>,
+    /// The URLs, passwords masked, for messages.
+    shown: String,
+    token: Option<String>,
+    subject: Template,
+    timeout: Duration,
+    encoding: Encoding,
+    js: OnceCell<Context>,
+}
+
+impl NatsSink {
+    /// Builds the sink from a validated config (no I/O).
+    pub fn new(config: &NatsSinkConfig) -> Result<NatsSink, String> {
+        let servers = config
+            .url
+            .split(',')
+            .map(|u| {
+                u.trim()
+                    .parse::<ServerAddr>()
+                    .map_err(|e| format!("url: '{}': {e}", redact_secrets(u.trim())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(NatsSink {
+            servers,
+            shown: redact_secrets(&config.url),
+            token: config.token.clone(),
+            subject: config.subject.clone(),
+            timeout: config.timeout,
+            encoding: config.encoding.clone(),
+            js: OnceCell::new(),
+        })
+    }
+
+    async fn context(&self) -> Result<&Context, String> {
+        self.js
+            .get_or_try_init(|| async {
+                let mut options = async_nats::ConnectOptions::new()
+                    .name(concat!("outbox/", env!("CARGO_PKG_VERSION")))
+                    .connection_timeout(self.timeout)
+                    .max_reconnects(None);
+                if let Some(token) = &self.token {
+                    options = options.token(token.clone());
+                }
+                let client = options.connect(self.servers.clone()).await.map_err(|e| {
+                    format!(
+                        "cannot connect to NATS at {}: {}",
+                        self.shown,
+                        redact_secrets(&e.to_string())
+                    )
+                })?;
+                Ok(ContextBuilder::new().timeout(self.timeout).build(client))
+            })
+            .await
+    }
+
+    fn headers(&self, claimed: &ClaimedEvent, content_type: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in event_headers(claimed) {
+            if !name.eq_ignore_ascii_case(NATS_MESSAGE_ID.as_ref()) {
+                h.insert(name.as_str(), value.as_str());
+            }
+        }
+        h.insert("Content-Type", content_type);
+        for (name, value) in outbox_headers(claimed) {
+            h.insert(name, value.as_str());
+        }
+        // JetStream stores a message id once within the stream's duplicate window.
+        h.insert(NATS_MESSAGE_ID, claimed.event.id.as_str());
+        h
+    }
+}
+
+/// Whether `subject` can be published to: non-empty tokens separated by dots, no
+/// whitespace, no wildcards.
+fn valid_subject(subject: &str) -> bool {
+    !subject.is_empty()
+        && subject
+            .split('.')
+            .all(|t| !t.is_empty() && t != "*" && t != ">" && !t.contains(char::is_whitespace))
+}
+
+/// The one place a publish result becomes an [`Outcome`]. Every failure is retried: a
+/// missing stream or an unreachable server is fixed by an operator, not by the event.
+fn classify(
+    result: Result<
+        async_nats::jetstream::publish::PublishAck,
+        async_nats::jetstream::context::PublishError,
+    >,
+    subject: &str,
+    timeout: Duration,
+) -> Outcome {
+    match result {
+        Ok(_ack) => Outcome::Delivered,
+        Err(e) => Outcome::retry(match e.kind() {
+            PublishErrorKind::StreamNotFound => format!(
+                "no JetStream stream stores subject '{subject}'; create one, e.g. `nats stream add OUTBOX --subjects '{subject}'`"
+            ),
+            PublishErrorKind::TimedOut => format!(
+                "JetStream did not acknowledge within {}",
+                format_duration(timeout)
+            ),
+            _ => format!("JetStream publish failed: {}", redact_secrets(&e.to_string())),
+        }),
+    }
+}
+
+#[async_trait]
+impl Sink for NatsSink {
+    async fn deliver(&self, claimed: &ClaimedEvent) -> Outcome {
+        let subject = self.subject.render(claimed);
+        if !valid_subject(&subject) {
+            return Outcome::reject(format!(
+                "'{subject}' is not a NATS subject (dot-separated tokens, no spaces or wildcards)"
+            ));
+        }
+        let (body, content_type) = match self.encoding.bytes(claimed) {
+            Ok(b) => b,
+            Err(e) => return Outcome::reject(e),
+        };
+        let js = match self.context().await {
+            Ok(js) => js,
+            Err(e) => return Outcome::retry(e),
+        };
+        let max = js.client().server_info().max_payload;
+        if max > 0 && body.len() > max {
+            return Outcome::reject(format!(
+                "the message is {} bytes, more than the server's max_payload of {max}",
+                body.len()
+            ));
+        }
+        let headers = self.headers(claimed, content_type);
+        let result = match js
+            .publish_with_headers(subject.clone(), headers, body.into())
+            .await
+        {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        classify(result, &subject, self.timeout)
+    }
+
+    async fn health(&self) -> Result<(), String> {
+        let js = self.context().await?;
+        js.query_account()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("JetStream is not available at {}: {e}", self.shown))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_checked_before_publishing() {
+        for ok in ["audit.record-auth-log", "outbox.a_b.C", "x"] {
+            assert!(valid_subject(ok), "{ok}");
+        }
+        for bad in ["", "a..b", ".a", "a.", "a b", "a.*", "a.>", "tab\tx"] {
+            assert!(!valid_subject(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn failures_are_retried_with_a_hint() {
+        use async_nats::jetstream::context::PublishError;
+        let o = classify(
+            Err(PublishError::new(PublishErrorKind::StreamNotFound)),
+            "outbox.a",
+            Duration::from_secs(5),
+        );
+        match o {
+            Outcome::Retry { reason, .. } => {
+                assert!(reason.contains("nats stream add"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let o = classify(
+            Err(PublishError::new(PublishErrorKind::TimedOut)),
+            "outbox.a",
+            Duration::from_secs(5),
+        );
+        assert!(
+            matches!(o, Outcome::Retry { ref reason, .. } if reason.contains("within 5s")),
+            "{o:?}"
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! The NATS sink against the local NATS server with JetStream (127.0.0.1:4222): each test
+//! makes its own stream and deletes it.
+#![cfg(feature = "nats")]
+
+use async_nats::jetstream;
+use outbox_core::{ClaimedEvent, OutboxEvent, Outcome, Sink};
+use outbox_sinks::nats::{NatsSink, NatsSinkConfig};
+use std::time::Duration;
+
+const URL: &str = "nats://127.0.0.1:4222";
+
+fn claimed(id: &str, headers: Option<serde_json::Value>) -> ClaimedEvent {
+    ClaimedEvent {
+        event: OutboxEvent {
+            id: id.into(),
+            event_name: "PasswordUserLoggedInEvent".into(),
+            event_type: "auth.login.success".into(),
+            aggregate_id: "user-1".into(),
+            routing_key: "audit.record-auth-log".into(),
+            payload: serde_json::json!({"ip": "127.0.0.1"}),
+            headers,
+            occurred_at: "2026-11-27T01:02:03.456Z".parse().unwrap(),
+            retry_count: 2,
+            max_retries: None,
+            retry_interval: None,
+            max_interval: None,
+        },
+        lease_owner: "test".into(),
+    }
+}
+
+fn sink(extra: &str) -> NatsSink {
+    let text = format!("type = \"nats\"\nurl = \"{URL}\"\n{extra}");
+    let table: toml::Table = toml::from_str(&text).unwrap();
+    let mut issues = Vec::new();
+    let config = NatsSinkConfig::from_table("sinks.bus", &table, &mut issues)
+        .unwrap_or_else(|| panic!("{issues:?}"));
+    NatsSink::new(&config).unwrap()
+}
+
+/// A stream of its own capturing `<prefix>.>`, deleted on drop.
+struct TestStream {
+    js: jetstream::Context,
+    name: String,
+    prefix: String,
+}
+
+impl TestStream {
+    async fn new() -> TestStream {
+        let tag: u64 = rand::random();
+        let name = format!("OUTBOX_TEST_{tag:x}");
+        let prefix = format!("t{tag:x}");
+        let client = async_nats::connect(URL)
+            .await
+            .expect("NATS on 127.0.0.1:4222");
+        let js = jetstream::new(client);
+        js.create_stream(jetstream::stream::Config {
+            name: name.clone(),
+            subjects: vec![format!("{prefix}.>")],
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        TestStream { js, name, prefix }
+    }
+
+    async fn messages(&self) -> u64 {
+        let mut s = self.js.get_stream(&self.name).await.unwrap();
+        s.info().await.unwrap().state.messages
+    }
+
+    async fn message(&self, seq: u64) -> jetstream::message::StreamMessage {
+        let s = self.js.get_stream(&self.name).await.unwrap();
+        s.get_raw_message(seq).await.unwrap()
+    }
+
+    async fn delete(self) {
+        self.js.delete_stream(&self.name).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_event_is_stored_once_with_its_metadata_and_the_envelope() {
+    let stream = TestStream::new().await;
+    let sink = sink(&format!("subject = \"{}.{{routingKey}}\"", stream.prefix));
+    let headers = serde_json::json!({"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"});
+    let event = claimed("evt-1", Some(headers));
+    assert_eq!(sink.deliver(&event).await, Outcome::Delivered);
+    // A redelivery (say, after a crash before the result was recorded) is stored once.
+    assert_eq!(sink.deliver(&event).await, Outcome::Delivered);
+    assert_eq!(stream.messages().await, 1);
+
+    let m = stream.message(1).await;
+    assert_eq!(
+        m.subject.as_str(),
+        format!("{}.audit.record-auth-log", stream.prefix)
+    );
+    let h = |name: &str| m.headers.get(name).map(|v| v.as_str().to_string());
+    let msg_id = m.headers.get(async_nats::header::NATS_MESSAGE_ID);
+    assert_eq!(msg_id.map(|v| v.as_str()), Some("evt-1"));
+    assert_eq!(h("Idempotency-Key").as_deref(), Some("evt-1"));
+    assert_eq!(
+        h("X-Outbox-Routing-Key").as_deref(),
+        Some("audit.record-auth-log")
+    );
+    assert_eq!(h("X-Outbox-Attempt").as_deref(), Some("3"));
+    assert_eq!(h("Content-Type").as_deref(), Some("application/json"));
+    assert_eq!(
+        h("traceparent").as_deref(),
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    );
+    let body: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "id": "evt-1",
+            "eventName": "PasswordUserLoggedInEvent",
+            "eventType": "auth.login.success",
+            "aggregateId": "user-1",
+            "routingKey": "audit.record-auth-log",
+            "occurredAt": "2026-11-27T01:02:03.456Z",
+            "payload": {"ip": "127.0.0.1"},
+        })
+    );
+    stream.delete().await;
+}
+
+#[tokio::test]
+async fn cloudevents_and_payload_formats() {
+    let stream = TestStream::new().await;
+    let ce = sink(&format!(
+        "subject = \"{}.ce\"\nformat = \"cloudevents\"\nsource = \"/reserve\"",
+        stream.prefix
+    ));
+    let raw = sink(&format!(
+        "subject = \"{}.raw\"\nformat = \"payload\"",
+        stream.prefix
+    ));
+    assert_eq!(ce.deliver(&claimed("c-1", None)).await, Outcome::Delivered);
+    assert_eq!(raw.deliver(&claimed("p-1", None)).await, Outcome::Delivered);
+    let m = stream.message(1).await;
+    let body: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(body["specversion"], "1.0");
+    assert_eq!(body["source"], "/reserve");
+    assert_eq!(body["data"], serde_json::json!({"ip": "127.0.0.1"}));
+    assert_eq!(
+        m.headers.get("Content-Type").map(|v| v.as_str()),
+        Some("application/cloudevents+json")
+    );
+    let m = stream.message(2).await;
+    let body: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(body, serde_json::json!({"ip": "127.0.0.1"}));
+    stream.delete().await;
+}
+
+#[tokio::test]
+async fn no_stream_an_unreachable_server_and_a_bad_subject_are_classified() {
+    let tag: u64 = rand::random();
+    // Nothing stores this subject: retried, with the command that fixes it.
+    let nowhere = sink(&format!("subject = \"nostream{tag:x}.{{routingKey}}\""));
+    match nowhere.deliver(&claimed("n-1", None)).await {
+        Outcome::Retry { reason, .. } => {
+            assert!(
+                reason.contains("no JetStream stream stores subject"),
+                "{reason}"
+            );
+            assert!(reason.contains("nats stream add"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A server that is not there: retried, and the password in the URL is not shown.
+    let text = "type = \"nats\"\nurl = \"nats://user:s3cret@127.0.0.1:1\"\ntimeout = \"500ms\"";
+    let table: toml::Table = toml::from_str(text).unwrap();
+    let mut issues = Vec::new();
+    let config = NatsSinkConfig::from_table("sinks.bus", &table, &mut issues).unwrap();
+    let down = NatsSink::new(&config).unwrap();
+    match down.deliver(&claimed("d-1", None)).await {
+        Outcome::Retry { reason, .. } => {
+            assert!(reason.contains("cannot connect to NATS"), "{reason}");
+            assert!(!reason.contains("s3cret"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A subject the event's values make invalid: permanent.
+    let spaced = sink("subject = \"x.{eventName}\"");
+    let mut event = claimed("s-1", None);
+    event.event.event_name = "Logged In".into();
+    assert!(matches!(
+        spaced.deliver(&event).await,
+        Outcome::Reject { .. }
+    ));
+}
