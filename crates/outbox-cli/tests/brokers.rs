@@ -76,3 +76,102 @@ mod nats {
         event(c, id).await.last_error.unwrap_or_default()
     }
 }
+
+mod amqp {
+    use super::*;
+    use lapin::options::{BasicGetOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    use lapin::{Connection, ConnectionProperties};
+    use std::collections::HashSet;
+
+    fn rabbitmqctl(args: &[&str]) {
+        let out = std::process::Command::new("rabbitmqctl")
+            .arg("-q")
+            .args(args)
+            .output()
+            .expect("rabbitmqctl");
+        assert!(
+            out.status.success(),
+            "rabbitmqctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A virtual host of its own (so its connections can be cut without touching other
+    /// tests'), deleted with everything in it on drop.
+    struct Vhost(String);
+
+    impl Vhost {
+        fn new() -> Vhost {
+            let name = format!("outbox-e2e-{:x}", rand::random::<u64>());
+            rabbitmqctl(&["add_vhost", &name]);
+            rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+            Vhost(name)
+        }
+
+        fn url(&self) -> String {
+            format!("amqp://guest:guest@127.0.0.1:5672/{}", self.0)
+        }
+    }
+
+    impl Drop for Vhost {
+        fn drop(&mut self) {
+            rabbitmqctl(&["delete_vhost", &self.0]);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_event_reaches_the_queue_across_a_dropped_connection() {
+        let vhost = Vhost::new();
+        let conn = Connection::connect(&vhost.url(), ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ on 127.0.0.1:5672 (scripts/services starts it)");
+        let ch = conn.create_channel().await.unwrap();
+        ch.queue_declare(
+            "audit".into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+
+        let db = TestDb::with_policies(&[(KEY, 20, 100)]).await;
+        let c = db.client().await;
+        let sink = format!(
+            "type = \"rabbitmq\"\nurl = \"{}\"\nrouting_key = \"audit\"\ntimeout = \"2s\"",
+            vhost.url()
+        );
+        let config = sink_config(&db.url, &[KEY], "", &sink);
+        let mut worker = WorkerProcess::start(&config);
+        worker.wait_started().await;
+        insert_many(&c, "first", KEY, 200).await;
+        wait_for("200 SENT", LONG, || async {
+            count_status(&c, "SENT").await == 200
+        })
+        .await;
+        // The broker drops the worker's connection (and ours); the sink connects again.
+        rabbitmqctl(&["close_all_connections", "-p", &vhost.0, "test"]);
+        insert_many(&c, "second", KEY, 200).await;
+        wait_for("400 SENT", LONG, || async {
+            count_status(&c, "SENT").await == 400
+        })
+        .await;
+        worker.stop().await;
+
+        let conn = Connection::connect(&vhost.url(), ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let mut ids = HashSet::new();
+        while let Some(m) = ch
+            .basic_get("audit".into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            let id = m.delivery.properties.message_id().clone().unwrap();
+            ids.insert(id.as_str().to_string());
+        }
+        assert_eq!(ids.len(), 400, "every event is in the queue");
+        drop(conn);
+    }
+}

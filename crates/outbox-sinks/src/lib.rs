@@ -2,6 +2,8 @@
 //! (its keys, validated without I/O, every problem reported) and `sink.rs` (the [`Sink`]
 //! implementation with one function that classifies its errors).
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 pub mod blackhole;
 #[cfg(feature = "http")]
 pub mod http;
@@ -18,6 +20,8 @@ use std::time::Duration;
 
 /// The sink types this build knows, for messages.
 pub const SINK_TYPES: &[&str] = &[
+    #[cfg(feature = "amqp")]
+    "amqp",
     "blackhole",
     #[cfg(feature = "http")]
     "http",
@@ -33,6 +37,9 @@ pub enum SinkConfig {
     /// `type = "http"`.
     #[cfg(feature = "http")]
     Http(http::HttpSinkConfig),
+    /// `type = "amqp"` or `"rabbitmq"`.
+    #[cfg(feature = "amqp")]
+    Amqp(amqp::AmqpSinkConfig),
     /// `type = "nats"` (JetStream).
     #[cfg(feature = "nats")]
     Nats(nats::NatsSinkConfig),
@@ -68,10 +75,14 @@ impl SinkConfig {
             }
             #[cfg(feature = "http")]
             "http" => http::HttpSinkConfig::from_table(path, table, issues).map(SinkConfig::Http),
+            #[cfg(feature = "amqp")]
+            "amqp" | "rabbitmq" => {
+                amqp::AmqpSinkConfig::from_table(path, table, issues).map(SinkConfig::Amqp)
+            }
             #[cfg(feature = "nats")]
             "nats" => nats::NatsSinkConfig::from_table(path, table, issues).map(SinkConfig::Nats),
             other => {
-                let broker = ["amqp", "rabbitmq", "redis", "mqtt", "kafka"];
+                let broker = ["redis", "mqtt", "kafka"];
                 let note = if broker.contains(&other) {
                     " (broker sinks are not in this version yet)"
                 } else {
@@ -97,6 +108,8 @@ impl SinkConfig {
             SinkConfig::Http(c) => Some(c.timeout),
             #[cfg(feature = "nats")]
             SinkConfig::Nats(c) => Some(c.timeout),
+            #[cfg(feature = "amqp")]
+            SinkConfig::Amqp(c) => Some(c.timeout),
         }
     }
 
@@ -108,6 +121,8 @@ impl SinkConfig {
             SinkConfig::Http(c) => Ok(Arc::new(http::HttpSink::new(c)?)),
             #[cfg(feature = "nats")]
             SinkConfig::Nats(c) => Ok(Arc::new(nats::NatsSink::new(c)?)),
+            #[cfg(feature = "amqp")]
+            SinkConfig::Amqp(c) => Ok(Arc::new(amqp::AmqpSink::new(c)?)),
         }
     }
 }

@@ -256,7 +256,13 @@ impl Claimer {
                 && known_due.is_none_or(|d| d > Instant::now())
                 && unordered_at.elapsed() < self.options.poll_interval;
             let round = self
-                .claim_round(&keys, free, &mut claims, rounds % 4 != 0, skip_unordered)
+                .claim_round(
+                    &keys,
+                    free,
+                    &mut claims,
+                    !rounds.is_multiple_of(4),
+                    skip_unordered,
+                )
                 .await;
             match round.unordered {
                 Some(n) => {

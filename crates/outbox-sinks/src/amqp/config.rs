@@ -1,0 +1,113 @@
+//! Keys of an `[sinks.NAME]` section with `type = "amqp"`.
+
+use crate::message::{Encoding, Template};
+use outbox_core::conf::{Issue, Section};
+use std::time::Duration;
+
+/// A validated AMQP sink.
+#[derive(Debug, Clone)]
+pub struct AmqpSinkConfig {
+    /// `amqp://user:password@host:5672/vhost` (or `amqps://`).
+    pub url: String,
+    /// The exchange to publish to; `""` is the default exchange (routing key = queue name).
+    pub exchange: String,
+    /// The routing key of each message (placeholders allowed).
+    pub routing_key: Template,
+    /// How long to wait for the connection and for the publisher confirm.
+    pub timeout: Duration,
+    /// Persistent messages (delivery mode 2), written to disk by durable queues.
+    pub persistent: bool,
+    /// A message no queue receives is returned and retried instead of being dropped.
+    pub mandatory: bool,
+    /// Body format and CloudEvents source.
+    pub encoding: Encoding,
+}
+
+/// The keys this sink accepts.
+pub const KEYS: &[&str] = &[
+    "type",
+    "url",
+    "exchange",
+    "routing_key",
+    "timeout",
+    "persistent",
+    "mandatory",
+    "format",
+    "source",
+];
+
+impl AmqpSinkConfig {
+    /// Reads and validates the section, reporting every problem.
+    pub fn from_table(path: &str, table: &toml::Table, issues: &mut Vec<Issue>) -> Option<Self> {
+        let before = issues.len();
+        let mut s = Section::new(path, table, KEYS, issues);
+        let url = s.required_string("url", "\"amqp://guest:guest@127.0.0.1:5672/%2f\"");
+        if let Some(u) = &url {
+            if let Err(e) = u.parse::<lapin::uri::AMQPUri>() {
+                let shown = outbox_core::conf::redact_secrets(u);
+                s.issue(
+                    "url",
+                    format!("'{shown}' is not an AMQP URL ({e}); e.g. amqp://user:password@host:5672/%2f"),
+                );
+            }
+        }
+        let exchange = s.string("exchange").unwrap_or_default();
+        if exchange.len() > 255 {
+            s.issue("exchange", "is longer than 255 bytes");
+        }
+        let routing_key = Template::read(&mut s, "routing_key", "{routingKey}");
+        let timeout = s.duration("timeout", Duration::from_millis(1), Duration::from_secs(5));
+        let persistent = s.boolean("persistent", true);
+        let mandatory = s.boolean("mandatory", true);
+        let encoding = Encoding::read(&mut s);
+        if issues.len() > before {
+            return None;
+        }
+        Some(AmqpSinkConfig {
+            url: url?,
+            exchange,
+            routing_key,
+            timeout,
+            persistent,
+            mandatory,
+            encoding,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> (Option<AmqpSinkConfig>, Vec<String>) {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        let mut issues = Vec::new();
+        let c = AmqpSinkConfig::from_table("sinks.mq", &table, &mut issues);
+        (c, issues.iter().map(|i| i.to_string()).collect())
+    }
+
+    #[test]
+    fn defaults_apply_and_problems_are_all_listed() {
+        let (c, issues) = read("type = \"amqp\"\nurl = \"amqp://127.0.0.1:5672/%2f\"");
+        assert!(issues.is_empty(), "{issues:?}");
+        let c = c.unwrap();
+        assert_eq!(c.exchange, "");
+        assert!(c.persistent && c.mandatory);
+        assert_eq!(c.timeout, Duration::from_secs(5));
+
+        let (c, issues) = read(
+            "type = \"amqp\"\nurl = \"http://u:pw@x\"\nrouting_key = \"{nope}\"\npersistent = \"yes\"\nqueue = \"q\"",
+        );
+        assert!(c.is_none());
+        let joined = issues.join("\n");
+        for key in [
+            "sinks.mq.url",
+            "sinks.mq.routing_key",
+            "sinks.mq.persistent",
+            "sinks.mq.queue",
+        ] {
+            assert!(joined.contains(key), "{key} missing from {joined}");
+        }
+        assert!(!joined.contains(":pw@"), "{joined}");
+    }
+}

@@ -1,0 +1,9 @@
+//! `type = "amqp"` (alias `"rabbitmq"`): publishes each event to an AMQP 0-9-1 exchange
+//! (RabbitMQ) as a persistent, mandatory message and counts it delivered on the broker's
+//! publisher confirm.
+
+mod config;
+mod sink;
+
+pub use config::AmqpSinkConfig;
+pub use sink::AmqpSink;
