@@ -175,3 +175,53 @@ mod amqp {
         drop(conn);
     }
 }
+
+mod redis_streams {
+    use super::*;
+    use std::collections::{HashMap, HashSet};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_event_is_appended_to_the_stream_of_its_routing_key() {
+        let prefix = format!("outbox-e2e-{:x}", rand::random::<u64>());
+        let other = "billing.charge";
+        let db = TestDb::with_policies(&[(KEY, 5, 100), (other, 5, 100)]).await;
+        let c = db.client().await;
+        let sink = format!(
+            "type = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nstream = \"{prefix}:{{routingKey}}\"\nmaxlen = 100000"
+        );
+        let config = sink_config(&db.url, &[KEY, other], "", &sink);
+        let mut worker = WorkerProcess::start(&config);
+        worker.wait_started().await;
+        insert_many(&c, "a", KEY, 300).await;
+        insert_many(&c, "b", other, 100).await;
+        wait_for("400 SENT", LONG, || async {
+            count_status(&c, "SENT").await == 400
+        })
+        .await;
+        worker.stop().await;
+
+        let mut conn = redis::Client::open("redis://127.0.0.1:6379")
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis on 127.0.0.1:6379 (scripts/services starts it)");
+        for (key, n) in [(KEY, 300), (other, 100)] {
+            let stream = format!("{prefix}:{key}");
+            let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+                .arg(&stream)
+                .arg("-")
+                .arg("+")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let ids: HashSet<&str> = entries.iter().map(|(_, f)| f["id"].as_str()).collect();
+            assert_eq!(ids.len(), n, "{stream}");
+            assert!(entries.iter().all(|(_, f)| f["routingKey"] == key));
+            redis::cmd("DEL")
+                .arg(&stream)
+                .query_async::<i64>(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+}

@@ -10,6 +10,8 @@ pub mod http;
 pub mod message;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(test)]
 mod testing;
 
@@ -27,6 +29,8 @@ pub const SINK_TYPES: &[&str] = &[
     "http",
     #[cfg(feature = "nats")]
     "nats",
+    #[cfg(feature = "redis")]
+    "redis",
 ];
 
 /// A validated `[sinks.NAME]` section.
@@ -43,6 +47,9 @@ pub enum SinkConfig {
     /// `type = "nats"` (JetStream).
     #[cfg(feature = "nats")]
     Nats(nats::NatsSinkConfig),
+    /// `type = "redis"` (Streams).
+    #[cfg(feature = "redis")]
+    Redis(redis::RedisSinkConfig),
 }
 
 impl SinkConfig {
@@ -81,8 +88,12 @@ impl SinkConfig {
             }
             #[cfg(feature = "nats")]
             "nats" => nats::NatsSinkConfig::from_table(path, table, issues).map(SinkConfig::Nats),
+            #[cfg(feature = "redis")]
+            "redis" => {
+                redis::RedisSinkConfig::from_table(path, table, issues).map(SinkConfig::Redis)
+            }
             other => {
-                let broker = ["redis", "mqtt", "kafka"];
+                let broker = ["mqtt", "kafka"];
                 let note = if broker.contains(&other) {
                     " (broker sinks are not in this version yet)"
                 } else {
@@ -110,6 +121,8 @@ impl SinkConfig {
             SinkConfig::Nats(c) => Some(c.timeout),
             #[cfg(feature = "amqp")]
             SinkConfig::Amqp(c) => Some(c.timeout),
+            #[cfg(feature = "redis")]
+            SinkConfig::Redis(c) => Some(c.timeout),
         }
     }
 
@@ -123,6 +136,8 @@ impl SinkConfig {
             SinkConfig::Nats(c) => Ok(Arc::new(nats::NatsSink::new(c)?)),
             #[cfg(feature = "amqp")]
             SinkConfig::Amqp(c) => Ok(Arc::new(amqp::AmqpSink::new(c)?)),
+            #[cfg(feature = "redis")]
+            SinkConfig::Redis(c) => Ok(Arc::new(redis::RedisSink::new(c)?)),
         }
     }
 }

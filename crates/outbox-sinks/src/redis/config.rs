@@ -1,0 +1,109 @@
+//! Keys of an `[sinks.NAME]` section with `type = "redis"`.
+
+use crate::message::{Encoding, Template};
+use outbox_core::conf::{Issue, Section};
+use std::time::Duration;
+
+/// A validated Redis Streams sink.
+#[derive(Debug, Clone)]
+pub struct RedisSinkConfig {
+    /// `redis://[user:password@]host:6379[/db]`.
+    pub url: String,
+    /// The stream key each event is appended to (placeholders allowed).
+    pub stream: Template,
+    /// Trim each stream to about this many entries (`MAXLEN ~`); unbounded when absent.
+    pub maxlen: Option<u64>,
+    /// Replicas that must have the entry before it counts (`WAIT`); 0 = the primary's reply.
+    pub replicas: u32,
+    /// How long to wait for the connection, the reply and the replicas.
+    pub timeout: Duration,
+    /// Body format and CloudEvents source.
+    pub encoding: Encoding,
+}
+
+/// The keys this sink accepts.
+pub const KEYS: &[&str] = &[
+    "type", "url", "stream", "maxlen", "replicas", "timeout", "format", "source",
+];
+
+impl RedisSinkConfig {
+    /// Reads and validates the section, reporting every problem.
+    pub fn from_table(path: &str, table: &toml::Table, issues: &mut Vec<Issue>) -> Option<Self> {
+        let before = issues.len();
+        let mut s = Section::new(path, table, KEYS, issues);
+        let url = s.required_string("url", "\"redis://127.0.0.1:6379\"");
+        if let Some(u) = &url {
+            let shown = outbox_core::conf::redact_secrets(u);
+            match u.split_once("://").map(|(scheme, _)| scheme) {
+                Some("redis") => {
+                    if let Err(e) = redis::Client::open(u.as_str()) {
+                        s.issue("url", format!("'{shown}' is not a Redis URL ({e})"));
+                    }
+                }
+                Some("rediss") => s.issue(
+                    "url",
+                    format!("'{shown}': TLS to Redis (rediss://) is not in this version; use redis:// on a trusted network or a TLS tunnel"),
+                ),
+                _ => s.issue(
+                    "url",
+                    format!("'{shown}' is not a Redis URL; use redis://host:6379"),
+                ),
+            }
+        }
+        let stream = Template::read(&mut s, "stream", "{routingKey}");
+        let maxlen = s
+            .value("maxlen")
+            .map(|_| s.int("maxlen", 1, i64::MAX, 1) as u64);
+        let replicas = s.int("replicas", 0, 100, 0) as u32;
+        let timeout = s.duration("timeout", Duration::from_millis(1), Duration::from_secs(5));
+        let encoding = Encoding::read(&mut s);
+        if issues.len() > before {
+            return None;
+        }
+        Some(RedisSinkConfig {
+            url: url?,
+            stream,
+            maxlen,
+            replicas,
+            timeout,
+            encoding,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> (Option<RedisSinkConfig>, Vec<String>) {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        let mut issues = Vec::new();
+        let c = RedisSinkConfig::from_table("sinks.r", &table, &mut issues);
+        (c, issues.iter().map(|i| i.to_string()).collect())
+    }
+
+    #[test]
+    fn defaults_apply_and_problems_are_all_listed() {
+        let (c, issues) = read("type = \"redis\"\nurl = \"redis://127.0.0.1:6379\"");
+        assert!(issues.is_empty(), "{issues:?}");
+        let c = c.unwrap();
+        assert_eq!((c.maxlen, c.replicas), (None, 0));
+
+        let (c, issues) = read(
+            "type = \"redis\"\nurl = \"rediss://u:pw@x:6380\"\nstream = \"{x}\"\nmaxlen = 0\nreplicas = -1\ngroup = \"g\"",
+        );
+        assert!(c.is_none());
+        let joined = issues.join("\n");
+        for key in [
+            "sinks.r.url",
+            "sinks.r.stream",
+            "sinks.r.maxlen",
+            "sinks.r.replicas",
+            "sinks.r.group",
+        ] {
+            assert!(joined.contains(key), "{key} missing from {joined}");
+        }
+        assert!(joined.contains("not in this version"), "{joined}");
+        assert!(!joined.contains(":pw@"), "{joined}");
+    }
+}
