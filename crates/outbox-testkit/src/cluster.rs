@@ -10,6 +10,8 @@ pub struct PrivateCluster {
     dir: PathBuf,
     bin: PathBuf,
     as_postgres: bool,
+    /// Extra `-c name=value` server settings.
+    settings: String,
 }
 
 fn pg_bin_dir() -> PathBuf {
@@ -35,6 +37,87 @@ fn free_port() -> u16 {
 impl PrivateCluster {
     /// initdb + start. As root, the server runs as the `postgres` user (initdb refuses root).
     pub fn start() -> PrivateCluster {
+        let cluster = PrivateCluster::init();
+        cluster.ctl("start");
+        cluster
+    }
+
+    /// [`PrivateCluster::start`] with TLS on: a throwaway CA (its certificate is the returned
+    /// PEM file) signs a server certificate for `localhost` only, so a client checking the
+    /// name must connect to `localhost`, not `127.0.0.1`.
+    pub fn start_with_tls() -> (PrivateCluster, PathBuf) {
+        let mut cluster = PrivateCluster::init();
+        let tls = cluster.dir.join("tls");
+        std::fs::create_dir_all(&tls).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .current_dir(&tls)
+                .args(args)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=outbox test CA"];
+        ca.extend(ec);
+        ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+        openssl(&ca);
+        let mut csr = vec!["req", "-subj", "/CN=localhost"];
+        csr.extend(ec);
+        csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+        openssl(&csr);
+        std::fs::write(tls.join("ext.cnf"), "subjectAltName=DNS:localhost\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.crt",
+        ]);
+        if cluster.as_postgres {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&tls)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "chown of the TLS files");
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            tls.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        cluster.settings = format!(
+            "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            tls.join("server.crt").display(),
+            tls.join("server.key").display()
+        );
+        cluster.ctl("start");
+        (cluster, tls.join("ca.pem"))
+    }
+
+    fn init() -> PrivateCluster {
         let as_postgres = Command::new("id")
             .arg("-u")
             .output()
@@ -48,6 +131,7 @@ impl PrivateCluster {
             dir,
             bin: pg_bin_dir(),
             as_postgres,
+            settings: String::new(),
         };
         if as_postgres {
             let ok = Command::new("chown")
@@ -71,7 +155,6 @@ impl PrivateCluster {
                 "--no-sync",
             ],
         );
-        cluster.ctl("start");
         cluster
     }
 
@@ -105,9 +188,10 @@ impl PrivateCluster {
         let data = self.dir.join("data");
         let log = self.dir.join("server.log");
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off {}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.settings
         );
         let mut args = vec![
             "-D",

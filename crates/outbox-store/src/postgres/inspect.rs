@@ -22,13 +22,21 @@ impl PgStore {
         let client = self.client().await?;
         let row = client
             .query_one(
-                "SELECT current_setting('server_version'), current_database(), current_user",
+                "SELECT current_setting('server_version'), current_database(), current_user,
+                        (SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl)",
                 &[],
             )
             .await
             .map_err(classify)?;
+        let tls = match row.get::<_, Option<String>>(3) {
+            Some(version) => format!("over {version} ({})", self.tls_params.describe()),
+            None if self.tls_params.mode == super::tls::Mode::Disable => {
+                "without TLS (sslmode=disable)".to_string()
+            }
+            None => "without TLS (the server offers none)".to_string(),
+        };
         Ok(format!(
-            "PostgreSQL {}, database \"{}\" as user \"{}\"",
+            "PostgreSQL {}, database \"{}\" as user \"{}\", {tls}",
             row.get::<_, String>(0),
             row.get::<_, String>(1),
             row.get::<_, String>(2)

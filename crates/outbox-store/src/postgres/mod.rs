@@ -9,6 +9,7 @@ pub mod migrate;
 pub mod ops;
 pub mod print;
 pub mod resolve;
+pub mod tls;
 
 use layout::{Layout, Statements};
 
@@ -25,7 +26,7 @@ use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{AsyncMessage, NoTls, Row};
+use tokio_postgres::{AsyncMessage, Row};
 
 /// NOTIFY channel for inserted events (payload: the table's schema).
 pub const EVENT_CHANNEL: &str = "outbox_event";
@@ -66,6 +67,9 @@ pub fn quote_ident(name: &str) -> String {
 pub struct PgStore {
     pool: Pool,
     config: tokio_postgres::Config,
+    /// The connector for every connection (TLS as `sslmode` says).
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    tls_params: tls::TlsParams,
     schema: String,
     layout: Layout,
     sql: Statements,
@@ -152,7 +156,15 @@ fn classify(e: tokio_postgres::Error) -> StoreError {
     // Connectivity: a closed connection, an I/O error (refused, reset, timed out), or a
     // server saying it is shutting down or starting. Anything else (TLS demanded but not
     // available, authentication, a bad query) will not get better by waiting.
-    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+    let source = std::error::Error::source(&e);
+    let io = source.and_then(|s| s.downcast_ref::<std::io::Error>());
+    // A certificate the verifier rejects will not get better by waiting either.
+    if let Some(tls) = io.and_then(|io| io.get_ref()?.downcast_ref::<rustls::Error>()) {
+        return StoreError::Query(format!(
+            "TLS: {tls} (see sslmode and sslrootcert in the database URL)"
+        ));
+    }
+    let io = io.is_some();
     let unavailable = e.is_closed()
         || io
         || e.code().is_some_and(|code| {
@@ -185,12 +197,17 @@ pub fn redact_url(url: &str) -> String {
 impl PgStore {
     /// Builds the pool. No connection is made until the first statement.
     pub fn new(options: &PgStoreOptions) -> Result<PgStore, StoreError> {
-        let mut config = tokio_postgres::Config::from_str(&options.url).map_err(|e| {
+        let invalid = |e: &dyn std::fmt::Display| {
             StoreError::Query(format!(
                 "database.url '{}' is not a valid PostgreSQL URL: {e}",
                 redact_url(&options.url)
             ))
-        })?;
+        };
+        let (url, tls_params) = tls::split(&options.url).map_err(|e| invalid(&e))?;
+        let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| invalid(&e))?;
+        config.ssl_mode(tls_params.mode.driver());
+        let connector = tls::connector(&tls_params)
+            .map_err(|e| StoreError::Query(format!("database.url: {e}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
         }
@@ -214,7 +231,7 @@ impl PgStore {
         }
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            connector.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -229,6 +246,8 @@ impl PgStore {
         Ok(PgStore {
             pool,
             config,
+            tls: connector,
+            tls_params,
             schema: options.schema.clone(),
             layout: Layout::canonical(&options.schema),
             sql: Layout::canonical(&options.schema).statements(),
@@ -604,7 +623,11 @@ impl Store for PgStore {
     }
 
     async fn listen(&self) -> Result<Box<dyn NotificationStream>, StoreError> {
-        let (client, mut connection) = self.config.connect(NoTls).await.map_err(classify)?;
+        let (client, mut connection) = self
+            .config
+            .connect(self.tls.clone())
+            .await
+            .map_err(classify)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let schema = self.schema.clone();
         tokio::spawn(async move {

@@ -1,0 +1,418 @@
+//! TLS to PostgreSQL, with libpq's meanings of `sslmode` and `sslrootcert`.
+//!
+//! | `sslmode` | TLS | server certificate |
+//! |---|---|---|
+//! | `disable` | never | — |
+//! | `prefer` (default) | if the server offers it | not checked (checked against `sslrootcert` when given) |
+//! | `require` | always | not checked (checked against `sslrootcert` when given) |
+//! | `verify-ca` | always | signed by a trusted CA |
+//! | `verify-full` | always | signed by a trusted CA and issued for the host connected to |
+//!
+//! Trusted CAs: the PEM file `sslrootcert` names, else the Mozilla root set (public CAs).
+//! The driver knows only `disable`/`prefer`/`require`, so these parameters are taken out of
+//! the URL here and the certificate checks are done by the rustls verifier built below.
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, Error, RootCertStore};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// What `sslmode` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl Mode {
+    fn parse(value: &str) -> Result<Mode, String> {
+        Ok(match value {
+            "disable" => Mode::Disable,
+            "allow" | "prefer" => Mode::Prefer,
+            "require" => Mode::Require,
+            "verify-ca" => Mode::VerifyCa,
+            "verify-full" => Mode::VerifyFull,
+            other => {
+                return Err(format!(
+                "sslmode '{other}' is not one of disable, prefer, require, verify-ca, verify-full"
+            ))
+            }
+        })
+    }
+
+    /// The driver's mode: it negotiates TLS, the verifier does the checking.
+    pub(crate) fn driver(self) -> SslMode {
+        match self {
+            Mode::Disable => SslMode::Disable,
+            Mode::Prefer => SslMode::Prefer,
+            Mode::Require | Mode::VerifyCa | Mode::VerifyFull => SslMode::Require,
+        }
+    }
+}
+
+/// The TLS parameters of a connection URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsParams {
+    pub mode: Mode,
+    pub root_cert: Option<PathBuf>,
+}
+
+impl TlsParams {
+    /// How the server's certificate is checked, for `doctor`.
+    pub fn describe(&self) -> &'static str {
+        match (self.mode, &self.root_cert) {
+            (Mode::Disable, _) => "TLS disabled (sslmode=disable)",
+            (Mode::VerifyFull, _) => "server certificate and host name verified",
+            (Mode::VerifyCa, _) | (_, Some(_)) => {
+                "server certificate verified, host name not checked"
+            }
+            (_, None) => "server certificate not verified; use sslmode=verify-full to check it",
+        }
+    }
+}
+
+/// Splits the TLS parameters off a connection string (URL or `key=value` form), returning
+/// the string the driver can parse and the parameters.
+pub fn split(url: &str) -> Result<(String, TlsParams), String> {
+    let mut params = TlsParams {
+        mode: Mode::Prefer,
+        root_cert: None,
+    };
+    let mut take = |key: &str, value: &str| -> Result<bool, String> {
+        match key {
+            "sslmode" => params.mode = Mode::parse(value)?,
+            "sslrootcert" => {
+                if value == "system" {
+                    return Err("sslrootcert=system is not supported; give the path of the CA's PEM file (without sslrootcert, public CAs are trusted)".into());
+                }
+                params.root_cert = Some(PathBuf::from(value));
+            }
+            "sslcert" | "sslkey" | "sslpassword" => {
+                return Err(format!(
+                "{key}: client certificates are not in this version; authenticate with a password"
+            ))
+            }
+            "sslcrl"
+            | "sslcrldir"
+            | "sslsni"
+            | "ssl_min_protocol_version"
+            | "ssl_max_protocol_version"
+            | "sslcompression" => return Err(format!("{key} is not supported")),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    };
+    let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        match url.split_once('?') {
+            None => url.to_string(),
+            Some((base, query)) => {
+                let mut kept = Vec::new();
+                for pair in query.split('&').filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    if !take(k, &percent_decode(v))? {
+                        kept.push(pair);
+                    }
+                }
+                if kept.is_empty() {
+                    base.to_string()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
+                }
+            }
+        }
+    } else {
+        let mut kept = Vec::new();
+        for token in key_values(url) {
+            let (k, v) = token.split_once('=').unwrap_or((token.as_str(), ""));
+            let (k, v) = (k.trim(), v.trim());
+            if !take(k, unquote(v).as_str())? {
+                kept.push(token.clone());
+            }
+        }
+        kept.join(" ")
+    };
+    if params.mode == Mode::Disable {
+        params.root_cert = None;
+    }
+    Ok((rest, params))
+}
+
+/// `%XX` sequences decoded (for paths in a URL query).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The `key=value` tokens of a libpq connection string (values may be 'quoted').
+fn key_values(s: &str) -> Vec<String> {
+    let mut tokens = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if quoted => {
+                current.push(c);
+                if let Some(next) = chars.next() {
+                    current.push(next);
+                }
+            }
+            '\'' => {
+                quoted = !quoted;
+                current.push(c);
+            }
+            c if c.is_whitespace() && !quoted => {
+                if !current.is_empty() {
+                    tokens.push(std::mem::take(&mut current));
+                }
+            }
+            c => current.push(c),
+        }
+    }
+    if !current.is_empty() {
+        tokens.push(current);
+    }
+    // `key = value` with spaces around `=`: join the pieces back.
+    let mut joined: Vec<String> = Vec::new();
+    for t in tokens {
+        match joined.last_mut() {
+            Some(last) if last.ends_with('=') || t.starts_with('=') => last.push_str(&t),
+            _ => joined.push(t),
+        }
+    }
+    joined
+}
+
+fn unquote(v: &str) -> String {
+    let inner = v
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .unwrap_or(v);
+    inner.replace("\\'", "'").replace("\\\\", "\\")
+}
+
+/// The rustls connector for `params`.
+pub fn connector(params: &TlsParams) -> Result<MakeRustlsConnect, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?;
+    let roots = || -> Result<Arc<RootCertStore>, String> {
+        let mut store = RootCertStore::empty();
+        match &params.root_cert {
+            Some(path) => {
+                let shown = path.display();
+                let certs = CertificateDer::pem_file_iter(path)
+                    .map_err(|e| format!("sslrootcert '{shown}': {e}"))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("sslrootcert '{shown}': {e}"))?;
+                let (added, _) = store.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(format!("sslrootcert '{shown}' holds no usable certificate"));
+                }
+            }
+            None => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        Ok(Arc::new(store))
+    };
+    let verifier: Arc<dyn ServerCertVerifier> = match (params.mode, &params.root_cert) {
+        (Mode::Disable, _) | (Mode::Prefer | Mode::Require, None) => Arc::new(Unchecked(provider)),
+        (Mode::VerifyFull, _) => webpki(roots()?, &provider)?,
+        (Mode::VerifyCa, _) | (Mode::Prefer | Mode::Require, Some(_)) => {
+            Arc::new(AnyName(webpki(roots()?, &provider)?))
+        }
+    };
+    let config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+fn webpki(
+    roots: Arc<RootCertStore>,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<WebPkiServerVerifier>, String> {
+    WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .map_err(|e| format!("TLS: {e}"))
+}
+
+/// `verify-ca`: the chain must lead to a trusted CA; the name in it is not checked.
+#[derive(Debug)]
+struct AnyName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// `prefer`/`require` without `sslrootcert` (libpq's meaning): encrypted, the certificate
+/// not checked. The handshake signatures still are, so the session key belongs to whoever
+/// presented the certificate.
+#[derive(Debug)]
+struct Unchecked(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_parameters_are_taken_out_and_the_rest_kept() {
+        let (rest, p) = split(
+            "postgres://u:p@db:5432/app?sslmode=verify-full&application_name=x&sslrootcert=%2Fetc%2Fca.pem",
+        )
+        .unwrap();
+        assert_eq!(rest, "postgres://u:p@db:5432/app?application_name=x");
+        assert_eq!(p.mode, Mode::VerifyFull);
+        assert_eq!(p.root_cert, Some(PathBuf::from("/etc/ca.pem")));
+
+        let (rest, p) = split("postgres://db/app").unwrap();
+        assert_eq!((rest.as_str(), p.mode), ("postgres://db/app", Mode::Prefer));
+        let (rest, p) = split("postgresql://db/app?sslmode=require").unwrap();
+        assert_eq!(
+            (rest.as_str(), p.mode),
+            ("postgresql://db/app", Mode::Require)
+        );
+    }
+
+    #[test]
+    fn key_value_strings_work_too() {
+        let (rest, p) =
+            split("host=db user=app sslmode = verify-ca sslrootcert='/etc/my ca.pem' dbname=x")
+                .unwrap();
+        assert_eq!(rest, "host=db user=app dbname=x");
+        assert_eq!(p.mode, Mode::VerifyCa);
+        assert_eq!(p.root_cert, Some(PathBuf::from("/etc/my ca.pem")));
+    }
+
+    #[test]
+    fn what_is_not_supported_is_named() {
+        let e = split("postgres://db/x?sslmode=maybe").unwrap_err();
+        assert!(e.contains("sslmode 'maybe'"), "{e}");
+        let e = split("postgres://db/x?sslcert=/c.pem").unwrap_err();
+        assert!(e.contains("client certificates"), "{e}");
+        let e = split("host=db sslrootcert=system").unwrap_err();
+        assert!(e.contains("sslrootcert=system"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_root_file_is_an_error_naming_it() {
+        let (_, p) =
+            split("postgres://db/x?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem").unwrap();
+        let e = match connector(&p) {
+            Err(e) => e,
+            Ok(_) => panic!("connector built without its root file"),
+        };
+        assert!(e.contains("sslrootcert '/nonexistent/ca.pem'"), "{e}");
+        // Without a file: the public roots, no error.
+        let (_, p) = split("postgres://db/x?sslmode=verify-full").unwrap();
+        assert!(connector(&p).is_ok());
+    }
+}
