@@ -122,7 +122,7 @@ async fn a_wrong_key_type_missing_replicas_and_a_dead_server_are_retried() {
     let stream = tag();
     let replicated = sink_at(
         URL,
-        &format!("stream = \"{stream}\"\nreplicas = 1\ntimeout = \"200ms\""),
+        &format!("stream = \"{stream}\"\nreplicas = 1\ntimeout = \"1s\""),
     );
     match replicated.deliver(&claimed("r-1")).await {
         Outcome::Retry { reason, .. } => {
