@@ -66,6 +66,10 @@ struct Args {
     /// worker.batch_size for the relay runs (default: the worker's default).
     #[arg(long)]
     batch_size: Option<usize>,
+    /// `sslmode` of the relay's connections. The floor's are plain TCP, so the default
+    /// compares like with like; `require` measures what TLS costs.
+    #[arg(long, default_value = "disable")]
+    relay_sslmode: String,
     /// Internal: run as the worker process of the memory measurement.
     #[arg(long, hide = true)]
     worker_child: Option<String>,
@@ -118,6 +122,7 @@ fn machine() -> String {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    relay::set_sslmode(&args.relay_sslmode);
     if let Some(url) = &args.worker_child {
         return worker_child(url).await;
     }
@@ -136,9 +141,10 @@ async fn main() -> Result<()> {
     println!("# outbox-bench");
     println!();
     println!(
-        "machine: {}; PostgreSQL {pg}; backlog {} events",
+        "machine: {}; PostgreSQL {pg}; backlog {} events; relay sslmode={}",
         machine(),
-        args.events
+        args.events,
+        relay::sslmode()
     );
     println!();
     let result = run(&args, &db, sustained, pin, want).await;

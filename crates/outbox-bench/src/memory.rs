@@ -15,7 +15,12 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
 
 fn spawn_worker(url: &str) -> Result<Child> {
     Command::new(std::env::current_exe()?)
-        .args(["--worker-child", url])
+        .args([
+            "--relay-sslmode",
+            crate::relay::sslmode(),
+            "--worker-child",
+            url,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

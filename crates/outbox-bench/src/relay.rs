@@ -46,8 +46,22 @@ impl Sink for Counting {
 }
 
 /// A store on `url` with a pool big enough for the engine.
+static SSLMODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The `sslmode` of every relay connection (`--relay-sslmode`).
+pub fn set_sslmode(mode: &str) {
+    let _ = SSLMODE.set(mode.to_string());
+}
+
+/// The `sslmode` the relay connects with.
+pub fn sslmode() -> &'static str {
+    SSLMODE.get().map(String::as_str).unwrap_or("disable")
+}
+
+/// The relay's store for database `url` (a URL without query parameters).
 pub fn store(url: &str) -> Result<PgStore> {
-    Ok(PgStore::new(&PgStoreOptions::new(url.to_string()))?)
+    let url = format!("{url}?sslmode={}", sslmode());
+    Ok(PgStore::new(&PgStoreOptions::new(url))?)
 }
 
 static TUNING: std::sync::OnceLock<(Option<usize>, Option<usize>)> = std::sync::OnceLock::new();
