@@ -5,6 +5,7 @@ pub mod postgres;
 
 pub use postgres::drift::Drift;
 pub use postgres::layout::Layout;
+pub use postgres::local::LocalCluster;
 pub use postgres::migrate::{
     MigrationReport, MigrationState, Problem, ProblemKind, SchemaStatus, MIGRATIONS,
 };

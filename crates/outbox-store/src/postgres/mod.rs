@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod drift;
 pub mod inspect;
 pub mod layout;
+pub mod local;
 pub mod migrate;
 pub mod ops;
 pub mod print;
