@@ -108,6 +108,10 @@ enum Command {
         #[command(subcommand)]
         action: PolicyAction,
     },
+    /// A walk-through on a throwaway database: a private PostgreSQL (or, with
+    /// --database-url, a schema of its own on your server), a demo destination, and the real
+    /// commands; everything is removed at the end.
+    Demo,
     /// Delete SENT or FAILED rows older than an age, in small batches.
     Purge {
         /// Which finished rows.
@@ -518,6 +522,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             }
         }
         Command::Doctor => commands::doctor::doctor(&load()?).await,
+        Command::Demo => commands::demo::demo(cli.database_url.clone()).await,
         Command::Stats { format } => commands::events::stats(&load()?, format).await,
         Command::Events { action } => {
             let config = load()?;

@@ -173,6 +173,8 @@ where
     }
     cancel.cancel();
     stopping.cancel();
+    // Finished deliveries not yet reaped are not in flight.
+    while claimer.deliveries.try_join_next().is_some() {}
     tracing::info!(
         in_flight = claimer.deliveries.len(),
         "Stopping: no new claims; waiting for in-flight deliveries"

@@ -1,6 +1,7 @@
 //! One module per subcommand; shared helpers here.
 
 pub mod admin;
+pub mod demo;
 pub mod dlq;
 pub mod doctor;
 pub mod events;

@@ -68,3 +68,32 @@ impl PgStore {
         })
     }
 }
+
+impl PgStore {
+    /// Runs `sql`, a script of statements, in one transaction with the outbox schema first
+    /// on the search path: for `outbox demo`, which runs the SQL an application would.
+    pub async fn run_script(&self, sql: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let script = format!(
+            "BEGIN; SET LOCAL search_path TO {}, public; {sql}; COMMIT;",
+            super::quote_ident(&self.schema)
+        );
+        let result = client.batch_execute(&script).await.map_err(classify);
+        if result.is_err() {
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        result
+    }
+
+    /// Drops the outbox schema and everything in it: for `outbox demo`'s scratch schema.
+    pub async fn drop_schema(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                super::quote_ident(&self.schema)
+            ))
+            .await
+            .map_err(classify)
+    }
+}

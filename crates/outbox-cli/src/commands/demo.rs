@@ -1,0 +1,404 @@
+//! `outbox demo`: the whole story on a throwaway database, with nothing to set up. It starts a
+//! private PostgreSQL cluster with this machine's `initdb`/`pg_ctl` (or, with
+//! `--database-url`, works in a schema of its own on your server), serves a small "Audit API",
+//! and runs the real commands — `migrate deploy`, `run`, `stats`, `dlq list`, `dlq replay` —
+//! printing each command line before its output, so every step can be repeated by hand.
+//! Everything it made is removed at the end.
+
+use crate::{Failure, EXIT_FAILURE};
+use axum::extract::State;
+use axum::http::StatusCode;
+use outbox_store::{LocalCluster, PgStore, PgStoreOptions};
+use serde_json::Value;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const AUDIT: &str = "audit.record-auth-log";
+const BILLING: &str = "billing.charge";
+
+/// The demo's destination: accepts login events, but rejects one without a `userId` (until
+/// it is "fixed") and is briefly unavailable for `user-2`'s first request.
+#[derive(Default)]
+struct AuditApi {
+    accepts_incomplete: AtomicBool,
+    seen: Mutex<Vec<String>>,
+}
+
+async fn receive(State(api): State<Arc<AuditApi>>, body: axum::body::Bytes) -> StatusCode {
+    let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let id = event["id"].as_str().unwrap_or("?").to_string();
+    let aggregate = event["aggregateId"].as_str().unwrap_or("?");
+    let earlier = {
+        let mut seen = api.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let n = seen.iter().filter(|s| **s == id).count();
+        seen.push(id.clone());
+        n
+    };
+    let (status, note) = if aggregate == "user-2" && earlier == 0 {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy, try again later".to_string(),
+        )
+    } else if event["payload"]["userId"].is_null() && !api.accepts_incomplete.load(Ordering::SeqCst)
+    {
+        (StatusCode::BAD_REQUEST, "userId is required".to_string())
+    } else {
+        let user = event["payload"]["userId"]
+            .as_str()
+            .unwrap_or("an unknown user");
+        (StatusCode::OK, format!("stored the login of {user}"))
+    };
+    println!(
+        "  audit api │ {id} ({aggregate}) → {} {note}",
+        status.as_u16()
+    );
+    status
+}
+
+/// Where the demo's data lives, and how to clean it up.
+struct Place {
+    url: String,
+    schema: String,
+    /// The private cluster, when the demo started one (dropped = stopped and deleted).
+    cluster: Option<LocalCluster>,
+    /// The directory of the demo's files.
+    dir: PathBuf,
+}
+
+fn fail(message: impl Into<String>) -> Failure {
+    Failure::new(EXIT_FAILURE, message.into())
+}
+
+fn title(n: u32, text: &str) {
+    println!();
+    println!("── {n}. {text}");
+}
+
+fn indent(text: &str) {
+    for line in text.lines() {
+        println!("  {line}");
+    }
+}
+
+/// `outbox --config <config> ARGS`, printed, run, its output shown.
+fn outbox(config: &Path, args: &[&str]) -> Result<String, Failure> {
+    println!("$ outbox --config outbox.toml {}", args.join(" "));
+    let out = command(config, args)
+        .output()
+        .map_err(|e| fail(format!("cannot run outbox: {e}")))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    indent(&stdout);
+    indent(&String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        return Err(fail(format!(
+            "`outbox {}` exited with {}",
+            args.join(" "),
+            out.status
+        )));
+    }
+    Ok(stdout)
+}
+
+/// This program with `--config <config> ARGS`, without the environment's overrides of the
+/// database URL or config keys.
+fn command(config: &Path, args: &[&str]) -> Command {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("outbox"));
+    let mut c = Command::new(exe);
+    c.arg("--config").arg(config).args(args);
+    c.env_remove("DATABASE_URL").env_remove("OUTBOX_CONFIG");
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().to_string();
+        if name.starts_with("OUTBOX_") && name.contains("__") {
+            c.env_remove(name);
+        }
+    }
+    c.env("OUTBOX_LOG", "info").env("OUTBOX_LOG_FORMAT", "text");
+    c
+}
+
+/// `outbox run` in the background, its log lines shown as they come.
+struct Worker {
+    child: Child,
+    logs: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    fn start(config: &Path) -> Result<Worker, Failure> {
+        println!("$ outbox --config outbox.toml run");
+        let mut child = command(config, &["run"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| fail(format!("cannot start the worker: {e}")))?;
+        let logs = child.stderr.take().map(|stderr| {
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    // The timestamp is noise here.
+                    let shown = line.split_once("Z ").map(|(_, rest)| rest).unwrap_or(&line);
+                    println!("     worker │ {}", shown.trim_start());
+                }
+            })
+        });
+        Ok(Worker { child, logs })
+    }
+
+    /// SIGTERM, then waits for the exit (30 s at most) and the last log lines.
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut exited = false;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                exited = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if let Some(logs) = self.logs.take() {
+            let _ = logs.join();
+        }
+    }
+}
+
+/// Waits until `check` holds on the per-key counts (SENT, FAILED) or 30 s pass.
+async fn wait_until(
+    store: &PgStore,
+    what: &str,
+    check: impl Fn(&[outbox_store::postgres::ops::KeyStats]) -> bool,
+) -> Result<(), Failure> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = store
+            .stats()
+            .await
+            .map_err(|e| fail(format!("cannot read the outbox: {e}")))?;
+        if check(&stats) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(fail(format!("gave up waiting for {what}")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn count(stats: &[outbox_store::postgres::ops::KeyStats], key: &str) -> (i64, i64) {
+    stats
+        .iter()
+        .find(|s| s.routing_key == key)
+        .map(|s| (s.sent, s.failed))
+        .unwrap_or((0, 0))
+}
+
+async fn prepare(database_url: Option<String>) -> Result<Place, Failure> {
+    match database_url {
+        Some(url) => {
+            let schema = format!("outbox_demo_{}", std::process::id());
+            let dir = std::env::temp_dir().join(&schema);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+            println!(
+                "Using {} in a schema of its own, \"{schema}\", dropped at the end.",
+                outbox_store::postgres::redact_url(&url)
+            );
+            Ok(Place {
+                url,
+                schema,
+                cluster: None,
+                dir,
+            })
+        }
+        None => {
+            let cluster = LocalCluster::create("outbox-demo").map_err(|e| {
+                fail(format!(
+                    "outbox demo needs PostgreSQL: {e}. Install PostgreSQL's server, or run the demo against a server of yours with --database-url postgres://USER@HOST/DB (it works in a schema of its own and drops it)"
+                ))
+            })?;
+            cluster
+                .start()
+                .map_err(|e| fail(format!("cannot start the demo's PostgreSQL: {e}")))?;
+            println!(
+                "Started a private PostgreSQL {} on 127.0.0.1:{} in {} (deleted at the end).",
+                cluster.version().unwrap_or_default(),
+                cluster.port,
+                cluster.dir().display()
+            );
+            Ok(Place {
+                url: cluster.url("postgres"),
+                schema: "public".into(),
+                dir: cluster.dir().to_path_buf(),
+                cluster: Some(cluster),
+            })
+        }
+    }
+}
+
+pub async fn demo(database_url: Option<String>) -> Result<u8, Failure> {
+    println!("outbox demo: the transactional outbox, end to end, on a throwaway database.");
+    let place = prepare(database_url).await?;
+    let mut worker: Option<Worker> = None;
+    let result = tokio::select! {
+        r = walk(&place, &mut worker) => r,
+        _ = tokio::signal::ctrl_c() => Err(fail("interrupted")),
+    };
+    if let Some(w) = worker.as_mut() {
+        w.stop();
+    }
+    // Clean up whatever happened.
+    if place.cluster.is_none() {
+        let mut options = PgStoreOptions::new(place.url.clone());
+        options.schema = place.schema.clone();
+        if let Ok(store) = PgStore::new(&options) {
+            let _ = store.drop_schema().await;
+        }
+        let _ = std::fs::remove_dir_all(&place.dir);
+    }
+    drop(place);
+    result?;
+    println!();
+    println!("Done; everything the demo made is gone. To run the worker for real:");
+    println!(
+        "  1. write outbox.toml: database.url, a [routes] entry and a [sinks.NAME] per destination"
+    );
+    println!("  2. outbox --config outbox.toml migrate deploy   (or schema_owner = \"app\" if your app owns the tables)");
+    println!(
+        "  3. one \"OutboxRetryPolicy\" row per routingKey, then: outbox --config outbox.toml run"
+    );
+    Ok(0)
+}
+
+async fn walk(place: &Place, worker: &mut Option<Worker>) -> Result<(), Failure> {
+    // The destination.
+    let api = Arc::new(AuditApi::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| fail(format!("cannot listen on 127.0.0.1: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| fail(format!("cannot listen on 127.0.0.1: {e}")))?;
+    let app = axum::Router::new()
+        .route("/audit/auth-logs", axum::routing::post(receive))
+        .with_state(api.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    title(
+        1,
+        "The configuration: where events come from, and where each routingKey goes",
+    );
+    let config_text = format!(
+        r#"[database]
+url = "{url}"
+schema = "{schema}"
+
+[worker]
+poll_interval = "250ms"
+
+[routes]
+"{AUDIT}" = {{ sink = "audit-api" }}
+
+[sinks.audit-api]
+type = "http"
+url = "http://{addr}/audit/auth-logs"
+timeout = "2s"
+"#,
+        url = place.url,
+        schema = place.schema,
+    );
+    let config = place.dir.join("outbox.toml");
+    std::fs::write(&config, &config_text)
+        .map_err(|e| fail(format!("cannot write {}: {e}", config.display())))?;
+    println!("outbox.toml ({}):", config.display());
+    indent(&config_text);
+    println!("(the Audit API at http://{addr} is part of the demo: it is busy for user-2's first request, and rejects events without a userId)");
+
+    title(2, "The tables, from the worker's migrations");
+    outbox(&config, &["migrate", "deploy"])?;
+
+    let mut options = PgStoreOptions::new(place.url.clone());
+    options.schema = place.schema.clone();
+    let store = PgStore::new(&options).map_err(|e| fail(e.to_string()))?;
+
+    title(
+        3,
+        "A retry policy per routingKey: master data your application ships as SQL",
+    );
+    let policies = format!(
+        r#"INSERT INTO "OutboxRetryPolicy" ("routingKey", "maxRetries", "retryInterval", "maxInterval", "description")
+VALUES ('{AUDIT}', 3, 500, 5000, 'login audit trail')"#
+    );
+    indent(&policies);
+    store
+        .run_script(&policies)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+
+    title(4, "The worker");
+    *worker = Some(Worker::start(&config)?);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    title(
+        5,
+        "Your application writes events in the same transaction as its own data",
+    );
+    let events = format!(
+        r#"BEGIN;
+-- ... the application's own changes (a login recorded, say) ...
+INSERT INTO "OutboxEvent" ("id", "eventName", "eventType", "aggregateId", "routingKey", "payload")
+VALUES ('evt-1', 'PasswordUserLoggedInEvent', 'auth.login.success', 'user-1', '{AUDIT}', '{{"userId": "user-1", "ip": "203.0.113.7"}}'),
+       ('evt-2', 'PasswordUserLoggedInEvent', 'auth.login.success', 'user-2', '{AUDIT}', '{{"userId": "user-2", "ip": "198.51.100.4"}}'),
+       ('evt-3', 'PasswordUserLoggedInEvent', 'auth.login.success', 'user-3', '{AUDIT}', '{{"ip": "192.0.2.55"}}'),
+       ('evt-4', 'InvoiceCharged', 'billing.charge', 'invoice-9', '{BILLING}', '{{"amount": 1200}}');
+COMMIT"#
+    );
+    indent(&events);
+    store
+        .run_script(
+            events
+                .trim_start_matches("BEGIN;")
+                .trim_end_matches("COMMIT"),
+        )
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    println!("Expect: evt-1 delivered; evt-2 retried once (503), then delivered; evt-3 FAILED at once (400 is permanent); evt-4 FAILED at once (no policy, no route).");
+    wait_until(&store, "the first deliveries", |s| {
+        count(s, AUDIT) == (2, 1) && count(s, BILLING) == (0, 1)
+    })
+    .await?;
+
+    title(6, "What the outbox looks like now");
+    outbox(&config, &["stats"])?;
+    outbox(&config, &["dlq", "list"])?;
+
+    title(7, "The Audit API is fixed; put the failed audit event back");
+    api.accepts_incomplete.store(true, Ordering::SeqCst);
+    outbox(&config, &["dlq", "replay", "--routing-key", AUDIT])?;
+    wait_until(&store, "the replayed event", |s| count(s, AUDIT) == (3, 0)).await?;
+    outbox(&config, &["stats"])?;
+    println!("(evt-4 stays FAILED: billing.charge has no policy row and no route. Give it both, then `outbox dlq replay --id evt-4`.)");
+
+    title(
+        8,
+        "Stop the worker (SIGTERM): it finishes what it holds and exits",
+    );
+    if let Some(mut w) = worker.take() {
+        w.stop();
+    }
+    Ok(())
+}
