@@ -225,3 +225,69 @@ mod redis_streams {
         }
     }
 }
+
+mod mqtt {
+    use super::*;
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_event_reaches_a_subscriber() {
+        let prefix = format!("outbox-e2e-{:x}", rand::random::<u64>());
+        let id = format!("{prefix}-sub");
+        let (sub, mut events) = AsyncClient::new(MqttOptions::new(id, "127.0.0.1", 1883), 64);
+        sub.subscribe(format!("{prefix}/#"), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        let seen = Arc::new(Mutex::new(HashSet::new()));
+        let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let (seen, subscribed) = (seen.clone(), subscribed.clone());
+            tokio::spawn(async move {
+                while let Ok(event) = events.poll().await {
+                    match event {
+                        Event::Incoming(Packet::SubAck(_)) => {
+                            subscribed.store(true, std::sync::atomic::Ordering::SeqCst)
+                        }
+                        Event::Incoming(Packet::Publish(p)) => {
+                            let body: serde_json::Value =
+                                serde_json::from_slice(&p.payload).unwrap();
+                            seen.lock()
+                                .unwrap()
+                                .insert(body["id"].as_str().unwrap().to_string());
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        }
+        wait_for(
+            "the subscription (Mosquitto on 127.0.0.1:1883)",
+            LONG,
+            || async { subscribed.load(std::sync::atomic::Ordering::SeqCst) },
+        )
+        .await;
+
+        let db = TestDb::with_policies(&[(KEY, 5, 100)]).await;
+        let c = db.client().await;
+        let sink = format!(
+            "type = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1883\"\ntopic = \"{prefix}/{{routingKey}}\""
+        );
+        let config = sink_config(&db.url, &[KEY], "", &sink);
+        let mut worker = WorkerProcess::start(&config);
+        worker.wait_started().await;
+        insert_many(&c, "m", KEY, 300).await;
+        wait_for("300 SENT", LONG, || async {
+            count_status(&c, "SENT").await == 300
+        })
+        .await;
+        worker.stop().await;
+        wait_for("300 received", LONG, || async {
+            seen.lock().unwrap().len() == 300
+        })
+        .await;
+    }
+}

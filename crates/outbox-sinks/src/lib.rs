@@ -8,6 +8,8 @@ pub mod blackhole;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod message;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 #[cfg(feature = "nats")]
 pub mod nats;
 #[cfg(feature = "redis")]
@@ -27,6 +29,8 @@ pub const SINK_TYPES: &[&str] = &[
     "blackhole",
     #[cfg(feature = "http")]
     "http",
+    #[cfg(feature = "mqtt")]
+    "mqtt",
     #[cfg(feature = "nats")]
     "nats",
     #[cfg(feature = "redis")]
@@ -44,6 +48,9 @@ pub enum SinkConfig {
     /// `type = "amqp"` or `"rabbitmq"`.
     #[cfg(feature = "amqp")]
     Amqp(amqp::AmqpSinkConfig),
+    /// `type = "mqtt"` (MQTT 5).
+    #[cfg(feature = "mqtt")]
+    Mqtt(mqtt::MqttSinkConfig),
     /// `type = "nats"` (JetStream).
     #[cfg(feature = "nats")]
     Nats(nats::NatsSinkConfig),
@@ -86,6 +93,8 @@ impl SinkConfig {
             "amqp" | "rabbitmq" => {
                 amqp::AmqpSinkConfig::from_table(path, table, issues).map(SinkConfig::Amqp)
             }
+            #[cfg(feature = "mqtt")]
+            "mqtt" => mqtt::MqttSinkConfig::from_table(path, table, issues).map(SinkConfig::Mqtt),
             #[cfg(feature = "nats")]
             "nats" => nats::NatsSinkConfig::from_table(path, table, issues).map(SinkConfig::Nats),
             #[cfg(feature = "redis")]
@@ -93,7 +102,7 @@ impl SinkConfig {
                 redis::RedisSinkConfig::from_table(path, table, issues).map(SinkConfig::Redis)
             }
             other => {
-                let broker = ["mqtt", "kafka"];
+                let broker = ["kafka"];
                 let note = if broker.contains(&other) {
                     " (broker sinks are not in this version yet)"
                 } else {
@@ -123,6 +132,8 @@ impl SinkConfig {
             SinkConfig::Amqp(c) => Some(c.timeout),
             #[cfg(feature = "redis")]
             SinkConfig::Redis(c) => Some(c.timeout),
+            #[cfg(feature = "mqtt")]
+            SinkConfig::Mqtt(c) => Some(c.timeout),
         }
     }
 
@@ -138,6 +149,8 @@ impl SinkConfig {
             SinkConfig::Amqp(c) => Ok(Arc::new(amqp::AmqpSink::new(c)?)),
             #[cfg(feature = "redis")]
             SinkConfig::Redis(c) => Ok(Arc::new(redis::RedisSink::new(c)?)),
+            #[cfg(feature = "mqtt")]
+            SinkConfig::Mqtt(c) => Ok(Arc::new(mqtt::MqttSink::new(c)?)),
         }
     }
 }

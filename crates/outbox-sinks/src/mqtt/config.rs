@@ -1,0 +1,156 @@
+//! Keys of an `[sinks.NAME]` section with `type = "mqtt"`.
+
+use crate::message::{Encoding, Template};
+use outbox_core::conf::{Issue, Section};
+use std::time::Duration;
+
+/// A validated MQTT sink.
+#[derive(Debug, Clone)]
+pub struct MqttSinkConfig {
+    /// Broker host.
+    pub host: String,
+    /// Broker port (1883 unless the URL says).
+    pub port: u16,
+    /// From the URL's `user:password@`, if any.
+    pub credentials: Option<(String, String)>,
+    /// The topic each event is published to (placeholders allowed).
+    pub topic: Template,
+    /// MQTT client id; a random `outbox-…` one per connection when absent.
+    pub client_id: Option<String>,
+    /// Publish with the retain flag.
+    pub retain: bool,
+    /// Largest message body sent; bigger events fail at once.
+    pub max_size: usize,
+    /// How long to wait for the connection and for each PUBACK.
+    pub timeout: Duration,
+    /// Body format and CloudEvents source.
+    pub encoding: Encoding,
+    /// The URL with its password masked, for messages.
+    pub shown: String,
+}
+
+/// The keys this sink accepts.
+pub const KEYS: &[&str] = &[
+    "type",
+    "url",
+    "topic",
+    "client_id",
+    "retain",
+    "max_size",
+    "timeout",
+    "format",
+    "source",
+];
+
+/// `mqtt://[user:password@]host[:port]` → (host, port, credentials).
+fn parse_url(url: &str) -> Result<(String, u16, Option<(String, String)>), String> {
+    let rest = match url.split_once("://") {
+        Some(("mqtt" | "tcp", rest)) => rest,
+        Some(("mqtts" | "ssl", _)) => {
+            return Err("TLS to the broker (mqtts://) is not in this version; use mqtt://".into())
+        }
+        _ => return Err("use mqtt://host:1883".into()),
+    };
+    let rest = rest.trim_end_matches('/');
+    let (userinfo, hostport) = match rest.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, rest),
+    };
+    let credentials = userinfo.map(|u| match u.split_once(':') {
+        Some((user, password)) => (user.to_string(), password.to_string()),
+        None => (u.to_string(), String::new()),
+    });
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (
+            h.to_string(),
+            p.parse::<u16>()
+                .map_err(|_| format!("port '{p}' is not a number"))?,
+        ),
+        None => (hostport.to_string(), 1883),
+    };
+    if host.is_empty() || host.contains('/') {
+        return Err("use mqtt://host:1883".into());
+    }
+    Ok((host, port, credentials))
+}
+
+impl MqttSinkConfig {
+    /// Reads and validates the section, reporting every problem.
+    pub fn from_table(path: &str, table: &toml::Table, issues: &mut Vec<Issue>) -> Option<Self> {
+        let before = issues.len();
+        let mut s = Section::new(path, table, KEYS, issues);
+        let url = s.required_string("url", "\"mqtt://127.0.0.1:1883\"");
+        let shown = url
+            .as_deref()
+            .map(outbox_core::conf::redact_secrets)
+            .unwrap_or_default();
+        let parsed = url.as_deref().and_then(|u| match parse_url(u) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                s.issue("url", format!("'{shown}': {e}"));
+                None
+            }
+        });
+        let topic = Template::read(&mut s, "topic", "{routingKey}");
+        let client_id = s.string("client_id");
+        let retain = s.boolean("retain", false);
+        let max_size = s.int("max_size", 1, 256 * 1024 * 1024, 256 * 1024) as usize;
+        let timeout = s.duration("timeout", Duration::from_millis(1), Duration::from_secs(5));
+        let encoding = Encoding::read(&mut s);
+        if issues.len() > before {
+            return None;
+        }
+        let (host, port, credentials) = parsed?;
+        Some(MqttSinkConfig {
+            host,
+            port,
+            credentials,
+            topic,
+            client_id,
+            retain,
+            max_size,
+            timeout,
+            encoding,
+            shown,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> (Option<MqttSinkConfig>, Vec<String>) {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        let mut issues = Vec::new();
+        let c = MqttSinkConfig::from_table("sinks.m", &table, &mut issues);
+        (c, issues.iter().map(|i| i.to_string()).collect())
+    }
+
+    #[test]
+    fn urls_defaults_and_problems() {
+        let (c, issues) = read("type = \"mqtt\"\nurl = \"mqtt://u:p@broker\"");
+        assert!(issues.is_empty(), "{issues:?}");
+        let c = c.unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("broker", 1883));
+        assert_eq!(c.credentials, Some(("u".into(), "p".into())));
+        assert_eq!(c.shown, "mqtt://u:***@broker");
+        assert_eq!(c.max_size, 256 * 1024);
+
+        let (c, issues) = read(
+            "type = \"mqtt\"\nurl = \"mqtts://u:pw@b:8883\"\ntopic = \"a/{x}\"\nqos = 2\nretain = 1",
+        );
+        assert!(c.is_none());
+        let joined = issues.join("\n");
+        for key in [
+            "sinks.m.url",
+            "sinks.m.topic",
+            "sinks.m.qos",
+            "sinks.m.retain",
+        ] {
+            assert!(joined.contains(key), "{key} missing from {joined}");
+        }
+        assert!(!joined.contains(":pw@"), "{joined}");
+        assert!(read("type = \"mqtt\"\nurl = \"mqtt://b:x\"").1[0].contains("port 'x'"));
+    }
+}

@@ -1,0 +1,297 @@
+//! The MQTT sink: QoS 1 publishes over one MQTT 5 session, each delivered on its PUBACK.
+//!
+//! The client library reports a publish's packet id only as an event of its event loop, in
+//! the order the publishes were handed to it. So publishes are handed over one at a time,
+//! each with a waiter queued in the same order; the event loop task gives each packet id the
+//! next waiter, and each PUBACK to the waiter of its packet id. When the session fails, every
+//! waiter gets the error and the next delivery opens a new session.
+
+use super::config::MqttSinkConfig;
+use crate::message::{event_headers, outbox_headers, Encoding, Template};
+use async_trait::async_trait;
+use outbox_core::conf::format_duration;
+use outbox_core::{ClaimedEvent, Outcome, Sink};
+use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, PublishProperties};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use rumqttc::Outgoing;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+type Waiter = oneshot::Sender<Result<PubAckReason, String>>;
+
+/// Waiters for packet ids, in publish order, and for PUBACKs, by packet id.
+#[derive(Default)]
+struct Waiters {
+    unnumbered: VecDeque<Waiter>,
+    numbered: HashMap<u16, Waiter>,
+}
+
+/// One connection to the broker.
+struct Session {
+    client: AsyncClient,
+    waiters: Arc<Mutex<Waiters>>,
+    alive: Arc<AtomicBool>,
+    /// Publishes are handed over one at a time, so packet ids come in waiter order.
+    handing: tokio::sync::Mutex<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn lock(w: &Mutex<Waiters>) -> std::sync::MutexGuard<'_, Waiters> {
+    w.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Drives the event loop: numbers waiters, answers them on PUBACK, fails them all when the
+/// session ends.
+async fn drive(mut events: EventLoop, waiters: Arc<Mutex<Waiters>>, alive: Arc<AtomicBool>) {
+    let error = loop {
+        match events.poll().await {
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                let mut w = lock(&waiters);
+                if let Some(waiter) = w.unnumbered.pop_front() {
+                    w.numbered.insert(pkid, waiter);
+                }
+            }
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                if let Some(waiter) = lock(&waiters).numbered.remove(&ack.pkid) {
+                    let _ = waiter.send(Ok(ack.reason));
+                }
+            }
+            Ok(Event::Incoming(Packet::Disconnect(d))) => {
+                break format!("the broker disconnected: {:?}", d.reason_code);
+            }
+            Ok(_) => {}
+            Err(e) => break format!("the connection to the broker failed: {e}"),
+        }
+    };
+    alive.store(false, Ordering::SeqCst);
+    let w = std::mem::take(&mut *lock(&waiters));
+    for waiter in w.unnumbered.into_iter().chain(w.numbered.into_values()) {
+        let _ = waiter.send(Err(error.clone()));
+    }
+}
+
+/// Publishes to an MQTT 5 broker with QoS 1.
+pub struct MqttSink {
+    config: MqttSinkConfig,
+    topic: Template,
+    encoding: Encoding,
+    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+}
+
+impl std::fmt::Debug for MqttSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttSink")
+            .field("url", &self.config.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MqttSink {
+    /// Builds the sink from a validated config (no I/O).
+    pub fn new(config: &MqttSinkConfig) -> Result<MqttSink, String> {
+        Ok(MqttSink {
+            topic: config.topic.clone(),
+            encoding: config.encoding.clone(),
+            config: config.clone(),
+            session: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The live session, connecting first when there is none.
+    async fn session(&self) -> Result<Arc<Session>, String> {
+        let mut current = self.session.lock().await;
+        if let Some(s) = current.as_ref() {
+            if s.alive.load(Ordering::SeqCst) {
+                return Ok(s.clone());
+            }
+        }
+        *current = None;
+        let c = &self.config;
+        let id = c
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("outbox-{:016x}", rand::random::<u64>()));
+        let mut options = MqttOptions::new(id, c.host.clone(), c.port);
+        options
+            .set_keep_alive(Duration::from_secs(30))
+            .set_clean_start(true)
+            .set_connection_timeout(c.timeout.as_secs().max(1));
+        if let Some((user, password)) = &c.credentials {
+            options.set_credentials(user.clone(), password.clone());
+        }
+        let (client, mut events) = AsyncClient::new(options, 256);
+        // The first event is the CONNACK, or the reason there is none.
+        let connected = tokio::time::timeout(c.timeout, async {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        })
+        .await;
+        match connected {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("cannot connect to {}: {e}", c.shown)),
+            Err(_) => {
+                return Err(format!(
+                    "cannot connect to {} within {}",
+                    c.shown,
+                    format_duration(c.timeout)
+                ))
+            }
+        }
+        let waiters = Arc::new(Mutex::new(Waiters::default()));
+        let alive = Arc::new(AtomicBool::new(true));
+        let task = tokio::spawn(drive(events, waiters.clone(), alive.clone()));
+        let session = Arc::new(Session {
+            client,
+            waiters,
+            alive,
+            handing: tokio::sync::Mutex::new(()),
+            task,
+        });
+        *current = Some(session.clone());
+        Ok(session)
+    }
+
+    fn properties(&self, claimed: &ClaimedEvent, content_type: &str) -> PublishProperties {
+        let mut user_properties = event_headers(claimed);
+        user_properties.extend(
+            outbox_headers(claimed)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v)),
+        );
+        PublishProperties {
+            content_type: Some(content_type.to_string()),
+            payload_format_indicator: Some(1),
+            user_properties,
+            ..Default::default()
+        }
+    }
+}
+
+/// Whether `topic` can be published to: not empty, no wildcards, no NUL.
+fn valid_topic(topic: &str) -> bool {
+    !topic.is_empty() && !topic.contains(['+', '#', '\0']) && topic.len() <= 65_535
+}
+
+/// The one place a PUBACK reason becomes an [`Outcome`]. Success — also "no matching
+/// subscribers", which MQTT 5 brokers report when nobody listens yet — is delivered; a
+/// refusal is retried (an operator fixes permissions or quotas), except a topic or payload
+/// the broker calls invalid, which the event will never stop being.
+fn classify(reason: PubAckReason, topic: &str) -> Outcome {
+    match reason {
+        PubAckReason::Success | PubAckReason::NoMatchingSubscribers => Outcome::Delivered,
+        PubAckReason::TopicNameInvalid => {
+            Outcome::reject(format!("the broker calls topic '{topic}' invalid"))
+        }
+        PubAckReason::PayloadFormatInvalid => {
+            Outcome::reject("the broker calls the payload's format invalid".to_string())
+        }
+        PubAckReason::NotAuthorized => Outcome::retry(format!(
+            "the broker does not authorize publishing to '{topic}'; grant it in the broker's ACL"
+        )),
+        other => Outcome::retry(format!("the broker refused the message: {other:?}")),
+    }
+}
+
+#[async_trait]
+impl Sink for MqttSink {
+    async fn deliver(&self, claimed: &ClaimedEvent) -> Outcome {
+        let topic = self.topic.render(claimed);
+        if !valid_topic(&topic) {
+            return Outcome::reject(format!(
+                "'{topic}' is not an MQTT topic to publish to (empty, or with a wildcard)"
+            ));
+        }
+        let (body, content_type) = match self.encoding.bytes(claimed) {
+            Ok(b) => b,
+            Err(e) => return Outcome::reject(e),
+        };
+        if body.len() > self.config.max_size {
+            return Outcome::reject(format!(
+                "the message is {} bytes, more than max_size ({})",
+                body.len(),
+                self.config.max_size
+            ));
+        }
+        let session = match self.session().await {
+            Ok(s) => s,
+            Err(e) => return Outcome::retry(e),
+        };
+        let properties = self.properties(claimed, content_type);
+        let (tx, rx) = oneshot::channel();
+        {
+            let _turn = session.handing.lock().await;
+            lock(&session.waiters).unnumbered.push_back(tx);
+            let handed = session
+                .client
+                .publish_with_properties(
+                    topic.clone(),
+                    QoS::AtLeastOnce,
+                    self.config.retain,
+                    body,
+                    properties,
+                )
+                .await;
+            if let Err(e) = handed {
+                lock(&session.waiters).unnumbered.pop_back();
+                return Outcome::retry(format!("cannot publish: {e}"));
+            }
+        }
+        match tokio::time::timeout(self.config.timeout, rx).await {
+            Ok(Ok(Ok(reason))) => classify(reason, &topic),
+            Ok(Ok(Err(e))) => Outcome::retry(e),
+            Ok(Err(_)) => Outcome::retry("the session ended before the PUBACK".to_string()),
+            Err(_) => {
+                // The session is not trusted after a lost acknowledgement.
+                session.alive.store(false, Ordering::SeqCst);
+                Outcome::retry(format!(
+                    "no PUBACK within {}",
+                    format_duration(self.config.timeout)
+                ))
+            }
+        }
+    }
+
+    async fn health(&self) -> Result<(), String> {
+        self.session().await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_and_reasons_are_classified() {
+        assert!(valid_topic("outbox/audit.record-auth-log"));
+        for bad in ["", "a/+/b", "a/#", "a\0"] {
+            assert!(!valid_topic(bad), "{bad:?}");
+        }
+        assert_eq!(
+            classify(PubAckReason::NoMatchingSubscribers, "t"),
+            Outcome::Delivered
+        );
+        assert!(matches!(
+            classify(PubAckReason::NotAuthorized, "t"),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify(PubAckReason::TopicNameInvalid, "t"),
+            Outcome::Reject { .. }
+        ));
+    }
+}

@@ -1,0 +1,165 @@
+//! The MQTT sink against the local Mosquitto (127.0.0.1:1883): each test publishes under a
+//! topic prefix of its own, read back by a subscriber of the test's.
+#![cfg(feature = "mqtt")]
+
+use outbox_core::{ClaimedEvent, OutboxEvent, Outcome, Sink};
+use outbox_sinks::mqtt::{MqttSink, MqttSinkConfig};
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+fn claimed(id: &str) -> ClaimedEvent {
+    ClaimedEvent {
+        event: OutboxEvent {
+            id: id.into(),
+            event_name: "PasswordUserLoggedInEvent".into(),
+            event_type: "auth.login.success".into(),
+            aggregate_id: "user-1".into(),
+            routing_key: "audit.record-auth-log".into(),
+            payload: serde_json::json!({"ip": "127.0.0.1"}),
+            headers: Some(
+                serde_json::json!({"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}),
+            ),
+            occurred_at: "2026-11-27T01:02:03.456Z".parse().unwrap(),
+            retry_count: 0,
+            max_retries: None,
+            retry_interval: None,
+            max_interval: None,
+        },
+        lease_owner: "test".into(),
+    }
+}
+
+fn sink(url: &str, extra: &str) -> MqttSink {
+    let text = format!("type = \"mqtt\"\nurl = \"{url}\"\n{extra}");
+    let table: toml::Table = toml::from_str(&text).unwrap();
+    let mut issues = Vec::new();
+    let config = MqttSinkConfig::from_table("sinks.m", &table, &mut issues)
+        .unwrap_or_else(|| panic!("{issues:?}"));
+    MqttSink::new(&config).unwrap()
+}
+
+/// A subscriber to `filter`, handing over what it receives.
+async fn subscribe(filter: &str) -> (AsyncClient, mpsc::UnboundedReceiver<Publish>) {
+    let id = format!("outbox-test-sub-{:x}", rand::random::<u64>());
+    let (client, mut events) = AsyncClient::new(MqttOptions::new(id, "127.0.0.1", 1883), 64);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+    let mut subscribed_tx = Some(subscribed_tx);
+    client
+        .subscribe(filter.to_string(), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        while let Ok(event) = events.poll().await {
+            match event {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    if let Some(s) = subscribed_tx.take() {
+                        let _ = s.send(());
+                    }
+                }
+                Event::Incoming(Packet::Publish(p)) => {
+                    let _ = tx.send(p);
+                }
+                _ => {}
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), subscribed)
+        .await
+        .expect("Mosquitto on 127.0.0.1:1883 (scripts/services starts it)")
+        .unwrap();
+    (client, rx)
+}
+
+#[tokio::test]
+async fn an_event_is_published_with_qos_1_and_its_metadata() {
+    let prefix = format!("outbox-test-{:x}", rand::random::<u64>());
+    let (_sub, mut received) = subscribe(&format!("{prefix}/#")).await;
+    let sink = sink(
+        "mqtt://127.0.0.1:1883",
+        &format!("topic = \"{prefix}/{{routingKey}}\""),
+    );
+    assert_eq!(sink.deliver(&claimed("evt-1")).await, Outcome::Delivered);
+    assert_eq!(sink.deliver(&claimed("evt-2")).await, Outcome::Delivered);
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(
+            tokio::time::timeout(Duration::from_secs(10), received.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let p = &got[0];
+    assert_eq!(
+        String::from_utf8_lossy(&p.topic),
+        format!("{prefix}/audit.record-auth-log")
+    );
+    let props = p.properties.clone().unwrap();
+    assert_eq!(props.content_type.as_deref(), Some("application/json"));
+    let prop = |name: &str| {
+        props
+            .user_properties
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(prop("Idempotency-Key").as_deref(), Some("evt-1"));
+    assert_eq!(prop("X-Outbox-Attempt").as_deref(), Some("1"));
+    assert_eq!(
+        prop("traceparent").as_deref(),
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    );
+    let body: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+    assert_eq!(body["id"], "evt-1");
+    assert_eq!(body["payload"], serde_json::json!({"ip": "127.0.0.1"}));
+}
+
+#[tokio::test]
+async fn many_concurrent_publishes_each_get_their_own_puback() {
+    let prefix = format!("outbox-test-{:x}", rand::random::<u64>());
+    let (_sub, mut received) = subscribe(&format!("{prefix}/#")).await;
+    let sink = std::sync::Arc::new(sink(
+        "mqtt://127.0.0.1:1883",
+        &format!("topic = \"{prefix}/events\""),
+    ));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..300 {
+        let sink = sink.clone();
+        tasks.spawn(async move { sink.deliver(&claimed(&format!("c-{i}"))).await });
+    }
+    while let Some(outcome) = tasks.join_next().await {
+        assert_eq!(outcome.unwrap(), Outcome::Delivered);
+    }
+    let mut ids = std::collections::HashSet::new();
+    while ids.len() < 300 {
+        let p = tokio::time::timeout(Duration::from_secs(10), received.recv())
+            .await
+            .expect("all 300 arrive")
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+        ids.insert(body["id"].as_str().unwrap().to_string());
+    }
+}
+
+#[tokio::test]
+async fn a_broker_that_is_not_there_and_a_bad_topic_are_classified() {
+    let down = sink("mqtt://user:s3cret@127.0.0.1:1", "timeout = \"1s\"");
+    match down.deliver(&claimed("d-1")).await {
+        Outcome::Retry { reason, .. } => {
+            assert!(
+                reason.contains("cannot connect to mqtt://user:***@127.0.0.1:1"),
+                "{reason}"
+            );
+            assert!(!reason.contains("s3cret"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let wild = sink("mqtt://127.0.0.1:1883", "topic = \"x/{eventName}\"");
+    let mut event = claimed("w-1");
+    event.event.event_name = "a/#".into();
+    assert!(matches!(wild.deliver(&event).await, Outcome::Reject { .. }));
+}
