@@ -12,7 +12,7 @@ pub struct MqttSinkConfig {
     /// Broker port (1883 unless the URL says).
     pub port: u16,
     /// From the URL's `user:password@`, if any.
-    pub credentials: Option<(String, String)>,
+    pub credentials: Option<Credentials>,
     /// The topic each event is published to (placeholders allowed).
     pub topic: Template,
     /// MQTT client id; a random `outbox-…` one per connection when absent.
@@ -42,8 +42,11 @@ pub const KEYS: &[&str] = &[
     "source",
 ];
 
+/// A user name and password.
+type Credentials = (String, String);
+
 /// `mqtt://[user:password@]host[:port]` → (host, port, credentials).
-fn parse_url(url: &str) -> Result<(String, u16, Option<(String, String)>), String> {
+fn parse_url(url: &str) -> Result<(String, u16, Option<Credentials>), String> {
     let rest = match url.split_once("://") {
         Some(("mqtt" | "tcp", rest)) => rest,
         Some(("mqtts" | "ssl", _)) => {
