@@ -15,7 +15,7 @@ pub mod nats;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(test)]
-mod testing;
+mod test_support;
 
 use outbox_core::conf::{Issue, Section};
 use outbox_core::Sink;

@@ -218,25 +218,3 @@ impl Template {
         self.parts.iter().all(|p| matches!(p, Part::Text(_)))
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn templates_fill_in_the_event_and_name_unknown_placeholders() {
-        let t = Template::parse("outbox.{routingKey}.{eventType}").unwrap();
-        let mut claimed = crate::testing::claimed("e-1");
-        claimed.event.routing_key = "audit.record-auth-log".into();
-        claimed.event.event_type = "auth".into();
-        assert_eq!(t.render(&claimed), "outbox.audit.record-auth-log.auth");
-        assert!(!t.is_fixed());
-        assert!(Template::parse("events").unwrap().is_fixed());
-        let e = Template::parse("x.{routing_key}").unwrap_err();
-        assert!(e.contains("unknown placeholder '{routing_key}'"), "{e}");
-        assert!(e.contains("{routingKey}"), "{e}");
-        assert!(Template::parse("x.{routingKey")
-            .unwrap_err()
-            .contains("without a closing"));
-    }
-}

@@ -8,40 +8,14 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
-use outbox_core::{ClaimedEvent, OutboxEvent, Outcome, Sink};
-use outbox_sinks::amqp::{AmqpSink, AmqpSinkConfig};
+use outbox_core::{Outcome, Sink};
+use outbox_testkit::{build_sink, claimed_event, TRACEPARENT};
+use std::sync::Arc;
 
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-fn claimed(id: &str) -> ClaimedEvent {
-    ClaimedEvent {
-        event: OutboxEvent {
-            id: id.into(),
-            event_name: "PasswordUserLoggedInEvent".into(),
-            event_type: "auth.login.success".into(),
-            aggregate_id: "user-1".into(),
-            routing_key: "audit.record-auth-log".into(),
-            payload: serde_json::json!({"ip": "127.0.0.1"}),
-            headers: Some(
-                serde_json::json!({"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}),
-            ),
-            occurred_at: "2026-11-27T01:02:03.456Z".parse().unwrap(),
-            retry_count: 0,
-            max_retries: None,
-            retry_interval: None,
-            max_interval: None,
-        },
-        lease_owner: "test".into(),
-    }
-}
-
-fn sink(extra: &str) -> AmqpSink {
-    let text = format!("type = \"amqp\"\nurl = \"{URL}\"\n{extra}");
-    let table: toml::Table = toml::from_str(&text).unwrap();
-    let mut issues = Vec::new();
-    let config = AmqpSinkConfig::from_table("sinks.mq", &table, &mut issues)
-        .unwrap_or_else(|| panic!("{issues:?}"));
-    AmqpSink::new(&config).unwrap()
+fn sink(extra: &str) -> Arc<dyn Sink> {
+    build_sink(&format!("type = \"amqp\"\nurl = \"{URL}\"\n{extra}"))
 }
 
 async fn broker() -> (Connection, Channel) {
@@ -80,7 +54,10 @@ async fn an_event_is_confirmed_persistent_and_carries_its_metadata() {
     declare_queue(&ch, &queue).await;
     // The default exchange routes by queue name.
     let sink = sink(&format!("routing_key = \"{queue}\""));
-    assert_eq!(sink.deliver(&claimed("evt-1")).await, Outcome::Delivered);
+    assert_eq!(
+        sink.deliver(&claimed_event("evt-1")).await,
+        Outcome::Delivered
+    );
 
     let got = ch
         .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
@@ -100,10 +77,7 @@ async fn an_event_is_confirmed_persistent_and_carries_its_metadata() {
         header(p, "X-Outbox-Routing-Key").as_deref(),
         Some("audit.record-auth-log")
     );
-    assert_eq!(
-        header(p, "traceparent").as_deref(),
-        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
-    );
+    assert_eq!(header(p, "traceparent").as_deref(), Some(TRACEPARENT));
     let body: serde_json::Value = serde_json::from_slice(&got.delivery.data).unwrap();
     assert_eq!(body["id"], "evt-1");
     assert_eq!(body["occurredAt"], "2026-11-27T01:02:03.456Z");
@@ -121,7 +95,7 @@ async fn unroutable_messages_and_missing_exchanges_are_retried_until_fixed() {
         "exchange = \"{exchange}\"\nrouting_key = \"outbox.{{routingKey}}\""
     ));
     // The exchange does not exist: the broker closes the channel; retried, saying so.
-    match sink.deliver(&claimed("x-1")).await {
+    match sink.deliver(&claimed_event("x-1")).await {
         Outcome::Retry { reason, .. } => assert!(reason.contains("does not exist"), "{reason}"),
         other => panic!("{other:?}"),
     }
@@ -137,7 +111,7 @@ async fn unroutable_messages_and_missing_exchanges_are_retried_until_fixed() {
     )
     .await
     .unwrap();
-    match sink.deliver(&claimed("x-2")).await {
+    match sink.deliver(&claimed_event("x-2")).await {
         Outcome::Retry { reason, .. } => {
             assert!(
                 reason.contains("routed the message to no queue"),
@@ -157,7 +131,10 @@ async fn unroutable_messages_and_missing_exchanges_are_retried_until_fixed() {
     )
     .await
     .unwrap();
-    assert_eq!(sink.deliver(&claimed("x-3")).await, Outcome::Delivered);
+    assert_eq!(
+        sink.deliver(&claimed_event("x-3")).await,
+        Outcome::Delivered
+    );
     let got = ch
         .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
         .await
@@ -177,12 +154,10 @@ async fn unroutable_messages_and_missing_exchanges_are_retried_until_fixed() {
 
 #[tokio::test]
 async fn an_unreachable_broker_is_retried_without_showing_the_password() {
-    let text = "type = \"amqp\"\nurl = \"amqp://guest:s3cret@127.0.0.1:1/%2f\"\ntimeout = \"1s\"";
-    let table: toml::Table = toml::from_str(text).unwrap();
-    let mut issues = Vec::new();
-    let config = AmqpSinkConfig::from_table("sinks.mq", &table, &mut issues).unwrap();
-    let down = AmqpSink::new(&config).unwrap();
-    match down.deliver(&claimed("d-1")).await {
+    let down = build_sink(
+        "type = \"amqp\"\nurl = \"amqp://guest:s3cret@127.0.0.1:1/%2f\"\ntimeout = \"1s\"",
+    );
+    match down.deliver(&claimed_event("d-1")).await {
         Outcome::Retry { reason, .. } => {
             assert!(
                 reason.contains("cannot connect to amqp://guest:***@127.0.0.1:1"),

@@ -2,43 +2,17 @@
 //! topic prefix of its own, read back by a subscriber of the test's.
 #![cfg(feature = "mqtt")]
 
-use outbox_core::{ClaimedEvent, OutboxEvent, Outcome, Sink};
-use outbox_sinks::mqtt::{MqttSink, MqttSinkConfig};
+use outbox_core::{Outcome, Sink};
+use outbox_testkit::{build_sink, claimed_event, TRACEPARENT};
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-fn claimed(id: &str) -> ClaimedEvent {
-    ClaimedEvent {
-        event: OutboxEvent {
-            id: id.into(),
-            event_name: "PasswordUserLoggedInEvent".into(),
-            event_type: "auth.login.success".into(),
-            aggregate_id: "user-1".into(),
-            routing_key: "audit.record-auth-log".into(),
-            payload: serde_json::json!({"ip": "127.0.0.1"}),
-            headers: Some(
-                serde_json::json!({"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}),
-            ),
-            occurred_at: "2026-11-27T01:02:03.456Z".parse().unwrap(),
-            retry_count: 0,
-            max_retries: None,
-            retry_interval: None,
-            max_interval: None,
-        },
-        lease_owner: "test".into(),
-    }
-}
-
-fn sink(url: &str, extra: &str) -> MqttSink {
-    let text = format!("type = \"mqtt\"\nurl = \"{url}\"\n{extra}");
-    let table: toml::Table = toml::from_str(&text).unwrap();
-    let mut issues = Vec::new();
-    let config = MqttSinkConfig::from_table("sinks.m", &table, &mut issues)
-        .unwrap_or_else(|| panic!("{issues:?}"));
-    MqttSink::new(&config).unwrap()
+fn sink(url: &str, extra: &str) -> Arc<dyn Sink> {
+    build_sink(&format!("type = \"mqtt\"\nurl = \"{url}\"\n{extra}"))
 }
 
 /// A subscriber to `filter`, handing over what it receives.
@@ -82,8 +56,14 @@ async fn an_event_is_published_with_qos_1_and_its_metadata() {
         "mqtt://127.0.0.1:1883",
         &format!("topic = \"{prefix}/{{routingKey}}\""),
     );
-    assert_eq!(sink.deliver(&claimed("evt-1")).await, Outcome::Delivered);
-    assert_eq!(sink.deliver(&claimed("evt-2")).await, Outcome::Delivered);
+    assert_eq!(
+        sink.deliver(&claimed_event("evt-1")).await,
+        Outcome::Delivered
+    );
+    assert_eq!(
+        sink.deliver(&claimed_event("evt-2")).await,
+        Outcome::Delivered
+    );
     let mut got = Vec::new();
     for _ in 0..2 {
         got.push(
@@ -109,10 +89,7 @@ async fn an_event_is_published_with_qos_1_and_its_metadata() {
     };
     assert_eq!(prop("Idempotency-Key").as_deref(), Some("evt-1"));
     assert_eq!(prop("X-Outbox-Attempt").as_deref(), Some("1"));
-    assert_eq!(
-        prop("traceparent").as_deref(),
-        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
-    );
+    assert_eq!(prop("traceparent").as_deref(), Some(TRACEPARENT));
     let body: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
     assert_eq!(body["id"], "evt-1");
     assert_eq!(body["payload"], serde_json::json!({"ip": "127.0.0.1"}));
@@ -122,14 +99,14 @@ async fn an_event_is_published_with_qos_1_and_its_metadata() {
 async fn many_concurrent_publishes_each_get_their_own_puback() {
     let prefix = format!("outbox-test-{:x}", rand::random::<u64>());
     let (_sub, mut received) = subscribe(&format!("{prefix}/#")).await;
-    let sink = std::sync::Arc::new(sink(
+    let sink = sink(
         "mqtt://127.0.0.1:1883",
         &format!("topic = \"{prefix}/events\""),
-    ));
+    );
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..300 {
         let sink = sink.clone();
-        tasks.spawn(async move { sink.deliver(&claimed(&format!("c-{i}"))).await });
+        tasks.spawn(async move { sink.deliver(&claimed_event(&format!("c-{i}"))).await });
     }
     while let Some(outcome) = tasks.join_next().await {
         assert_eq!(outcome.unwrap(), Outcome::Delivered);
@@ -148,7 +125,7 @@ async fn many_concurrent_publishes_each_get_their_own_puback() {
 #[tokio::test]
 async fn a_broker_that_is_not_there_and_a_bad_topic_are_classified() {
     let down = sink("mqtt://user:s3cret@127.0.0.1:1", "timeout = \"1s\"");
-    match down.deliver(&claimed("d-1")).await {
+    match down.deliver(&claimed_event("d-1")).await {
         Outcome::Retry { reason, .. } => {
             assert!(
                 reason.contains("cannot connect to mqtt://user:***@127.0.0.1:1"),
@@ -159,7 +136,7 @@ async fn a_broker_that_is_not_there_and_a_bad_topic_are_classified() {
         other => panic!("{other:?}"),
     }
     let wild = sink("mqtt://127.0.0.1:1883", "topic = \"x/{eventName}\"");
-    let mut event = claimed("w-1");
+    let mut event = claimed_event("w-1");
     event.event.event_name = "a/#".into();
     assert!(matches!(wild.deliver(&event).await, Outcome::Reject { .. }));
 }

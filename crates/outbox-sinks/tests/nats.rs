@@ -3,39 +3,15 @@
 #![cfg(feature = "nats")]
 
 use async_nats::jetstream;
-use outbox_core::{ClaimedEvent, OutboxEvent, Outcome, Sink};
-use outbox_sinks::nats::{NatsSink, NatsSinkConfig};
+use outbox_core::{Outcome, Sink};
+use outbox_testkit::{build_sink, claimed_event, TRACEPARENT};
+use std::sync::Arc;
 use std::time::Duration;
 
 const URL: &str = "nats://127.0.0.1:4222";
 
-fn claimed(id: &str, headers: Option<serde_json::Value>) -> ClaimedEvent {
-    ClaimedEvent {
-        event: OutboxEvent {
-            id: id.into(),
-            event_name: "PasswordUserLoggedInEvent".into(),
-            event_type: "auth.login.success".into(),
-            aggregate_id: "user-1".into(),
-            routing_key: "audit.record-auth-log".into(),
-            payload: serde_json::json!({"ip": "127.0.0.1"}),
-            headers,
-            occurred_at: "2026-11-27T01:02:03.456Z".parse().unwrap(),
-            retry_count: 2,
-            max_retries: None,
-            retry_interval: None,
-            max_interval: None,
-        },
-        lease_owner: "test".into(),
-    }
-}
-
-fn sink(extra: &str) -> NatsSink {
-    let text = format!("type = \"nats\"\nurl = \"{URL}\"\n{extra}");
-    let table: toml::Table = toml::from_str(&text).unwrap();
-    let mut issues = Vec::new();
-    let config = NatsSinkConfig::from_table("sinks.bus", &table, &mut issues)
-        .unwrap_or_else(|| panic!("{issues:?}"));
-    NatsSink::new(&config).unwrap()
+fn sink(extra: &str) -> Arc<dyn Sink> {
+    build_sink(&format!("type = \"nats\"\nurl = \"{URL}\"\n{extra}"))
 }
 
 /// A stream of its own capturing `<prefix>.>`, deleted on drop.
@@ -84,8 +60,8 @@ impl TestStream {
 async fn an_event_is_stored_once_with_its_metadata_and_the_envelope() {
     let stream = TestStream::new().await;
     let sink = sink(&format!("subject = \"{}.{{routingKey}}\"", stream.prefix));
-    let headers = serde_json::json!({"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"});
-    let event = claimed("evt-1", Some(headers));
+    let mut event = claimed_event("evt-1");
+    event.event.retry_count = 2;
     assert_eq!(sink.deliver(&event).await, Outcome::Delivered);
     // A redelivery (say, after a crash before the result was recorded) is stored once.
     assert_eq!(sink.deliver(&event).await, Outcome::Delivered);
@@ -106,10 +82,7 @@ async fn an_event_is_stored_once_with_its_metadata_and_the_envelope() {
     );
     assert_eq!(h("X-Outbox-Attempt").as_deref(), Some("3"));
     assert_eq!(h("Content-Type").as_deref(), Some("application/json"));
-    assert_eq!(
-        h("traceparent").as_deref(),
-        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
-    );
+    assert_eq!(h("traceparent").as_deref(), Some(TRACEPARENT));
     let body: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
     assert_eq!(
         body,
@@ -137,8 +110,8 @@ async fn cloudevents_and_payload_formats() {
         "subject = \"{}.raw\"\nformat = \"payload\"",
         stream.prefix
     ));
-    assert_eq!(ce.deliver(&claimed("c-1", None)).await, Outcome::Delivered);
-    assert_eq!(raw.deliver(&claimed("p-1", None)).await, Outcome::Delivered);
+    assert_eq!(ce.deliver(&claimed_event("c-1")).await, Outcome::Delivered);
+    assert_eq!(raw.deliver(&claimed_event("p-1")).await, Outcome::Delivered);
     let m = stream.message(1).await;
     let body: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
     assert_eq!(body["specversion"], "1.0");
@@ -159,7 +132,7 @@ async fn no_stream_an_unreachable_server_and_a_bad_subject_are_classified() {
     let tag: u64 = rand::random();
     // Nothing stores this subject: retried, with the command that fixes it.
     let nowhere = sink(&format!("subject = \"nostream{tag:x}.{{routingKey}}\""));
-    match nowhere.deliver(&claimed("n-1", None)).await {
+    match nowhere.deliver(&claimed_event("n-1")).await {
         Outcome::Retry { reason, .. } => {
             assert!(
                 reason.contains("no JetStream stream stores subject"),
@@ -170,12 +143,10 @@ async fn no_stream_an_unreachable_server_and_a_bad_subject_are_classified() {
         other => panic!("{other:?}"),
     }
     // A server that is not there: retried, and the password in the URL is not shown.
-    let text = "type = \"nats\"\nurl = \"nats://user:s3cret@127.0.0.1:1\"\ntimeout = \"500ms\"";
-    let table: toml::Table = toml::from_str(text).unwrap();
-    let mut issues = Vec::new();
-    let config = NatsSinkConfig::from_table("sinks.bus", &table, &mut issues).unwrap();
-    let down = NatsSink::new(&config).unwrap();
-    match down.deliver(&claimed("d-1", None)).await {
+    let down = build_sink(
+        "type = \"nats\"\nurl = \"nats://user:s3cret@127.0.0.1:1\"\ntimeout = \"500ms\"",
+    );
+    match down.deliver(&claimed_event("d-1")).await {
         Outcome::Retry { reason, .. } => {
             assert!(reason.contains("cannot connect to NATS"), "{reason}");
             assert!(!reason.contains("s3cret"), "{reason}");
@@ -184,7 +155,7 @@ async fn no_stream_an_unreachable_server_and_a_bad_subject_are_classified() {
     }
     // A subject the event's values make invalid: permanent.
     let spaced = sink("subject = \"x.{eventName}\"");
-    let mut event = claimed("s-1", None);
+    let mut event = claimed_event("s-1");
     event.event.event_name = "Logged In".into();
     assert!(matches!(
         spaced.deliver(&event).await,

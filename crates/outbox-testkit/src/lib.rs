@@ -3,7 +3,9 @@
 //! stop the server.
 
 mod cluster;
+mod sinks;
 pub use cluster::PrivateCluster;
+pub use sinks::{build_sink, claimed_event, TRACEPARENT};
 pub use tokio_postgres::Client;
 
 use axum::body::Bytes;

@@ -80,10 +80,7 @@ mod tests {
     use super::*;
 
     fn read(text: &str) -> (Option<AmqpSinkConfig>, Vec<String>) {
-        let table: toml::Table = toml::from_str(text).unwrap();
-        let mut issues = Vec::new();
-        let c = AmqpSinkConfig::from_table("sinks.mq", &table, &mut issues);
-        (c, issues.iter().map(|i| i.to_string()).collect())
+        crate::test_support::read(AmqpSinkConfig::from_table, text)
     }
 
     #[test]
@@ -99,15 +96,8 @@ mod tests {
             "type = \"amqp\"\nurl = \"http://u:pw@x\"\nrouting_key = \"{nope}\"\npersistent = \"yes\"\nqueue = \"q\"",
         );
         assert!(c.is_none());
+        crate::test_support::assert_names(&issues, &["url", "routing_key", "persistent", "queue"]);
         let joined = issues.join("\n");
-        for key in [
-            "sinks.mq.url",
-            "sinks.mq.routing_key",
-            "sinks.mq.persistent",
-            "sinks.mq.queue",
-        ] {
-            assert!(joined.contains(key), "{key} missing from {joined}");
-        }
         assert!(!joined.contains(":pw@"), "{joined}");
     }
 }

@@ -99,10 +99,7 @@ mod tests {
     use super::*;
 
     fn read(text: &str) -> (Option<HttpSinkConfig>, Vec<String>) {
-        let table: toml::Table = toml::from_str(text).unwrap();
-        let mut issues = Vec::new();
-        let c = HttpSinkConfig::from_table("sinks.api", &table, &mut issues);
-        (c, issues.iter().map(|i| i.to_string()).collect())
+        crate::test_support::read(HttpSinkConfig::from_table, text)
     }
 
     #[test]
@@ -121,17 +118,17 @@ mod tests {
             "type = \"http\"\nurl = \"ftp://x\"\nmethod = \"GET\"\ntimeout = \"5\"\nformat = \"xml\"\nretries = 3\nheaders = { \"Bad Name\" = \"v\" }",
         );
         assert!(c.is_none());
-        let joined = issues.join("\n");
-        for key in [
-            "sinks.api.url",
-            "sinks.api.method",
-            "sinks.api.timeout",
-            "sinks.api.format",
-            "sinks.api.retries",
-            "sinks.api.headers.Bad Name",
-        ] {
-            assert!(joined.contains(key), "{key} missing from {joined}");
-        }
+        crate::test_support::assert_names(
+            &issues,
+            &[
+                "url",
+                "method",
+                "timeout",
+                "format",
+                "retries",
+                "headers.Bad Name",
+            ],
+        );
     }
 
     #[test]
@@ -139,7 +136,7 @@ mod tests {
         let (_, issues) = read("type = \"http\"");
         assert_eq!(issues.len(), 1);
         assert!(
-            issues[0].contains("sinks.api.url: missing; add `url ="),
+            issues[0].contains("sinks.s.url: missing; add `url ="),
             "{}",
             issues[0]
         );

@@ -124,10 +124,7 @@ mod tests {
     use super::*;
 
     fn read(text: &str) -> (Option<MqttSinkConfig>, Vec<String>) {
-        let table: toml::Table = toml::from_str(text).unwrap();
-        let mut issues = Vec::new();
-        let c = MqttSinkConfig::from_table("sinks.m", &table, &mut issues);
-        (c, issues.iter().map(|i| i.to_string()).collect())
+        crate::test_support::read(MqttSinkConfig::from_table, text)
     }
 
     #[test]
@@ -144,15 +141,8 @@ mod tests {
             "type = \"mqtt\"\nurl = \"mqtts://u:pw@b:8883\"\ntopic = \"a/{x}\"\nqos = 2\nretain = 1",
         );
         assert!(c.is_none());
+        crate::test_support::assert_names(&issues, &["url", "topic", "qos", "retain"]);
         let joined = issues.join("\n");
-        for key in [
-            "sinks.m.url",
-            "sinks.m.topic",
-            "sinks.m.qos",
-            "sinks.m.retain",
-        ] {
-            assert!(joined.contains(key), "{key} missing from {joined}");
-        }
         assert!(!joined.contains(":pw@"), "{joined}");
         assert!(read("type = \"mqtt\"\nurl = \"mqtt://b:x\"").1[0].contains("port 'x'"));
     }

@@ -65,10 +65,7 @@ mod tests {
     use super::*;
 
     fn read(text: &str) -> (Option<NatsSinkConfig>, Vec<String>) {
-        let table: toml::Table = toml::from_str(text).unwrap();
-        let mut issues = Vec::new();
-        let c = NatsSinkConfig::from_table("sinks.bus", &table, &mut issues);
-        (c, issues.iter().map(|i| i.to_string()).collect())
+        crate::test_support::read(NatsSinkConfig::from_table, text)
     }
 
     #[test]
@@ -83,14 +80,6 @@ mod tests {
             "type = \"nats\"\nurl = \"http://x\"\nsubject = \"a.{nope}\"\ntimeout = \"soon\"\nstream = \"S\"",
         );
         assert!(c.is_none());
-        let joined = issues.join("\n");
-        for key in [
-            "sinks.bus.url",
-            "sinks.bus.subject",
-            "sinks.bus.timeout",
-            "sinks.bus.stream",
-        ] {
-            assert!(joined.contains(key), "{key} missing from {joined}");
-        }
+        crate::test_support::assert_names(&issues, &["url", "subject", "timeout", "stream"]);
     }
 }

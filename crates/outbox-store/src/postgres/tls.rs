@@ -238,16 +238,16 @@ pub fn connector(params: &TlsParams) -> Result<MakeRustlsConnect, String> {
         }
         Ok(Arc::new(store))
     };
-    let verifier: Arc<dyn ServerCertVerifier> = match (params.mode, &params.root_cert) {
-        (Mode::Disable, _) | (Mode::Prefer | Mode::Require, None) => Arc::new(Unchecked(provider)),
-        (Mode::VerifyFull, _) => webpki(roots()?, &provider)?,
+    let check = match (params.mode, &params.root_cert) {
+        (Mode::Disable, _) | (Mode::Prefer | Mode::Require, None) => Check::Nothing,
+        (Mode::VerifyFull, _) => Check::Full(webpki(roots()?, &provider)?),
         (Mode::VerifyCa, _) | (Mode::Prefer | Mode::Require, Some(_)) => {
-            Arc::new(AnyName(webpki(roots()?, &provider)?))
+            Check::Chain(webpki(roots()?, &provider)?)
         }
     };
     let config = builder
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
+        .with_custom_certificate_verifier(Arc::new(Verifier { check, provider }))
         .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
 }
@@ -261,11 +261,26 @@ fn webpki(
         .map_err(|e| format!("TLS: {e}"))
 }
 
-/// `verify-ca`: the chain must lead to a trusted CA; the name in it is not checked.
+/// What is checked of the server's certificate.
 #[derive(Debug)]
-struct AnyName(Arc<WebPkiServerVerifier>);
+enum Check {
+    /// `prefer`/`require` without `sslrootcert` (libpq's meaning): nothing.
+    Nothing,
+    /// `verify-ca`: the chain must lead to a trusted CA; the name in it is not checked.
+    Chain(Arc<WebPkiServerVerifier>),
+    /// `verify-full`: the chain and the host name.
+    Full(Arc<WebPkiServerVerifier>),
+}
 
-impl ServerCertVerifier for AnyName {
+/// The certificate check of `sslmode`. The handshake signatures are always verified, so the
+/// session key belongs to whoever presented the certificate.
+#[derive(Debug)]
+struct Verifier {
+    check: Check,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -274,56 +289,21 @@ impl ServerCertVerifier for AnyName {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
-            Err(Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
+        match &self.check {
+            Check::Nothing => Ok(ServerCertVerified::assertion()),
+            Check::Full(webpki) => {
+                webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            }
+            Check::Chain(webpki) => {
+                match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+                    Err(Error::InvalidCertificate(
+                        CertificateError::NotValidForName
+                        | CertificateError::NotValidForNameContext { .. },
+                    )) => Ok(ServerCertVerified::assertion()),
+                    other => other,
+                }
+            }
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `prefer`/`require` without `sslrootcert` (libpq's meaning): encrypted, the certificate
-/// not checked. The handshake signatures still are, so the session key belongs to whoever
-/// presented the certificate.
-#[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -336,7 +316,7 @@ impl ServerCertVerifier for Unchecked {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -350,12 +330,14 @@ impl ServerCertVerifier for Unchecked {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
