@@ -291,3 +291,49 @@ mod mqtt {
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_says_which_broker_sinks_it_can_reach() {
+    let other = "billing.charge";
+    let db = TestDb::with_policies(&[(KEY, 5, 100), (other, 5, 100)]).await;
+    let config = format!(
+        r#"[database]
+url = "{}"
+
+[routes]
+"{KEY}" = {{ sink = "bus" }}
+"{other}" = {{ sink = "cache" }}
+
+[sinks.bus]
+type = "nats"
+url = "nats://127.0.0.1:4222"
+
+[sinks.cache]
+type = "redis"
+url = "redis://:s3cret@127.0.0.1:1"
+timeout = "500ms"
+
+[sinks.unused]
+type = "amqp"
+url = "amqp://127.0.0.1:1/%2f"
+"#,
+        db.url
+    );
+    let dir = TempDir::new();
+    let path = dir.write("outbox.toml", &config);
+    let out = outbox(&["--config", path.to_str().unwrap(), "doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "warnings only:\n{text}");
+    assert!(text.contains("✔ sink 'bus' (nats) reachable"), "{text}");
+    assert!(
+        text.contains(
+            "⚠ sink 'cache' (redis) not reachable: cannot connect to redis://:***@127.0.0.1:1"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(
+        !text.contains("'unused'"),
+        "a sink no route uses is not checked:\n{text}"
+    );
+}

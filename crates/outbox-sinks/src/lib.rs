@@ -120,6 +120,29 @@ impl SinkConfig {
         }
     }
 
+    /// The sink's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::Blackhole => "blackhole",
+            #[cfg(feature = "http")]
+            SinkConfig::Http(_) => "http",
+            #[cfg(feature = "nats")]
+            SinkConfig::Nats(_) => "nats",
+            #[cfg(feature = "amqp")]
+            SinkConfig::Amqp(_) => "amqp",
+            #[cfg(feature = "redis")]
+            SinkConfig::Redis(_) => "redis",
+            #[cfg(feature = "mqtt")]
+            SinkConfig::Mqtt(_) => "mqtt",
+        }
+    }
+
+    /// Whether [`outbox_core::Sink::health`] says something about the destination: a broker
+    /// connection can be opened without sending anything; an HTTP request would deliver.
+    pub fn has_health_check(&self) -> bool {
+        !matches!(self.kind(), "blackhole" | "http")
+    }
+
     /// How long one delivery may take at most, where the sink bounds it.
     pub fn timeout(&self) -> Option<Duration> {
         match self {

@@ -54,6 +54,41 @@ impl Report {
     }
 }
 
+/// Each routed broker sink: can a connection be opened? A warning, not a failure: the
+/// worker retries a sink's events until it is back.
+async fn check_sinks(config: &Config, r: &mut Report) {
+    let routed: BTreeSet<&String> = config.routes.values().collect();
+    for name in routed {
+        let Some(sc) = config.sinks.get(name) else {
+            continue;
+        };
+        if !sc.has_health_check() {
+            continue;
+        }
+        let kind = sc.kind();
+        let sink = match sc.build() {
+            Ok(s) => s,
+            Err(e) => {
+                r.warn(&format!("sink '{name}' ({kind}): {e}"), &[]);
+                continue;
+            }
+        };
+        let limit = sc.timeout().unwrap_or(std::time::Duration::from_secs(5))
+            + std::time::Duration::from_secs(1);
+        match tokio::time::timeout(limit, sink.health()).await {
+            Ok(Ok(())) => r.ok(&format!("sink '{name}' ({kind}) reachable")),
+            Ok(Err(e)) => r.warn(
+                &format!("sink '{name}' ({kind}) not reachable: {e}"),
+                &["its events wait (retried, then FAILED after their retries); check the sink's url and that the broker runs"],
+            ),
+            Err(_) => r.warn(
+                &format!("sink '{name}' ({kind}) did not answer within {limit:?}"),
+                &["check the sink's url and that the broker runs"],
+            ),
+        }
+    }
+}
+
 fn age(d: std::time::Duration) -> String {
     let s = d.as_secs();
     match s {
@@ -268,6 +303,7 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
             &[],
         ),
     }
+    check_sinks(config, &mut r).await;
     if r.failures == 0 {
         println!("All checks passed.");
     } else {

@@ -159,10 +159,20 @@ impl Sink for NatsSink {
 
     async fn health(&self) -> Result<(), String> {
         let js = self.context().await?;
-        js.query_account()
+        let unavailable = |e: &dyn std::fmt::Display| {
+            format!("JetStream is not available at {}: {e}", self.shown)
+        };
+        let reply = js
+            .client()
+            .request("$JS.API.INFO", Default::default())
             .await
-            .map(|_| ())
-            .map_err(|e| format!("JetStream is not available at {}: {e}", self.shown))
+            .map_err(|e| unavailable(&e))?;
+        let info: serde_json::Value =
+            serde_json::from_slice(&reply.payload).map_err(|e| unavailable(&e))?;
+        match info.get("error") {
+            Some(error) => Err(unavailable(&error["description"])),
+            None => Ok(()),
+        }
     }
 }
 
