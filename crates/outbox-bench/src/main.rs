@@ -5,6 +5,7 @@
 //! cargo run --release -p outbox-bench -- --events 200000
 //! ```
 
+mod brokers;
 mod db;
 mod floor;
 mod latency;
@@ -54,12 +55,15 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     aggregates: u64,
     /// Measurements to run (comma-separated:
-    /// floor,relay,http,latency,memory,ordered,scale,sustained).
+    /// floor,relay,http,brokers,latency,memory,ordered,scale,sustained).
     #[arg(
         long,
-        default_value = "floor,relay,http,latency,memory,ordered,scale,sustained"
+        default_value = "floor,relay,http,brokers,latency,memory,ordered,scale,sustained"
     )]
     only: String,
+    /// Backlog size for each broker sink (9), at most --events.
+    #[arg(long, default_value_t = 50_000)]
+    broker_events: u64,
     /// worker.concurrency for the relay runs (default: the worker's default).
     #[arg(long)]
     concurrency: Option<usize>,
@@ -209,6 +213,21 @@ async fn run(
         )
         .await?;
         println!("| (3) relay, HTTP sink (loopback server, 200 at once) | {rate:.0} events/s | {} of (2) |", ratio(rate, null_rate));
+    }
+    if want("brokers") {
+        eprintln!("(9) relay into each broker ...");
+        let events = n.min(args.broker_events);
+        for m in brokers::run(db, events).await {
+            match m.rate {
+                Ok(rate) => println!(
+                    "| (9) relay, {} sink ({}), {events} events | {rate:.0} events/s | {} of (2) |",
+                    m.broker,
+                    m.what,
+                    ratio(rate, null_rate)
+                ),
+                Err(e) => println!("| (9) relay, {} sink | not measured: {e:#} | |", m.broker),
+            }
+        }
     }
     if want("latency") {
         eprintln!("(4) latency ...");

@@ -162,9 +162,14 @@ pub async fn http_server() -> Result<String> {
 
 /// The HTTP sink pointed at `url`.
 pub fn http_sink(url: &str) -> Result<Arc<dyn Sink>> {
-    let table: toml::Table = toml::from_str(&format!(
+    sink_from_toml(&format!(
         "type = \"http\"\nurl = \"{url}\"\ntimeout = \"5s\""
-    ))?;
+    ))
+}
+
+/// The sink a `[sinks.NAME]` section's keys describe.
+pub fn sink_from_toml(text: &str) -> Result<Arc<dyn Sink>> {
+    let table: toml::Table = toml::from_str(text)?;
     let mut issues = Vec::new();
     let cfg = outbox_sinks::SinkConfig::from_table("sinks.bench", &table, &mut issues)
         .ok_or_else(|| anyhow::anyhow!("sink config: {issues:?}"))?;
