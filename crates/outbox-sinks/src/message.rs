@@ -94,13 +94,23 @@ impl Encoding {
     }
 }
 
+/// The names of [`outbox_headers`].
+const OUTBOX_HEADERS: [&str; 4] = [
+    "Idempotency-Key",
+    "X-Outbox-Event-Id",
+    "X-Outbox-Routing-Key",
+    "X-Outbox-Attempt",
+];
+
 /// The event's own `headers` object as (name, text) pairs: strings as they are, other values
-/// as JSON, nulls left out.
+/// as JSON, nulls left out, and so is any name of [`outbox_headers`] in any case — the
+/// relay's own values are the only ones sent, whatever the transport does with repeats.
 pub fn event_headers(claimed: &ClaimedEvent) -> Vec<(String, String)> {
     let Some(Value::Object(map)) = &claimed.event.headers else {
         return Vec::new();
     };
     map.iter()
+        .filter(|(name, _)| !OUTBOX_HEADERS.iter().any(|o| o.eq_ignore_ascii_case(name)))
         .filter_map(|(name, value)| {
             let text = match value {
                 Value::String(s) => s.clone(),
@@ -116,11 +126,12 @@ pub fn event_headers(claimed: &ClaimedEvent) -> Vec<(String, String)> {
 /// event id), `X-Outbox-Routing-Key`, `X-Outbox-Attempt` (1-based).
 pub fn outbox_headers(claimed: &ClaimedEvent) -> [(&'static str, String); 4] {
     let e = &claimed.event;
+    let [key, id, routing, attempt] = OUTBOX_HEADERS;
     [
-        ("Idempotency-Key", e.id.clone()),
-        ("X-Outbox-Event-Id", e.id.clone()),
-        ("X-Outbox-Routing-Key", e.routing_key.clone()),
-        ("X-Outbox-Attempt", claimed.attempt().to_string()),
+        (key, e.id.clone()),
+        (id, e.id.clone()),
+        (routing, e.routing_key.clone()),
+        (attempt, claimed.attempt().to_string()),
     ]
 }
 

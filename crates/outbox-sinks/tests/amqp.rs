@@ -168,3 +168,30 @@ async fn an_unreachable_broker_is_retried_without_showing_the_password() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn ids_too_long_for_amqp_fail_and_long_event_types_are_left_out() {
+    let (_conn, ch) = broker().await;
+    let queue = tag();
+    declare_queue(&ch, &queue).await;
+    let sink = sink(&format!("routing_key = \"{queue}\""));
+    let long_id = claimed_event(&"i".repeat(300));
+    match sink.deliver(&long_id).await {
+        Outcome::Reject { reason } => assert!(reason.contains("event id is 300 bytes"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let mut long_type = claimed_event("t-1");
+    long_type.event.event_type = "t".repeat(300);
+    assert_eq!(sink.deliver(&long_type).await, Outcome::Delivered);
+    let got = ch
+        .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .expect("the message is in the queue");
+    assert_eq!(*got.delivery.properties.kind(), None);
+    let body: serde_json::Value = serde_json::from_slice(&got.delivery.data).unwrap();
+    assert_eq!(body["eventType"].as_str().map(str::len), Some(300));
+    ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+}

@@ -140,3 +140,79 @@ async fn a_broker_that_is_not_there_and_a_bad_topic_are_classified() {
     event.event.event_name = "a/#".into();
     assert!(matches!(wild.deliver(&event).await, Outcome::Reject { .. }));
 }
+
+/// A Mosquitto of this test's own on a free port, taking packets of at most 2048 bytes.
+struct SmallBroker {
+    port: u16,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl SmallBroker {
+    fn start() -> SmallBroker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("outbox-mqtt-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_packet_size 2048\n"),
+        )
+        .unwrap();
+        let child = std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mosquitto");
+        SmallBroker { port, child, dir }
+    }
+}
+
+impl Drop for SmallBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn a_message_over_the_brokers_packet_limit_fails_alone() {
+    let broker = SmallBroker::start();
+    let sink = sink(
+        &format!("mqtt://127.0.0.1:{}", broker.port),
+        "topic = \"small/{routingKey}\"\ntimeout = \"2s\"",
+    );
+    // The broker may take a moment to listen.
+    let mut first = Outcome::retry("not tried");
+    for _ in 0..50 {
+        first = sink.deliver(&claimed_event("s-1")).await;
+        if first == Outcome::Delivered {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(first, Outcome::Delivered);
+    let mut big = claimed_event("s-2");
+    big.event.payload = serde_json::json!({ "blob": "x".repeat(4000) });
+    match sink.deliver(&big).await {
+        Outcome::Reject { reason } => {
+            assert!(
+                reason.contains("more than the broker's maximum of 2048"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // The session is still good for the next one.
+    assert_eq!(
+        sink.deliver(&claimed_event("s-3")).await,
+        Outcome::Delivered
+    );
+}

@@ -162,3 +162,149 @@ async fn no_stream_an_unreachable_server_and_a_bad_subject_are_classified() {
         Outcome::Reject { .. }
     ));
 }
+
+/// A NATS server of this test's own on a free port, with a user and password and a 4 KiB
+/// max_payload; stopped and deleted on drop.
+struct PrivateNats {
+    port: u16,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl PrivateNats {
+    fn start() -> PrivateNats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("outbox-nats-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("nats.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "authorization {{ user: outbox, password: s3cret }}\nmax_payload: 4096\njetstream {{ store_dir: \"{}\" }}\n",
+                dir.join("js").display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-c"])
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .or_else(|_| {
+                std::process::Command::new("/usr/sbin/nats-server")
+                    .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-c"])
+                    .arg(&conf)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+            })
+            .expect("nats-server");
+        PrivateNats { port, child, dir }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn url_credentials_are_used_and_the_size_limit_counts_the_headers() {
+    let server = PrivateNats::start();
+    let url = format!("nats://outbox:s3cret@127.0.0.1:{}", server.port);
+    // Wait until it accepts us, then make the stream.
+    let mut client = None;
+    for _ in 0..100 {
+        let options =
+            async_nats::ConnectOptions::with_user_and_password("outbox".into(), "s3cret".into());
+        let addr = format!("127.0.0.1:{}", server.port);
+        if let Ok(c) = options.connect(addr).await {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let js = jetstream::new(client.expect("the private nats-server comes up"));
+    js.create_stream(jetstream::stream::Config {
+        name: "AUTHED".into(),
+        subjects: vec!["authed.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    let sink = build_sink(&format!(
+        "type = \"nats\"\nurl = \"{url}\"\nsubject = \"authed.{{routingKey}}\""
+    ));
+    assert_eq!(
+        sink.deliver(&claimed_event("a-1")).await,
+        Outcome::Delivered
+    );
+
+    // The body alone fits in 4096 bytes; with its headers it does not: failed at once.
+    let mut big = claimed_event("a-2");
+    big.event.payload = serde_json::json!({ "blob": "x".repeat(3700) });
+    match sink.deliver(&big).await {
+        Outcome::Reject { reason } => assert!(reason.contains("max_payload of 4096"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        sink.deliver(&claimed_event("a-3")).await,
+        Outcome::Delivered
+    );
+
+    // A wrong password is refused, retried, and not shown.
+    let wrong = build_sink(&format!(
+        "type = \"nats\"\nurl = \"nats://outbox:wrong-pw@127.0.0.1:{}\"\ntimeout = \"2s\"",
+        server.port
+    ));
+    match wrong.deliver(&claimed_event("a-4")).await {
+        Outcome::Retry { reason, .. } => {
+            assert!(reason.contains("cannot connect to NATS"), "{reason}");
+            assert!(!reason.contains("wrong-pw"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn producer_headers_cannot_forge_the_message_id_or_break_lines() {
+    let stream = TestStream::new().await;
+    let sink = sink(&format!("subject = \"{}.h\"", stream.prefix));
+    let mut event = claimed_event("h-1");
+    event.event.headers = Some(serde_json::json!({
+        "traceparent": TRACEPARENT,
+        "note": "line one\r\nNats-Msg-Id: forged",
+        "Nats-Expected-Stream": "ELSEWHERE",
+        "idempotency-key": "forged",
+    }));
+    assert_eq!(sink.deliver(&event).await, Outcome::Delivered);
+    // A second event the forged id would have made a duplicate is stored too.
+    let mut other = claimed_event("forged");
+    other.event.headers = None;
+    assert_eq!(sink.deliver(&other).await, Outcome::Delivered);
+    assert_eq!(stream.messages().await, 2);
+    let m = stream.message(1).await;
+    let msg_id = m.headers.get(async_nats::header::NATS_MESSAGE_ID);
+    assert_eq!(msg_id.map(|v| v.as_str()), Some("h-1"));
+    assert!(m.headers.get("note").is_none());
+    assert!(m.headers.get("Nats-Expected-Stream").is_none());
+    assert!(m.headers.get("idempotency-key").is_none());
+    assert_eq!(
+        m.headers.get("Idempotency-Key").map(|v| v.as_str()),
+        Some("h-1")
+    );
+    assert_eq!(
+        m.headers.get("traceparent").map(|v| v.as_str()),
+        Some(TRACEPARENT)
+    );
+    stream.delete().await;
+}

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use outbox_store::{LocalCluster, PgStore, PgStoreOptions};
 use serde_json::Value;
 use std::io::BufRead;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -209,8 +210,11 @@ async fn prepare(database_url: Option<String>) -> Result<Place, Failure> {
     match database_url {
         Some(url) => {
             let schema = format!("outbox_demo_{}", std::process::id());
-            let dir = std::env::temp_dir().join(&schema);
-            std::fs::create_dir_all(&dir)
+            // The config holds the URL, password and all: a directory only we can read.
+            let dir = std::env::temp_dir().join(format!("{schema}-{:016x}", rand::random::<u64>()));
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
                 .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
             println!(
                 "Using {} in a schema of its own, \"{schema}\", dropped at the end.",
@@ -224,22 +228,24 @@ async fn prepare(database_url: Option<String>) -> Result<Place, Failure> {
             })
         }
         None => {
-            let cluster = LocalCluster::create("outbox-demo").map_err(|e| {
+            let mut cluster = LocalCluster::create("outbox-demo").map_err(|e| {
                 fail(format!(
                     "outbox demo needs PostgreSQL: {e}. Install PostgreSQL's server, or run the demo against a server of yours with --database-url postgres://USER@HOST/DB (it works in a schema of its own and drops it)"
                 ))
             })?;
+            // Its users are trusted: no TCP, only the socket in a directory only we (and the
+            // server) can enter.
+            cluster.set_settings("-c listen_addresses=''");
             cluster
                 .start()
                 .map_err(|e| fail(format!("cannot start the demo's PostgreSQL: {e}")))?;
             println!(
-                "Started a private PostgreSQL {} on 127.0.0.1:{} in {} (deleted at the end).",
+                "Started a private PostgreSQL {} on a Unix socket in {} (deleted at the end).",
                 cluster.version().unwrap_or_default(),
-                cluster.port,
                 cluster.dir().display()
             );
             Ok(Place {
-                url: cluster.url("postgres"),
+                url: cluster.socket_url("postgres"),
                 schema: "public".into(),
                 dir: cluster.dir().to_path_buf(),
                 cluster: Some(cluster),
@@ -250,11 +256,14 @@ async fn prepare(database_url: Option<String>) -> Result<Place, Failure> {
 
 pub async fn demo(database_url: Option<String>) -> Result<u8, Failure> {
     println!("outbox demo: the transactional outbox, end to end, on a throwaway database.");
+    // Ctrl-C from here on ends the demo through the clean-up below, not the default action.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| fail(format!("cannot handle Ctrl-C: {e}")))?;
     let place = prepare(database_url).await?;
     let mut worker: Option<Worker> = None;
     let result = tokio::select! {
         r = walk(&place, &mut worker) => r,
-        _ = tokio::signal::ctrl_c() => Err(fail("interrupted")),
+        _ = interrupt.recv() => Err(fail("interrupted")),
     };
     if let Some(w) = worker.as_mut() {
         w.stop();
@@ -325,7 +334,7 @@ timeout = "2s"
     std::fs::write(&config, &config_text)
         .map_err(|e| fail(format!("cannot write {}: {e}", config.display())))?;
     println!("outbox.toml ({}):", config.display());
-    indent(&config_text);
+    indent(&outbox_core::conf::redact_secrets(&config_text));
     println!("(the Audit API at http://{addr} is part of the demo: it is busy for user-2's first request, and rejects events without a userId)");
 
     title(2, "The tables, from the worker's migrations");

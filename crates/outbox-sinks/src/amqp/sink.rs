@@ -124,13 +124,17 @@ impl AmqpSink {
         for (name, value) in outbox_headers(claimed) {
             put(name, &value);
         }
+        // Short strings hold at most 255 bytes: the id is checked before publishing, a
+        // longer eventType is left out (it is in the body).
         let mut p = BasicProperties::default()
             .with_content_type(content_type.into())
             .with_message_id(e.id.as_str().into())
-            .with_type(e.event_type.as_str().into())
             .with_app_id("outbox".into())
             .with_timestamp(u64::try_from(e.occurred_at.timestamp()).unwrap_or(0))
             .with_headers(headers);
+        if e.event_type.len() <= 255 {
+            p = p.with_type(e.event_type.as_str().into());
+        }
         if self.persistent {
             p = p.with_delivery_mode(2);
         }
@@ -228,6 +232,12 @@ impl Sink for AmqpSink {
             return Outcome::reject(format!(
                 "the routing key is {} bytes; AMQP allows 255",
                 routing_key.len()
+            ));
+        }
+        if claimed.event.id.len() > 255 {
+            return Outcome::reject(format!(
+                "the event id is {} bytes; an AMQP message id holds 255",
+                claimed.event.id.len()
             ));
         }
         let (body, content_type) = match self.encoding.bytes(claimed) {

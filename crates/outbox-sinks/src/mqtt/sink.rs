@@ -23,16 +23,59 @@ use tokio::sync::oneshot;
 
 type Waiter = oneshot::Sender<Result<PubAckReason, String>>;
 
-/// Waiters for packet ids, in publish order, and for PUBACKs, by packet id.
+/// Waiters for packet ids, in publish order (each with an id of its own, so a delivery that
+/// is cancelled before its publish was handed over can take its waiter back out), and for
+/// PUBACKs, by packet id.
 #[derive(Default)]
 struct Waiters {
-    unnumbered: VecDeque<Waiter>,
+    next: u64,
+    unnumbered: VecDeque<(u64, Waiter)>,
     numbered: HashMap<u16, Waiter>,
+}
+
+/// Takes a waiter back out of the queue when dropped before [`Queued::handed`]: the delivery
+/// was cancelled (its budget ran out) or the publish could not be handed over. Left in, it
+/// would be given the packet id of the next publish, and every PUBACK after that would go to
+/// the wrong delivery.
+struct Queued<'a> {
+    waiters: &'a Mutex<Waiters>,
+    id: u64,
+    handed: bool,
+}
+
+impl Queued<'_> {
+    fn push(waiters: &Mutex<Waiters>, waiter: Waiter) -> Queued<'_> {
+        let mut w = lock(waiters);
+        let id = w.next;
+        w.next += 1;
+        w.unnumbered.push_back((id, waiter));
+        Queued {
+            waiters,
+            id,
+            handed: false,
+        }
+    }
+
+    fn handed(mut self) {
+        self.handed = true;
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        if !self.handed {
+            lock(self.waiters)
+                .unnumbered
+                .retain(|(id, _)| *id != self.id);
+        }
+    }
 }
 
 /// One connection to the broker.
 struct Session {
     client: AsyncClient,
+    /// The broker's limit on a packet, from its CONNACK.
+    max_packet: Option<u32>,
     waiters: Arc<Mutex<Waiters>>,
     alive: Arc<AtomicBool>,
     /// Publishes are handed over one at a time, so packet ids come in waiter order.
@@ -57,7 +100,7 @@ async fn drive(mut events: EventLoop, waiters: Arc<Mutex<Waiters>>, alive: Arc<A
         match events.poll().await {
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 let mut w = lock(&waiters);
-                if let Some(waiter) = w.unnumbered.pop_front() {
+                if let Some((_, waiter)) = w.unnumbered.pop_front() {
                     w.numbered.insert(pkid, waiter);
                 }
             }
@@ -75,7 +118,8 @@ async fn drive(mut events: EventLoop, waiters: Arc<Mutex<Waiters>>, alive: Arc<A
     };
     alive.store(false, Ordering::SeqCst);
     let w = std::mem::take(&mut *lock(&waiters));
-    for waiter in w.unnumbered.into_iter().chain(w.numbered.into_values()) {
+    let unnumbered = w.unnumbered.into_iter().map(|(_, waiter)| waiter);
+    for waiter in unnumbered.chain(w.numbered.into_values()) {
         let _ = waiter.send(Err(error.clone()));
     }
 }
@@ -134,15 +178,17 @@ impl MqttSink {
         let connected = tokio::time::timeout(c.timeout, async {
             loop {
                 match events.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        return Ok(ack.properties.and_then(|p| p.max_packet_size))
+                    }
                     Ok(_) => {}
                     Err(e) => return Err(e.to_string()),
                 }
             }
         })
         .await;
-        match connected {
-            Ok(Ok(())) => {}
+        let max_packet = match connected {
+            Ok(Ok(max)) => max,
             Ok(Err(e)) => return Err(format!("cannot connect to {}: {e}", c.shown)),
             Err(_) => {
                 return Err(format!(
@@ -151,12 +197,13 @@ impl MqttSink {
                     format_duration(c.timeout)
                 ))
             }
-        }
+        };
         let waiters = Arc::new(Mutex::new(Waiters::default()));
         let alive = Arc::new(AtomicBool::new(true));
         let task = tokio::spawn(drive(events, waiters.clone(), alive.clone()));
         let session = Arc::new(Session {
             client,
+            max_packet,
             waiters,
             alive,
             handing: tokio::sync::Mutex::new(()),
@@ -180,6 +227,24 @@ impl MqttSink {
             ..Default::default()
         }
     }
+}
+
+/// The size of a QoS 1 PUBLISH packet for `topic`, `properties` and a body of `body`
+/// bytes: the fixed header (at most 5), the topic, the packet id, the properties and the
+/// body.
+fn packet_size(topic: &str, properties: &PublishProperties, body: usize) -> usize {
+    let text = |s: &str| 2 + s.len();
+    let props: usize = properties
+        .user_properties
+        .iter()
+        .map(|(k, v)| 1 + text(k) + text(v))
+        .sum::<usize>()
+        + properties
+            .content_type
+            .as_deref()
+            .map_or(0, |c| 1 + text(c))
+        + properties.payload_format_indicator.map_or(0, |_| 2);
+    5 + text(topic) + 2 + 4 + props + body
 }
 
 /// Whether `topic` can be published to: not empty, no wildcards, no NUL.
@@ -232,10 +297,19 @@ impl Sink for MqttSink {
             Err(e) => return Outcome::retry(e),
         };
         let properties = self.properties(claimed, content_type);
+        // Too big for the broker: the client library would fail the whole session on it.
+        let size = packet_size(&topic, &properties, body.len());
+        if let Some(max) = session.max_packet {
+            if size > max as usize {
+                return Outcome::reject(format!(
+                    "the message is {size} bytes as an MQTT packet, more than the broker's maximum of {max}"
+                ));
+            }
+        }
         let (tx, rx) = oneshot::channel();
         {
             let _turn = session.handing.lock().await;
-            lock(&session.waiters).unnumbered.push_back(tx);
+            let queued = Queued::push(&session.waiters, tx);
             let handed = session
                 .client
                 .publish_with_properties(
@@ -247,9 +321,9 @@ impl Sink for MqttSink {
                 )
                 .await;
             if let Err(e) = handed {
-                lock(&session.waiters).unnumbered.pop_back();
                 return Outcome::retry(format!("cannot publish: {e}"));
             }
+            queued.handed();
         }
         match tokio::time::timeout(self.config.timeout, rx).await {
             Ok(Ok(Ok(reason))) => classify(reason, &topic),
@@ -274,6 +348,26 @@ impl Sink for MqttSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_waiter_whose_publish_was_not_handed_over_leaves_the_queue() {
+        let waiters = Mutex::new(Waiters::default());
+        let (first, _first_rx) = oneshot::channel();
+        let (second, mut second_rx) = oneshot::channel();
+        let (third, _third_rx) = oneshot::channel();
+        Queued::push(&waiters, first).handed();
+        // Cancelled (or failed) before its publish was handed over.
+        drop(Queued::push(&waiters, second));
+        Queued::push(&waiters, third).handed();
+        let w = lock(&waiters);
+        assert_eq!(
+            w.unnumbered.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            [0, 2],
+            "the next packet ids go to the first and third deliveries"
+        );
+        drop(w);
+        assert!(second_rx.try_recv().is_err());
+    }
 
     #[test]
     fn topics_and_reasons_are_classified() {

@@ -14,16 +14,32 @@ use tokio::sync::OnceCell;
 
 /// Publishes to JetStream over one connection, opened at the first delivery and kept (the
 /// client reconnects by itself when the server goes away).
-#[derive(Debug)]
 pub struct NatsSink {
     servers: Vec<ServerAddr>,
     /// The URLs, passwords masked, for messages.
     shown: String,
-    token: Option<String>,
+    /// Credentials: the `token` key, else the first URL's `user:password@` (a user alone is
+    /// a token, as in the NATS CLI).
+    auth: Auth,
     subject: Template,
     timeout: Duration,
     encoding: Encoding,
     js: OnceCell<Context>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Auth {
+    None,
+    Token(String),
+    UserPassword(String, String),
+}
+
+impl std::fmt::Debug for NatsSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsSink")
+            .field("url", &self.shown)
+            .finish_non_exhaustive()
+    }
 }
 
 impl NatsSink {
@@ -38,10 +54,21 @@ impl NatsSink {
                     .map_err(|e| format!("url: '{}': {e}", redact_secrets(u.trim())))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let auth = match (&config.token, servers.first()) {
+            (Some(token), _) => Auth::Token(token.clone()),
+            (None, Some(first)) => match (first.username(), first.password()) {
+                (Some(user), Some(password)) => {
+                    Auth::UserPassword(user.to_string(), password.to_string())
+                }
+                (Some(token), None) => Auth::Token(token.to_string()),
+                _ => Auth::None,
+            },
+            (None, None) => Auth::None,
+        };
         Ok(NatsSink {
             servers,
             shown: redact_secrets(&config.url),
-            token: config.token.clone(),
+            auth,
             subject: config.subject.clone(),
             timeout: config.timeout,
             encoding: config.encoding.clone(),
@@ -56,8 +83,12 @@ impl NatsSink {
                     .name(concat!("outbox/", env!("CARGO_PKG_VERSION")))
                     .connection_timeout(self.timeout)
                     .max_reconnects(None);
-                if let Some(token) = &self.token {
-                    options = options.token(token.clone());
+                match self.auth.clone() {
+                    Auth::None => {}
+                    Auth::Token(token) => options = options.token(token),
+                    Auth::UserPassword(user, password) => {
+                        options = options.user_and_password(user, password)
+                    }
                 }
                 let client = options.connect(self.servers.clone()).await.map_err(|e| {
                     format!(
@@ -73,8 +104,17 @@ impl NatsSink {
 
     fn headers(&self, claimed: &ClaimedEvent, content_type: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
+        // NATS writes headers as `name: value` lines, unescaped: a name or value that could
+        // break a line is left out, and so are the server's own `Nats-*` headers (a producer
+        // must not set the message id, a rollup or an expected sequence).
         for (name, value) in event_headers(claimed) {
-            if !name.eq_ignore_ascii_case(NATS_MESSAGE_ID.as_ref()) {
+            let bad_name = name.is_empty()
+                || name
+                    .get(..5)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("nats-"))
+                || name.bytes().any(|b| b <= b' ' || b == b':' || b == 127);
+            let bad_value = value.bytes().any(|b| b == b'\r' || b == b'\n');
+            if !bad_name && !bad_value {
                 h.insert(name.as_str(), value.as_str());
             }
         }
@@ -86,6 +126,22 @@ impl NatsSink {
         h.insert(NATS_MESSAGE_ID, claimed.event.id.as_str());
         h
     }
+}
+
+/// The size of `headers` on the wire: `NATS/1.0\r\n`, a `name: value\r\n` line per value,
+/// and a closing `\r\n`.
+fn header_bytes(headers: &HeaderMap) -> usize {
+    let lines: usize = headers
+        .iter()
+        .map(|(name, values)| {
+            let name: &str = name.as_ref();
+            values
+                .iter()
+                .map(|v| name.len() + 2 + v.as_str().len() + 2)
+                .sum::<usize>()
+        })
+        .sum();
+    10 + lines + 2
 }
 
 /// Whether `subject` can be published to: non-empty tokens separated by dots, no
@@ -139,14 +195,15 @@ impl Sink for NatsSink {
             Ok(js) => js,
             Err(e) => return Outcome::retry(e),
         };
+        let headers = self.headers(claimed, content_type);
+        // The server's limit covers the headers and the body.
+        let size = body.len() + header_bytes(&headers);
         let max = js.client().server_info().max_payload;
-        if max > 0 && body.len() > max {
+        if max > 0 && size > max {
             return Outcome::reject(format!(
-                "the message is {} bytes, more than the server's max_payload of {max}",
-                body.len()
+                "the message is {size} bytes with its headers, more than the server's max_payload of {max}"
             ));
         }
-        let headers = self.headers(claimed, content_type);
         let result = match js
             .publish_with_headers(subject.clone(), headers, body.into())
             .await

@@ -3,6 +3,7 @@
 //! authentication for the `postgres` user. For `outbox demo` and tests; never a server
 //! anyone else uses. Stopped and deleted on drop.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -77,7 +78,11 @@ impl LocalCluster {
         }
         let port = free_port()?;
         let dir = std::env::temp_dir().join(format!("{prefix}-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir)
+        // Only its owner (and we, or root) may enter: the socket and the data live there.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let cluster = LocalCluster {
             port,
@@ -128,14 +133,16 @@ impl LocalCluster {
         &self.dir
     }
 
-    /// The server's major version, from its binaries' directory (e.g. `15`), if known.
+    /// The server's version (e.g. `15.20`), as `pg_ctl --version` says, if it says.
     pub fn version(&self) -> Option<String> {
         let out = Command::new(self.bin.join("pg_ctl"))
             .arg("--version")
             .output()
             .ok()?;
+        // `pg_ctl (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)`
         let text = String::from_utf8_lossy(&out.stdout);
-        text.split_whitespace().last().map(str::to_string)
+        let after = text.split_once("(PostgreSQL)")?.1;
+        after.split_whitespace().next().map(str::to_string)
     }
 
     /// Extra server settings for the next start, e.g. `-c ssl=on`.
@@ -207,6 +214,16 @@ impl LocalCluster {
     /// The URL of database `name` on this cluster.
     pub fn url(&self, name: &str) -> String {
         format!("{}/{name}", self.base())
+    }
+
+    /// A connection string for database `name` over the Unix socket in the cluster's
+    /// directory (the only way in when TCP is off).
+    pub fn socket_url(&self, name: &str) -> String {
+        format!(
+            "host={} port={} user=postgres dbname={name}",
+            self.dir.display(),
+            self.port
+        )
     }
 
     /// The URL without a database.

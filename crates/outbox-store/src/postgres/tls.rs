@@ -131,11 +131,12 @@ pub fn split(url: &str) -> Result<(String, TlsParams), String> {
         }
     } else {
         let mut kept = Vec::new();
-        for token in key_values(url) {
-            let (k, v) = token.split_once('=').unwrap_or((token.as_str(), ""));
-            let (k, v) = (k.trim(), v.trim());
-            if !take(k, unquote(v).as_str())? {
-                kept.push(token.clone());
+        for (k, v) in key_values(url)? {
+            if !take(&k, &v)? {
+                kept.push(format!(
+                    "{k}='{}'",
+                    v.replace('\\', "\\\\").replace('\'', "\\'")
+                ));
             }
         }
         kept.join(" ")
@@ -166,52 +167,62 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The `key=value` tokens of a libpq connection string (values may be 'quoted').
-fn key_values(s: &str) -> Vec<String> {
-    let mut tokens = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if quoted => {
-                current.push(c);
-                if let Some(next) = chars.next() {
-                    current.push(next);
+/// The `key = value` pairs of a libpq connection string: keys are words, `=` may have
+/// spaces around it, values are a word or 'single-quoted' (with `\'` and `\\` escapes).
+fn key_values(s: &str) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    let mut chars = s.chars().peekable();
+    let skip_spaces = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+    };
+    loop {
+        skip_spaces(&mut chars);
+        if chars.peek().is_none() {
+            return Ok(pairs);
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        skip_spaces(&mut chars);
+        if chars.next() != Some('=') {
+            return Err(format!(
+                "missing \"=\" after \"{key}\" in the connection string"
+            ));
+        }
+        skip_spaces(&mut chars);
+        let mut value = String::new();
+        if chars.peek() == Some(&'\'') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('\\') => value.extend(chars.next()),
+                    Some('\'') => break,
+                    Some(c) => value.push(c),
+                    None => return Err(format!("unterminated quoted value for \"{key}\"")),
                 }
             }
-            '\'' => {
-                quoted = !quoted;
-                current.push(c);
-            }
-            c if c.is_whitespace() && !quoted => {
-                if !current.is_empty() {
-                    tokens.push(std::mem::take(&mut current));
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                chars.next();
+                if c == '\\' {
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
                 }
             }
-            c => current.push(c),
         }
+        pairs.push((key, value));
     }
-    if !current.is_empty() {
-        tokens.push(current);
-    }
-    // `key = value` with spaces around `=`: join the pieces back.
-    let mut joined: Vec<String> = Vec::new();
-    for t in tokens {
-        match joined.last_mut() {
-            Some(last) if last.ends_with('=') || t.starts_with('=') => last.push_str(&t),
-            _ => joined.push(t),
-        }
-    }
-    joined
-}
-
-fn unquote(v: &str) -> String {
-    let inner = v
-        .strip_prefix('\'')
-        .and_then(|v| v.strip_suffix('\''))
-        .unwrap_or(v);
-    inner.replace("\\'", "'").replace("\\\\", "\\")
 }
 
 /// The rustls connector for `params`.
@@ -369,9 +380,28 @@ mod tests {
         let (rest, p) =
             split("host=db user=app sslmode = verify-ca sslrootcert='/etc/my ca.pem' dbname=x")
                 .unwrap();
-        assert_eq!(rest, "host=db user=app dbname=x");
+        assert_eq!(rest, "host='db' user='app' dbname='x'");
         assert_eq!(p.mode, Mode::VerifyCa);
         assert_eq!(p.root_cert, Some(PathBuf::from("/etc/my ca.pem")));
+    }
+
+    #[test]
+    fn values_ending_in_equals_signs_and_quotes_survive() {
+        let (rest, p) = split(
+            r"host=db password=c2VjcmV0== dbname=app options='-c a=b' application_name=it\'s",
+        )
+        .unwrap();
+        assert_eq!(
+            rest,
+            r"host='db' password='c2VjcmV0==' dbname='app' options='-c a=b' application_name='it\'s'"
+        );
+        assert_eq!(p.mode, Mode::Prefer);
+        let config: tokio_postgres::Config = rest.parse().unwrap();
+        assert_eq!(config.get_password(), Some(&b"c2VjcmV0=="[..]));
+        assert_eq!(config.get_dbname(), Some("app"));
+        assert_eq!(config.get_application_name(), Some("it's"));
+        assert!(split("host=db password").is_err());
+        assert!(split("host='db").is_err());
     }
 
     #[test]
