@@ -16,6 +16,8 @@ pub mod nats;
 pub mod redis;
 #[cfg(test)]
 mod test_support;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use outbox_core::conf::{Issue, Section};
 use outbox_core::Sink;

@@ -3,7 +3,6 @@
 
 use outbox_store::LocalCluster;
 use std::path::PathBuf;
-use std::process::Command;
 
 /// A private cluster; stopped and deleted on drop.
 pub struct PrivateCluster {
@@ -28,66 +27,17 @@ impl PrivateCluster {
     pub fn start_with_tls() -> (PrivateCluster, PathBuf) {
         let mut inner = LocalCluster::create("outbox-pg").expect("a private cluster");
         let tls = inner.dir().join("tls");
-        std::fs::create_dir_all(&tls).unwrap();
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .current_dir(&tls)
-                .args(args)
-                .output()
-                .expect("openssl");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=outbox test CA"];
-        ca.extend(ec);
-        ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
-        openssl(&ca);
-        let mut csr = vec!["req", "-subj", "/CN=localhost"];
-        csr.extend(ec);
-        csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
-        openssl(&csr);
-        std::fs::write(tls.join("ext.cnf"), "subjectAltName=DNS:localhost\n").unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "server.crt",
-        ]);
+        let files = crate::TestCa::new(&tls, "DNS:localhost");
         inner.give_to_postgres(&tls).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            tls.join("server.key"),
-            std::fs::Permissions::from_mode(0o600),
-        )
-        .unwrap();
+        std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(0o600)).unwrap();
         inner.set_settings(format!(
             "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
-            tls.join("server.crt").display(),
-            tls.join("server.key").display()
+            files.cert.display(),
+            files.key.display()
         ));
         inner.start().expect("start the private cluster with TLS");
-        let ca = tls.join("ca.pem");
+        let ca = files.ca;
         (
             PrivateCluster {
                 port: inner.port,

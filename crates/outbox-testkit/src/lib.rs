@@ -4,8 +4,10 @@
 
 mod cluster;
 mod sinks;
+mod tls;
 pub use cluster::PrivateCluster;
 pub use sinks::{build_sink, claimed_event, TRACEPARENT};
+pub use tls::TestCa;
 pub use tokio_postgres::Client;
 
 use axum::body::Bytes;

@@ -13,6 +13,10 @@ pub struct MqttSinkConfig {
     pub port: u16,
     /// From the URL's `user:password@`, if any.
     pub credentials: Option<Credentials>,
+    /// `mqtts://`: TLS, trusting `ca_file`'s CAs or the public roots.
+    pub tls: bool,
+    /// A PEM file of the CAs to trust instead of the public roots.
+    pub ca_file: Option<std::path::PathBuf>,
     /// The topic each event is published to (placeholders allowed).
     pub topic: Template,
     /// MQTT client id; a random `outbox-…` one per connection when absent.
@@ -33,6 +37,7 @@ pub struct MqttSinkConfig {
 pub const KEYS: &[&str] = &[
     "type",
     "url",
+    "ca_file",
     "topic",
     "client_id",
     "retain",
@@ -45,14 +50,20 @@ pub const KEYS: &[&str] = &[
 /// A user name and password.
 type Credentials = (String, String);
 
-/// `mqtt://[user:password@]host[:port]` → (host, port, credentials).
-fn parse_url(url: &str) -> Result<(String, u16, Option<Credentials>), String> {
-    let rest = match url.split_once("://") {
-        Some(("mqtt" | "tcp", rest)) => rest,
-        Some(("mqtts" | "ssl", _)) => {
-            return Err("TLS to the broker (mqtts://) is not in this version; use mqtt://".into())
-        }
-        _ => return Err("use mqtt://host:1883".into()),
+/// A broker's address from its URL.
+struct Address {
+    host: String,
+    port: u16,
+    credentials: Option<Credentials>,
+    tls: bool,
+}
+
+/// `mqtt[s]://[user:password@]host[:port]`.
+fn parse_url(url: &str) -> Result<Address, String> {
+    let (rest, tls) = match url.split_once("://") {
+        Some(("mqtt" | "tcp", rest)) => (rest, false),
+        Some(("mqtts" | "ssl", rest)) => (rest, true),
+        _ => return Err("use mqtt://host:1883 (or mqtts://host:8883 for TLS)".into()),
     };
     let rest = rest.trim_end_matches('/');
     let (userinfo, hostport) = match rest.rsplit_once('@') {
@@ -69,12 +80,17 @@ fn parse_url(url: &str) -> Result<(String, u16, Option<Credentials>), String> {
             p.parse::<u16>()
                 .map_err(|_| format!("port '{p}' is not a number"))?,
         ),
-        None => (hostport.to_string(), 1883),
+        None => (hostport.to_string(), if tls { 8883 } else { 1883 }),
     };
     if host.is_empty() || host.contains('/') {
-        return Err("use mqtt://host:1883".into());
+        return Err("use mqtt://host:1883 (or mqtts://host:8883 for TLS)".into());
     }
-    Ok((host, port, credentials))
+    Ok(Address {
+        host,
+        port,
+        credentials,
+        tls,
+    })
 }
 
 impl MqttSinkConfig {
@@ -94,6 +110,10 @@ impl MqttSinkConfig {
                 None
             }
         });
+        let ca_file = crate::tls::read_ca_file(&mut s);
+        if ca_file.is_some() && parsed.as_ref().is_some_and(|a| !a.tls) {
+            s.issue("ca_file", "is for TLS: use an mqtts:// url");
+        }
         let topic = Template::read(&mut s, "topic", "{routingKey}");
         let client_id = s.string("client_id");
         let retain = s.boolean("retain", false);
@@ -103,11 +123,18 @@ impl MqttSinkConfig {
         if issues.len() > before {
             return None;
         }
-        let (host, port, credentials) = parsed?;
+        let Address {
+            host,
+            port,
+            credentials,
+            tls,
+        } = parsed?;
         Some(MqttSinkConfig {
             host,
             port,
             credentials,
+            tls,
+            ca_file,
             topic,
             client_id,
             retain,
@@ -138,7 +165,7 @@ mod tests {
         assert_eq!(c.max_size, 256 * 1024);
 
         let (c, issues) = read(
-            "type = \"mqtt\"\nurl = \"mqtts://u:pw@b:8883\"\ntopic = \"a/{x}\"\nqos = 2\nretain = 1",
+            "type = \"mqtt\"\nurl = \"http://u:pw@b:8883\"\ntopic = \"a/{x}\"\nqos = 2\nretain = 1",
         );
         assert!(c.is_none());
         crate::test_support::assert_names(&issues, &["url", "topic", "qos", "retain"]);

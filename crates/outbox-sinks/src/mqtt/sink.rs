@@ -14,7 +14,7 @@ use outbox_core::{ClaimedEvent, Outcome, Sink};
 use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
-use rumqttc::Outgoing;
+use rumqttc::{Outgoing, TlsConfiguration, Transport};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -172,6 +172,12 @@ impl MqttSink {
             .set_connection_timeout(c.timeout.as_secs().max(1));
         if let Some((user, password)) = &c.credentials {
             options.set_credentials(user.clone(), password.clone());
+        }
+        if c.tls {
+            let config = crate::tls::client_config(c.ca_file.as_deref())?;
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                Arc::new(config),
+            )));
         }
         let (client, mut events) = AsyncClient::new(options, 256);
         // The first event is the CONNACK, or the reason there is none.

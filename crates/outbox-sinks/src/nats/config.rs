@@ -15,13 +15,15 @@ pub struct NatsSinkConfig {
     pub timeout: Duration,
     /// A token for token authentication.
     pub token: Option<String>,
+    /// A PEM file of the CAs to trust instead of the public roots (TLS).
+    pub ca_file: Option<std::path::PathBuf>,
     /// Body format and CloudEvents source.
     pub encoding: Encoding,
 }
 
 /// The keys this sink accepts.
 pub const KEYS: &[&str] = &[
-    "type", "url", "subject", "timeout", "token", "format", "source",
+    "type", "url", "subject", "timeout", "token", "ca_file", "format", "source",
 ];
 
 impl NatsSinkConfig {
@@ -46,6 +48,7 @@ impl NatsSinkConfig {
         let subject = Template::read(&mut s, "subject", "{routingKey}");
         let timeout = s.duration("timeout", Duration::from_millis(1), Duration::from_secs(5));
         let token = s.string("token");
+        let ca_file = crate::tls::read_ca_file(&mut s);
         let encoding = Encoding::read(&mut s);
         if issues.len() > before {
             return None;
@@ -55,6 +58,7 @@ impl NatsSinkConfig {
             subject,
             timeout,
             token,
+            ca_file,
             encoding,
         })
     }

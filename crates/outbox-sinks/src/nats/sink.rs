@@ -21,6 +21,8 @@ pub struct NatsSink {
     /// Credentials: the `token` key, else the first URL's `user:password@` (a user alone is
     /// a token, as in the NATS CLI).
     auth: Auth,
+    /// TLS (a `tls://` server, or a `ca_file`), with the CAs of that file if given.
+    tls: Option<Option<std::path::PathBuf>>,
     subject: Template,
     timeout: Duration,
     encoding: Encoding,
@@ -65,10 +67,16 @@ impl NatsSink {
             },
             (None, None) => Auth::None,
         };
+        let tls_url = config
+            .url
+            .split(',')
+            .any(|u| u.trim().starts_with("tls://"));
+        let tls = (tls_url || config.ca_file.is_some()).then(|| config.ca_file.clone());
         Ok(NatsSink {
             servers,
             shown: redact_secrets(&config.url),
             auth,
+            tls,
             subject: config.subject.clone(),
             timeout: config.timeout,
             encoding: config.encoding.clone(),
@@ -83,6 +91,10 @@ impl NatsSink {
                     .name(concat!("outbox/", env!("CARGO_PKG_VERSION")))
                     .connection_timeout(self.timeout)
                     .max_reconnects(None);
+                if let Some(ca_file) = &self.tls {
+                    let config = crate::tls::client_config(ca_file.as_deref())?;
+                    options = options.tls_client_config(config).require_tls(true);
+                }
                 match self.auth.clone() {
                     Auth::None => {}
                     Auth::Token(token) => options = options.token(token),

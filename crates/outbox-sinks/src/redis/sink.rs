@@ -36,8 +36,23 @@ impl RedisSink {
     /// Builds the sink from a validated config (no I/O).
     pub fn new(config: &RedisSinkConfig) -> Result<RedisSink, String> {
         let shown = redact_secrets(&config.url);
-        let client =
-            redis::Client::open(config.url.as_str()).map_err(|e| format!("url: '{shown}': {e}"))?;
+        let bad_url = |e: redis::RedisError| format!("url: '{shown}': {e}");
+        let client = if config.url.starts_with("rediss://") {
+            crate::tls::install_default_provider();
+            match &config.ca_file {
+                Some(ca) => redis::Client::build_with_tls(
+                    config.url.as_str(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(crate::tls::ca_bytes(ca)?),
+                    },
+                )
+                .map_err(bad_url)?,
+                None => redis::Client::open(config.url.as_str()).map_err(bad_url)?,
+            }
+        } else {
+            redis::Client::open(config.url.as_str()).map_err(bad_url)?
+        };
         Ok(RedisSink {
             client,
             shown,

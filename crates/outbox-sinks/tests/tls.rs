@@ -1,0 +1,222 @@
+//! TLS to brokers: a private CA's server on a free port for each broker (Redis, Mosquitto,
+//! NATS), reached with `ca_file` and refused without it.
+
+use outbox_core::{Outcome, Sink};
+use outbox_testkit::{build_sink, claimed_event, TestCa};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A server process of the test's own, with its TLS files; killed and deleted on drop.
+struct Server {
+    port: u16,
+    ca: TestCa,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn prepare(name: &str) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("outbox-{name}-tls-{port}"));
+        let ca = TestCa::new(&dir, "DNS:localhost,IP:127.0.0.1");
+        Server {
+            port,
+            ca,
+            dir,
+            child: None,
+        }
+    }
+
+    fn spawn(&mut self, program: &str, args: &[&str]) {
+        let child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        self.child = Some(child);
+    }
+
+    fn path(p: &std::path::Path) -> String {
+        p.display().to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Delivers until the server has come up (it may take a moment to listen).
+async fn deliver_when_up(sink: &Arc<dyn Sink>) -> Outcome {
+    let mut outcome = Outcome::retry("not tried");
+    for i in 0..60 {
+        outcome = sink.deliver(&claimed_event(&format!("up-{i}"))).await;
+        if outcome == Outcome::Delivered {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    outcome
+}
+
+fn assert_refused(outcome: Outcome) {
+    match outcome {
+        Outcome::Retry { reason, .. } => {
+            assert!(reason.contains("cannot connect"), "{reason}")
+        }
+        other => panic!("a server whose CA is not trusted is refused: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn redis_over_tls_with_a_private_ca() {
+    let mut server = Server::prepare("redis");
+    let (cert, key, ca) = (
+        Server::path(&server.ca.cert),
+        Server::path(&server.ca.key),
+        Server::path(&server.ca.ca),
+    );
+    let port = server.port.to_string();
+    server.spawn(
+        "redis-server",
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+    );
+    let url = format!("rediss://127.0.0.1:{port}");
+    let trusted = build_sink(&format!(
+        "type = \"redis\"\nurl = \"{url}\"\nca_file = \"{ca}\"\nstream = \"s\"\ntimeout = \"1s\""
+    ));
+    assert_eq!(deliver_when_up(&trusted).await, Outcome::Delivered);
+    let untrusted = build_sink(&format!(
+        "type = \"redis\"\nurl = \"{url}\"\nstream = \"s\"\ntimeout = \"1s\""
+    ));
+    assert_refused(untrusted.deliver(&claimed_event("u-1")).await);
+}
+
+#[tokio::test]
+async fn mqtt_over_tls_with_a_private_ca() {
+    let mut server = Server::prepare("mqtt");
+    let conf = server.dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\nlistener {} 127.0.0.1\nallow_anonymous true\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            server.port,
+            Server::path(&server.ca.ca),
+            Server::path(&server.ca.cert),
+            Server::path(&server.ca.key)
+        ),
+    )
+    .unwrap();
+    server.spawn("mosquitto", &["-c", &Server::path(&conf)]);
+    let url = format!("mqtts://127.0.0.1:{}", server.port);
+    let ca = Server::path(&server.ca.ca);
+    let trusted = build_sink(&format!(
+        "type = \"mqtt\"\nurl = \"{url}\"\nca_file = \"{ca}\"\ntopic = \"t/x\"\ntimeout = \"1s\""
+    ));
+    assert_eq!(deliver_when_up(&trusted).await, Outcome::Delivered);
+    let untrusted = build_sink(&format!(
+        "type = \"mqtt\"\nurl = \"{url}\"\ntopic = \"t/x\"\ntimeout = \"1s\""
+    ));
+    assert_refused(untrusted.deliver(&claimed_event("u-1")).await);
+}
+
+#[tokio::test]
+async fn nats_over_tls_with_a_private_ca() {
+    let mut server = Server::prepare("nats");
+    let port = server.port.to_string();
+    let store = Server::path(&server.dir.join("js"));
+    let (cert, key, ca) = (
+        Server::path(&server.ca.cert),
+        Server::path(&server.ca.key),
+        Server::path(&server.ca.ca),
+    );
+    let program = if Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        "nats-server"
+    } else {
+        "/usr/sbin/nats-server"
+    };
+    server.spawn(
+        program,
+        &[
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-js",
+            "-sd",
+            &store,
+            "--tls",
+            "--tlscert",
+            &cert,
+            "--tlskey",
+            &key,
+        ],
+    );
+    // A stream for the subject, made over TLS too.
+    let mut client = None;
+    for _ in 0..60 {
+        let options = async_nats::ConnectOptions::new()
+            .add_root_certificates(server.ca.ca.clone())
+            .require_tls(true);
+        if let Ok(c) = options.connect(format!("tls://127.0.0.1:{port}")).await {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let js = async_nats::jetstream::new(client.expect("the TLS nats-server comes up"));
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "TLS".into(),
+        subjects: vec!["tls.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let url = format!("tls://127.0.0.1:{port}");
+    let trusted = build_sink(&format!(
+        "type = \"nats\"\nurl = \"{url}\"\nca_file = \"{ca}\"\nsubject = \"tls.x\"\ntimeout = \"1s\""
+    ));
+    assert_eq!(
+        trusted.deliver(&claimed_event("t-1")).await,
+        Outcome::Delivered
+    );
+    let untrusted = build_sink(&format!(
+        "type = \"nats\"\nurl = \"{url}\"\nsubject = \"tls.x\"\ntimeout = \"1s\""
+    ));
+    assert_refused(untrusted.deliver(&claimed_event("u-1")).await);
+}
