@@ -216,3 +216,33 @@ async fn a_message_over_the_brokers_packet_limit_fails_alone() {
         Outcome::Delivered
     );
 }
+
+#[tokio::test]
+async fn mqtt_3_1_1_publishes_the_body_and_matches_each_puback() {
+    let prefix = format!("outbox-test-{:x}", rand::random::<u64>());
+    let (_sub, mut received) = subscribe(&format!("{prefix}/#")).await;
+    let sink = sink(
+        "mqtt://127.0.0.1:1883",
+        &format!("protocol = \"3.1.1\"\ntopic = \"{prefix}/{{routingKey}}\""),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let sink = sink.clone();
+        tasks.spawn(async move { sink.deliver(&claimed_event(&format!("v3-{i}"))).await });
+    }
+    while let Some(outcome) = tasks.join_next().await {
+        assert_eq!(outcome.unwrap(), Outcome::Delivered);
+    }
+    let mut ids = std::collections::HashSet::new();
+    while ids.len() < 100 {
+        let p = tokio::time::timeout(Duration::from_secs(10), received.recv())
+            .await
+            .expect("all 100 arrive")
+            .unwrap();
+        // MQTT 3.1.1 has no properties: the envelope in the body carries the id.
+        let user_properties = p.properties.map(|p| p.user_properties).unwrap_or_default();
+        assert!(user_properties.is_empty());
+        let body: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+        ids.insert(body["id"].as_str().unwrap().to_string());
+    }
+}

@@ -13,6 +13,8 @@ pub struct MqttSinkConfig {
     pub port: u16,
     /// From the URL's `user:password@`, if any.
     pub credentials: Option<Credentials>,
+    /// The protocol version (`protocol = "5"` or `"3.1.1"`).
+    pub version: super::Version,
     /// `mqtts://`: TLS, trusting `ca_file`'s CAs or the public roots.
     pub tls: bool,
     /// A PEM file of the CAs to trust instead of the public roots.
@@ -37,6 +39,7 @@ pub struct MqttSinkConfig {
 pub const KEYS: &[&str] = &[
     "type",
     "url",
+    "protocol",
     "ca_file",
     "topic",
     "client_id",
@@ -114,6 +117,14 @@ impl MqttSinkConfig {
         if ca_file.is_some() && parsed.as_ref().is_some_and(|a| !a.tls) {
             s.issue("ca_file", "is for TLS: use an mqtts:// url");
         }
+        // `protocol = 5` (a number) is taken too.
+        let version = match s.value("protocol") {
+            Some(toml::Value::Integer(5)) => super::Version::V5,
+            _ => match s.choice("protocol", &["5", "3.1.1"], "5").as_str() {
+                "3.1.1" => super::Version::V311,
+                _ => super::Version::V5,
+            },
+        };
         let topic = Template::read(&mut s, "topic", "{routingKey}");
         let client_id = s.string("client_id");
         let retain = s.boolean("retain", false);
@@ -133,6 +144,7 @@ impl MqttSinkConfig {
             host,
             port,
             credentials,
+            version,
             tls,
             ca_file,
             topic,
@@ -172,5 +184,16 @@ mod tests {
         let joined = issues.join("\n");
         assert!(!joined.contains(":pw@"), "{joined}");
         assert!(read("type = \"mqtt\"\nurl = \"mqtt://b:x\"").1[0].contains("port 'x'"));
+        let v = |p: &str| {
+            read(&format!(
+                "type = \"mqtt\"\nurl = \"mqtt://b\"\nprotocol = {p}"
+            ))
+        };
+        assert_eq!(
+            v("\"3.1.1\"").0.unwrap().version,
+            crate::mqtt::Version::V311
+        );
+        assert_eq!(v("5").0.unwrap().version, crate::mqtt::Version::V5);
+        assert!(v("\"4\"").1[0].contains("sinks.s.protocol"));
     }
 }

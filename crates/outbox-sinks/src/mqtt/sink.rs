@@ -1,4 +1,5 @@
-//! The MQTT sink: QoS 1 publishes over one MQTT 5 session, each delivered on its PUBACK.
+//! The MQTT sink: QoS 1 publishes over one session (MQTT 5 or 3.1.1), each delivered on its
+//! PUBACK.
 //!
 //! The client library reports a publish's packet id only as an event of its event loop, in
 //! the order the publishes were handed to it. So publishes are handed over one at a time,
@@ -7,18 +8,15 @@
 //! waiter gets the error and the next delivery opens a new session.
 
 use super::config::MqttSinkConfig;
+use super::protocol::{self, Client, Happened, Loop};
 use crate::message::{event_headers, outbox_headers, Encoding, Template};
 use async_trait::async_trait;
 use outbox_core::conf::format_duration;
 use outbox_core::{ClaimedEvent, Outcome, Sink};
-use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, PublishProperties};
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
-use rumqttc::{Outgoing, TlsConfiguration, Transport};
+use rumqttc::v5::mqttbytes::v5::{PubAckReason, PublishProperties};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::oneshot;
 
 type Waiter = oneshot::Sender<Result<PubAckReason, String>>;
@@ -73,7 +71,7 @@ impl Drop for Queued<'_> {
 
 /// One connection to the broker.
 struct Session {
-    client: AsyncClient,
+    client: Client,
     /// The broker's limit on a packet, from its CONNACK.
     max_packet: Option<u32>,
     waiters: Arc<Mutex<Waiters>>,
@@ -95,25 +93,22 @@ fn lock(w: &Mutex<Waiters>) -> std::sync::MutexGuard<'_, Waiters> {
 
 /// Drives the event loop: numbers waiters, answers them on PUBACK, fails them all when the
 /// session ends.
-async fn drive(mut events: EventLoop, waiters: Arc<Mutex<Waiters>>, alive: Arc<AtomicBool>) {
+async fn drive(mut events: Loop, waiters: Arc<Mutex<Waiters>>, alive: Arc<AtomicBool>) {
     let error = loop {
-        match events.poll().await {
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+        match events.next().await {
+            Happened::Numbered(pkid) => {
                 let mut w = lock(&waiters);
                 if let Some((_, waiter)) = w.unnumbered.pop_front() {
                     w.numbered.insert(pkid, waiter);
                 }
             }
-            Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                if let Some(waiter) = lock(&waiters).numbered.remove(&ack.pkid) {
-                    let _ = waiter.send(Ok(ack.reason));
+            Happened::Acked(pkid, reason) => {
+                if let Some(waiter) = lock(&waiters).numbered.remove(&pkid) {
+                    let _ = waiter.send(Ok(reason));
                 }
             }
-            Ok(Event::Incoming(Packet::Disconnect(d))) => {
-                break format!("the broker disconnected: {:?}", d.reason_code);
-            }
-            Ok(_) => {}
-            Err(e) => break format!("the connection to the broker failed: {e}"),
+            Happened::Ended(why) => break why,
+            Happened::Other => {}
         }
     };
     alive.store(false, Ordering::SeqCst);
@@ -124,7 +119,7 @@ async fn drive(mut events: EventLoop, waiters: Arc<Mutex<Waiters>>, alive: Arc<A
     }
 }
 
-/// Publishes to an MQTT 5 broker with QoS 1.
+/// Publishes to an MQTT broker with QoS 1.
 pub struct MqttSink {
     config: MqttSinkConfig,
     topic: Template,
@@ -165,45 +160,7 @@ impl MqttSink {
             .client_id
             .clone()
             .unwrap_or_else(|| format!("outbox-{:016x}", rand::random::<u64>()));
-        let mut options = MqttOptions::new(id, c.host.clone(), c.port);
-        options
-            .set_keep_alive(Duration::from_secs(30))
-            .set_clean_start(true)
-            .set_connection_timeout(c.timeout.as_secs().max(1));
-        if let Some((user, password)) = &c.credentials {
-            options.set_credentials(user.clone(), password.clone());
-        }
-        if c.tls {
-            let config = crate::tls::client_config(c.ca_file.as_deref())?;
-            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                Arc::new(config),
-            )));
-        }
-        let (client, mut events) = AsyncClient::new(options, 256);
-        // The first event is the CONNACK, or the reason there is none.
-        let connected = tokio::time::timeout(c.timeout, async {
-            loop {
-                match events.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                        return Ok(ack.properties.and_then(|p| p.max_packet_size))
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
-        })
-        .await;
-        let max_packet = match connected {
-            Ok(Ok(max)) => max,
-            Ok(Err(e)) => return Err(format!("cannot connect to {}: {e}", c.shown)),
-            Err(_) => {
-                return Err(format!(
-                    "cannot connect to {} within {}",
-                    c.shown,
-                    format_duration(c.timeout)
-                ))
-            }
-        };
+        let (client, events, max_packet) = protocol::connect(c, id).await?;
         let waiters = Arc::new(Mutex::new(Waiters::default()));
         let alive = Arc::new(AtomicBool::new(true));
         let task = tokio::spawn(drive(events, waiters.clone(), alive.clone()));
@@ -318,13 +275,7 @@ impl Sink for MqttSink {
             let queued = Queued::push(&session.waiters, tx);
             let handed = session
                 .client
-                .publish_with_properties(
-                    topic.clone(),
-                    QoS::AtLeastOnce,
-                    self.config.retain,
-                    body,
-                    properties,
-                )
+                .publish(topic.clone(), self.config.retain, body, properties)
                 .await;
             if let Err(e) = handed {
                 return Outcome::retry(format!("cannot publish: {e}"));
