@@ -34,10 +34,10 @@ pub(super) enum Client {
     V311(rumqttc::AsyncClient),
 }
 
-/// The event loop that does the network work.
+/// The event loop that does the network work (boxed: the two differ much in size).
 pub(super) enum Loop {
-    V5(rumqttc::v5::EventLoop),
-    V311(rumqttc::EventLoop),
+    V5(Box<rumqttc::v5::EventLoop>),
+    V311(Box<rumqttc::EventLoop>),
 }
 
 impl Client {
@@ -125,7 +125,7 @@ pub(super) async fn connect(
                 o.set_transport(t);
             }
             let (client, events) = rumqttc::v5::AsyncClient::new(o, 256);
-            (Client::V5(client), Loop::V5(events))
+            (Client::V5(client), Loop::V5(Box::new(events)))
         }
         Version::V311 => {
             let mut o = rumqttc::MqttOptions::new(client_id, c.host.clone(), c.port);
@@ -139,7 +139,7 @@ pub(super) async fn connect(
                 o.set_transport(t);
             }
             let (client, events) = rumqttc::AsyncClient::new(o, 256);
-            (Client::V311(client), Loop::V311(events))
+            (Client::V311(client), Loop::V311(Box::new(events)))
         }
     };
     let connected = tokio::time::timeout(c.timeout, async {
