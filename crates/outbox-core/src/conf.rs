@@ -272,6 +272,26 @@ impl<'a> Section<'a> {
     }
 }
 
+/// `%XX` sequences decoded (user names, passwords and paths in URLs).
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `text` with the password of every URL in it (`scheme://user:password@host`) and every
 /// libpq `password=...` replaced by `***`: for errors and logs, which must never carry a
 /// secret.
@@ -285,6 +305,11 @@ pub fn redact_secrets(text: &str) -> String {
             .find(|c: char| c == '/' || c.is_whitespace() || "\"'()<>,".contains(c))
             .unwrap_or(tail.len());
         let authority = &tail[..end];
+        // In NATS URLs a user without a password is a token: a secret too.
+        let scheme = head[..i]
+            .rsplit(|c: char| !c.is_ascii_alphanumeric())
+            .next();
+        let token_scheme = matches!(scheme, Some("nats" | "tls"));
         match authority.rfind('@') {
             Some(at) => {
                 let userinfo = &authority[..at];
@@ -292,6 +317,10 @@ pub fn redact_secrets(text: &str) -> String {
                     Some(c) => {
                         out.push_str(&userinfo[..c]);
                         out.push_str(":***");
+                        out.push_str(&authority[at..]);
+                    }
+                    None if token_scheme => {
+                        out.push_str("***");
                         out.push_str(&authority[at..]);
                     }
                     None => out.push_str(authority),
@@ -335,6 +364,12 @@ mod tests {
             "postgres://u:***@h/db and https://h/x"
         );
         assert_eq!(redact_secrets("postgres://u@h/db"), "postgres://u@h/db");
+        // A NATS user without a password is a token.
+        assert_eq!(
+            redact_secrets("at nats://t0ken@h:4222,tls://t0ken@g"),
+            "at nats://***@h:4222,tls://***@g"
+        );
+        assert_eq!(percent_decode("p%40ss%2"), "p@ss%2");
         assert_eq!(
             redact_secrets("host=h password=s3cret user=u"),
             "host=h password=*** user=u"

@@ -184,7 +184,7 @@ impl PrivateNats {
         std::fs::write(
             &conf,
             format!(
-                "authorization {{ user: outbox, password: s3cret }}\nmax_payload: 4096\njetstream {{ store_dir: \"{}\" }}\n",
+                "authorization {{ user: outbox, password: \"s3@cret\" }}\nmax_payload: 4096\njetstream {{ store_dir: \"{}\" }}\n",
                 dir.join("js").display()
             ),
         )
@@ -219,12 +219,13 @@ impl Drop for PrivateNats {
 #[tokio::test]
 async fn url_credentials_are_used_and_the_size_limit_counts_the_headers() {
     let server = PrivateNats::start();
-    let url = format!("nats://outbox:s3cret@127.0.0.1:{}", server.port);
+    // The password has an `@`, percent-encoded in the URL.
+    let url = format!("nats://outbox:s3%40cret@127.0.0.1:{}", server.port);
     // Wait until it accepts us, then make the stream.
     let mut client = None;
     for _ in 0..100 {
         let options =
-            async_nats::ConnectOptions::with_user_and_password("outbox".into(), "s3cret".into());
+            async_nats::ConnectOptions::with_user_and_password("outbox".into(), "s3@cret".into());
         let addr = format!("127.0.0.1:{}", server.port);
         if let Ok(c) = options.connect(addr).await {
             client = Some(c);
@@ -271,6 +272,17 @@ async fn url_credentials_are_used_and_the_size_limit_counts_the_headers() {
             assert!(reason.contains("cannot connect to NATS"), "{reason}");
             assert!(!reason.contains("wrong-pw"), "{reason}");
         }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_line_break_in_the_id_or_routing_key_fails_the_event() {
+    let sink = sink("subject = \"fixed.subject\"");
+    let mut event = claimed_event("x");
+    event.event.routing_key = "x\r\nNats-Expected-Last-Sequence: 1".into();
+    match sink.deliver(&event).await {
+        Outcome::Reject { reason } => assert!(reason.contains("line break"), "{reason}"),
         other => panic!("{other:?}"),
     }
 }

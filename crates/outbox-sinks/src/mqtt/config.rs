@@ -131,6 +131,13 @@ impl MqttSinkConfig {
         let max_size = s.int("max_size", 1, 256 * 1024 * 1024, 256 * 1024) as usize;
         let timeout = s.duration("timeout", Duration::from_millis(1), Duration::from_secs(5));
         let encoding = Encoding::read(&mut s);
+        if version == super::Version::V311 && encoding.format == crate::message::BodyFormat::Payload
+        {
+            s.issue(
+                "format",
+                "MQTT 3.1.1 has no properties, so with \"payload\" the event id would travel nowhere; use \"envelope\" or \"cloudevents\", or protocol = \"5\"",
+            );
+        }
         if issues.len() > before {
             return None;
         }
@@ -195,5 +202,12 @@ mod tests {
         );
         assert_eq!(v("5").0.unwrap().version, crate::mqtt::Version::V5);
         assert!(v("\"4\"").1[0].contains("sinks.s.protocol"));
+        let payload_v3 =
+            read("type = \"mqtt\"\nurl = \"mqtt://b\"\nprotocol = \"3.1.1\"\nformat = \"payload\"");
+        assert!(
+            payload_v3.1[0].contains("sinks.s.format"),
+            "{:?}",
+            payload_v3.1
+        );
     }
 }

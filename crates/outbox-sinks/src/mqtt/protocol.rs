@@ -41,26 +41,34 @@ pub(super) enum Loop {
 }
 
 impl Client {
-    /// Hands a QoS 1 publish over; MQTT 3.1.1 drops `properties`.
-    pub(super) async fn publish(
+    /// Hands a QoS 1 publish to the event loop at once, or fails when its queue is full;
+    /// MQTT 3.1.1 drops `properties`.
+    pub(super) fn try_publish(
         &self,
         topic: String,
         retain: bool,
         body: Vec<u8>,
         properties: PublishProperties,
     ) -> Result<(), String> {
+        let full = |e: &dyn std::fmt::Display| {
+            format!(
+                "{e} (more publishes waiting than the session queues; lower worker.concurrency)"
+            )
+        };
         match self {
             Client::V5(c) => c
-                .publish_with_properties(topic, QoS5::AtLeastOnce, retain, body, properties)
-                .await
-                .map_err(|e| e.to_string()),
+                .try_publish_with_properties(topic, QoS5::AtLeastOnce, retain, body, properties)
+                .map_err(|e| full(&e)),
             Client::V311(c) => c
-                .publish(topic, rumqttc::QoS::AtLeastOnce, retain, body)
-                .await
-                .map_err(|e| e.to_string()),
+                .try_publish(topic, rumqttc::QoS::AtLeastOnce, retain, body)
+                .map_err(|e| full(&e)),
         }
     }
 }
+
+/// Publishes the event loop queues before handing over fails (the deliveries in flight per
+/// sink are bounded by `worker.concurrency`).
+const QUEUE: usize = 4096;
 
 impl Loop {
     pub(super) async fn next(&mut self) -> Happened {
@@ -124,7 +132,7 @@ pub(super) async fn connect(
             if let Some(t) = transport {
                 o.set_transport(t);
             }
-            let (client, events) = rumqttc::v5::AsyncClient::new(o, 256);
+            let (client, events) = rumqttc::v5::AsyncClient::new(o, QUEUE);
             (Client::V5(client), Loop::V5(Box::new(events)))
         }
         Version::V311 => {
@@ -138,7 +146,7 @@ pub(super) async fn connect(
             if let Some(t) = transport {
                 o.set_transport(t);
             }
-            let (client, events) = rumqttc::AsyncClient::new(o, 256);
+            let (client, events) = rumqttc::AsyncClient::new(o, QUEUE);
             (Client::V311(client), Loop::V311(Box::new(events)))
         }
     };

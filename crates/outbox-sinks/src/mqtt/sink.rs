@@ -177,11 +177,18 @@ impl MqttSink {
     }
 
     fn properties(&self, claimed: &ClaimedEvent, content_type: &str) -> PublishProperties {
-        let mut user_properties = event_headers(claimed);
+        if self.config.version == protocol::Version::V311 {
+            return PublishProperties::default(); // 3.1.1 has none
+        }
+        // An MQTT string holds at most 65,535 bytes: longer headers are left out.
+        let fits = |(k, v): &(String, String)| k.len() <= 65_535 && v.len() <= 65_535;
+        let mut user_properties: Vec<(String, String)> =
+            event_headers(claimed).into_iter().filter(fits).collect();
         user_properties.extend(
             outbox_headers(claimed)
                 .into_iter()
-                .map(|(k, v)| (k.to_string(), v)),
+                .map(|(k, v)| (k.to_string(), v))
+                .filter(fits),
         );
         PublishProperties {
             content_type: Some(content_type.to_string()),
@@ -271,12 +278,14 @@ impl Sink for MqttSink {
         }
         let (tx, rx) = oneshot::channel();
         {
+            // Queue the waiter and hand the publish over without an await in between: a
+            // delivery cancelled there could not tell whether its publish went out.
             let _turn = session.handing.lock().await;
             let queued = Queued::push(&session.waiters, tx);
-            let handed = session
-                .client
-                .publish(topic.clone(), self.config.retain, body, properties)
-                .await;
+            let handed =
+                session
+                    .client
+                    .try_publish(topic.clone(), self.config.retain, body, properties);
             if let Err(e) = handed {
                 return Outcome::retry(format!("cannot publish: {e}"));
             }

@@ -7,7 +7,7 @@ use async_nats::jetstream::context::{ContextBuilder, PublishErrorKind};
 use async_nats::jetstream::Context;
 use async_nats::{HeaderMap, ServerAddr};
 use async_trait::async_trait;
-use outbox_core::conf::{format_duration, redact_secrets};
+use outbox_core::conf::{format_duration, percent_decode, redact_secrets};
 use outbox_core::{ClaimedEvent, Outcome, Sink};
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -58,11 +58,12 @@ impl NatsSink {
             .collect::<Result<Vec<_>, _>>()?;
         let auth = match (&config.token, servers.first()) {
             (Some(token), _) => Auth::Token(token.clone()),
+            // The URL's userinfo is percent-encoded (`p%40ss` for `p@ss`).
             (None, Some(first)) => match (first.username(), first.password()) {
                 (Some(user), Some(password)) => {
-                    Auth::UserPassword(user.to_string(), password.to_string())
+                    Auth::UserPassword(percent_decode(user), percent_decode(password))
                 }
-                (Some(token), None) => Auth::Token(token.to_string()),
+                (Some(token), None) => Auth::Token(percent_decode(token)),
                 _ => Auth::None,
             },
             (None, None) => Auth::None,
@@ -193,6 +194,17 @@ fn classify(
 #[async_trait]
 impl Sink for NatsSink {
     async fn deliver(&self, claimed: &ClaimedEvent) -> Outcome {
+        // The id and the routing key go out in header lines, unescaped.
+        let e = &claimed.event;
+        if [&e.id, &e.routing_key]
+            .iter()
+            .any(|v| v.contains(['\r', '\n']))
+        {
+            return Outcome::reject(
+                "the event id or routingKey contains a line break, which a NATS header cannot carry"
+                    .to_string(),
+            );
+        }
         let subject = self.subject.render(claimed);
         if !valid_subject(&subject) {
             return Outcome::reject(format!(

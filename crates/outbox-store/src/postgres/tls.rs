@@ -118,7 +118,7 @@ pub fn split(url: &str) -> Result<(String, TlsParams), String> {
                 let mut kept = Vec::new();
                 for pair in query.split('&').filter(|p| !p.is_empty()) {
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    if !take(k, &percent_decode(v))? {
+                    if !take(k, &outbox_core::conf::percent_decode(v))? {
                         kept.push(pair);
                     }
                 }
@@ -145,26 +145,6 @@ pub fn split(url: &str) -> Result<(String, TlsParams), String> {
         params.root_cert = None;
     }
     Ok((rest, params))
-}
-
-/// `%XX` sequences decoded (for paths in a URL query).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The `key = value` pairs of a libpq connection string: keys are words, `=` may have
@@ -205,7 +185,11 @@ fn key_values(s: &str) -> Result<Vec<(String, String)>, String> {
                     Some('\\') => value.extend(chars.next()),
                     Some('\'') => break,
                     Some(c) => value.push(c),
-                    None => return Err(format!("unterminated quoted value for \"{key}\"")),
+                    None => {
+                        return Err(
+                            "a quoted value of the connection string is not closed".to_string()
+                        )
+                    }
                 }
             }
         } else {
