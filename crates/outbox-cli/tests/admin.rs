@@ -8,42 +8,6 @@ use std::time::Duration;
 const KEY: &str = "audit.record-auth-log";
 const LONG: Duration = Duration::from_secs(30);
 
-/// `config` with the admin listener on a free port.
-fn with_admin(config: &str) -> String {
-    format!("{config}\n[admin]\nlisten = \"127.0.0.1:0\"\n")
-}
-
-/// The admin address the worker logged.
-async fn admin_addr(worker: &WorkerProcess) -> String {
-    let find = || {
-        worker
-            .logs()
-            .lines()
-            .find(|l| l.contains("Admin listener"))
-            .and_then(|l| l.split("listen=").nth(1))
-            .map(|a| {
-                a.split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .trim_matches('"')
-                    .to_string()
-            })
-    };
-    wait_for("the admin address in the logs", LONG, || async {
-        find().is_some()
-    })
-    .await;
-    find().unwrap()
-}
-
-/// The value of one sample line of the exposition (0 when absent).
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_by_what_happened_and_health_answers() {
     let db = TestDb::with_policies(&[(KEY, 1, 50)]).await;

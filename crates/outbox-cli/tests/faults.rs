@@ -128,11 +128,19 @@ async fn a_killed_worker_s_events_are_delivered_by_another_after_the_lease() {
         .collect();
     assert!(!held.is_empty(), "the killed worker held leases");
 
-    let mut rescuer = WorkerProcess::start(&config);
+    let mut rescuer = WorkerProcess::start(&with_admin(&config));
     wait_for("all twenty SENT", LONG, || async {
         count_status(&c, "SENT").await == 20
     })
     .await;
+    let (_, metrics) = http_get(&admin_addr(&rescuer).await, "/metrics")
+        .await
+        .unwrap();
+    assert_eq!(
+        sample(&metrics, "outbox_leases_expired_total"),
+        held.len() as f64,
+        "the rescuer counts the leases it took back:\n{metrics}"
+    );
     for id in &held {
         let row = event(&c, id).await;
         assert!(

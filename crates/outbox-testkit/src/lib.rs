@@ -742,3 +742,43 @@ pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     };
     Some((status, body))
 }
+
+// ---------------------------------------------------------------- the admin listener
+
+/// `config` with the admin listener on a free port.
+pub fn with_admin(config: &str) -> String {
+    format!("{config}\n[admin]\nlisten = \"127.0.0.1:0\"\n")
+}
+
+/// The admin address the worker logged (waits up to 30 s for the line).
+pub async fn admin_addr(worker: &WorkerProcess) -> String {
+    let find = || {
+        worker
+            .logs()
+            .lines()
+            .find(|l| l.contains("Admin listener"))
+            .and_then(|l| l.split("listen=").nth(1))
+            .map(|a| {
+                a.split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .trim_matches('"')
+                    .to_string()
+            })
+    };
+    wait_for(
+        "the admin address in the logs",
+        Duration::from_secs(30),
+        || async { find().is_some() },
+    )
+    .await;
+    find().unwrap()
+}
+
+/// The value of one sample line of a Prometheus exposition (0 when absent).
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}

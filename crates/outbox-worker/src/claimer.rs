@@ -131,6 +131,7 @@ where
         store.clone(),
         policies.clone(),
         options.lease,
+        options.metrics.clone(),
         cancel.clone(),
     ));
     let acker = tokio::spawn(acker::run(

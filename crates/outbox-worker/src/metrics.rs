@@ -86,6 +86,8 @@ struct State {
     claim_batch: Option<Histogram>,
     pending: Vec<PendingSample>,
     pending_sampled: bool,
+    /// Events this worker's reaper took back after their lease expired.
+    leases_expired: u64,
     /// Routed keys: the only values a `routing_key` label takes.
     routed: BTreeSet<String>,
 }
@@ -165,6 +167,11 @@ impl Metrics {
         *s.counters.entry((name, key, sink.to_string())).or_default() += 1;
     }
 
+    /// Counts events whose expired lease this worker's reaper took back.
+    pub(crate) fn leases_expired(&self, n: u64) {
+        self.state().leases_expired += n;
+    }
+
     pub(crate) fn claim_batch(&self, n: usize) {
         self.state()
             .claim_batch
@@ -228,6 +235,13 @@ impl Metrics {
                 }
             }
         }
+        help(
+            &mut out,
+            "outbox_leases_expired_total",
+            "counter",
+            "Events taken back by this worker after a lease ran out (a worker died or stalled); the interrupted attempt counts.",
+        );
+        let _ = writeln!(out, "outbox_leases_expired_total {}", s.leases_expired);
         help(
             &mut out,
             "outbox_delivery_latency_seconds",
@@ -376,6 +390,8 @@ mod tests {
         m.observe(Counted::Delivered, "audit", "api", None, None);
         m.observe(Counted::Failed, "stray \"key\"", "api", None, None);
         m.claim_batch(7);
+        m.leases_expired(1);
+        m.leases_expired(2);
         let pending = |key: &str, count, secs| PendingSample {
             routing_key: key.into(),
             count,
@@ -404,6 +420,7 @@ mod tests {
             "outbox_pending_events{routing_key=\"(unrouted)\"} 3",
             "outbox_oldest_pending_age_seconds{routing_key=\"(unrouted)\"} 9",
             "outbox_circuit_breaker_state{sink=\"api\"} 0",
+            "outbox_leases_expired_total 3",
             "# TYPE outbox_events_retried_total counter",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");

@@ -60,6 +60,7 @@ pub(crate) async fn run(
     store: Arc<dyn Store>,
     policies: Arc<Policies>,
     lease: Duration,
+    metrics: Option<Arc<crate::Metrics>>,
     cancel: CancellationToken,
 ) {
     let every = interval_for(lease);
@@ -75,7 +76,12 @@ pub(crate) async fn run(
             _ = tokio::time::sleep(wait) => {}
         }
         match reap_once(&*store, &policies).await {
-            Ok(_) => backoff.reset(),
+            Ok(n) => {
+                backoff.reset();
+                if let (Some(m), true) = (&metrics, n > 0) {
+                    m.leases_expired(n);
+                }
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "Lease reaper could not run");
                 backoff.next_delay();
