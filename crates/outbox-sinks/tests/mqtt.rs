@@ -3,7 +3,7 @@
 #![cfg(feature = "mqtt")]
 
 use outbox_core::{Outcome, Sink};
-use outbox_testkit::{build_sink, claimed_event, TRACEPARENT};
+use outbox_testkit::{build_sink, claimed_event, LocalServer, TRACEPARENT};
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -95,6 +95,44 @@ async fn an_event_is_published_with_qos_1_and_its_metadata() {
     assert_eq!(body["payload"], serde_json::json!({"ip": "127.0.0.1"}));
 }
 
+/// Delivers `n` events (`<prefix>-0`…) at once through `sink`, asserts each was
+/// delivered, and returns the first `n` messages the subscriber got.
+async fn deliver_at_once(
+    sink: &Arc<dyn Sink>,
+    prefix: &str,
+    n: usize,
+    received: &mut mpsc::UnboundedReceiver<Publish>,
+) -> Vec<Publish> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (sink, id) = (sink.clone(), format!("{prefix}-{i}"));
+        tasks.spawn(async move { sink.deliver(&claimed_event(&id)).await });
+    }
+    while let Some(outcome) = tasks.join_next().await {
+        assert_eq!(outcome.unwrap(), Outcome::Delivered);
+    }
+    let mut got = Vec::new();
+    while got.len() < n {
+        let p = tokio::time::timeout(Duration::from_secs(10), received.recv())
+            .await
+            .expect("every message arrives")
+            .unwrap();
+        got.push(p);
+    }
+    got
+}
+
+/// The distinct event ids in the envelopes of `messages`.
+fn ids(messages: &[Publish]) -> std::collections::HashSet<String> {
+    messages
+        .iter()
+        .map(|p| {
+            let body: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+            body["id"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn many_concurrent_publishes_each_get_their_own_puback() {
     let prefix = format!("outbox-test-{:x}", rand::random::<u64>());
@@ -103,23 +141,8 @@ async fn many_concurrent_publishes_each_get_their_own_puback() {
         "mqtt://127.0.0.1:1883",
         &format!("topic = \"{prefix}/events\""),
     );
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..300 {
-        let sink = sink.clone();
-        tasks.spawn(async move { sink.deliver(&claimed_event(&format!("c-{i}"))).await });
-    }
-    while let Some(outcome) = tasks.join_next().await {
-        assert_eq!(outcome.unwrap(), Outcome::Delivered);
-    }
-    let mut ids = std::collections::HashSet::new();
-    while ids.len() < 300 {
-        let p = tokio::time::timeout(Duration::from_secs(10), received.recv())
-            .await
-            .expect("all 300 arrive")
-            .unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
-        ids.insert(body["id"].as_str().unwrap().to_string());
-    }
+    let got = deliver_at_once(&sink, "c", 300, &mut received).await;
+    assert_eq!(ids(&got).len(), 300);
 }
 
 #[tokio::test]
@@ -141,50 +164,25 @@ async fn a_broker_that_is_not_there_and_a_bad_topic_are_classified() {
     assert!(matches!(wild.deliver(&event).await, Outcome::Reject { .. }));
 }
 
-/// A Mosquitto of this test's own on a free port, taking packets of at most 2048 bytes.
-struct SmallBroker {
-    port: u16,
-    child: std::process::Child,
-    dir: std::path::PathBuf,
-}
-
-impl SmallBroker {
-    fn start() -> SmallBroker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("outbox-mqtt-{port}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_packet_size 2048\n"),
-        )
-        .unwrap();
-        let child = std::process::Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("mosquitto");
-        SmallBroker { port, child, dir }
-    }
-}
-
-impl Drop for SmallBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// A Mosquitto of this test's own, taking packets of at most 2048 bytes.
+fn small_broker() -> LocalServer {
+    let mut server = LocalServer::prepare("mqtt");
+    let conf = server.file("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {} 127.0.0.1\nallow_anonymous true\nmax_packet_size 2048\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    server.spawn("mosquitto", &["-c", &conf]);
+    server
 }
 
 #[tokio::test]
 async fn a_message_over_the_brokers_packet_limit_fails_alone() {
-    let broker = SmallBroker::start();
+    let broker = small_broker();
     let sink = sink(
         &format!("mqtt://127.0.0.1:{}", broker.port),
         "topic = \"small/{routingKey}\"\ntimeout = \"2s\"",
@@ -225,24 +223,15 @@ async fn mqtt_3_1_1_publishes_the_body_and_matches_each_puback() {
         "mqtt://127.0.0.1:1883",
         &format!("protocol = \"3.1.1\"\ntopic = \"{prefix}/{{routingKey}}\""),
     );
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..100 {
-        let sink = sink.clone();
-        tasks.spawn(async move { sink.deliver(&claimed_event(&format!("v3-{i}"))).await });
-    }
-    while let Some(outcome) = tasks.join_next().await {
-        assert_eq!(outcome.unwrap(), Outcome::Delivered);
-    }
-    let mut ids = std::collections::HashSet::new();
-    while ids.len() < 100 {
-        let p = tokio::time::timeout(Duration::from_secs(10), received.recv())
-            .await
-            .expect("all 100 arrive")
-            .unwrap();
-        // MQTT 3.1.1 has no properties: the envelope in the body carries the id.
-        let user_properties = p.properties.map(|p| p.user_properties).unwrap_or_default();
+    let got = deliver_at_once(&sink, "v3", 100, &mut received).await;
+    assert_eq!(ids(&got).len(), 100);
+    // MQTT 3.1.1 has no properties: the envelope in the body carries the id.
+    for p in &got {
+        let user_properties = p
+            .properties
+            .clone()
+            .map(|p| p.user_properties)
+            .unwrap_or_default();
         assert!(user_properties.is_empty());
-        let body: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
-        ids.insert(body["id"].as_str().unwrap().to_string());
     }
 }

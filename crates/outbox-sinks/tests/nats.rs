@@ -4,7 +4,7 @@
 
 use async_nats::jetstream;
 use outbox_core::{Outcome, Sink};
-use outbox_testkit::{build_sink, claimed_event, TRACEPARENT};
+use outbox_testkit::{build_sink, claimed_event, LocalServer, TRACEPARENT};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -163,62 +163,29 @@ async fn no_stream_an_unreachable_server_and_a_bad_subject_are_classified() {
     ));
 }
 
-/// A NATS server of this test's own on a free port, with a user and password and a 4 KiB
-/// max_payload; stopped and deleted on drop.
-struct PrivateNats {
-    port: u16,
-    child: std::process::Child,
-    dir: std::path::PathBuf,
-}
-
-impl PrivateNats {
-    fn start() -> PrivateNats {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("outbox-nats-{port}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let conf = dir.join("nats.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "authorization {{ user: outbox, password: \"s3@cret\" }}\nmax_payload: 4096\njetstream {{ store_dir: \"{}\" }}\n",
-                dir.join("js").display()
-            ),
-        )
-        .unwrap();
-        let child = std::process::Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-c"])
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .or_else(|_| {
-                std::process::Command::new("/usr/sbin/nats-server")
-                    .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-c"])
-                    .arg(&conf)
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .spawn()
-            })
-            .expect("nats-server");
-        PrivateNats { port, child, dir }
-    }
-}
-
-impl Drop for PrivateNats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// A NATS server of this test's own, with a user and password and a 4 KiB max_payload.
+fn private_nats() -> LocalServer {
+    let mut server = LocalServer::prepare("nats");
+    let conf = server.file("nats.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "authorization {{ user: outbox, password: \"s3@cret\" }}\nmax_payload: 4096\njetstream {{ store_dir: \"{}\" }}\n",
+            server.file("js")
+        ),
+    )
+    .unwrap();
+    let port = server.port.to_string();
+    server.spawn(
+        "nats-server",
+        &["-a", "127.0.0.1", "-p", &port, "-c", &conf],
+    );
+    server
 }
 
 #[tokio::test]
 async fn url_credentials_are_used_and_the_size_limit_counts_the_headers() {
-    let server = PrivateNats::start();
+    let server = private_nats();
     // The password has an `@`, percent-encoded in the URL.
     let url = format!("nats://outbox:s3%40cret@127.0.0.1:{}", server.port);
     // Wait until it accepts us, then make the stream.

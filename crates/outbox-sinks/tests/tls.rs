@@ -2,60 +2,19 @@
 //! NATS), reached with `ca_file` and refused without it.
 
 use outbox_core::{Outcome, Sink};
-use outbox_testkit::{build_sink, claimed_event, TestCa};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use outbox_testkit::{build_sink, claimed_event, LocalServer, TestCa};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A server process of the test's own, with its TLS files; killed and deleted on drop.
-struct Server {
-    port: u16,
-    ca: TestCa,
-    dir: PathBuf,
-    child: Option<Child>,
+/// A server of the test's own, and the CA that issued its certificate.
+fn server(name: &str) -> (LocalServer, TestCa) {
+    let server = LocalServer::prepare(&format!("{name}-tls"));
+    let ca = TestCa::new(&server.dir, "DNS:localhost,IP:127.0.0.1");
+    (server, ca)
 }
 
-impl Server {
-    fn prepare(name: &str) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("outbox-{name}-tls-{port}"));
-        let ca = TestCa::new(&dir, "DNS:localhost,IP:127.0.0.1");
-        Server {
-            port,
-            ca,
-            dir,
-            child: None,
-        }
-    }
-
-    fn spawn(&mut self, program: &str, args: &[&str]) {
-        let child = Command::new(program)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program}: {e}"));
-        self.child = Some(child);
-    }
-
-    fn path(p: &std::path::Path) -> String {
-        p.display().to_string()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+fn path(p: &std::path::Path) -> String {
+    p.display().to_string()
 }
 
 /// Delivers until the server has come up (it may take a moment to listen).
@@ -82,12 +41,8 @@ fn assert_refused(outcome: Outcome) {
 
 #[tokio::test]
 async fn redis_over_tls_with_a_private_ca() {
-    let mut server = Server::prepare("redis");
-    let (cert, key, ca) = (
-        Server::path(&server.ca.cert),
-        Server::path(&server.ca.key),
-        Server::path(&server.ca.ca),
-    );
+    let (mut server, files) = server("redis");
+    let (cert, key, ca) = (path(&files.cert), path(&files.key), path(&files.ca));
     let port = server.port.to_string();
     server.spawn(
         "redis-server",
@@ -125,22 +80,22 @@ async fn redis_over_tls_with_a_private_ca() {
 
 #[tokio::test]
 async fn mqtt_over_tls_with_a_private_ca() {
-    let mut server = Server::prepare("mqtt");
-    let conf = server.dir.join("mosquitto.conf");
+    let (mut server, files) = server("mqtt");
+    let conf = server.file("mosquitto.conf");
     std::fs::write(
         &conf,
         format!(
             "user root\nlistener {} 127.0.0.1\nallow_anonymous true\ncafile {}\ncertfile {}\nkeyfile {}\n",
             server.port,
-            Server::path(&server.ca.ca),
-            Server::path(&server.ca.cert),
-            Server::path(&server.ca.key)
+            path(&files.ca),
+            path(&files.cert),
+            path(&files.key)
         ),
     )
     .unwrap();
-    server.spawn("mosquitto", &["-c", &Server::path(&conf)]);
+    server.spawn("mosquitto", &["-c", &conf]);
     let url = format!("mqtts://127.0.0.1:{}", server.port);
-    let ca = Server::path(&server.ca.ca);
+    let ca = path(&files.ca);
     let trusted = build_sink(&format!(
         "type = \"mqtt\"\nurl = \"{url}\"\nca_file = \"{ca}\"\ntopic = \"t/x\"\ntimeout = \"1s\""
     ));
@@ -153,25 +108,12 @@ async fn mqtt_over_tls_with_a_private_ca() {
 
 #[tokio::test]
 async fn nats_over_tls_with_a_private_ca() {
-    let mut server = Server::prepare("nats");
+    let (mut server, files) = server("nats");
     let port = server.port.to_string();
-    let store = Server::path(&server.dir.join("js"));
-    let (cert, key, ca) = (
-        Server::path(&server.ca.cert),
-        Server::path(&server.ca.key),
-        Server::path(&server.ca.ca),
-    );
-    let program = if Command::new("nats-server")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
-        "nats-server"
-    } else {
-        "/usr/sbin/nats-server"
-    };
+    let store = server.file("js");
+    let (cert, key, ca) = (path(&files.cert), path(&files.key), path(&files.ca));
     server.spawn(
-        program,
+        "nats-server",
         &[
             "-a",
             "127.0.0.1",
@@ -191,7 +133,7 @@ async fn nats_over_tls_with_a_private_ca() {
     let mut client = None;
     for _ in 0..60 {
         let options = async_nats::ConnectOptions::new()
-            .add_root_certificates(server.ca.ca.clone())
+            .add_root_certificates(files.ca.clone())
             .require_tls(true);
         if let Ok(c) = options.connect(format!("tls://127.0.0.1:{port}")).await {
             client = Some(c);

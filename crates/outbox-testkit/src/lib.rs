@@ -782,3 +782,61 @@ pub fn sample(text: &str, series: &str) -> f64 {
         .map(|v| v.trim().parse().unwrap())
         .unwrap_or(0.0)
 }
+
+// ---------------------------------------------------------------- private servers
+
+/// A server process of a test's own (a broker with special settings) on a free port, with a
+/// scratch directory; killed and deleted on drop.
+pub struct LocalServer {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl LocalServer {
+    /// A free port and an empty directory named after `name`; nothing runs yet.
+    pub fn prepare(name: &str) -> LocalServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("outbox-{name}-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        LocalServer {
+            port,
+            dir,
+            child: None,
+        }
+    }
+
+    /// Starts `program` (from `$PATH`, else `/usr/sbin`) with `args`, output discarded.
+    pub fn spawn(&mut self, program: &str, args: &[&str]) {
+        let start = |exe: &str| {
+            Command::new(exe)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+        };
+        let child = start(program)
+            .or_else(|_| start(&format!("/usr/sbin/{program}")))
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        self.child = Some(child);
+    }
+
+    /// `path` inside the scratch directory, as text.
+    pub fn file(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
