@@ -169,9 +169,5 @@ pub fn http_sink(url: &str) -> Result<Arc<dyn Sink>> {
 
 /// The sink a `[sinks.NAME]` section's keys describe.
 pub fn sink_from_toml(text: &str) -> Result<Arc<dyn Sink>> {
-    let table: toml::Table = toml::from_str(text)?;
-    let mut issues = Vec::new();
-    let cfg = outbox_sinks::SinkConfig::from_table("sinks.bench", &table, &mut issues)
-        .ok_or_else(|| anyhow::anyhow!("sink config: {issues:?}"))?;
-    cfg.build().map_err(|e| anyhow::anyhow!(e))
+    outbox_sinks::SinkConfig::build_from_toml("bench", text).map_err(|e| anyhow::anyhow!(e))
 }

@@ -162,6 +162,23 @@ impl SinkConfig {
         }
     }
 
+    /// Reads a `[sinks.NAME]` section given as TOML text (its keys) and builds the sink:
+    /// for tests, benchmarks and programs that configure one sink by hand. Every problem
+    /// is in the error, one per line.
+    pub fn build_from_toml(name: &str, text: &str) -> Result<Arc<dyn Sink>, String> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut issues = Vec::new();
+        let config = SinkConfig::from_table(&format!("sinks.{name}"), &table, &mut issues)
+            .ok_or_else(|| {
+                issues
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })?;
+        config.build()
+    }
+
     /// Builds the sink (no I/O happens until the first delivery).
     pub fn build(&self) -> Result<Arc<dyn Sink>, String> {
         match self {

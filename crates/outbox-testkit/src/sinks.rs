@@ -32,9 +32,6 @@ pub fn claimed_event(id: &str) -> ClaimedEvent {
 /// The sink a `[sinks.NAME]` section describes (`toml` is its keys); panics with the
 /// problems when the section is invalid.
 pub fn build_sink(toml: &str) -> Arc<dyn Sink> {
-    let table: toml::Table = toml::from_str(toml).expect("TOML");
-    let mut issues = Vec::new();
-    let config = outbox_sinks::SinkConfig::from_table("sinks.test", &table, &mut issues)
-        .unwrap_or_else(|| panic!("invalid sink: {issues:?}"));
-    config.build().expect("the sink builds")
+    outbox_sinks::SinkConfig::build_from_toml("test", toml)
+        .unwrap_or_else(|e| panic!("invalid sink: {e}"))
 }
