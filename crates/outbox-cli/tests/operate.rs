@@ -194,16 +194,11 @@ async fn dlq_replay_dry_run_changes_nothing_and_a_replayed_event_is_delivered() 
     assert!(out.contains("Replayed 1 FAILED event(s)"), "{out}");
     let row = event(&c, "f1").await;
     assert_eq!((row.status.as_str(), row.retry_count), ("PENDING", 0));
-    let audit: Vec<(String, String)> = c
-        .query(
-            r#"SELECT "action", "eventId" FROM "OutboxAudit" ORDER BY "id""#,
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let audit = text_pairs(
+        &c,
+        r#"SELECT "action", "eventId" FROM "OutboxAudit" ORDER BY "id""#,
+    )
+    .await;
     assert_eq!(audit, [("replay".to_string(), "f1".to_string())]);
 
     // A worker picks the replayed event up.

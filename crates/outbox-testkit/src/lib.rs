@@ -196,6 +196,16 @@ pub async fn event(c: &Client, id: &str) -> Row {
     }
 }
 
+/// The rows of `sql`, a query of two text columns.
+pub async fn text_pairs(c: &Client, sql: &str) -> Vec<(String, String)> {
+    c.query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
 /// Count of events per status.
 pub async fn by_status(c: &Client) -> HashMap<String, i64> {
     c.query(

@@ -283,16 +283,11 @@ async fn a_failed_head_releases_its_aggregate_unless_the_policy_blocks_it() {
     // Block: the aggregate is held, and says by what.
     wait_status(&c, "k-0", "FAILED", LONG).await;
     wait_status(&c, "j-0", "FAILED", LONG).await;
-    let blocked: Vec<(String, String)> = c
-        .query(
-            r#"SELECT "aggregateId", "eventId" FROM "OutboxBlockedAggregate" ORDER BY 1"#,
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let blocked = text_pairs(
+        &c,
+        r#"SELECT "aggregateId", "eventId" FROM "OutboxBlockedAggregate" ORDER BY 1"#,
+    )
+    .await;
     assert_eq!(
         blocked,
         vec![("J".into(), "j-0".into()), ("K".into(), "k-0".into())]

@@ -330,15 +330,9 @@ async fn main() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    let by_status: Vec<(String, i64)> = c
-        .query(
-            r#"SELECT "status", count(*) FROM "OutboxEvent" GROUP BY 1 ORDER BY 1"#,
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let mut by_status: Vec<(String, i64)> =
+        outbox_testkit::by_status(&c).await.into_iter().collect();
+    by_status.sort();
     for w in &mut workers {
         w.signal("TERM");
         let _ = w.wait_exit(Duration::from_secs(30)).await;
