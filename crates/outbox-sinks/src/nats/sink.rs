@@ -21,8 +21,10 @@ pub struct NatsSink {
     /// Credentials: the `token` key, else the first URL's `user:password@` (a user alone is
     /// a token, as in the NATS CLI).
     auth: Auth,
-    /// TLS (a `tls://` server, or a `ca_file`), with the CAs of that file if given.
-    tls: Option<Option<std::path::PathBuf>>,
+    /// TLS: a `tls://` server, or a `ca_file`.
+    tls: bool,
+    /// The CAs to trust instead of the public roots.
+    ca_file: Option<std::path::PathBuf>,
     subject: Template,
     timeout: Duration,
     encoding: Encoding,
@@ -68,16 +70,17 @@ impl NatsSink {
             },
             (None, None) => Auth::None,
         };
-        let tls_url = config
-            .url
-            .split(',')
-            .any(|u| u.trim().starts_with("tls://"));
-        let tls = (tls_url || config.ca_file.is_some()).then(|| config.ca_file.clone());
+        let tls = config.ca_file.is_some()
+            || config
+                .url
+                .split(',')
+                .any(|u| u.trim().starts_with("tls://"));
         Ok(NatsSink {
             servers,
             shown: redact_secrets(&config.url),
             auth,
             tls,
+            ca_file: config.ca_file.clone(),
             subject: config.subject.clone(),
             timeout: config.timeout,
             encoding: config.encoding.clone(),
@@ -92,8 +95,8 @@ impl NatsSink {
                     .name(concat!("outbox/", env!("CARGO_PKG_VERSION")))
                     .connection_timeout(self.timeout)
                     .max_reconnects(None);
-                if let Some(ca_file) = &self.tls {
-                    let config = crate::tls::client_config(ca_file.as_deref())?;
+                if self.tls {
+                    let config = crate::tls::client_config(self.ca_file.as_deref())?;
                     options = options.tls_client_config(config).require_tls(true);
                 }
                 match self.auth.clone() {
