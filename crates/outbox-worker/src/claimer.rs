@@ -41,16 +41,9 @@ struct Round {
 struct ClaimKeys {
     paused: Vec<String>,
     ordered: Vec<String>,
-}
-
-impl ClaimKeys {
-    /// Keys the unordered claim leaves alone: paused ones, and ordered ones (claimed head by
-    /// head).
-    fn skipped(&self) -> Vec<String> {
-        let mut keys = self.paused.clone();
-        keys.extend(self.ordered.iter().cloned());
-        keys
-    }
+    /// Keys the unordered claim leaves alone: paused ones, and ordered ones (claimed head
+    /// by head).
+    skipped: Vec<String>,
 }
 
 struct Claimer {
@@ -340,7 +333,7 @@ impl Claimer {
                 Some(due) if got_any && due > now => (due - now).min(self.options.poll_interval),
                 None if got_any => self.options.poll_interval,
                 _ => {
-                    let (wait, due) = self.idle_wait(&keys.skipped()).await;
+                    let (wait, due) = self.idle_wait(&keys.skipped).await;
                     known_due = due;
                     wait
                 }
@@ -372,9 +365,12 @@ impl Claimer {
                 .filter(|(_, r)| r.breaker.is_open(now))
                 .map(|(k, _)| k.clone()),
         );
+        let ordered = self.policies.ordered();
+        let skipped = paused.iter().chain(&ordered).cloned().collect();
         ClaimKeys {
             paused,
-            ordered: self.policies.ordered(),
+            ordered,
+            skipped,
         }
     }
 
@@ -412,9 +408,7 @@ impl Claimer {
                     .claim_ordered(&token, limit, lease, &keys.ordered, &keys.paused)
                     .await
             } else {
-                self.store
-                    .claim(&token, limit, lease, &keys.skipped())
-                    .await
+                self.store.claim(&token, limit, lease, &keys.skipped).await
             };
             match result {
                 Ok(c) => {
