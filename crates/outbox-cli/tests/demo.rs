@@ -19,7 +19,7 @@ fn run_demo(args: &[&str]) -> String {
 fn assert_the_story(text: &str) {
     let steps = [
         "$ outbox --config outbox.toml migrate deploy",
-        "4 migration(s) applied",
+        "5 migration(s) applied",
         "$ outbox --config outbox.toml run",
         "🚀 OutboxWorker started.",
         "INSERT INTO \"OutboxEvent\"",

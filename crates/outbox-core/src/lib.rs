@@ -14,7 +14,8 @@ pub use event::{ClaimedEvent, OutboxEvent, Status};
 pub use policy::{Decision, RetryPolicy, RetrySettings};
 pub use sink::{Outcome, Sink};
 pub use store::{
-    Completion, CompletionAction, ExpiredLease, Notification, NotificationStream, Store, StoreError,
+    BrokenPolicy, Completion, CompletionAction, Leased, Notification, NotificationStream,
+    PolicyRows, Store, StoreError, Unreadable,
 };
 
 /// Re-exported so implementors of [`Sink`] need no extra dependency.

@@ -35,6 +35,46 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// What makes this row unusable, naming the column: a negative count or interval, a
+    /// backoffMultiplier that is not a finite number of at least 1, a jitter outside 0..1.
+    /// A policy with such a value would collapse or explode every delay, so the worker does
+    /// not use it (its events wait) and `outbox doctor` names it.
+    pub fn problem(&self) -> Option<String> {
+        if self.max_retries < 0 {
+            return Some(format!("maxRetries is {}; use 0 or more", self.max_retries));
+        }
+        // Milliseconds as the worker's own schema stores them (an integer): at most ~24.8
+        // days, so every nextRetryAt stays a time the database can store.
+        let ms_range = 0..=i64::from(i32::MAX);
+        if !ms_range.contains(&self.retry_interval_ms) {
+            return Some(format!(
+                "retryInterval is {}; use 0 to {} milliseconds",
+                self.retry_interval_ms,
+                i32::MAX
+            ));
+        }
+        if !ms_range.contains(&self.max_interval_ms) {
+            return Some(format!(
+                "maxInterval is {}; use 0 to {} milliseconds",
+                self.max_interval_ms,
+                i32::MAX
+            ));
+        }
+        if !(self.backoff_multiplier.is_finite() && self.backoff_multiplier >= 1.0) {
+            return Some(format!(
+                "backoffMultiplier is {}; use a number of at least 1",
+                self.backoff_multiplier
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Some(format!(
+                "jitter is {}; use a fraction from 0 to 1",
+                self.jitter
+            ));
+        }
+        None
+    }
+
     /// Whether a FAILED event of this policy holds its aggregate back.
     pub fn blocks_on_failure(&self) -> bool {
         self.ordered && self.block_on_failure
@@ -95,12 +135,24 @@ impl RetrySettings {
         let interval = self.retry_interval_ms.max(0) as f64;
         let cap = self.max_interval_ms.max(0) as f64;
         let exponent = retry.saturating_sub(1).max(0);
-        let growth = self.backoff_multiplier.max(0.0).powi(exponent);
+        // A multiplier that is not a number never shortens a delay: it counts as "grows
+        // without bound", so the delay is the cap (f64::max would turn NaN into 0).
+        let multiplier = if self.backoff_multiplier.is_nan() {
+            f64::INFINITY
+        } else {
+            self.backoff_multiplier.max(0.0)
+        };
+        let growth = multiplier.powi(exponent);
         let mut ms = (interval * growth).min(cap);
         if !ms.is_finite() {
             ms = cap;
         }
-        let jitter = self.jitter.clamp(0.0, 1.0);
+        // Likewise a jitter that is not a number randomises nothing.
+        let jitter = if self.jitter.is_nan() {
+            0.0
+        } else {
+            self.jitter.clamp(0.0, 1.0)
+        };
         if jitter > 0.0 {
             ms -= ms * jitter * jitter_sample.clamp(0.0, 1.0);
         }
@@ -324,5 +376,33 @@ mod tests {
             .collect();
         assert_eq!(delays, vec![5, 10, 20, 40, 60]);
         assert_eq!(s.decide(5, None, 0.0), Decision::Fail);
+    }
+
+    #[test]
+    fn a_multiplier_or_jitter_that_is_not_a_number_never_collapses_the_delay() {
+        let nan = settings(5, 1000, 60_000, f64::NAN, 0.0);
+        assert_eq!(nan.delay(1, 0.5).as_millis(), 1000);
+        assert_eq!(nan.delay(2, 0.5).as_millis(), 60_000);
+        let nan_jitter = settings(5, 1000, 60_000, 2.0, f64::NAN);
+        assert_eq!(nan_jitter.delay(2, 0.9).as_millis(), 2000);
+    }
+
+    #[test]
+    fn unusable_policy_values_are_named() {
+        assert_eq!(policy().problem(), None);
+        let with = |f: &dyn Fn(&mut RetryPolicy)| {
+            let mut p = policy();
+            f(&mut p);
+            p.problem().unwrap_or_default()
+        };
+        assert!(with(&|p| p.backoff_multiplier = f64::NAN).starts_with("backoffMultiplier is NaN"));
+        assert!(with(&|p| p.backoff_multiplier = f64::INFINITY).contains("backoffMultiplier"));
+        assert!(with(&|p| p.backoff_multiplier = 0.5).contains("at least 1"));
+        assert!(with(&|p| p.jitter = f64::NAN).starts_with("jitter is NaN"));
+        assert!(with(&|p| p.jitter = 1.5).starts_with("jitter"));
+        assert!(with(&|p| p.max_retries = -1).starts_with("maxRetries"));
+        assert!(with(&|p| p.retry_interval_ms = -5).starts_with("retryInterval"));
+        assert!(with(&|p| p.max_interval_ms = -5).starts_with("maxInterval"));
+        assert!(with(&|p| p.max_interval_ms = 1 << 40).starts_with("maxInterval"));
     }
 }

@@ -70,11 +70,74 @@ pub enum CompletionAction {
     },
 }
 
-/// A PROCESSING row whose lease has run out.
+/// A leased row the store could not read as an event: a value the driver cannot decode (a
+/// timestamp out of range, a payload that is not JSON), or a NULL in a required column of an
+/// app-owned table. It is leased like the events claimed with it; the worker records it
+/// FAILED with [`Unreadable::problem`] through [`Store::fail_unreadable`], and the other rows
+/// go on.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExpiredLease {
-    /// The row, as it is now.
-    pub claimed: ClaimedEvent,
+pub struct Unreadable {
+    /// Event id.
+    pub id: String,
+    /// The lease token written by the claim (the fence of [`Store::fail_unreadable`]).
+    pub lease_owner: String,
+    /// The routingKey, when it could be read (for logs and metrics).
+    pub routing_key: Option<String>,
+    /// What could not be read, naming the column, e.g. `column occurredAt: value too large
+    /// to decode`.
+    pub problem: String,
+}
+
+impl Unreadable {
+    /// The `lastError` recorded for it.
+    pub fn last_error(&self) -> String {
+        format!(
+            "unreadable row: {} (fix the row, then `outbox dlq replay --id {}`)",
+            self.problem, self.id
+        )
+    }
+}
+
+/// Rows a claim (or the lease reaper's look-up) leased, each read on its own: the events,
+/// and the rows that could not be read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Leased {
+    /// The rows read as events.
+    pub events: Vec<ClaimedEvent>,
+    /// The rows that could not be read.
+    pub unreadable: Vec<Unreadable>,
+}
+
+impl Leased {
+    /// How many rows in all.
+    pub fn len(&self) -> usize {
+        self.events.len() + self.unreadable.len()
+    }
+
+    /// No row at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A row of `"OutboxRetryPolicy"` that cannot be used (a NULL or out-of-range value). The
+/// worker leaves its routingKey's events PENDING, uncharged, until the row is fixed, and
+/// `outbox doctor` names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokenPolicy {
+    /// The row's routingKey (`None` when that is what is NULL).
+    pub routing_key: Option<String>,
+    /// What is wrong, naming the column.
+    pub problem: String,
+}
+
+/// The retry-policy table, read row by row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyRows {
+    /// The usable rows.
+    pub policies: Vec<RetryPolicy>,
+    /// The rows that cannot be used.
+    pub broken: Vec<BrokenPolicy>,
 }
 
 /// Something the database told listeners.
@@ -92,13 +155,15 @@ pub enum Notification {
 pub trait Store: Send + Sync + 'static {
     /// Claims up to `limit` due events (PENDING, `nextRetryAt` passed, routingKey not in
     /// `paused`), marks them PROCESSING leased to `owner` for `lease`, and returns them.
+    /// Each row is read on its own: one that cannot be read comes back in
+    /// [`Leased::unreadable`], never as an error of the whole claim.
     async fn claim(
         &self,
         owner: &str,
         limit: usize,
         lease: Duration,
         paused: &[String],
-    ) -> Result<Vec<ClaimedEvent>, StoreError>;
+    ) -> Result<Leased, StoreError>;
 
     /// Claims up to `limit` events of ordered routingKeys: the head of each aggregate (its
     /// earliest unfinished event of any key in `ordered`), when it is due, its key is not in
@@ -112,16 +177,22 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
         ordered: &[String],
         paused: &[String],
-    ) -> Result<Vec<ClaimedEvent>, StoreError>;
+    ) -> Result<Leased, StoreError>;
 
     /// Applies fenced completions; returns how many rows changed (stale ones do not).
     async fn complete(&self, completions: &[Completion]) -> Result<u64, StoreError>;
 
-    /// Up to `limit` PROCESSING rows whose lease ran out.
-    async fn expired_leases(&self, limit: usize) -> Result<Vec<ExpiredLease>, StoreError>;
+    /// Records leased rows that could not be read as FAILED, each with
+    /// [`Unreadable::last_error`]. Fenced by the lease token alone (a row another worker has
+    /// taken over is left alone); returns how many rows changed.
+    async fn fail_unreadable(&self, rows: &[Unreadable]) -> Result<u64, StoreError>;
 
-    /// Every retry policy.
-    async fn policies(&self) -> Result<Vec<RetryPolicy>, StoreError>;
+    /// Up to `limit` PROCESSING rows whose lease ran out, each read on its own.
+    async fn expired_leases(&self, limit: usize) -> Result<Leased, StoreError>;
+
+    /// Every retry policy, read row by row: a row that cannot be used is in
+    /// [`PolicyRows::broken`], never an error of the whole read.
+    async fn policies(&self) -> Result<PolicyRows, StoreError>;
 
     /// Time until the earliest PENDING event (not in `paused`) is due, by the database
     /// clock; zero if one is due now, `None` if there is none.

@@ -9,7 +9,7 @@ use crate::dispatcher::{self, InFlight};
 use crate::metrics::Counted;
 use crate::policies::Policies;
 use crate::{acker, listener, reaper, Counters, Route, RunSummary, WorkerOptions};
-use outbox_core::{ClaimedEvent, Completion, Store, StoreError};
+use outbox_core::{ClaimedEvent, Completion, Store, StoreError, Unreadable};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +27,8 @@ const MIN_IDLE: Duration = Duration::from_millis(5);
 #[derive(Default)]
 struct Round {
     claimed: Vec<ClaimedEvent>,
+    /// Leased rows that could not be read: recorded FAILED, never delivered.
+    unreadable: Vec<Unreadable>,
     /// A claim came back full: more is waiting.
     full: bool,
     /// A claim failed (what was claimed before it is still dispatched).
@@ -194,7 +196,7 @@ fn warn_about_mismatches(routes: &HashMap<String, Route>, policies: &Policies) {
     let mut keys: Vec<&String> = routes.keys().collect();
     keys.sort();
     for key in keys {
-        if policies.get(key).is_none() {
+        if policies.get(key).is_none() && policies.broken(key).is_none() {
             tracing::warn!(routing_key = %key, "Route has no OutboxRetryPolicy row; its events will end FAILED until one is added");
         }
     }
@@ -208,6 +210,7 @@ fn warn_about_mismatches(routes: &HashMap<String, Route>, policies: &Policies) {
 impl Claimer {
     async fn claim_loop(&mut self, cancel: CancellationToken) {
         let mut backoff = Backoff::database();
+        let mut unreachable = false;
         let mut claims: u64 = 0;
         let mut rounds: u64 = 0;
         // Whether the last unordered claim found nothing, and when it ran: while ordered
@@ -271,11 +274,13 @@ impl Claimer {
             }
             let Round {
                 claimed,
+                unreadable,
                 full,
                 error,
                 head_token,
                 ..
             } = round;
+            self.fail_unreadable(unreadable).await;
             if let Some(observe) = &self.options.claim_observer {
                 (observe.0)(claimed.len(), claimed_at.elapsed());
             }
@@ -283,6 +288,9 @@ impl Claimer {
                 m.claim_batch(claimed.len());
             }
             if let Some(e) = &error {
+                // Whether the database could not be reached (rather than a statement failing),
+                // so the recovery is described truthfully.
+                unreachable = e.is_unavailable();
                 if claimed.is_empty() {
                     let delay = backoff.next_delay();
                     tracing::warn!(error = %e, retry_in = ?delay, "Cannot claim events");
@@ -295,7 +303,11 @@ impl Claimer {
                 tracing::warn!(error = %e, "Cannot claim events");
             } else {
                 if backoff.failures() > 0 {
-                    tracing::info!("Database reachable again; claiming");
+                    if unreachable {
+                        tracing::info!("Database reachable again; claiming");
+                    } else {
+                        tracing::info!("Claims succeed again");
+                    }
                 }
                 backoff.reset();
             }
@@ -419,7 +431,8 @@ impl Claimer {
                     } else {
                         round.unordered = Some(c.len());
                     }
-                    round.claimed.extend(c);
+                    round.claimed.extend(c.events);
+                    round.unreadable.extend(c.unreadable);
                 }
                 Err(e) => {
                     round.error = Some(e);
@@ -467,12 +480,26 @@ impl Claimer {
             return;
         };
         let key = claimed.event.routing_key.clone();
+        if let Some(problem) = self.policies.broken(&key) {
+            // Claimed before this worker learnt the row is unusable: back, uncharged, until
+            // the row is fixed (later claims leave the key alone).
+            let note = format!(
+                "not attempted: the OutboxRetryPolicy row of '{key}' cannot be used: {problem}"
+            );
+            let delay = self.options.poll_interval.max(Duration::from_secs(1));
+            self.ack(dispatcher::postpone(&claimed, delay, note), Some(slot));
+            return;
+        }
         let policy = match self.policies.get_fresh(&key, claimed_at).await {
             Ok(p) => p,
             Err(e) => {
-                // Unknown whether a policy exists: give the event back rather than fail it.
-                tracing::warn!(error = %e, routing_key = %key, "Cannot read OutboxRetryPolicy; giving the event back");
-                self.ack(dispatcher::release(&claimed, None), Some(slot));
+                // Unknown whether a policy exists: give the event back rather than fail it,
+                // not due at once (it would be claimed again straight away, in a loop while
+                // the table cannot be read) but after a delay that grows with the failures.
+                let delay = self.policies.read_failure_delay();
+                tracing::warn!(error = %e, routing_key = %key, retry_in = ?delay, "Cannot read OutboxRetryPolicy; giving the event back");
+                let note = format!("not attempted: cannot read OutboxRetryPolicy: {e}");
+                self.ack(dispatcher::postpone(&claimed, delay, note), Some(slot));
                 return;
             }
         };
@@ -528,6 +555,28 @@ impl Claimer {
         self.deliveries.spawn(dispatcher::deliver(
             flight, route, policy, rules, running, counters,
         ));
+    }
+
+    /// Records leased rows that could not be read as FAILED (each with the column that
+    /// failed), so they neither block their batch nor come back. If the write fails, their
+    /// leases run out and the reaper reads (and fails) them again.
+    async fn fail_unreadable(&self, rows: Vec<Unreadable>) {
+        if rows.is_empty() {
+            return;
+        }
+        for r in &rows {
+            let key = r.routing_key.as_deref().unwrap_or(crate::metrics::UNROUTED);
+            let sink = self
+                .routes
+                .get(key)
+                .map_or("(none)", |r| r.sink_name.as_str());
+            tracing::error!(id = %r.id, routing_key = %key, error = %r.problem, "Event FAILED: the row cannot be read");
+            self.counters
+                .record(Counted::Failed, key, sink, None, None);
+        }
+        if let Err(e) = self.store.fail_unreadable(&rows).await {
+            tracing::warn!(error = %e, events = rows.len(), "Cannot record unreadable rows as FAILED; their leases will run out and the reaper will try again");
+        }
     }
 
     /// Waits for in-flight deliveries up to the shutdown timeout, then aborts the rest

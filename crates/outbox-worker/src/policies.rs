@@ -12,6 +12,11 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct Policies {
     store: Arc<dyn Store>,
     map: RwLock<HashMap<String, RetryPolicy>>,
+    /// Rows that cannot be used: routingKey → what is wrong. Their events are left alone
+    /// (PENDING, uncharged) until the row is fixed.
+    broken: RwLock<HashMap<String, String>>,
+    /// Failed reads in a row, for the delay of events given back meanwhile.
+    failed_reads: Mutex<Backoff>,
     /// When the newest successful read began: the cache reflects the table as of then.
     read_at: Mutex<Option<Instant>>,
     /// Poked by the listener when the policy table changed.
@@ -23,6 +28,11 @@ impl Policies {
         Policies {
             store,
             map: RwLock::new(HashMap::new()),
+            broken: RwLock::new(HashMap::new()),
+            failed_reads: Mutex::new(Backoff::new(
+                Duration::from_millis(500),
+                Duration::from_secs(30),
+            )),
             read_at: Mutex::new(None),
             changed: Notify::new(),
         }
@@ -30,18 +40,69 @@ impl Policies {
 
     pub(crate) async fn refresh(&self) -> Result<(), StoreError> {
         let started = Instant::now();
-        let rows = self.store.policies().await?;
+        let rows = match self.store.policies().await {
+            Ok(rows) => {
+                self.failed_reads.lock().expect("policy lock").reset();
+                rows
+            }
+            Err(e) => {
+                self.failed_reads.lock().expect("policy lock").next_delay();
+                return Err(e);
+            }
+        };
         let fresh: HashMap<String, RetryPolicy> = rows
+            .policies
             .into_iter()
             .map(|p| (p.routing_key.clone(), p))
             .collect();
+        let mut broken = HashMap::new();
+        for b in rows.broken {
+            match b.routing_key {
+                Some(key) => {
+                    broken.insert(key, b.problem);
+                }
+                // Not any routingKey's row: nothing waits on it; `outbox doctor` names it.
+                None => tracing::warn!(problem = %b.problem, "An OutboxRetryPolicy row cannot be used; skipped (run `outbox doctor`)"),
+            }
+        }
         let mut read_at = self.read_at.lock().expect("policy lock");
         // A slower, older read must not replace a newer one.
         if read_at.is_none_or(|t| t <= started) {
             *self.map.write().expect("policy lock") = fresh;
+            let mut known = self.broken.write().expect("policy lock");
+            // Said once per change, not at every refresh.
+            for (key, problem) in &broken {
+                if known.get(key) != Some(problem) {
+                    tracing::warn!(routing_key = %key, problem = %problem, "OutboxRetryPolicy row cannot be used; its events wait (PENDING, not charged) until it is fixed");
+                }
+            }
+            for key in known.keys() {
+                if !broken.contains_key(key) {
+                    tracing::info!(routing_key = %key, "OutboxRetryPolicy row usable again");
+                }
+            }
+            *known = broken;
             *read_at = Some(started);
         }
         Ok(())
+    }
+
+    /// How long to hold back an event whose policy could not be read: grows with the
+    /// failed reads in a row (0.5 s up to 30 s), so a table that cannot be read is never
+    /// hammered by events given back due now.
+    pub(crate) fn read_failure_delay(&self) -> Duration {
+        let b = self.failed_reads.lock().expect("policy lock");
+        let mut probe = b.clone();
+        probe.next_delay()
+    }
+
+    /// What is wrong with `routing_key`'s policy row, when it cannot be used.
+    pub(crate) fn broken(&self, routing_key: &str) -> Option<String> {
+        self.broken
+            .read()
+            .expect("policy lock")
+            .get(routing_key)
+            .cloned()
     }
 
     pub(crate) fn get(&self, routing_key: &str) -> Option<RetryPolicy> {
@@ -75,14 +136,18 @@ impl Policies {
         Ok(self.get(routing_key))
     }
 
+    /// Keys whose events are left PENDING: paused policies, and rows that cannot be used.
     pub(crate) fn paused(&self) -> Vec<String> {
-        self.map
+        let mut keys: Vec<String> = self
+            .map
             .read()
             .expect("policy lock")
             .values()
             .filter(|p| p.paused)
             .map(|p| p.routing_key.clone())
-            .collect()
+            .collect();
+        keys.extend(self.broken.read().expect("policy lock").keys().cloned());
+        keys
     }
 
     /// Routing keys of ordered policies (paused or not: a paused one's events still hold

@@ -4,7 +4,7 @@
 
 use crate::backoff::Backoff;
 use crate::policies::Policies;
-use outbox_core::{Completion, CompletionAction, Decision, ExpiredLease, Store};
+use outbox_core::{ClaimedEvent, Completion, CompletionAction, Decision, Store};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -17,12 +17,7 @@ pub(crate) fn interval_for(lease: Duration) -> Duration {
 }
 
 /// The completion for one expired lease.
-pub(crate) fn decide(
-    expired: &ExpiredLease,
-    policies: &Policies,
-    jitter_sample: f64,
-) -> Completion {
-    let c = &expired.claimed;
+pub(crate) fn decide(c: &ClaimedEvent, policies: &Policies, jitter_sample: f64) -> Completion {
     let e = &c.event;
     let what = format!(
         "lease expired: worker '{}' did not finish attempt {} in time",
@@ -65,12 +60,8 @@ pub(crate) async fn run(
 ) {
     let every = interval_for(lease);
     let mut backoff = Backoff::database();
+    let mut wait = every;
     loop {
-        let wait = if backoff.failures() > 0 {
-            backoff.next_delay().max(every)
-        } else {
-            every
-        };
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
@@ -78,13 +69,16 @@ pub(crate) async fn run(
         match reap_once(&*store, &policies).await {
             Ok(n) => {
                 backoff.reset();
+                wait = every;
                 if let (Some(m), true) = (&metrics, n > 0) {
                     m.leases_expired(n);
                 }
             }
             Err(e) => {
-                tracing::debug!(error = %e, "Lease reaper could not run");
-                backoff.next_delay();
+                // Said at WARN: while the reaper fails, the leases of crashed workers are
+                // not taken back. The backoff keeps the lines few.
+                wait = backoff.next_delay().max(every);
+                tracing::warn!(error = %e, retry_in = ?wait, "Lease reaper could not run; expired leases are not taken back meanwhile");
             }
         }
     }
@@ -98,10 +92,16 @@ async fn reap_once(store: &dyn Store, policies: &Policies) -> Result<u64, outbox
             return Ok(total);
         }
         let completions: Vec<Completion> = expired
+            .events
             .iter()
             .map(|x| decide(x, policies, rand::random::<f64>()))
             .collect();
-        let changed = store.complete(&completions).await?;
+        let mut changed = store.complete(&completions).await?;
+        // A row that cannot be read would fail again on every claim: it ends FAILED here.
+        for r in &expired.unreadable {
+            tracing::error!(id = %r.id, error = %r.problem, "Event FAILED: the row of an expired lease cannot be read");
+        }
+        changed += store.fail_unreadable(&expired.unreadable).await?;
         total += changed;
         tracing::warn!(events = changed, "Took back events whose lease expired");
         if expired.len() < REAP_BATCH || changed == 0 {

@@ -13,6 +13,7 @@ const EXIT_UNREACHABLE: u8 = 20;
 const EXIT_SCHEMA: u8 = 21;
 const EXIT_ROUTES: u8 = 22;
 const EXIT_UNROUTABLE: u8 = 23;
+const EXIT_POLICY_ROW: u8 = 24;
 
 #[derive(Default)]
 struct Report {
@@ -204,15 +205,52 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
         return Ok(r.code);
     }
 
-    let policies: BTreeSet<String> = match store.policies().await {
-        Ok(p) => p.into_iter().map(|p| p.routing_key).collect(),
+    let rows = match store.policies().await {
+        Ok(rows) => rows,
         Err(e) => {
             r.fail(EXIT_SCHEMA, &format!("cannot read the policies: {e}"), &[]);
             return Ok(r.code);
         }
     };
-    let routes: BTreeSet<String> = config.routes.keys().cloned().collect();
     let layout = store.layout().clone();
+    for b in &rows.broken {
+        let (which, fix) = match &b.routing_key {
+            Some(key) => (
+                format!("the OutboxRetryPolicy row of '{key}'"),
+                format!(
+                    "fix: correct it, e.g. UPDATE {} SET ... WHERE {} = '{}';",
+                    layout.policies(),
+                    outbox_store::postgres::quote_ident(
+                        layout
+                            .policy_columns
+                            .get("routingKey")
+                            .map(String::as_str)
+                            .unwrap_or("routingKey")
+                    ),
+                    key.replace('\'', "''")
+                ),
+            ),
+            None => (
+                "an OutboxRetryPolicy row".to_string(),
+                "fix: give it a routingKey, or delete it".to_string(),
+            ),
+        };
+        r.fail(
+            EXIT_POLICY_ROW,
+            &format!(
+                "{which} cannot be used: {}; the worker skips it and leaves its events PENDING",
+                b.problem
+            ),
+            &[&fix],
+        );
+    }
+    let policies: BTreeSet<String> = rows
+        .policies
+        .into_iter()
+        .map(|p| p.routing_key)
+        .chain(rows.broken.into_iter().filter_map(|b| b.routing_key))
+        .collect();
+    let routes: BTreeSet<String> = config.routes.keys().cloned().collect();
     let mut matched = true;
     for key in routes.difference(&policies) {
         matched = false;
@@ -295,6 +333,17 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
             match q.oldest_pending {
                 Some(d) => r.ok(&format!("oldest PENDING event is {} old", age(d))),
                 None => r.ok("no PENDING events"),
+            }
+            if let Some(oldest) = q.stale_leases_oldest {
+                r.warn(
+                    &format!(
+                        "{} PROCESSING event(s) hold leases that expired over {} ago (the oldest {} ago): no worker is taking them back",
+                        q.stale_leases,
+                        age(outbox_store::postgres::inspect::STALE_LEASE),
+                        age(oldest)
+                    ),
+                    &["fix: start `outbox run` (a running worker takes expired leases back within a quarter of worker.lease); if one runs, look in its log for \"Lease reaper could not run\""],
+                );
             }
         }
         Err(e) => r.fail(

@@ -10,8 +10,14 @@ use serde_json::json;
 
 pub async fn list(config: &Config, format: Format) -> Result<u8, Failure> {
     let store = query_store(config).await?;
-    let mut policies = store.policies().await.map_err(failed)?;
+    let rows = store.policies().await.map_err(failed)?;
+    let mut policies = rows.policies;
     policies.sort_by(|a, b| a.routing_key.cmp(&b.routing_key));
+    let mut broken = rows.broken;
+    broken.sort_by(|a, b| a.routing_key.cmp(&b.routing_key));
+    let broken_key = |b: &outbox_core::BrokenPolicy| {
+        b.routing_key.clone().unwrap_or_else(|| "(NULL)".into())
+    };
     let sink_of = |key: &str| config.routes.get(key).cloned();
     match format {
         Format::Json => {
@@ -29,6 +35,16 @@ pub async fn list(config: &Config, format: Format) -> Result<u8, Failure> {
                         "ordered": p.ordered,
                         "blockOnFailure": p.block_on_failure,
                         "paused": p.paused,
+                    })
+                );
+            }
+            for b in &broken {
+                println!(
+                    "{}",
+                    json!({
+                        "routingKey": b.routing_key,
+                        "sink": b.routing_key.as_deref().and_then(sink_of),
+                        "broken": b.problem,
                     })
                 );
             }
@@ -60,10 +76,20 @@ pub async fn list(config: &Config, format: Format) -> Result<u8, Failure> {
                     if p.paused { "PAUSED" } else { "active" }
                 );
             }
+            for b in &broken {
+                let key = broken_key(b);
+                println!(
+                    "{:<26} {:<16} UNUSABLE: {} (its events wait until the row is fixed)",
+                    fit(&key, 26),
+                    fit(&sink_of(&key).unwrap_or_else(|| "(no route)".into()), 16),
+                    b.problem
+                );
+            }
             let unpoliced: Vec<&String> = config
                 .routes
                 .keys()
                 .filter(|k| !policies.iter().any(|p| &p.routing_key == *k))
+                .filter(|k| !broken.iter().any(|b| b.routing_key.as_ref() == Some(*k)))
                 .collect();
             for k in unpoliced {
                 println!(
@@ -72,7 +98,7 @@ pub async fn list(config: &Config, format: Format) -> Result<u8, Failure> {
                     fit(&config.routes[k], 16)
                 );
             }
-            if policies.is_empty() {
+            if policies.is_empty() && broken.is_empty() {
                 println!("(no policies)");
             }
         }

@@ -14,7 +14,16 @@ pub struct QueueSummary {
     pub oldest_pending: Option<Duration>,
     /// PENDING events per routingKey.
     pub pending_by_key: Vec<(String, i64)>,
+    /// PROCESSING events whose lease expired more than [`STALE_LEASE`] ago: no worker is
+    /// taking them back.
+    pub stale_leases: i64,
+    /// How long ago the oldest of those expired.
+    pub stale_leases_oldest: Option<Duration>,
 }
+
+/// A lease expired this long ago is one no running worker's reaper took back (a reaper
+/// looks at least every 15 s).
+pub const STALE_LEASE: Duration = Duration::from_secs(60);
 
 impl PgStore {
     /// `PostgreSQL 15.19, database "x" as user "y"`.
@@ -61,10 +70,25 @@ impl PgStore {
         let row = client.query_one(&totals, &[]).await.map_err(classify)?;
         let secs: Option<f64> = row.get(1);
         let rows = client.query(&by_key, &[]).await.map_err(classify)?;
+        let stale = client
+            .query_one(
+                &self.layout.stale_leases_statement(),
+                &[&STALE_LEASE.as_secs_f64()],
+            )
+            .await
+            .map_err(classify)?;
+        let stale_secs: Option<f64> = stale.get(1);
         Ok(QueueSummary {
+            stale_leases: stale.get(0),
+            stale_leases_oldest: stale_secs
+                .filter(|s| s.is_finite())
+                .and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok()),
             failed: row.get(0),
             oldest_pending: secs.and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok()),
-            pending_by_key: rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+            pending_by_key: rows
+                .iter()
+                .map(|r| (super::ops::text_or_null(r, 0), r.get(1)))
+                .collect(),
         })
     }
 }

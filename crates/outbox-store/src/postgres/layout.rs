@@ -55,6 +55,20 @@ pub const EVENT_TIMESTAMPS: &[&str] = &[
     "createdAt",
 ];
 
+/// The policy columns the worker reads, in order, each with the value an absent optional
+/// column reads as (NULL for the required ones).
+pub const POLICY_READ: &[(&str, &str)] = &[
+    ("routingKey", "NULL"),
+    ("maxRetries", "NULL"),
+    ("retryInterval", "NULL"),
+    ("maxInterval", "NULL"),
+    ("backoffMultiplier", "2"),
+    ("jitter", "0"),
+    ("ordered", "false"),
+    ("paused", "false"),
+    ("blockOnFailure", "false"),
+];
+
 /// Canonical table names.
 pub const EVENT_TABLE: &str = "OutboxEvent";
 /// Canonical table names.
@@ -88,6 +102,10 @@ pub struct Layout {
     pub naive_timestamps: Vec<String>,
     /// Whether `nextRetryAt` may be NULL (then NULL means "due now").
     pub next_retry_nullable: bool,
+    /// Other required logical event columns that allow NULL (app-owned tables): a NULL
+    /// `retryCount` is read as 0 (and stored as 0 by the claim), a NULL `routingKey` does
+    /// not hide the row from claims, and a NULL elsewhere makes that row unreadable.
+    pub nullable: Vec<String>,
     /// Physical name of the blocked-aggregates table (same schema), when there is one.
     pub blocked_table: Option<String>,
     /// Physical name of the audit table (same schema), when there is one.
@@ -114,6 +132,7 @@ impl Layout {
             status_enum: None,
             naive_timestamps: Vec::new(),
             next_retry_nullable: false,
+            nullable: Vec::new(),
             blocked_table: Some(BLOCKED_TABLE.to_string()),
             audit_table: Some(AUDIT_TABLE.to_string()),
         }
@@ -189,7 +208,26 @@ impl Layout {
         }
     }
 
-    /// Columns returned for a claimed or expired event, in the order `event_from_row` reads.
+    /// Whether a required logical event column allows NULL.
+    pub(crate) fn is_nullable(&self, logical: &str) -> bool {
+        self.nullable.iter().any(|c| c == logical)
+    }
+
+    /// A logical event column as messages name it: `occurredAt`, or `occurredAt
+    /// ("occurred_at")` where the physical name differs.
+    pub fn column_label(&self, logical: &str) -> String {
+        match self.event_columns.get(logical) {
+            Some(physical) if physical != logical => {
+                format!("{logical} ({})", quote_ident(physical))
+            }
+            _ => logical.to_string(),
+        }
+    }
+
+    /// Columns returned for a claimed or expired event, in the order [`super::read_row`]
+    /// reads (see [`super::COLUMNS`]). Every cast is one that cannot fail, whatever a row
+    /// holds: text, and integers widened to int8. JSON travels as text and is parsed row by
+    /// row, so a `json` payload that `jsonb` rejects (a `\u0000`) fails only its own row.
     fn returning(&self) -> String {
         let opt = |logical: &str, cast: &str| match self.ev_opt(logical) {
             Some(c) => format!("e.{c}::{cast}"),
@@ -201,17 +239,28 @@ impl Layout {
             format!("e.{}::text", self.ev("eventType")),
             format!("e.{}::text", self.ev("aggregateId")),
             format!("e.{}::text", self.ev("routingKey")),
-            format!("e.{}::jsonb", self.ev("payload")),
-            opt("headers", "jsonb"),
+            format!("e.{}::text", self.ev("payload")),
+            opt("headers", "text"),
             self.ts_read("e", "occurredAt"),
-            format!("e.{}::int4", self.ev("retryCount")),
-            opt("maxRetries", "int4"),
-            opt("retryInterval", "int4"),
-            opt("maxInterval", "int4"),
+            format!("e.{}::int8", self.ev("retryCount")),
+            opt("maxRetries", "int8"),
+            opt("retryInterval", "int8"),
+            opt("maxInterval", "int8"),
             format!("e.{}::text", self.ev("lockedBy")),
             self.ts_read("e", "nextRetryAt"),
         ]
         .join(", ")
+    }
+
+    /// Leaves out rows of the routingKeys in parameter `param` (a NULL routingKey is never
+    /// left out: its row is claimed and reported unreadable).
+    fn not_skipped(&self, alias: &str, param: &str) -> String {
+        let routing = self.ev("routingKey");
+        if self.is_nullable("routingKey") {
+            format!("NOT COALESCE({alias}.{routing} = ANY({param}::text[]), false)")
+        } else {
+            format!("NOT ({alias}.{routing} = ANY({param}::text[]))")
+        }
     }
 
     /// Due now, and not before `floor` (a timestamptz expression; `-infinity` for no floor).
@@ -261,19 +310,30 @@ impl Layout {
         };
         // Planned with the actual values every time (the connections force custom plans), so
         // the paused filter and the cursor floor cost the pending-index plan nothing.
+        // A NULL retryCount (an app-owned column that allows it) is stored as 0 by the
+        // claim, so the fence of the result write compares like with like.
+        let lease_sets = if self.is_nullable("retryCount") {
+            format!(
+                "{status} = 'PROCESSING', {locked_by} = $1, {locked_until} = {lease_end}, \
+                 {retry_count} = COALESCE(e.{retry_count}, 0)"
+            )
+        } else {
+            format!("{status} = 'PROCESSING', {locked_by} = $1, {locked_until} = {lease_end}")
+        };
         let claim = format!(
             r#"UPDATE {ev} AS e
-   SET {status} = 'PROCESSING', {locked_by} = $1, {locked_until} = {lease_end}
+   SET {lease_sets}
  WHERE e.{id} = ANY(ARRAY(
          SELECT c.{id} FROM {ev} AS c
           WHERE c.{status} = 'PENDING' AND {due}
-            AND NOT (c.{routing} = ANY($5::text[]))
+            AND {not_skipped}
           ORDER BY {order}
           LIMIT $3
           FOR UPDATE SKIP LOCKED))
    AND e.{status} = 'PENDING'
 RETURNING {returning}"#,
             due = self.due("c", "now()", "COALESCE($4::timestamptz, '-infinity')"),
+            not_skipped = self.not_skipped("c", "$5"),
         );
 
         // Ordered routingKeys: the head of each aggregate only. `$4` all ordered keys (the
@@ -286,7 +346,7 @@ RETURNING {returning}"#,
         // producers never wait for a long scan (and locks are taken in one order).
         let ordered_claim = format!(
             r#"UPDATE {ev} AS e
-   SET {status} = 'PROCESSING', {locked_by} = $1, {locked_until} = {lease_end}
+   SET {lease_sets}
  WHERE e.{id} = ANY(ARRAY(
          SELECT h.id FROM (
            SELECT c.{id} AS id, c.{aggregate} AS aggregate FROM {ev} AS c
@@ -408,21 +468,42 @@ SELECT count(*) FROM done"#,
  LIMIT $1"#,
             now = self.ts_value("lockedUntil", "now()")
         );
-        let pc = |logical: &str, cast: &str, default: &str| match self.policy_columns.get(logical) {
-            Some(c) => format!("{}::{cast}", quote_ident(c)),
-            None => format!("{default}::{cast}"),
+        // Every value as text (a cast that cannot fail, whatever a row holds), parsed and
+        // checked row by row; an absent optional column reads as its default.
+        let pc = |logical: &str, default: &str| match self.policy_columns.get(logical) {
+            Some(c) => format!("{}::text", quote_ident(c)),
+            None => format!("{default}::text"),
         };
         let policies = format!(
-            "SELECT {}, {}, {}, {}, {}, {}, {}, {}, {} FROM {pol}",
-            pc("routingKey", "text", "NULL"),
-            pc("maxRetries", "int4", "NULL"),
-            pc("retryInterval", "int4", "NULL"),
-            pc("maxInterval", "int4", "NULL"),
-            pc("backoffMultiplier", "float8", "2"),
-            pc("jitter", "float8", "0"),
-            pc("ordered", "bool", "false"),
-            pc("paused", "bool", "false"),
-            pc("blockOnFailure", "bool", "false"),
+            "SELECT {} FROM {pol}",
+            POLICY_READ
+                .iter()
+                .map(|(logical, default)| pc(logical, default))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut fail_sets = vec![
+            format!("{status} = {}", self.status_value("'FAILED'")),
+            format!("{locked_by} = NULL"),
+            format!("{locked_until} = NULL"),
+        ];
+        if let Some(c) = self.ev_opt("lastError") {
+            fail_sets.push(format!("{c} = a.err"));
+        }
+        if let Some(c) = self.ev_opt("processedAt") {
+            fail_sets.push(format!(
+                "{c} = {}",
+                self.ts_value("processedAt", "clock_timestamp()")
+            ));
+        }
+        let fail_unreadable = format!(
+            r#"UPDATE {ev} AS e
+   SET {}
+  FROM unnest($1::text[], $2::text[], $3::text[]) AS a(id, owner, err)
+ WHERE e.{id} = {} AND e.{locked_by} = a.owner
+   AND e.{status} NOT IN ('PENDING', 'SENT', 'FAILED')"#,
+            fail_sets.join(",\n       "),
+            self.id_value("a.id"),
         );
         // The earliest PENDING event by an ordered scan of the pending index (a `min()` over
         // an expression could not use it).
@@ -435,12 +516,12 @@ SELECT count(*) FROM done"#,
             }
         };
         let next_due = format!(
-            r#"SELECT COALESCE(EXTRACT(EPOCH FROM ({next_read} - now()))::float8, 0)
+            r#"SELECT COALESCE({}, 0)
   FROM {ev} AS e
  WHERE e.{status} = 'PENDING' AND {from} AND NOT (e.{routing} = ANY($1::text[]))
  ORDER BY e.{next}{nulls}
  LIMIT 1"#,
-            next_read = self.ts_read("e", "nextRetryAt"),
+            seconds_between(&self.ts_read("e", "nextRetryAt"), "now()"),
             nulls = if self.next_retry_nullable {
                 " NULLS FIRST"
             } else {
@@ -456,6 +537,7 @@ SELECT count(*) FROM done"#,
             delete,
             expired,
             policies,
+            fail_unreadable,
             next_due,
         }
     }
@@ -487,26 +569,57 @@ impl Layout {
         )
     }
 
+    /// PROCESSING rows whose lease expired more than `$1` seconds ago: how many, and how
+    /// long ago the oldest expired (seconds).
+    pub(crate) fn stale_leases_statement(&self) -> String {
+        let until = self.ts_read("e", "lockedUntil");
+        format!(
+            "SELECT count(*)::int8, max({}) FROM {} AS e \
+             WHERE e.{} = 'PROCESSING' AND e.{} < {}",
+            seconds_between("now()", &until),
+            self.events(),
+            self.ev("status"),
+            self.ev("lockedUntil"),
+            self.ts_value("lockedUntil", "now() - make_interval(secs => $1::float8)"),
+        )
+    }
+
     /// Totals (FAILED count, oldest PENDING age in seconds) and PENDING per routingKey.
     pub(crate) fn summary_statements(&self) -> (String, String) {
         let ev = self.events();
         let status = self.ev("status");
         let routing = self.ev("routingKey");
+        let occurred = self.ts_read("e", "occurredAt");
         (
             format!(
                 "SELECT (count(*) FILTER (WHERE e.{status} = 'FAILED'))::int8, \
-                 EXTRACT(EPOCH FROM now() - min({occurred}) FILTER (WHERE e.{status} = 'PENDING'))::float8 \
+                 {} \
                  FROM {ev} AS e",
-                occurred = self.ts_read("e", "occurredAt")
+                seconds_between(
+                    "now()",
+                    &format!(
+                        "min({occurred}) FILTER (WHERE e.{status} = 'PENDING' AND isfinite({occurred}))"
+                    )
+                ),
             ),
             format!(
                 "SELECT e.{routing}::text, count(*)::int8, \
-                 COALESCE(EXTRACT(EPOCH FROM now() - min({occurred}))::float8, 0) \
+                 COALESCE({}, 0) \
                  FROM {ev} AS e WHERE e.{status} = 'PENDING' GROUP BY 1 ORDER BY 1",
-                occurred = self.ts_read("e", "occurredAt")
+                seconds_between(
+                    "now()",
+                    &format!("min({occurred}) FILTER (WHERE isfinite({occurred}))")
+                ),
             ),
         )
     }
+}
+
+/// `a - b` in seconds as float8, for timestamps that may be infinite: PostgreSQL refuses to
+/// subtract an infinite timestamp, which would fail the whole statement for one odd row; the
+/// epochs subtract to ±Infinity instead.
+pub(crate) fn seconds_between(a: &str, b: &str) -> String {
+    format!("(EXTRACT(EPOCH FROM {a})::float8 - EXTRACT(EPOCH FROM {b})::float8)")
 }
 
 /// The generated statements.
@@ -525,7 +638,10 @@ pub(crate) struct Statements {
     pub(crate) complete_blocking: Option<String>,
     pub(crate) delete: String,
     pub(crate) expired: String,
+    /// Every policy row, each value as text in [`POLICY_READ`] order.
     pub(crate) policies: String,
+    /// FAILED with lastError for unreadable rows: `$1` ids, `$2` lease tokens, `$3` errors.
+    pub(crate) fail_unreadable: String,
     /// Seconds until the earliest PENDING event outside the `$1` paused routingKeys is due
     /// (no row: none).
     pub(crate) next_due: String,

@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "outbox_audit",
         sql: include_str!("../../../../migrations/0004_outbox_audit.sql"),
     },
+    Migration {
+        version: 5,
+        name: "outbox_finite_values",
+        sql: include_str!("../../../../migrations/0005_outbox_finite_values.sql"),
+    },
 ];
 
 /// The history table's name.

@@ -19,8 +19,9 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures_util::future::poll_fn;
 use outbox_core::{
-    ClaimedEvent, Completion, CompletionAction, ExpiredLease, Notification, NotificationStream,
-    OutboxEvent, RetryPolicy, Status, Store, StoreError,
+    BrokenPolicy, ClaimedEvent, Completion, CompletionAction, Leased, Notification,
+    NotificationStream, OutboxEvent, PolicyRows, RetryPolicy, Status, Store, StoreError,
+    Unreadable,
 };
 use std::future::Future;
 use std::str::FromStr;
@@ -290,29 +291,174 @@ impl PgStore {
     }
 }
 
-fn event_from_row(row: &Row) -> Result<ClaimedEvent, StoreError> {
-    let get = |e: tokio_postgres::Error| StoreError::Query(format!("unexpected row shape: {e}"));
-    let occurred_at: DateTime<Utc> = row.try_get(7).map_err(get)?;
+/// The logical columns of a claimed row, in the order `Layout::returning` selects them.
+pub(crate) const COLUMNS: [&str; 14] = [
+    "id",
+    "eventName",
+    "eventType",
+    "aggregateId",
+    "routingKey",
+    "payload",
+    "headers",
+    "occurredAt",
+    "retryCount",
+    "maxRetries",
+    "retryInterval",
+    "maxInterval",
+    "lockedBy",
+    "nextRetryAt",
+];
+
+/// Reads one claimed (or expired) row as an event. Each column is read on its own; the
+/// first that cannot be read makes the row [`Unreadable`], naming it.
+pub(crate) fn read_row(layout: &Layout, row: &Row) -> Result<ClaimedEvent, Unreadable> {
+    let id: String = row
+        .try_get::<_, Option<String>>(0)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let lease_owner: String = row
+        .try_get::<_, Option<String>>(12)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let routing_key: Option<String> = row.try_get(4).ok().flatten();
+    let unreadable = |i: usize, what: String| Unreadable {
+        id: id.clone(),
+        lease_owner: lease_owner.clone(),
+        routing_key: routing_key.clone(),
+        problem: format!("column {}: {what}", layout.column_label(COLUMNS[i])),
+    };
+    // A value of a column the worker cannot do without.
+    fn required<'a, T: tokio_postgres::types::FromSql<'a>>(
+        row: &'a Row,
+        i: usize,
+    ) -> Result<T, String> {
+        match row.try_get::<_, Option<T>>(i) {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err("is NULL".to_string()),
+            Err(e) => Err(decode_error(&e)),
+        }
+    }
+    let text = |i: usize| required::<String>(row, i).map_err(|w| unreadable(i, w));
+    let int = |i: usize| -> Result<Option<i32>, Unreadable> {
+        match row.try_get::<_, Option<i64>>(i) {
+            Ok(None) => Ok(None),
+            Ok(Some(v)) => i32::try_from(v)
+                .map(Some)
+                .map_err(|_| unreadable(i, format!("{v} is out of range (a 32-bit integer)"))),
+            Err(e) => Err(unreadable(i, decode_error(&e))),
+        }
+    };
+    let json = |i: usize, raw: &str| {
+        serde_json::from_str::<serde_json::Value>(raw)
+            .map_err(|e| unreadable(i, format!("is not JSON the relay can read ({e})")))
+    };
+    let payload = json(5, &text(5)?)?;
+    let headers = match row.try_get::<_, Option<String>>(6) {
+        Ok(None) => None,
+        Ok(Some(raw)) => Some(json(6, &raw)?),
+        Err(e) => return Err(unreadable(6, decode_error(&e))),
+    };
+    let occurred_at: DateTime<Utc> = required(row, 7).map_err(|w| unreadable(7, w))?;
     Ok(ClaimedEvent {
         event: OutboxEvent {
-            id: row.try_get(0).map_err(get)?,
-            event_name: row.try_get(1).map_err(get)?,
-            event_type: row.try_get(2).map_err(get)?,
-            aggregate_id: row.try_get(3).map_err(get)?,
-            routing_key: row.try_get(4).map_err(get)?,
-            payload: row.try_get(5).map_err(get)?,
-            headers: row.try_get(6).map_err(get)?,
+            event_name: text(1)?,
+            event_type: text(2)?,
+            aggregate_id: text(3)?,
+            routing_key: text(4)?,
+            payload,
+            headers,
             occurred_at,
-            retry_count: row.try_get(8).map_err(get)?,
-            max_retries: row.try_get(9).map_err(get)?,
-            retry_interval: row.try_get(10).map_err(get)?,
-            max_interval: row.try_get(11).map_err(get)?,
+            retry_count: int(8)?.unwrap_or(0),
+            max_retries: int(9)?,
+            retry_interval: int(10)?,
+            max_interval: int(11)?,
+            id: id.clone(),
         },
-        lease_owner: row
-            .try_get::<_, Option<String>>(12)
-            .map_err(get)?
-            .unwrap_or_default(),
+        lease_owner: lease_owner.clone(),
     })
+}
+
+/// What a column's decode error says, without the driver's wrapping.
+fn decode_error(e: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(inner) => inner.to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// Claimed rows read one by one; events oldest first.
+fn leased(layout: &Layout, rows: &[Row]) -> Leased {
+    let mut out = Leased::default();
+    for row in rows {
+        match read_row(layout, row) {
+            Ok(event) => out.events.push(event),
+            Err(bad) => out.unreadable.push(bad),
+        }
+    }
+    out.events.sort_by(|a, b| {
+        (a.event.occurred_at, &a.event.id).cmp(&(b.event.occurred_at, &b.event.id))
+    });
+    out
+}
+
+/// A policy row read value by value (every column arrives as text, in
+/// [`layout::POLICY_READ`] order): a NULL where a value is needed, a value that does not
+/// parse, or one [`RetryPolicy::problem`] rejects makes the row broken, naming the column.
+pub(crate) fn read_policy(row: &Row) -> Result<RetryPolicy, BrokenPolicy> {
+    let value = |i: usize| -> Option<String> { row.try_get::<_, Option<String>>(i).ok().flatten() };
+    let routing_key = value(0);
+    let broken = |problem: String| BrokenPolicy {
+        routing_key: routing_key.clone(),
+        problem,
+    };
+    let Some(key) = routing_key.clone() else {
+        return Err(broken("routingKey is NULL".into()));
+    };
+    let raw = |i: usize| -> Result<String, BrokenPolicy> {
+        let (logical, default) = layout::POLICY_READ[i];
+        match value(i) {
+            Some(v) => Ok(v),
+            None if default != "NULL" => Ok(default.to_string()),
+            None => Err(broken(format!("{logical} is NULL; set it"))),
+        }
+    };
+    fn parse<T: FromStr>(logical: &str, text: &str) -> Result<T, String> {
+        text.trim()
+            .parse::<T>()
+            .map_err(|_| format!("{logical} '{text}' is not a value the worker can use"))
+    }
+    let num = |i: usize| -> Result<i64, BrokenPolicy> {
+        let text = raw(i)?;
+        let logical = layout::POLICY_READ[i].0;
+        // numeric columns may hold a fraction: whole milliseconds only.
+        parse::<i64>(logical, &text)
+            .or_else(|e| match parse::<f64>(logical, &text) {
+                Ok(f) if f.fract() == 0.0 && f.abs() < 9e15 => Ok(f as i64),
+                _ => Err(e),
+            })
+            .map_err(broken)
+    };
+    let float = |i: usize| parse::<f64>(layout::POLICY_READ[i].0, &raw(i)?).map_err(broken);
+    let flag = |i: usize| parse::<bool>(layout::POLICY_READ[i].0, &raw(i)?).map_err(broken);
+    let max_retries = num(1)?;
+    let policy = RetryPolicy {
+        routing_key: key,
+        max_retries: i32::try_from(max_retries)
+            .map_err(|_| broken(format!("maxRetries {max_retries} is out of range")))?,
+        retry_interval_ms: num(2)?,
+        max_interval_ms: num(3)?,
+        backoff_multiplier: float(4)?,
+        jitter: float(5)?,
+        ordered: flag(6)?,
+        paused: flag(7)?,
+        block_on_failure: flag(8)?,
+    };
+    match policy.problem() {
+        Some(problem) => Err(broken(problem)),
+        None => Ok(policy),
+    }
 }
 
 impl PgStore {
@@ -367,18 +513,6 @@ impl PgStore {
     }
 }
 
-/// Claimed rows as events, oldest first.
-fn claimed_events(rows: &[tokio_postgres::Row]) -> Result<Vec<ClaimedEvent>, StoreError> {
-    let mut events = rows
-        .iter()
-        .map(event_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    events.sort_by(|a, b| {
-        (a.event.occurred_at, &a.event.id).cmp(&(b.event.occurred_at, &b.event.id))
-    });
-    Ok(events)
-}
-
 #[async_trait]
 impl Store for PgStore {
     async fn claim(
@@ -387,7 +521,7 @@ impl Store for PgStore {
         limit: usize,
         lease: Duration,
         paused: &[String],
-    ) -> Result<Vec<ClaimedEvent>, StoreError> {
+    ) -> Result<Leased, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let lease = lease.as_secs_f64();
         let floor = self.cursor.lock().expect("claim cursor").floor();
@@ -406,7 +540,7 @@ impl Store for PgStore {
                 cursor.claimed_up_to(newest, floor.is_none());
             }
         }
-        claimed_events(&rows)
+        Ok(leased(&self.layout, &rows))
     }
 
     async fn claim_ordered(
@@ -416,7 +550,7 @@ impl Store for PgStore {
         lease: Duration,
         ordered: &[String],
         paused: &[String],
-    ) -> Result<Vec<ClaimedEvent>, StoreError> {
+    ) -> Result<Leased, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let lease = lease.as_secs_f64();
         // The recheck runs in the same transaction, with the bucket locks held.
@@ -429,11 +563,15 @@ impl Store for PgStore {
                 (&self.sql.ordered_recheck, &[&owner, &ordered]),
             ])
             .await?;
-        let given_back: Vec<String> = results[1].iter().map(|r| r.get(0)).collect();
+        let given_back: Vec<String> = results[1]
+            .iter()
+            .filter_map(|r| r.try_get(0).ok())
+            .collect();
         let rows = results.swap_remove(0);
-        let mut events = claimed_events(&rows)?;
-        events.retain(|e| !given_back.contains(&e.event.id));
-        Ok(events)
+        let mut out = leased(&self.layout, &rows);
+        out.events.retain(|e| !given_back.contains(&e.event.id));
+        out.unreadable.retain(|u| !given_back.contains(&u.id));
+        Ok(out)
     }
 
     async fn complete(&self, completions: &[Completion]) -> Result<u64, StoreError> {
@@ -537,7 +675,29 @@ impl Store for PgStore {
         Ok(changed)
     }
 
-    async fn expired_leases(&self, limit: usize) -> Result<Vec<ExpiredLease>, StoreError> {
+    async fn fail_unreadable(&self, rows: &[Unreadable]) -> Result<u64, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let owners: Vec<&str> = rows.iter().map(|r| r.lease_owner.as_str()).collect();
+        // PostgreSQL text cannot hold NUL, and a problem may quote a value.
+        let errors: Vec<String> = rows
+            .iter()
+            .map(|r| r.last_error().replace('\0', ""))
+            .collect();
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&self.sql.fail_unreadable)
+            .await
+            .map_err(classify)?;
+        client
+            .execute(&stmt, &[&ids, &owners, &errors])
+            .await
+            .map_err(classify)
+    }
+
+    async fn expired_leases(&self, limit: usize) -> Result<Leased, StoreError> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(&self.sql.expired)
@@ -545,34 +705,24 @@ impl Store for PgStore {
             .map_err(classify)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = client.query(&stmt, &[&limit]).await.map_err(classify)?;
-        rows.iter()
-            .map(|r| event_from_row(r).map(|claimed| ExpiredLease { claimed }))
-            .collect()
+        Ok(leased(&self.layout, &rows))
     }
 
-    async fn policies(&self) -> Result<Vec<RetryPolicy>, StoreError> {
+    async fn policies(&self) -> Result<PolicyRows, StoreError> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(&self.sql.policies)
             .await
             .map_err(classify)?;
         let rows = client.query(&stmt, &[]).await.map_err(classify)?;
-        let get = |e: tokio_postgres::Error| StoreError::Query(format!("OutboxRetryPolicy: {e}"));
-        rows.iter()
-            .map(|r| {
-                Ok(RetryPolicy {
-                    routing_key: r.try_get(0).map_err(get)?,
-                    max_retries: r.try_get(1).map_err(get)?,
-                    retry_interval_ms: i64::from(r.try_get::<_, i32>(2).map_err(get)?),
-                    max_interval_ms: i64::from(r.try_get::<_, i32>(3).map_err(get)?),
-                    backoff_multiplier: r.try_get(4).map_err(get)?,
-                    jitter: r.try_get(5).map_err(get)?,
-                    ordered: r.try_get(6).map_err(get)?,
-                    paused: r.try_get(7).map_err(get)?,
-                    block_on_failure: r.try_get(8).map_err(get)?,
-                })
-            })
-            .collect()
+        let mut out = PolicyRows::default();
+        for row in &rows {
+            match read_policy(row) {
+                Ok(p) => out.policies.push(p),
+                Err(b) => out.broken.push(b),
+            }
+        }
+        Ok(out)
     }
 
     async fn next_due(&self, paused: &[String]) -> Result<Option<Duration>, StoreError> {
@@ -603,7 +753,12 @@ impl Store for PgStore {
         let rows = client.query(&stmt, &[]).await.map_err(classify)?;
         Ok(rows
             .iter()
-            .map(|r| (r.get(0), r.get(1), r.get::<_, f64>(2).max(0.0)))
+            .map(|r| {
+                let age = r.get::<_, f64>(2);
+                // An occurredAt that is infinite (or a clock far off) says nothing of age.
+                let age = if age.is_finite() { age.max(0.0) } else { 0.0 };
+                (ops::text_or_null(r, 0), r.get(1), age)
+            })
             .collect())
     }
 

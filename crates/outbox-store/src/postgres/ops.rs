@@ -62,8 +62,10 @@ impl Layout {
             };
             parts.push(format!("'{}', {value}", logical.replace('\'', "''")));
         }
-        // jsonb_build_object takes at most 100 arguments; 21 columns need 42.
-        format!("jsonb_build_object({})", parts.join(", "))
+        // json, not jsonb, and read as text: a `json` payload that jsonb rejects (a
+        // `\u0000`) must not fail a listing. json_build_object takes at most 100 arguments;
+        // 21 columns need 42.
+        format!("json_build_object({})::text", parts.join(", "))
     }
 
     /// The filter with parameters `$1`..`$6` (ids, status, routingKey, aggregateId, since
@@ -102,6 +104,26 @@ impl Layout {
 
     fn table(&self, name: &str) -> String {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(name))
+    }
+}
+
+/// A text column of an operator query; `(NULL)` where an app-owned table holds a NULL,
+/// so one odd row never fails a listing.
+pub(crate) fn text_or_null(row: &tokio_postgres::Row, i: usize) -> String {
+    row.try_get::<_, Option<String>>(i)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "(NULL)".to_string())
+}
+
+/// One row of a listing as JSON; a row whose text cannot be parsed (a lone surrogate
+/// escape in a `json` column) is shown with the reason instead.
+fn event_value(row: &tokio_postgres::Row) -> Value {
+    let text = row.try_get::<_, Option<String>>(0).ok().flatten();
+    match text.as_deref().map(serde_json::from_str::<Value>) {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => serde_json::json!({ "unreadable": format!("this row cannot be shown as JSON: {e}") }),
+        None => Value::Null,
     }
 }
 
@@ -144,7 +166,7 @@ impl PgStore {
         params.push(Box::new(limit));
         let client = self.client().await?;
         let rows = client.query(&sql, &refs(&params)).await.map_err(classify)?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows.iter().map(event_value).collect())
     }
 
     /// Ids of events matching `filter`, in id order, after `after`, at most `limit`: bulk
@@ -169,7 +191,7 @@ impl PgStore {
         params.push(Box::new(limit));
         let client = self.client().await?;
         let rows = client.query(&sql, &refs(&params)).await.map_err(classify)?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows.iter().map(|r| text_or_null(r, 0)).collect())
     }
 
     /// How many events match `filter`.
@@ -200,11 +222,17 @@ impl PgStore {
                     count(*) FILTER (WHERE e.{status}::text = 'SENT')::int8,
                     count(*) FILTER (WHERE e.{status}::text = 'FAILED')::int8,
                     count(*) FILTER (WHERE e.{status}::text = 'PENDING' AND e.{retry} > 0)::int8,
-                    EXTRACT(EPOCH FROM now() - min({occurred}) FILTER (WHERE e.{status}::text = 'PENDING'))::float8
+                    {oldest}
                FROM {ev} AS e GROUP BY 1 ORDER BY 1",
+            oldest = super::layout::seconds_between(
+                "now()",
+                &format!(
+                    "min({occurred}) FILTER (WHERE e.{status}::text = 'PENDING' AND isfinite({occurred}))",
+                    occurred = l.ts_read("e", "occurredAt")
+                )
+            ),
             routing = l.ev("routingKey"),
             retry = l.ev("retryCount"),
-            occurred = l.ts_read("e", "occurredAt"),
             ev = l.events(),
         );
         let client = self.client().await?;
@@ -212,7 +240,7 @@ impl PgStore {
         Ok(rows
             .iter()
             .map(|r| KeyStats {
-                routing_key: r.get(0),
+                routing_key: text_or_null(r, 0),
                 pending: r.get(1),
                 processing: r.get(2),
                 sent: r.get(3),
@@ -237,9 +265,9 @@ impl PgStore {
         Ok(rows
             .iter()
             .map(|r| Blocked {
-                aggregate_id: r.get(0),
-                event_id: r.get(1),
-                routing_key: r.get(2),
+                aggregate_id: text_or_null(r, 0),
+                event_id: text_or_null(r, 1),
+                routing_key: text_or_null(r, 2),
             })
             .collect())
     }
@@ -359,7 +387,7 @@ impl PgStore {
         }
         let client = self.client().await?;
         let rows = client.query(sql, &refs(&params)).await.map_err(classify)?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows.iter().map(|r| text_or_null(r, 0)).collect())
     }
 
     /// Releases blocked `aggregates` (audited); returns the ones that were blocked.
@@ -393,7 +421,7 @@ impl PgStore {
             client.query(&sql, &[&aggregates]).await
         }
         .map_err(classify)?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows.iter().map(|r| text_or_null(r, 0)).collect())
     }
 
     /// Sets `paused` on the policy of `routing_key`, audited; false when there is no such

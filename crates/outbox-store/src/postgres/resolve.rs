@@ -531,6 +531,44 @@ fn check_event_table(
     if let Some(c) = col("nextRetryAt") {
         layout.next_retry_nullable = !c.not_null;
     }
+    // Required columns that allow NULL: the worker copes row by row, and says what a NULL
+    // there does.
+    for logical in [
+        "id",
+        "eventName",
+        "eventType",
+        "aggregateId",
+        "routingKey",
+        "payload",
+        "status",
+        "occurredAt",
+        "retryCount",
+    ] {
+        let Some(c) = col(logical) else { continue };
+        if c.not_null {
+            continue;
+        }
+        layout.nullable.push(logical.to_string());
+        let effect = match logical {
+            "retryCount" => "a NULL is read (and stored by the claim) as 0",
+            "status" | "id" => "a row with a NULL there is never delivered, nor reported",
+            _ => "a row with a NULL there is claimed and ends FAILED as unreadable",
+        };
+        out.warnings.push(Finding {
+            what: format!(
+                "column {t}.{} allows NULL: {effect}",
+                quote_ident(&c.name)
+            ),
+            sql: format!(
+                "ALTER TABLE {t} ALTER COLUMN {} SET NOT NULL;",
+                quote_ident(&c.name)
+            ),
+            prisma: format!(
+                "{logical} {}",
+                canonical_type(EVENT_TABLE, logical, r.naive).1
+            ),
+        });
+    }
     for logical in ["lockedBy", "lockedUntil", "processedAt"] {
         if let Some(c) = col(logical) {
             if c.not_null {
