@@ -34,7 +34,8 @@ async fn a_stale_worker_s_late_ack_does_not_overwrite_the_reclaiming_worker_s_re
     let a = store
         .claim("worker-a", 10, Duration::from_millis(200), &[])
         .await
-        .unwrap().events;
+        .unwrap()
+        .events;
     assert_eq!(a.len(), 1);
     let stale = a[0].clone();
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -55,7 +56,8 @@ async fn a_stale_worker_s_late_ack_does_not_overwrite_the_reclaiming_worker_s_re
     let b = store
         .claim("worker-b", 10, Duration::from_secs(30), &[])
         .await
-        .unwrap().events;
+        .unwrap()
+        .events;
     assert_eq!(b.len(), 1);
     assert_eq!(b[0].event.retry_count, 1);
     assert_eq!(b[0].attempt(), 2);
@@ -93,7 +95,8 @@ async fn a_stale_worker_s_late_ack_does_not_overwrite_the_reclaiming_worker_s_re
     let first = store
         .claim("worker-a", 10, Duration::from_millis(100), &[])
         .await
-        .unwrap().events;
+        .unwrap()
+        .events;
     tokio::time::sleep(Duration::from_millis(250)).await;
     let exp = store.expired_leases(10).await.unwrap().events;
     store
@@ -110,7 +113,8 @@ async fn a_stale_worker_s_late_ack_does_not_overwrite_the_reclaiming_worker_s_re
     let second = store
         .claim("worker-a", 10, Duration::from_secs(30), &[])
         .await
-        .unwrap().events;
+        .unwrap()
+        .events;
     assert_eq!(
         store
             .complete(&[done(&first[0], CompletionAction::Sent)])
@@ -142,7 +146,8 @@ async fn concurrent_claims_never_hand_out_an_event_twice() {
                 let batch = store
                     .claim(&format!("w{w}"), 25, Duration::from_secs(30), &[])
                     .await
-                    .unwrap().events;
+                    .unwrap()
+                    .events;
                 if batch.is_empty() {
                     return mine;
                 }
@@ -173,7 +178,8 @@ async fn claims_skip_paused_keys_and_events_not_yet_due_and_retries_use_the_data
     let got = store
         .claim("w", 10, Duration::from_secs(30), &["paused".to_string()])
         .await
-        .unwrap().events;
+        .unwrap()
+        .events;
     assert_eq!(
         got.iter().map(|c| c.event.id.as_str()).collect::<Vec<_>>(),
         ["due"]
@@ -337,7 +343,8 @@ async fn a_non_default_schema_holds_the_tables_and_its_notifications_are_its_own
     let claimed = relay
         .claim("w", 10, Duration::from_secs(5), &[])
         .await
-        .unwrap().events;
+        .unwrap()
+        .events;
     assert_eq!(claimed.len(), 1);
     assert_eq!(relay.policies().await.unwrap().policies.len(), 1);
     assert_eq!(public.policies().await.unwrap().policies.len(), 0);
@@ -432,7 +439,8 @@ async fn a_backlog_left_behind_the_claim_cursor_is_picked_up_in_full_batches() {
         let got = store
             .claim("w", 100, Duration::from_secs(30), &paused)
             .await
-            .unwrap().events;
+            .unwrap()
+            .events;
         assert_eq!(got.len(), 50);
     }
     // Un-paused: once a full claim has seen the old rows, the cursor goes back and the
@@ -443,7 +451,8 @@ async fn a_backlog_left_behind_the_claim_cursor_is_picked_up_in_full_batches() {
         let got = store
             .claim("w", 100, Duration::from_secs(30), &[])
             .await
-            .unwrap().events;
+            .unwrap()
+            .events;
         held += got.iter().filter(|e| e.event.routing_key == "held").count();
     }
     assert_eq!(held, 300);

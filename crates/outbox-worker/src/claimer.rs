@@ -571,8 +571,7 @@ impl Claimer {
                 .get(key)
                 .map_or("(none)", |r| r.sink_name.as_str());
             tracing::error!(id = %r.id, routing_key = %key, error = %r.problem, "Event FAILED: the row cannot be read");
-            self.counters
-                .record(Counted::Failed, key, sink, None, None);
+            self.counters.record(Counted::Failed, key, sink, None, None);
         }
         if let Err(e) = self.store.fail_unreadable(&rows).await {
             tracing::warn!(error = %e, events = rows.len(), "Cannot record unreadable rows as FAILED; their leases will run out and the reaper will try again");

@@ -62,7 +62,9 @@ impl Policies {
                     broken.insert(key, b.problem);
                 }
                 // Not any routingKey's row: nothing waits on it; `outbox doctor` names it.
-                None => tracing::warn!(problem = %b.problem, "An OutboxRetryPolicy row cannot be used; skipped (run `outbox doctor`)"),
+                None => {
+                    tracing::warn!(problem = %b.problem, "An OutboxRetryPolicy row cannot be used; skipped (run `outbox doctor`)")
+                }
             }
         }
         let mut read_at = self.read_at.lock().expect("policy lock");

@@ -15,9 +15,8 @@ pub async fn list(config: &Config, format: Format) -> Result<u8, Failure> {
     policies.sort_by(|a, b| a.routing_key.cmp(&b.routing_key));
     let mut broken = rows.broken;
     broken.sort_by(|a, b| a.routing_key.cmp(&b.routing_key));
-    let broken_key = |b: &outbox_core::BrokenPolicy| {
-        b.routing_key.clone().unwrap_or_else(|| "(NULL)".into())
-    };
+    let broken_key =
+        |b: &outbox_core::BrokenPolicy| b.routing_key.clone().unwrap_or_else(|| "(NULL)".into());
     let sink_of = |key: &str| config.routes.get(key).cloned();
     match format {
         Format::Json => {

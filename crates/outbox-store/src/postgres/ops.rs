@@ -122,7 +122,9 @@ fn event_value(row: &tokio_postgres::Row) -> Value {
     let text = row.try_get::<_, Option<String>>(0).ok().flatten();
     match text.as_deref().map(serde_json::from_str::<Value>) {
         Some(Ok(v)) => v,
-        Some(Err(e)) => serde_json::json!({ "unreadable": format!("this row cannot be shown as JSON: {e}") }),
+        Some(Err(e)) => {
+            serde_json::json!({ "unreadable": format!("this row cannot be shown as JSON: {e}") })
+        }
         None => Value::Null,
     }
 }

@@ -555,10 +555,7 @@ fn check_event_table(
             _ => "a row with a NULL there is claimed and ends FAILED as unreadable",
         };
         out.warnings.push(Finding {
-            what: format!(
-                "column {t}.{} allows NULL: {effect}",
-                quote_ident(&c.name)
-            ),
+            what: format!("column {t}.{} allows NULL: {effect}", quote_ident(&c.name)),
             sql: format!(
                 "ALTER TABLE {t} ALTER COLUMN {} SET NOT NULL;",
                 quote_ident(&c.name)
