@@ -102,6 +102,36 @@ const OUTBOX_HEADERS: [&str; 4] = [
     "X-Outbox-Attempt",
 ];
 
+/// Header names a producer may not set in an HTTP request, whatever its event says: the
+/// hop-by-hop headers, the ones that frame the body or say where the request goes (a
+/// `Content-Length: 2` would make the destination read two bytes of the body and answer
+/// 200), and the content type the relay sets itself. Compared case-insensitively;
+/// `Proxy-*` and `X-Forwarded-*` by prefix.
+pub const HTTP_RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "content-encoding",
+    "content-type",
+    "forwarded",
+    "via",
+];
+
+/// Whether a producer may set header `name` on an HTTP request (see
+/// [`HTTP_RESERVED_HEADERS`]).
+pub fn http_header_allowed(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    !(HTTP_RESERVED_HEADERS.contains(&lower.as_str())
+        || lower.starts_with("proxy-")
+        || lower.starts_with("x-forwarded-"))
+}
+
 /// The event's own `headers` object as (name, text) pairs: strings as they are, other values
 /// as JSON, nulls left out, and so is any name of [`outbox_headers`] in any case — the
 /// relay's own values are the only ones sent, whatever the transport does with repeats.
@@ -227,5 +257,150 @@ impl Template {
     /// Whether the template has no placeholder (the same name for every event).
     pub fn is_fixed(&self) -> bool {
         self.parts.iter().all(|p| matches!(p, Part::Text(_)))
+    }
+
+    /// The text before the first placeholder: the namespace the operator chose.
+    fn prefix(&self) -> &str {
+        match self.parts.first() {
+            Some(Part::Text(t)) => t,
+            _ => "",
+        }
+    }
+
+    /// The event's destination name of `kind`, checked so that no event field can take it
+    /// out of the namespace the operator configured: a field may not bring in a control
+    /// character, and the name must be one `kind` accepts for a publish (no wildcard, no
+    /// empty NATS token, within the length the broker takes) and may not start a system
+    /// namespace (`$`, in NATS and MQTT) unless the template itself starts there. The
+    /// error says why, for the event's lastError; the event fails alone.
+    pub fn destination(&self, claimed: &ClaimedEvent, kind: Destination) -> Result<String, String> {
+        let e = &claimed.event;
+        for p in &self.parts {
+            let (field, value) = match p {
+                Part::Text(_) => continue,
+                Part::RoutingKey => ("routingKey", &e.routing_key),
+                Part::EventType => ("eventType", &e.event_type),
+                Part::EventName => ("eventName", &e.event_name),
+                Part::AggregateId => ("aggregateId", &e.aggregate_id),
+            };
+            if value.chars().any(char::is_control) {
+                return Err(format!(
+                    "the event's {field} contains a control character, which a {} cannot carry",
+                    kind.noun()
+                ));
+            }
+        }
+        let name = self.render(claimed);
+        kind.check(&name, self.prefix())?;
+        Ok(name)
+    }
+
+    /// Checks the template's own text for `kind` (placeholders standing for a plain word),
+    /// so a name no event could ever use is a configuration error.
+    pub fn check_config(&self, s: &mut Section<'_>, key: &str, kind: Destination) {
+        let mut sample = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => sample.push_str(t),
+                _ => sample.push('x'),
+            }
+        }
+        if self.parts.is_empty() {
+            return;
+        }
+        if let Err(e) = kind.check(&sample, self.prefix()) {
+            s.issue(key, e);
+        }
+    }
+}
+
+/// The kinds of destination name a template makes, each with the rules its broker has for
+/// a name to publish to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// A NATS subject: dot-separated tokens, no whitespace, no wildcard.
+    NatsSubject,
+    /// An MQTT topic name: no wildcard, no NUL.
+    MqttTopic,
+    /// A Redis key.
+    RedisKey,
+    /// An AMQP routing key (a short string: 255 bytes).
+    AmqpRoutingKey,
+}
+
+impl Destination {
+    fn noun(self) -> &'static str {
+        match self {
+            Destination::NatsSubject => "NATS subject",
+            Destination::MqttTopic => "MQTT topic",
+            Destination::RedisKey => "Redis key",
+            Destination::AmqpRoutingKey => "AMQP routing key",
+        }
+    }
+
+    /// The longest name taken. NATS reads a subject in a control line the server caps (4 KiB
+    /// by default, dropping the whole connection when it is over); 1 KiB leaves room for
+    /// the rest of the line. AMQP's short string holds 255 bytes.
+    pub fn max_len(self) -> usize {
+        match self {
+            Destination::AmqpRoutingKey => 255,
+            _ => 1024,
+        }
+    }
+
+    /// Whether `name` is one to publish to; `prefix` is the template's own leading text.
+    fn check(self, name: &str, prefix: &str) -> Result<(), String> {
+        let noun = self.noun();
+        if name.is_empty() {
+            return Err(format!("the {noun} is empty"));
+        }
+        if name.len() > self.max_len() {
+            return Err(format!(
+                "the {noun} is {} bytes; at most {} are allowed",
+                name.len(),
+                self.max_len()
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(format!("the {noun} contains a control character"));
+        }
+        let system = matches!(self, Destination::NatsSubject | Destination::MqttTopic);
+        if system && name.starts_with('$') && !prefix.starts_with('$') {
+            return Err(format!(
+                "the {noun} '{}' starts with '$', a broker's system namespace, and the configured name does not",
+                shorten(name)
+            ));
+        }
+        match self {
+            Destination::NatsSubject => {
+                let bad = name.split('.').find(|t| {
+                    t.is_empty() || *t == "*" || *t == ">" || t.contains(char::is_whitespace)
+                });
+                if bad.is_some() {
+                    return Err(format!(
+                        "'{}' is not a NATS subject to publish to (dot-separated tokens, no empty token, spaces or wildcards)",
+                        shorten(name)
+                    ));
+                }
+            }
+            Destination::MqttTopic => {
+                if name.contains(['+', '#']) {
+                    return Err(format!(
+                        "'{}' is not an MQTT topic to publish to (it has a wildcard, + or #)",
+                        shorten(name)
+                    ));
+                }
+            }
+            Destination::RedisKey | Destination::AmqpRoutingKey => {}
+        }
+        Ok(())
+    }
+}
+
+/// At most 120 characters of a name, for messages.
+fn shorten(name: &str) -> String {
+    match name.char_indices().nth(120) {
+        Some((i, _)) => format!("{}…", &name[..i]),
+        None => name.to_string(),
     }
 }

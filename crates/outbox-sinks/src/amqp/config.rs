@@ -1,6 +1,6 @@
 //! Keys of an `[sinks.NAME]` section with `type = "amqp"`.
 
-use crate::message::{Encoding, Template};
+use crate::message::{Destination, Encoding, Template};
 use outbox_core::conf::{Issue, Section};
 use std::time::Duration;
 
@@ -56,6 +56,7 @@ impl AmqpSinkConfig {
             s.issue("exchange", "is longer than 255 bytes");
         }
         let routing_key = Template::read(&mut s, "routing_key", "{routingKey}");
+        routing_key.check_config(&mut s, "routing_key", Destination::AmqpRoutingKey);
         let timeout = s.duration("timeout", Duration::from_millis(1), Duration::from_secs(5));
         let persistent = s.boolean("persistent", true);
         let mandatory = s.boolean("mandatory", true);

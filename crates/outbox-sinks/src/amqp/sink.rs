@@ -2,7 +2,7 @@
 //! broker's ack.
 
 use super::config::AmqpSinkConfig;
-use crate::message::{event_headers, outbox_headers, Encoding, Template};
+use crate::message::{event_headers, outbox_headers, Destination, Encoding, Template};
 use async_trait::async_trait;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
@@ -227,13 +227,13 @@ fn classify(
 #[async_trait]
 impl Sink for AmqpSink {
     async fn deliver(&self, claimed: &ClaimedEvent) -> Outcome {
-        let routing_key = self.routing_key.render(claimed);
-        if routing_key.len() > 255 {
-            return Outcome::reject(format!(
-                "the routing key is {} bytes; AMQP allows 255",
-                routing_key.len()
-            ));
-        }
+        let routing_key = match self
+            .routing_key
+            .destination(claimed, Destination::AmqpRoutingKey)
+        {
+            Ok(k) => k,
+            Err(e) => return Outcome::reject(e),
+        };
         if claimed.event.id.len() > 255 {
             return Outcome::reject(format!(
                 "the event id is {} bytes; an AMQP message id holds 255",

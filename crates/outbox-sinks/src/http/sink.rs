@@ -1,7 +1,7 @@
 //! The HTTP sink: builds the request for one event and classifies the response.
 
 use super::config::HttpSinkConfig;
-use crate::message::{event_headers, outbox_headers, Encoding};
+use crate::message::{event_headers, http_header_allowed, outbox_headers, Encoding};
 use async_trait::async_trait;
 use outbox_core::{ClaimedEvent, Outcome, Sink};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
@@ -56,11 +56,22 @@ impl HttpSink {
         })
     }
 
-    fn headers_for(&self, claimed: &ClaimedEvent, content_type: &'static str) -> HeaderMap {
+    /// The request's headers, or why the event cannot be sent (its id or routingKey is not
+    /// a header value: the request would go without its idempotency key).
+    fn headers_for(
+        &self,
+        claimed: &ClaimedEvent,
+        content_type: &'static str,
+    ) -> Result<HeaderMap, String> {
         let mut h = HeaderMap::new();
         // The event's own metadata first, then the configured headers, then ours: a
-        // producer cannot override Authorization, nor anyone the idempotency key.
+        // producer cannot override Authorization, nor anyone the idempotency key. Headers
+        // that frame the body or route the request are never taken from an event, and a
+        // name or value HTTP cannot carry is left out.
         for (name, text) in event_headers(claimed) {
+            if !http_header_allowed(&name) {
+                continue;
+            }
             if let (Ok(n), Ok(v)) = (
                 HeaderName::from_bytes(name.as_bytes()),
                 HeaderValue::from_str(&text),
@@ -73,14 +84,17 @@ impl HttpSink {
         }
         h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         for (name, value) in outbox_headers(claimed) {
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(&value),
-            ) {
+            let v = HeaderValue::from_str(&value).map_err(|_| {
+                format!(
+                    "the event's {} cannot be sent as the HTTP header {name} (it holds a line break or another control character)",
+                    if name == "X-Outbox-Routing-Key" { "routingKey" } else { "id" }
+                )
+            })?;
+            if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
                 h.insert(n, v);
             }
         }
-        h
+        Ok(h)
     }
 }
 
@@ -165,10 +179,14 @@ impl Sink for HttpSink {
             Ok(b) => b,
             Err(e) => return Outcome::reject(e),
         };
+        let headers = match self.headers_for(claimed, content_type) {
+            Ok(h) => h,
+            Err(e) => return Outcome::reject(e),
+        };
         let request = self
             .client
             .request(self.method.clone(), self.url.clone())
-            .headers(self.headers_for(claimed, content_type))
+            .headers(headers)
             .body(bytes);
         let response = match request.send().await {
             Ok(r) => r,

@@ -1,6 +1,6 @@
 //! Keys of an `[sinks.NAME]` section with `type = "mqtt"`.
 
-use crate::message::{Encoding, Template};
+use crate::message::{Destination, Encoding, Template};
 use outbox_core::conf::{Issue, Section};
 use std::time::Duration;
 
@@ -126,6 +126,7 @@ impl MqttSinkConfig {
             },
         };
         let topic = Template::read(&mut s, "topic", "{routingKey}");
+        topic.check_config(&mut s, "topic", Destination::MqttTopic);
         let client_id = s.string("client_id");
         let retain = s.boolean("retain", false);
         let max_size = s.int("max_size", 1, 256 * 1024 * 1024, 256 * 1024) as usize;

@@ -9,7 +9,7 @@
 
 use super::config::MqttSinkConfig;
 use super::protocol::{self, Client, Happened, Loop};
-use crate::message::{event_headers, outbox_headers, Encoding, Template};
+use crate::message::{event_headers, outbox_headers, Destination, Encoding, Template};
 use async_trait::async_trait;
 use outbox_core::conf::format_duration;
 use outbox_core::{ClaimedEvent, Outcome, Sink};
@@ -217,11 +217,6 @@ fn packet_size(topic: &str, properties: &PublishProperties, body: usize) -> usiz
     5 + text(topic) + 2 + 4 + props + body
 }
 
-/// Whether `topic` can be published to: not empty, no wildcards, no NUL.
-fn valid_topic(topic: &str) -> bool {
-    !topic.is_empty() && !topic.contains(['+', '#', '\0']) && topic.len() <= 65_535
-}
-
 /// The one place a PUBACK reason becomes an [`Outcome`]. Success — also "no matching
 /// subscribers", which MQTT 5 brokers report when nobody listens yet — is delivered; a
 /// refusal is retried (an operator fixes permissions or quotas), except a topic or payload
@@ -245,12 +240,10 @@ fn classify(reason: PubAckReason, topic: &str) -> Outcome {
 #[async_trait]
 impl Sink for MqttSink {
     async fn deliver(&self, claimed: &ClaimedEvent) -> Outcome {
-        let topic = self.topic.render(claimed);
-        if !valid_topic(&topic) {
-            return Outcome::reject(format!(
-                "'{topic}' is not an MQTT topic to publish to (empty, or with a wildcard)"
-            ));
-        }
+        let topic = match self.topic.destination(claimed, Destination::MqttTopic) {
+            Ok(t) => t,
+            Err(e) => return Outcome::reject(e),
+        };
         let (body, content_type) = match self.encoding.bytes(claimed) {
             Ok(b) => b,
             Err(e) => return Outcome::reject(e),
@@ -336,11 +329,7 @@ mod tests {
     }
 
     #[test]
-    fn topics_and_reasons_are_classified() {
-        assert!(valid_topic("outbox/audit.record-auth-log"));
-        for bad in ["", "a/+/b", "a/#", "a\0"] {
-            assert!(!valid_topic(bad), "{bad:?}");
-        }
+    fn reasons_are_classified() {
         assert_eq!(
             classify(PubAckReason::NoMatchingSubscribers, "t"),
             Outcome::Delivered

@@ -1,6 +1,6 @@
 //! Keys of an `[sinks.NAME]` section with `type = "nats"`.
 
-use crate::message::{Encoding, Template};
+use crate::message::{Destination, Encoding, Template};
 use outbox_core::conf::{Issue, Section};
 use std::time::Duration;
 
@@ -46,6 +46,7 @@ impl NatsSinkConfig {
             }
         }
         let subject = Template::read(&mut s, "subject", "{routingKey}");
+        subject.check_config(&mut s, "subject", Destination::NatsSubject);
         let timeout = s.duration("timeout", Duration::from_millis(1), Duration::from_secs(5));
         let token = s.string("token");
         let ca_file = crate::tls::read_ca_file(&mut s);

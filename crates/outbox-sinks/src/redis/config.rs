@@ -1,6 +1,6 @@
 //! Keys of an `[sinks.NAME]` section with `type = "redis"`.
 
-use crate::message::{Encoding, Template};
+use crate::message::{Destination, Encoding, Template};
 use outbox_core::conf::{Issue, Section};
 use std::time::Duration;
 
@@ -53,6 +53,7 @@ impl RedisSinkConfig {
             s.issue("ca_file", "is for TLS: use a rediss:// url");
         }
         let stream = Template::read(&mut s, "stream", "{routingKey}");
+        stream.check_config(&mut s, "stream", Destination::RedisKey);
         let maxlen = s
             .value("maxlen")
             .map(|_| s.int("maxlen", 1, i64::MAX, 1) as u64);

@@ -1,7 +1,7 @@
 //! The Redis sink: one `XADD` per event (with `WAIT` when replicas are asked for).
 
 use super::config::RedisSinkConfig;
-use crate::message::{event_headers, Encoding, Template};
+use crate::message::{event_headers, Destination, Encoding, Template};
 use async_trait::async_trait;
 use chrono::SecondsFormat;
 use outbox_core::conf::{format_duration, redact_secrets};
@@ -147,7 +147,10 @@ fn classify(e: &redis::RedisError, stream: &str, timeout: Duration) -> Outcome {
 #[async_trait]
 impl Sink for RedisSink {
     async fn deliver(&self, claimed: &ClaimedEvent) -> Outcome {
-        let stream = self.stream.render(claimed);
+        let stream = match self.stream.destination(claimed, Destination::RedisKey) {
+            Ok(s) => s,
+            Err(e) => return Outcome::reject(e),
+        };
         let cmd = match self.xadd(&stream, claimed) {
             Ok(c) => c,
             Err(e) => return Outcome::reject(e),
