@@ -182,6 +182,8 @@ const TOP_KEYS: &[&str] = &[
     "sinks",
     "admin",
 ];
+/// The longest `worker.lease`: a crashed worker's events wait this long at most.
+const MAX_LEASE: Duration = Duration::from_secs(86_400);
 const RETENTION_KEYS: &[&str] = &["sent", "failed", "interval", "batch_size"];
 const DATABASE_KEYS: &[&str] = &[
     "url",
@@ -356,16 +358,22 @@ pub fn parse(
             }
         }
     }
-    // A delivery must not outlive its lease, or a second worker would deliver it too.
+    // A delivery must not outlive its lease, or a second worker would deliver it too: the
+    // worker cuts every delivery at 90% of the lease, so a sink timeout beyond that would
+    // never be reached.
+    let budget = outbox_worker::delivery_budget(worker.lease);
     for (key, sink_name) in &routes {
         if let Some(timeout) = sinks.get(sink_name).and_then(SinkConfig::timeout) {
-            if timeout >= worker.lease {
+            if timeout > budget {
+                let fmt = outbox_core::conf::format_duration;
                 issues.push(Issue {
                     key: "worker.lease".to_string(),
                     message: format!(
-                        "{} is not longer than sinks.{sink_name}.timeout ({}) used by route '{key}'; raise worker.lease above the longest sink timeout",
-                        outbox_core::conf::format_duration(worker.lease),
-                        outbox_core::conf::format_duration(timeout)
+                        "{} leaves deliveries {} (90% of it), less than sinks.{sink_name}.timeout ({}) used by route '{key}'; raise worker.lease to at least {}",
+                        fmt(worker.lease),
+                        fmt(budget),
+                        fmt(timeout),
+                        fmt(timeout.div_f64(0.9).max(Duration::from_secs(1)))
                     ),
                 });
             }
@@ -505,7 +513,7 @@ fn read_worker(t: &Table, issues: &mut Vec<Issue>) -> WorkerOptions {
         batch_size: s.int("batch_size", 1, 10_000, d.batch_size as i64) as usize,
         concurrency: s.int("concurrency", 1, 10_000, d.concurrency as i64) as usize,
         poll_interval: s.duration("poll_interval", Duration::from_millis(10), d.poll_interval),
-        lease: s.duration("lease", Duration::from_secs(1), d.lease),
+        lease: s.duration_within("lease", Duration::from_secs(1), MAX_LEASE, d.lease),
         shutdown_timeout: s.duration("shutdown_timeout", Duration::ZERO, d.shutdown_timeout),
         on_success: match s.choice("on_success", &["mark", "delete"], "mark").as_str() {
             "delete" => OnSuccess::Delete,

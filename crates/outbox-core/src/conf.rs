@@ -23,6 +23,10 @@ impl fmt::Display for Issue {
     }
 }
 
+/// The longest duration any setting takes (ten years): beyond it, times computed from
+/// it would overflow the clock or the database's timestamps.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
 /// Parses `500ms`, `5s`, `2m`, `1h`, `1d` (also `1.5s`). A bare number is not accepted:
 /// the unit must be explicit.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -209,11 +213,42 @@ impl<'a> Section<'a> {
         self.optional_duration(key, min).unwrap_or(default)
     }
 
-    /// A duration string such as "7d", at least `min`, or `None` when absent (or invalid,
-    /// which is reported).
+    /// A duration string such as "5s" from `min` to `max`, or `default`.
+    pub fn duration_within(
+        &mut self,
+        key: &str,
+        min: Duration,
+        max: Duration,
+        default: Duration,
+    ) -> Duration {
+        match self.optional_duration(key, min) {
+            Some(d) if d > max => {
+                let msg = format!(
+                    "{} is too long; use at most {}",
+                    format_duration(d),
+                    format_duration(max)
+                );
+                self.issue(key, msg);
+                default
+            }
+            Some(d) => d,
+            None => default,
+        }
+    }
+
+    /// A duration string such as "7d", at least `min` and at most [`MAX_DURATION`], or
+    /// `None` when absent (or invalid, which is reported).
     pub fn optional_duration(&mut self, key: &str, min: Duration) -> Option<Duration> {
         let text = self.string(key)?;
         match parse_duration(&text) {
+            Ok(d) if d > MAX_DURATION => {
+                let msg = format!(
+                    "'{text}' is too long; use at most {}",
+                    format_duration(MAX_DURATION)
+                );
+                self.issue(key, msg);
+                None
+            }
             Ok(d) if d >= min => Some(d),
             Ok(_) => {
                 let msg = format!(

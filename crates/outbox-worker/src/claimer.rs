@@ -547,7 +547,7 @@ impl Claimer {
         let flight = InFlight::new(claimed, self.acks.clone(), slot, policy.ordered);
         let rules = dispatcher::Rules {
             on_success: self.options.on_success,
-            budget: self.options.lease.mul_f64(0.9),
+            budget: crate::delivery_budget(self.options.lease),
             claimed_at,
             probe,
         };

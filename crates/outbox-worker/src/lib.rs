@@ -50,6 +50,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long one delivery may run: 90% of the lease, counted from the claim, so no other
+/// worker can take the event over while its delivery still runs.
+pub fn delivery_budget(lease: Duration) -> Duration {
+    lease.mul_f64(0.9)
+}
+
 /// What happens to a delivered row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnSuccess {

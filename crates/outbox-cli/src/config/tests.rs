@@ -121,14 +121,46 @@ type = "kafka"
 }
 
 #[test]
-fn a_sink_timeout_must_fit_in_the_lease() {
-    let text = GOOD.replace("timeout = \"5s\"", "timeout = \"45s\"");
-    let found = issues(&text, &env(&[("AUDIT_TOKEN", "t")]));
-    assert_eq!(found.len(), 1);
+fn a_sink_timeout_must_fit_in_the_part_of_the_lease_deliveries_get() {
+    let e = env(&[("AUDIT_TOKEN", "t")]);
+    // 28 s is under the 30 s lease but over the 27 s a delivery may run.
+    let text = GOOD.replace("timeout = \"5s\"", "timeout = \"28s\"");
+    let found = issues(&text, &e);
+    assert_eq!(found.len(), 1, "{found:?}");
     assert!(
-        found[0].starts_with("worker.lease: 30s is not longer than sinks.audit-api.timeout (45s)"),
+        found[0].starts_with(
+            "worker.lease: 30s leaves deliveries 27s (90% of it), less than sinks.audit-api.timeout (28s) used by route 'audit.record-auth-log'; raise worker.lease to at least"
+        ),
         "{}",
         found[0]
+    );
+    let fits = GOOD.replace("timeout = \"5s\"", "timeout = \"27s\"");
+    assert!(check(&fits, &e).is_ok());
+}
+
+#[test]
+fn durations_that_would_overflow_are_refused() {
+    let e = env(&[("AUDIT_TOKEN", "t")]);
+    let text = GOOD.replace(
+        "poll_interval = \"250ms\"",
+        "lease = \"100000d\"\npoll_interval = \"99999999d\"",
+    );
+    let found = issues(&text, &e).join("\n");
+    assert!(
+        found.contains("worker.lease: '100000d' is too long; use at most 3650d"),
+        "{found}"
+    );
+    assert!(
+        found.contains("worker.poll_interval: '99999999d' is too long; use at most 3650d"),
+        "{found}"
+    );
+    let text = GOOD.replace("batch_size = 50", "lease = \"2d\"");
+    assert!(
+        issues(&text, &e)
+            .join("\n")
+            .contains("worker.lease: 2d is too long; use at most 1d"),
+        "{:?}",
+        issues(&text, &e)
     );
 }
 
