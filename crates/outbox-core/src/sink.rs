@@ -21,6 +21,15 @@ pub enum Outcome {
         /// Human-readable cause, stored in `lastError`.
         reason: String,
     },
+    /// The relay itself could not make the attempt (it ran out of file descriptors or
+    /// memory): nothing reached the destination, so the event goes back to PENDING without
+    /// being charged an attempt, due after `after`.
+    NotAttempted {
+        /// Human-readable cause, stored in `lastError`.
+        reason: String,
+        /// How long to wait before the next try.
+        after: Duration,
+    },
 }
 
 impl Outcome {

@@ -20,9 +20,63 @@ mod test_support;
 pub mod tls;
 
 use outbox_core::conf::{Issue, Section};
-use outbox_core::Sink;
+use outbox_core::{Outcome, Sink};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The `errno` values that say this process ran out of something of its own, with what
+/// they mean: a connection that fails so never reached the destination.
+const LOCAL_EXHAUSTION: [(i32, &str); 4] = [
+    (24, "the relay is out of file descriptors (EMFILE)"),
+    (23, "the system is out of file descriptors (ENFILE)"),
+    (105, "the relay is out of socket buffers (ENOBUFS)"),
+    (12, "the relay is out of memory (ENOMEM)"),
+];
+
+/// How long an event waits after the relay ran out of something of its own.
+const NOT_ATTEMPTED_DELAY: Duration = Duration::from_secs(1);
+
+/// What `e`, or one of its causes, says the relay ran out of (file descriptors, socket
+/// buffers, memory), when that is why it failed: an I/O error with one of those `errno`
+/// values, or a message that quotes one (`(os error 24)`), as libraries that keep only
+/// the text do.
+pub fn local_exhaustion(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(code) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.raw_os_error())
+        {
+            if let Some((_, what)) = LOCAL_EXHAUSTION.iter().find(|(c, _)| *c == code) {
+                return Some(what);
+            }
+        }
+        if let Some(what) = exhaustion_in_text(&err.to_string()) {
+            return Some(what);
+        }
+        next = err.source();
+    }
+    None
+}
+
+fn exhaustion_in_text(text: &str) -> Option<&'static str> {
+    LOCAL_EXHAUSTION
+        .iter()
+        .find(|(code, _)| text.contains(&format!("(os error {code})")))
+        .map(|(_, what)| *what)
+}
+
+/// The outcome of a failure to reach a destination, described by `message`: retried, or —
+/// when the relay itself ran out of something — not attempted, so the event is not charged.
+pub(crate) fn unreachable(message: String) -> Outcome {
+    match exhaustion_in_text(&message) {
+        Some(what) => Outcome::NotAttempted {
+            reason: format!("{what}: {message}"),
+            after: NOT_ATTEMPTED_DELAY,
+        },
+        None => Outcome::retry(message),
+    }
+}
 
 /// The sink types this build knows, for messages.
 pub const SINK_TYPES: &[&str] = &[

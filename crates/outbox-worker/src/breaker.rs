@@ -98,6 +98,17 @@ impl Breaker {
             return None;
         }
         let mut state = self.state();
+        if matches!(outcome, Outcome::NotAttempted { .. }) {
+            // Nothing reached the destination: no news of it. A probe that was not made
+            // leaves the breaker half-open for the next one.
+            if let (State::HalfOpen { cooldown, .. }, true) = (*state, probe) {
+                *state = State::HalfOpen {
+                    probing: false,
+                    cooldown,
+                };
+            }
+            return None;
+        }
         // Only a retryable failure says the destination is unwell; a rejection is an answer.
         let failed = matches!(outcome, Outcome::Retry { .. });
         match (*state, failed) {

@@ -81,6 +81,11 @@ pub(crate) fn decide(
             OnSuccess::Mark => CompletionAction::Sent,
             OnSuccess::Delete => CompletionAction::Delete,
         },
+        Outcome::NotAttempted { reason, after } => CompletionAction::Retry {
+            retry_count: claimed.event.retry_count,
+            delay: after,
+            error: format!("not attempted: {reason}"),
+        },
         Outcome::Reject { reason } => CompletionAction::Fail {
             error: format!("permanent failure: {reason}"),
             block_aggregate: policy.blocks_on_failure(),
@@ -153,6 +158,52 @@ impl Drop for InFlight {
         }
     }
 }
+
+/// A log line allowed at most once a second, counting the ones left out.
+pub(crate) struct EverySecond {
+    /// Milliseconds since `start` when a line was last allowed (`u64::MAX`: never).
+    last: std::sync::atomic::AtomicU64,
+    /// Lines left out since.
+    skipped: std::sync::atomic::AtomicU64,
+    start: std::sync::OnceLock<Instant>,
+}
+
+impl EverySecond {
+    pub(crate) const fn new() -> EverySecond {
+        EverySecond {
+            last: std::sync::atomic::AtomicU64::new(u64::MAX),
+            skipped: std::sync::atomic::AtomicU64::new(0),
+            start: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// `Some(lines left out since the last one)` when this line may be logged.
+    pub(crate) fn allow(&self) -> Option<u64> {
+        let now = self.start.get_or_init(Instant::now).elapsed().as_millis() as u64;
+        self.allow_at(now)
+    }
+
+    /// [`EverySecond::allow`] at `now` milliseconds.
+    fn allow_at(&self, now: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = self.last.load(Relaxed);
+        if last != u64::MAX && now.saturating_sub(last) < 1000 {
+            self.skipped.fetch_add(1, Relaxed);
+            return None;
+        }
+        if self
+            .last
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_err()
+        {
+            self.skipped.fetch_add(1, Relaxed);
+            return None;
+        }
+        Some(self.skipped.swap(0, Relaxed))
+    }
+}
+
+static NOT_ATTEMPTED_LOG: EverySecond = EverySecond::new();
 
 /// One delivery: call the sink (a panic counts as a retryable failure), decide, report.
 /// How one delivery is run.
@@ -261,6 +312,7 @@ async fn deliver_in_span(
     } else if rules.probe && !matches!(outcome, Outcome::Retry { .. }) {
         tracing::info!(sink = %route.sink_name, "Circuit breaker closed: the probe went through");
     }
+    let attempted = !matches!(outcome, Outcome::NotAttempted { .. });
     let c = decide(
         claimed,
         &policy,
@@ -279,6 +331,14 @@ async fn deliver_in_span(
             counters.record(Counted::Delivered, key, sink, took, Some(age));
             tracing::debug!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, attempt = claimed.attempt(), "Delivered");
             span.record("outcome", "sent");
+        }
+        CompletionAction::Retry { delay, error, .. } if !attempted => {
+            // The relay short of descriptors or memory fails every delivery alike: said at
+            // most once a second, with how many went back since.
+            if let Some(since) = NOT_ATTEMPTED_LOG.allow() {
+                tracing::warn!(id = %e.id, routing_key = %e.routing_key, sink = %route.sink_name, retry_in = ?delay, error = %error, not_attempted_since_last = since, "Delivery not attempted; the event goes back uncharged");
+            }
+            span.record("outcome", "not_attempted");
         }
         CompletionAction::Retry { delay, error, .. } => {
             counters.record(
@@ -468,6 +528,39 @@ mod tests {
             .err()
             .unwrap()
             .contains("and no route configured"));
+    }
+
+    #[test]
+    fn a_line_every_second_counts_the_ones_left_out() {
+        let log = EverySecond::new();
+        assert_eq!(log.allow_at(0), Some(0));
+        assert_eq!(log.allow_at(500), None);
+        assert_eq!(log.allow_at(999), None);
+        assert_eq!(log.allow_at(1000), Some(2));
+        assert_eq!(log.allow_at(1200), None);
+        assert_eq!(log.allow_at(5000), Some(1));
+    }
+
+    #[test]
+    fn not_attempted_is_given_back_uncharged() {
+        let c = decide(
+            &claimed(1, None),
+            &policy(),
+            Outcome::NotAttempted {
+                reason: "out of file descriptors".into(),
+                after: Duration::from_secs(1),
+            },
+            OnSuccess::Mark,
+            0.0,
+        );
+        assert_eq!(
+            c.action,
+            CompletionAction::Retry {
+                retry_count: 1,
+                delay: Duration::from_secs(1),
+                error: "not attempted: out of file descriptors".into()
+            }
+        );
     }
 
     #[test]

@@ -29,6 +29,14 @@ struct AdminState {
     store: Arc<PgStore>,
 }
 
+/// Most connections the admin listener serves at once; one more is closed as it arrives.
+/// Idle or slow clients can hold no more file descriptors than this.
+pub const MAX_CONNECTIONS: usize = 128;
+/// A client must send its request headers within this time, or its connection is closed.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest any one connection is kept, requests and keep-alive pauses included.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
 /// Binds `addr` now (a failure is fatal for the caller) and serves until the process ends.
 pub async fn start(
     addr: SocketAddr,
@@ -48,12 +56,48 @@ pub async fn start(
         .route("/healthz", axum::routing::get(healthz))
         .route("/readyz", axum::routing::get(readyz))
         .with_state(state);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "The admin listener stopped");
-        }
-    });
+    tokio::spawn(serve(listener, app));
     Ok(bound)
+}
+
+/// The accept loop: at most [`MAX_CONNECTIONS`] at once, each with a header timeout and a
+/// lifetime, so clients that connect and say nothing cannot use up the process's file
+/// descriptors (which deliveries need).
+async fn serve(listener: tokio::net::TcpListener, app: axum::Router) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut refused: u64 = 0;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: wait a little rather than spin.
+                tracing::warn!(error = %e, "Admin listener cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            refused += 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(
+                    open = MAX_CONNECTIONS,
+                    refused,
+                    "Admin listener at its connection limit; closing new connections"
+                );
+            }
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+        });
+    }
 }
 
 async fn metrics_page(State(s): State<AdminState>) -> Response {
@@ -93,9 +137,14 @@ async fn readyz(State(s): State<AdminState>) -> Response {
             .map_err(|e| outbox_core::StoreError::Unavailable(e.to_string()))?;
         Ok::<(), outbox_core::StoreError>(())
     };
+    // Whoever can reach the listener learns only that the database is unreachable; what
+    // the driver said (host names, users, server messages) goes to the log.
     match tokio::time::timeout(Duration::from_secs(2), ping).await {
         Ok(Ok(())) => (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response(),
-        Ok(Err(e)) => not_ready(format!("database unreachable: {e}")),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "/readyz: database unreachable");
+            not_ready("database unreachable (the worker's log says why)".into())
+        }
         Err(_) => not_ready("database unreachable: no answer within 2s".into()),
     }
 }

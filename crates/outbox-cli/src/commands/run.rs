@@ -94,7 +94,36 @@ fn refuse_unclean(store: &PgStore, st: &outbox_store::SchemaStatus) -> Result<()
     ))
 }
 
+/// Raises the soft limit on open files to the hard limit: each delivery, broker session,
+/// database connection and admin client holds a descriptor, and a soft limit of 1024 (a
+/// common default) is less than a busy relay needs.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        let before = lim.rlim_cur;
+        if before >= lim.rlim_max {
+            return;
+        }
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+            tracing::debug!(
+                from = before,
+                to = lim.rlim_cur,
+                "Raised the limit on open files"
+            );
+        }
+    }
+}
+
 pub async fn run(config: Config, skip_schema_check: bool) -> Result<u8, Failure> {
+    raise_open_files_limit();
     if config.routes.is_empty() {
         return Err(Failure::new(
             EXIT_CONFIG,

@@ -206,7 +206,7 @@ fn classify(
         Ok(Confirmation::NotRequested) => {
             Outcome::retry("the channel is not in confirm mode".to_string())
         }
-        Err(Failure::Connect(message)) => Outcome::retry(message),
+        Err(Failure::Connect(message)) => crate::unreachable(message),
         Err(Failure::Timeout) => Outcome::retry(format!(
             "the broker did not confirm within {}",
             format_duration(timeout)

@@ -149,13 +149,35 @@ pub fn classify_status(status: StatusCode, retry_after: Option<Duration>, body: 
     }
 }
 
+/// What went wrong under a transport error, cause by cause, without the URL reqwest puts
+/// in its own message (it may carry a token in its query): "tcp connect error: Connection
+/// refused (os error 111)", "invalid peer certificate: UnknownIssuer", "dns error: …".
+fn causes(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = std::error::Error::source(e);
+    while let Some(err) = next {
+        let text = outbox_core::conf::redact_secrets(&err.to_string());
+        // Wrappers repeat their cause's text; keep each piece once.
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.retain(|p| !text.contains(p.as_str()));
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    if parts.is_empty() {
+        "no cause given".to_string()
+    } else {
+        parts.join(": ")
+    }
+}
+
 /// Transport errors: timeouts and connection failures are retried; a request that could
 /// not even be built is permanent.
 fn classify_error(e: &reqwest::Error, timeout: Duration) -> Outcome {
-    // reqwest's messages carry the URL, which may carry a password.
-    let text = |e: &dyn std::fmt::Display| outbox_core::conf::redact_secrets(&e.to_string());
+    // reqwest's own message carries the URL, whose query may hold a token: only the
+    // causes are told.
     if e.is_builder() {
-        return Outcome::reject(format!("cannot build the request: {}", text(e)));
+        return Outcome::reject(format!("cannot build the request: {}", causes(e)));
     }
     if e.is_timeout() {
         return Outcome::retry(format!(
@@ -163,13 +185,16 @@ fn classify_error(e: &reqwest::Error, timeout: Duration) -> Outcome {
             outbox_core::conf::format_duration(timeout)
         ));
     }
-    if e.is_connect() {
-        let cause = std::error::Error::source(e)
-            .map(|s| text(&s))
-            .unwrap_or_default();
-        return Outcome::retry(format!("connection failed: {cause}"));
+    if let Some(what) = crate::local_exhaustion(e) {
+        return Outcome::NotAttempted {
+            reason: what.to_string(),
+            after: crate::NOT_ATTEMPTED_DELAY,
+        };
     }
-    Outcome::retry(format!("request failed: {}", text(e)))
+    if e.is_connect() {
+        return Outcome::retry(format!("connection failed: {}", causes(e)));
+    }
+    Outcome::retry(format!("request failed: {}", causes(e)))
 }
 
 #[async_trait]

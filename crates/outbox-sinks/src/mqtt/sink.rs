@@ -257,7 +257,7 @@ impl Sink for MqttSink {
         }
         let session = match self.session().await {
             Ok(s) => s,
-            Err(e) => return Outcome::retry(e),
+            Err(e) => return crate::unreachable(e),
         };
         let properties = self.properties(claimed, content_type);
         // Too big for the broker: the client library would fail the whole session on it.
@@ -286,7 +286,7 @@ impl Sink for MqttSink {
         }
         match tokio::time::timeout(self.config.timeout, rx).await {
             Ok(Ok(Ok(reason))) => classify(reason, &topic),
-            Ok(Ok(Err(e))) => Outcome::retry(e),
+            Ok(Ok(Err(e))) => crate::unreachable(e),
             Ok(Err(_)) => Outcome::retry("the session ended before the PUBACK".to_string()),
             Err(_) => {
                 // The session is not trusted after a lost acknowledgement.

@@ -211,7 +211,7 @@ impl Sink for NatsSink {
         };
         let js = match self.context().await {
             Ok(js) => js,
-            Err(e) => return Outcome::retry(e),
+            Err(e) => return crate::unreachable(e),
         };
         let headers = self.headers(claimed, content_type);
         // The server's limit covers the headers and the body.

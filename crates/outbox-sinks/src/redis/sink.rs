@@ -157,7 +157,7 @@ impl Sink for RedisSink {
         };
         let mut conn = match self.connection().await {
             Ok(c) => c,
-            Err(e) => return Outcome::retry(e),
+            Err(e) => return crate::unreachable(e),
         };
         if let Err(e) = cmd.query_async::<String>(&mut conn).await {
             return classify(&e, &stream, self.timeout);
