@@ -22,6 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Shortest idle sleep, so a row that is due but momentarily locked cannot make us spin.
 const MIN_IDLE: Duration = Duration::from_millis(5);
+/// The quiet gap after a wake-up that found nothing doubles from this...
+const WAKE_GAP_BASE: Duration = Duration::from_millis(1);
+/// ...up to this: the most a real event waits behind a flood of empty notifications.
+const MAX_WAKE_GAP: Duration = Duration::from_millis(100);
 
 /// What one claim round got.
 #[derive(Default)]
@@ -81,7 +85,7 @@ where
 {
     let cancel = CancellationToken::new();
     let stopping = CancellationToken::new();
-    let policies = Arc::new(Policies::new(store.clone()));
+    let policies = Arc::new(Policies::new(store.clone(), options.metrics.clone()));
     let wake = Arc::new(Notify::new());
     let arrivals = Arc::new(AtomicBool::new(true));
     let counters = Arc::new(Counters {
@@ -103,6 +107,7 @@ where
         wake.clone(),
         arrivals.clone(),
         policies.clone(),
+        options.metrics.clone(),
         cancel.clone(),
     ));
     background.spawn(
@@ -224,6 +229,10 @@ impl Claimer {
         let mut stuck: u32 = 0;
         // When the earliest PENDING event is due, as of the last look (None: nothing known).
         let mut known_due: Option<Instant> = None;
+        // Whether the last wait ended by a wake-up, and how many wake-ups in a row found
+        // nothing to claim.
+        let mut woken = false;
+        let mut empty_wakes: u32 = 0;
         loop {
             while self.deliveries.try_join_next().is_some() {}
             if cancel.is_cancelled() {
@@ -358,11 +367,30 @@ impl Claimer {
                     .saturating_mul(2u32.saturating_pow(stuck.min(16)))
                     .min(self.options.poll_interval);
             }
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+            // Wake-ups that found nothing in a row (any role may NOTIFY) widen a quiet gap
+            // before the next one is heard; notifications meanwhile coalesce into one
+            // wake-up. A claim that finds events closes the gap again.
+            if woken && !got_any {
+                empty_wakes = empty_wakes.saturating_add(1);
+            } else if got_any {
+                empty_wakes = 0;
             }
+            if empty_wakes > 0 {
+                let gap = WAKE_GAP_BASE
+                    .saturating_mul(2u32.saturating_pow(empty_wakes.min(8)))
+                    .min(MAX_WAKE_GAP)
+                    .min(wait);
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(gap) => {}
+                }
+                wait -= gap;
+            }
+            woken = tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.wake.notified() => true,
+                _ = tokio::time::sleep(wait) => false,
+            };
         }
     }
 
@@ -415,6 +443,9 @@ impl Claimer {
             *claims += 1;
             let token = format!("{}#{claims}", self.owner);
             let limit = self.options.batch_size.min(room);
+            if let Some(m) = &self.options.metrics {
+                m.claimed();
+            }
             let result = if heads {
                 self.store
                     .claim_ordered(&token, limit, lease, &keys.ordered, &keys.paused)

@@ -14,6 +14,7 @@ pub(crate) async fn run(
     wake: Arc<Notify>,
     arrivals: Arc<AtomicBool>,
     policies: Arc<Policies>,
+    metrics: Option<Arc<crate::Metrics>>,
     cancel: CancellationToken,
 ) {
     let mut backoff = Backoff::database();
@@ -35,14 +36,18 @@ pub(crate) async fn run(
                 loop {
                     tokio::select! {
                         _ = cancel.cancelled() => return,
-                        n = stream.next() => match n {
+                        n = stream.next() => {
+                            if let (Some(m), Some(_)) = (&metrics, &n) {
+                                m.notified();
+                            }
+                            match n {
                             Some(Notification::Events) => {
                                 arrivals.store(true, Ordering::Relaxed);
                                 wake.notify_one();
                             }
                             Some(Notification::Policies) => policies.changed.notify_one(),
                             None => break,
-                        }
+                        }}
                     }
                 }
                 tracing::warn!("LISTEN connection lost; polling until it is back");

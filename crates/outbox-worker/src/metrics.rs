@@ -88,6 +88,12 @@ struct State {
     pending_sampled: bool,
     /// Events this worker's reaper took back after their lease expired.
     leases_expired: u64,
+    /// Claim statements run, found events or not.
+    claims: u64,
+    /// Reads of the retry-policy table.
+    policy_reads: u64,
+    /// Database notifications received (new events, policy edits).
+    notifications: u64,
     /// Routed keys: the only values a `routing_key` label takes.
     routed: BTreeSet<String>,
 }
@@ -172,6 +178,21 @@ impl Metrics {
         self.state().leases_expired += n;
     }
 
+    /// Counts one claim statement.
+    pub(crate) fn claimed(&self) {
+        self.state().claims += 1;
+    }
+
+    /// Counts one read of the policy table.
+    pub(crate) fn policies_read(&self) {
+        self.state().policy_reads += 1;
+    }
+
+    /// Counts one notification received.
+    pub(crate) fn notified(&self) {
+        self.state().notifications += 1;
+    }
+
     pub(crate) fn claim_batch(&self, n: usize) {
         self.state()
             .claim_batch
@@ -242,6 +263,26 @@ impl Metrics {
             "Events taken back by this worker after a lease ran out (a worker died or stalled); the interrupted attempt counts.",
         );
         let _ = writeln!(out, "outbox_leases_expired_total {}", s.leases_expired);
+        for (name, help_text, value) in [
+            (
+                "outbox_claims_total",
+                "Claim statements run, whether they found events or not.",
+                s.claims,
+            ),
+            (
+                "outbox_policy_reads_total",
+                "Reads of the retry-policy table.",
+                s.policy_reads,
+            ),
+            (
+                "outbox_notifications_total",
+                "Database notifications received (new events, policy edits); wake-ups are coalesced, so a flood of them costs few claims.",
+                s.notifications,
+            ),
+        ] {
+            help(&mut out, name, "counter", help_text);
+            let _ = writeln!(out, "{name} {value}");
+        }
         help(
             &mut out,
             "outbox_delivery_latency_seconds",

@@ -9,8 +9,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// The shortest time between two reads of the policy table on notifications.
+const MIN_REFRESH_GAP: Duration = Duration::from_millis(200);
+
 pub(crate) struct Policies {
     store: Arc<dyn Store>,
+    metrics: Option<Arc<crate::Metrics>>,
     map: RwLock<HashMap<String, RetryPolicy>>,
     /// Rows that cannot be used: routingKey → what is wrong. Their events are left alone
     /// (PENDING, uncharged) until the row is fixed.
@@ -24,9 +28,10 @@ pub(crate) struct Policies {
 }
 
 impl Policies {
-    pub(crate) fn new(store: Arc<dyn Store>) -> Policies {
+    pub(crate) fn new(store: Arc<dyn Store>, metrics: Option<Arc<crate::Metrics>>) -> Policies {
         Policies {
             store,
+            metrics,
             map: RwLock::new(HashMap::new()),
             broken: RwLock::new(HashMap::new()),
             failed_reads: Mutex::new(Backoff::new(
@@ -40,6 +45,9 @@ impl Policies {
 
     pub(crate) async fn refresh(&self) -> Result<(), StoreError> {
         let started = Instant::now();
+        if let Some(m) = &self.metrics {
+            m.policies_read();
+        }
         let rows = match self.store.policies().await {
             Ok(rows) => {
                 self.failed_reads.lock().expect("policy lock").reset();
@@ -196,6 +204,12 @@ impl Policies {
                     tracing::warn!(error = %e, "Could not refresh OutboxRetryPolicy; keeping the policies read before");
                     backoff.next_delay();
                 }
+            }
+            // Edits that arrive meanwhile are read together after the gap: any role may
+            // NOTIFY, and a flood of notifications must not become a flood of reads.
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(MIN_REFRESH_GAP) => {}
             }
         }
     }
