@@ -52,9 +52,10 @@ impl Env {
                 continue;
             }
             let line = line.strip_prefix("export ").unwrap_or(line);
+            // The line itself is never quoted back: it may hold a secret.
             let Some((key, value)) = line.split_once('=') else {
                 return Err(format!(
-                    "{}:{}: expected KEY=VALUE, found '{line}'",
+                    "{}:{}: expected KEY=VALUE (the line is not shown: it may hold a secret)",
                     path.display(),
                     n + 1
                 ));
@@ -62,7 +63,7 @@ impl Env {
             let key = key.trim();
             if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!(
-                    "{}:{}: '{key}' is not a variable name (letters, digits and _ only)",
+                    "{}:{}: the name before '=' is not a variable name (letters, digits and _ only)",
                     path.display(),
                     n + 1
                 ));
@@ -259,14 +260,13 @@ pub fn parse(
 ) -> Result<Config, ConfigError> {
     let mut root: Table = toml::from_str(text).map_err(|e| ConfigError {
         origin: origin.to_string(),
-        issues: vec![format!(
-            "not valid TOML: {}",
-            e.to_string().trim_end().replace('\n', "\n    ")
-        )],
+        issues: vec![toml_error(text, &e)],
     })?;
     let mut issues: Vec<Issue> = Vec::new();
-    let set_by_env = apply_env_overrides(&mut root, env, &mut issues);
+    // `${VAR}` is expanded in the file's text only: a value that comes from the
+    // environment (an OUTBOX_* variable) is taken as it is, `$$` and all.
     expand_vars(&mut root, "", env, &mut issues);
+    let set_by_env = apply_env_overrides(&mut root, env, &mut issues);
 
     let mut database_url_override = None;
     if let Some(u) = &opts.database_url {
@@ -380,9 +380,12 @@ pub fn parse(
         }
     }
     let mut warnings = Vec::new();
-    for name in sinks.keys() {
+    for (name, sink) in &sinks {
         if !routes.values().any(|s| s == name) {
             warnings.push(format!("sinks.{name} is not used by any route"));
+        }
+        for w in sink.warnings() {
+            warnings.push(format!("sinks.{name} {w}"));
         }
     }
 
@@ -614,6 +617,24 @@ fn apply_env_overrides(
     set
 }
 
+/// Why `text` is not TOML, by line and column, without quoting the line: a config file
+/// holds secrets, and `--config` may point at a file that is not a config at all.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let place = match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!(" at line {line}, column {column}")
+        }
+        None => String::new(),
+    };
+    format!(
+        "not valid TOML{place}: {} (the line is not shown: it may hold a secret)",
+        e.message().trim_end().replace('\n', " ")
+    )
+}
+
 /// Replaces `${VAR}` (and `${VAR:-default}`) in every string; `$$` is a literal `$`.
 fn expand_vars(table: &mut Table, prefix: &str, env: &Env, issues: &mut Vec<Issue>) {
     for (k, v) in table.iter_mut() {
@@ -656,9 +677,9 @@ pub fn expand_str(s: &str, env: &Env) -> Result<String, String> {
             out.push('$');
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body
-                .find('}')
-                .ok_or_else(|| format!("unclosed ${{ in '{s}'; write ${{NAME}}"))?;
+            let end = body.find('}').ok_or_else(|| {
+                "has a '${' without its '}' (the value is not shown: it may hold a secret); write ${NAME}, or $$ for a literal $".to_string()
+            })?;
             let inner = &body[..end];
             let (name, default) = match inner.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),

@@ -2,6 +2,7 @@
 
 mod commands;
 mod config;
+mod logs;
 #[cfg(feature = "otel")]
 mod telemetry;
 
@@ -422,19 +423,27 @@ fn init_logging(
         .unwrap_or_else(|_| "info".to_string());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Whatever the filter says, other crates log at INFO at most: their debug and trace
+    // output (connection handshakes, request headers) carries passwords and tokens.
+    let capped = tracing_subscriber::filter::filter_fn(|meta| {
+        meta.target().starts_with("outbox") || *meta.level() <= tracing::Level::INFO
+    });
     let lines = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_writer(std::io::stderr);
     let lines = match format {
         LogFormat::Text => lines
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .fmt_fields(logs::escaped_fields())
             .with_filter(filter)
+            .with_filter(capped)
             .boxed(),
         LogFormat::Json => lines
             .json()
             .with_current_span(true)
             .with_span_list(false)
             .with_filter(filter)
+            .with_filter(capped)
             .boxed(),
     };
     let logs = tracing_subscriber::registry().with(lines);

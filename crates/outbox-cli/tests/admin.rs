@@ -149,41 +149,72 @@ poll_interval = "100ms"
 
 [routes]
 "{KEY}" = {{ sink = "api" }}
+"nats.key" = {{ sink = "nats" }}
+"redis.key" = {{ sink = "redis" }}
 
 [sinks.api]
 type = "http"
-url = "http://user:{SECRET}@127.0.0.1:1/events"
+url = "http://user:{SECRET}@127.0.0.1:1/events?api_key={SECRET}"
 timeout = "1s"
 headers = {{ Authorization = "Bearer {SECRET}" }}
+
+[sinks.nats]
+type = "nats"
+url = "nats://relay:{SECRET}@127.0.0.1:4222"
+timeout = "1s"
+
+[sinks.redis]
+type = "redis"
+url = "redis://:{SECRET}@127.0.0.1:6379"
+timeout = "1s"
 "#
     );
-    let mut worker = WorkerProcess::start_with(
-        &config,
-        &["--log-format", "json"],
-        &[("OUTBOX_LOG", "debug")],
-    );
-    worker.wait_started().await;
     let c = db.client().await;
-    insert_event(&c, "e1", KEY).await;
-    wait_status(&c, "e1", "FAILED", LONG).await;
-    worker.stop().await;
-
-    let logs = worker.logs();
-    for line in logs.lines().filter(|l| !l.trim().is_empty()) {
-        serde_json::from_str::<serde_json::Value>(line)
-            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+    for key in ["nats.key", "redis.key"] {
+        insert_policy(&c, key, 0, 50, 50).await;
+    }
+    // Everything, whatever it says: trace for every target, in text and in JSON.
+    let mut logs = String::new();
+    for format in ["json", "text"] {
+        let mut worker = WorkerProcess::start_with(
+            &config,
+            &["--log-format", format],
+            &[("OUTBOX_LOG", "trace")],
+        );
+        worker.wait_started().await;
+        for key in [KEY, "nats.key", "redis.key"] {
+            insert_event(&c, &format!("{format}-{key}"), key).await;
+        }
+        for key in [KEY, "nats.key", "redis.key"] {
+            wait_status(&c, &format!("{format}-{key}"), "FAILED", LONG).await;
+        }
+        worker.stop().await;
+        if format == "json" {
+            for line in worker.logs().lines().filter(|l| !l.trim().is_empty()) {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+            }
+        }
+        logs.push_str(&worker.logs());
     }
     assert!(logs.contains("🚀 OutboxWorker started."), "{logs}");
     let mut outputs = vec![("worker logs".to_string(), logs)];
-    let row = event(&c, "e1").await;
-    outputs.push(("lastError".into(), row.last_error.unwrap_or_default()));
+    for row in text_pairs(
+        &c,
+        r#"SELECT "id", COALESCE("lastError", '') FROM "OutboxEvent""#,
+    )
+    .await
+    {
+        outputs.push((format!("lastError of {}", row.0), row.1));
+    }
     let dir = TempDir::new();
     let cfg = dir.write("outbox.toml", &config);
     for args in [
         vec!["doctor"],
         vec!["stats"],
         vec!["dlq", "list", "--format", "json"],
-        vec!["events", "show", "e1"],
+        vec!["events", "show", "json-audit.record-auth-log"],
+        vec!["policy", "list"],
         vec!["migrate", "status"],
     ] {
         let mut all = vec!["--config", cfg.to_str().unwrap()];
@@ -209,6 +240,27 @@ headers = {{ Authorization = "Bearer {SECRET}" }}
         "stats on an unreachable database".into(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     ));
+    // A password with a space and a comma, which a URL parser refuses.
+    let out = outbox(&[
+        "--database-url",
+        &format!("postgres://postgres:a {SECRET},b@127.0.0.1:1/nope"),
+        "stats",
+    ]);
+    outputs.push((
+        "a URL that does not parse".into(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ));
+    // libpq key=value with spaces around '=' and in upper case.
+    for url in [
+        format!("host=127.0.0.1 port=1 user=postgres password = {SECRET} dbname=x"),
+        format!("host=127.0.0.1 port=1 user=postgres PASSWORD={SECRET} dbname=x"),
+    ] {
+        let out = outbox(&["--database-url", &url, "stats"]);
+        outputs.push((
+            format!("stats on {}", url.replace(SECRET, "<secret>")),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
     for (what, text) in &outputs {
         assert!(!text.contains(SECRET), "{what} shows the secret:\n{text}");
     }

@@ -327,61 +327,153 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `text` with the password of every URL in it (`scheme://user:password@host`) and every
-/// libpq `password=...` replaced by `***`: for errors and logs, which must never carry a
-/// secret.
+/// Query parameters whose values are masked wherever a URL is shown: names that hold, or
+/// end in, one of these (compared case-insensitively).
+const SECRET_PARAMS: &[&str] = &[
+    "key",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "auth",
+    "signature",
+    "sig",
+    "credential",
+    "session",
+];
+
+/// `text` with every secret it may hold replaced by `***`: the password of every URL
+/// (`scheme://user:password@host`, the password may hold spaces or commas; a NATS user
+/// without a password is a token), the values of query parameters named like secrets
+/// (`?api_key=…`, `&token=…`), and libpq's `password=…` / `password = '…'` in any case.
+/// For errors and logs, which must never carry a secret.
 pub fn redact_secrets(text: &str) -> String {
+    let masked = mask_userinfo(text);
+    let masked = mask_query_secrets(&masked);
+    mask_password_settings(&masked)
+}
+
+/// The password part of `scheme://user:password@host` (and a NATS token).
+fn mask_userinfo(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
+        // The authority ends at the path. A password may hold anything but `@` (spaces and
+        // commas too, unencoded), so the user information ends at the last `@` before the
+        // path; that may reach past the URL into the text after it, which is then masked
+        // too — never shown.
         let end = tail
-            .find(|c: char| c == '/' || c.is_whitespace() || "\"'()<>,".contains(c))
+            .find(|c: char| c == '/' || "\"'<>()".contains(c) || c == '\n')
             .unwrap_or(tail.len());
         let authority = &tail[..end];
-        // In NATS URLs a user without a password is a token: a secret too.
         let scheme = head[..i]
             .rsplit(|c: char| !c.is_ascii_alphanumeric())
             .next();
         let token_scheme = matches!(scheme, Some("nats" | "tls"));
-        match authority.rfind('@') {
+        let consumed = match authority.rfind('@') {
             Some(at) => {
                 let userinfo = &authority[..at];
+                // Where this URL's own user information starts: a list of servers
+                // (`nats://a@h1,nats://b@h2`) is split by the loop, not here.
                 match userinfo.find(':') {
                     Some(c) => {
                         out.push_str(&userinfo[..c]);
-                        out.push_str(":***");
-                        out.push_str(&authority[at..]);
+                        out.push_str(":***@");
                     }
-                    None if token_scheme => {
-                        out.push_str("***");
-                        out.push_str(&authority[at..]);
+                    None if token_scheme => out.push_str("***@"),
+                    None => {
+                        out.push_str(userinfo);
+                        out.push('@');
                     }
-                    None => out.push_str(authority),
                 }
+                at + 1
             }
-            None => out.push_str(authority),
-        }
-        rest = &tail[end..];
+            None => 0,
+        };
+        rest = &tail[consumed..];
     }
     out.push_str(rest);
-    // key=value connection strings: password=secret or password='sec ret'
-    let mut masked = String::with_capacity(out.len());
-    let mut rest = out.as_str();
-    while let Some(i) = rest.find("password=") {
-        let (head, tail) = rest.split_at(i + "password=".len());
-        masked.push_str(head);
-        masked.push_str("***");
-        let end = if let Some(quoted) = tail.strip_prefix('\'') {
-            quoted.find('\'').map_or(tail.len(), |q| q + 2)
-        } else {
-            tail.find(char::is_whitespace).unwrap_or(tail.len())
-        };
-        rest = &tail[end..];
+    out
+}
+
+/// The values of query parameters named like secrets.
+fn mask_query_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.char_indices().peekable();
+    let mut last = 0;
+    while let Some((i, c)) = chars.next() {
+        if c != '?' && c != '&' {
+            continue;
+        }
+        let after = &text[i + 1..];
+        let Some(eq) = after.find('=') else { continue };
+        let name = &after[..eq];
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.[]".contains(c))
+        {
+            continue;
+        }
+        let lower = name.to_ascii_lowercase();
+        if !SECRET_PARAMS.iter().any(|p| lower.contains(p)) {
+            continue;
+        }
+        let value_start = i + 1 + eq + 1;
+        let value_len = text[value_start..]
+            .find(|c: char| c == '&' || c == '#' || c.is_whitespace() || "\"'<>()".contains(c))
+            .unwrap_or(text.len() - value_start);
+        out.push_str(&text[last..value_start]);
+        out.push_str("***");
+        last = value_start + value_len;
+        while chars.peek().is_some_and(|(j, _)| *j < last) {
+            chars.next();
+        }
     }
-    masked.push_str(rest);
-    masked
+    out.push_str(&text[last..]);
+    out
+}
+
+/// libpq's `password=secret`, `password = 'sec ret'`, in any letter case.
+fn mask_password_settings(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    let mut from = 0;
+    while let Some(found) = lower[from..].find("password") {
+        let start = from + found;
+        let mut j = start + "password".len();
+        from = j;
+        let bytes = text.as_bytes();
+        while j < bytes.len() && bytes[j] == b' ' {
+            j += 1;
+        }
+        if j >= bytes.len() || bytes[j] != b'=' {
+            continue;
+        }
+        j += 1;
+        while j < bytes.len() && bytes[j] == b' ' {
+            j += 1;
+        }
+        let value_end = if text[j..].starts_with('\'') {
+            text[j + 1..]
+                .find('\'')
+                .map_or(text.len(), |q| j + 1 + q + 1)
+        } else {
+            text[j..]
+                .find(char::is_whitespace)
+                .map_or(text.len(), |e| j + e)
+        };
+        out.push_str(&text[last..j]);
+        out.push_str("***");
+        last = value_end;
+        from = value_end.max(from);
+    }
+    out.push_str(&text[last..]);
+    out
 }
 
 #[cfg(test)]
@@ -412,6 +504,39 @@ mod tests {
         assert_eq!(
             redact_secrets("host=h password='s3 cret' user=u"),
             "host=h password=*** user=u"
+        );
+    }
+
+    #[test]
+    fn secrets_in_odd_places_are_masked_too() {
+        for (text, secret) in [
+            ("postgres://u:pa ss,word@h:5432/db failed", "pa ss,word"),
+            ("at postgres://u:a,b@h/db", "a,b"),
+            ("host=h password = s3cret user=u", "s3cret"),
+            ("host=h PASSWORD=s3cret", "s3cret"),
+            ("host=h Password = 'two words' user=u", "two words"),
+            ("for url (http://api/x?api_key=s3cret&b=1)", "s3cret"),
+            ("https://h/p?a=1&access_token=s3cret#f", "s3cret"),
+            ("https://h/p?Signature=s3cret", "s3cret"),
+            ("redis://:s3cret@h:6379", "s3cret"),
+            ("nats://t0ken@h:4222", "t0ken"),
+        ] {
+            let shown = redact_secrets(text);
+            assert!(!shown.contains(secret), "{text:?} → {shown:?}");
+            assert!(shown.contains("***"), "{text:?} → {shown:?}");
+        }
+        // What is not a secret stays readable.
+        assert_eq!(
+            redact_secrets("https://h/p?page=2&limit=10"),
+            "https://h/p?page=2&limit=10"
+        );
+        assert_eq!(
+            redact_secrets("postgres://u:p@h/db?sslmode=require"),
+            "postgres://u:***@h/db?sslmode=require"
+        );
+        assert_eq!(
+            redact_secrets("http://api/x?api_key=abc&b=1"),
+            "http://api/x?api_key=***&b=1"
         );
     }
 

@@ -199,6 +199,15 @@ impl SinkConfig {
         !matches!(self.kind(), "blackhole" | "http")
     }
 
+    /// What is worth a warning in this sink's settings (credentials sent in clear text).
+    pub fn warnings(&self) -> Vec<String> {
+        match self {
+            #[cfg(feature = "http")]
+            SinkConfig::Http(c) => c.cleartext_warning().into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// How long one delivery may take at most, where the sink bounds it.
     pub fn timeout(&self) -> Option<Duration> {
         match self {

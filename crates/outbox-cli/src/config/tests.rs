@@ -356,3 +356,53 @@ fn retention_ages_are_optional_durations() {
     );
     assert_eq!(found.len(), 2, "{found:?}");
 }
+
+#[test]
+fn no_config_error_quotes_a_secret() {
+    const SECRET: &str = "s3cret-Pa55";
+    // A line TOML cannot read, holding a secret; a file that is no config at all.
+    for text in [
+        format!("[database]\nurl = \"postgres://u:{SECRET}@h/db\nbroken"),
+        format!("root:$6${SECRET}:19000:0:99999:7:::\n"),
+    ] {
+        let found = issues(&text, &env(&[]));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(!found[0].contains(SECRET), "{}", found[0]);
+        assert!(found[0].contains("at line "), "{}", found[0]);
+    }
+    // An unclosed ${ in a value holding a secret.
+    let text = GOOD.replace("Bearer ${AUDIT_TOKEN}", &format!("Bearer {SECRET}${{AUDIT"));
+    let found = issues(&text, &env(&[]));
+    assert!(!found.join("\n").contains(SECRET), "{found:?}");
+    assert!(
+        found.join("\n").contains("has a '${' without its '}'"),
+        "{found:?}"
+    );
+    // An env file with a line that is not KEY=VALUE, or a bad name.
+    let dir = std::env::temp_dir().join(format!("outbox-envsecret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(".env");
+    for line in [SECRET.to_string(), format!("{SECRET} x=1")] {
+        std::fs::write(&path, format!("{line}\n")).unwrap();
+        let err = env(&[]).load_file(&path).unwrap_err();
+        assert!(!err.contains(SECRET), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn values_from_outbox_variables_are_taken_as_they_are() {
+    // `$$` in a secret set through the environment is not turned into `$`.
+    let e = env(&[
+        ("AUDIT_TOKEN", "t"),
+        (
+            "OUTBOX_SINKS__AUDIT_API__URL",
+            "http://h/x?k=a$$b${NOT_EXPANDED}",
+        ),
+    ]);
+    let c = check(GOOD, &e).unwrap();
+    match &c.sinks["audit-api"] {
+        SinkConfig::Http(h) => assert_eq!(h.url, "http://h/x?k=a$$b${NOT_EXPANDED}"),
+        other => panic!("{other:?}"),
+    }
+}

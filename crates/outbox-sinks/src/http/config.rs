@@ -28,6 +28,42 @@ pub const KEYS: &[&str] = &[
 const METHODS: &[&str] = &["POST", "PUT", "PATCH"];
 
 impl HttpSinkConfig {
+    /// A warning when credentials would cross the network in clear text: an `http://` URL
+    /// to a host other than this one, with an Authorization header, a password in the URL
+    /// or a query parameter named like a secret.
+    pub fn cleartext_warning(&self) -> Option<String> {
+        let url = reqwest::Url::parse(&self.url).ok()?;
+        if url.scheme() != "http" {
+            return None;
+        }
+        let host = url.host_str().unwrap_or_default();
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if loopback {
+            return None;
+        }
+        let header = self.headers.keys().find(|h| {
+            h.eq_ignore_ascii_case("authorization") || h.eq_ignore_ascii_case("proxy-authorization")
+        });
+        let what = if let Some(h) = header {
+            format!("the {h} header")
+        } else if url.password().is_some() {
+            "the password in the URL".to_string()
+        } else if outbox_core::conf::redact_secrets(&self.url) != self.url {
+            "a secret in the URL".to_string()
+        } else {
+            return None;
+        };
+        Some(format!(
+            "sends {what} in clear text over http:// to {}; use https://",
+            url.host_str().unwrap_or_default()
+        ))
+    }
+
     /// Reads and validates the section, reporting every problem.
     pub fn from_table(path: &str, table: &toml::Table, issues: &mut Vec<Issue>) -> Option<Self> {
         let before = issues.len();
@@ -140,5 +176,35 @@ mod tests {
             "{}",
             issues[0]
         );
+    }
+
+    #[test]
+    fn credentials_in_clear_text_to_another_host_are_a_warning() {
+        let warn = |url: &str, headers: &str| {
+            let (c, issues) = read(&format!("type = \"http\"\nurl = \"{url}\"\n{headers}"));
+            assert!(issues.is_empty(), "{issues:?}");
+            c.unwrap().cleartext_warning()
+        };
+        let auth = "headers = { Authorization = \"Bearer t\" }";
+        let w = warn("http://api.example.com/x", auth).unwrap();
+        assert!(
+            w.contains("the Authorization header in clear text over http:// to api.example.com"),
+            "{w}"
+        );
+        assert!(warn("http://u:p@10.0.0.5/x", "")
+            .unwrap()
+            .contains("password in the URL"));
+        assert!(warn("http://h/x?api_key=k", "")
+            .unwrap()
+            .contains("a secret in the URL"));
+        for quiet in [
+            warn("https://api.example.com/x", auth),
+            warn("http://127.0.0.1:8081/x", auth),
+            warn("http://localhost/x", auth),
+            warn("http://[::1]/x", auth),
+            warn("http://api.example.com/x", ""),
+        ] {
+            assert_eq!(quiet, None);
+        }
     }
 }
