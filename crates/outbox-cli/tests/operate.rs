@@ -266,7 +266,12 @@ async fn policy_pause_holds_events_and_resume_lets_them_go() {
 
     insert_event(&c, "while-paused", BILLING).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(event(&c, "while-paused").await.status, "PENDING");
+    assert_eq!(
+        event(&c, "while-paused").await.status,
+        "PENDING",
+        "{}",
+        worker.logs()
+    );
     let (code, _, _) = cli(&db, &["policy", "resume", BILLING]);
     assert_eq!(code, 0);
     wait_status(&c, "while-paused", "SENT", Duration::from_secs(30)).await;

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// The shortest time between two reads of the policy table on notifications.
-const MIN_REFRESH_GAP: Duration = Duration::from_millis(200);
+/// At most this many reads of the policy table...
+const READ_BURST: usize = 5;
+/// ...in this window: a flood of notifications costs ten reads a second.
+const READ_BURST_WINDOW: Duration = Duration::from_millis(500);
 
 pub(crate) struct Policies {
     store: Arc<dyn Store>,
@@ -187,6 +189,7 @@ impl Policies {
     /// Keeps the cache fresh until `cancel`.
     pub(crate) async fn refresh_loop(self: Arc<Self>, every: Duration, cancel: CancellationToken) {
         let mut backoff = Backoff::database();
+        let mut recent: std::collections::VecDeque<Instant> = Default::default();
         loop {
             let wait = if backoff.failures() > 0 {
                 backoff.next_delay().min(every)
@@ -205,11 +208,19 @@ impl Policies {
                     backoff.next_delay();
                 }
             }
-            // Edits that arrive meanwhile are read together after the gap: any role may
-            // NOTIFY, and a flood of notifications must not become a flood of reads.
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(MIN_REFRESH_GAP) => {}
+            // Any role may NOTIFY, and a flood of notifications must not become a flood of
+            // reads: a few reads in a row follow edits at once, then at most one per
+            // READ_BURST_WINDOW / READ_BURST; notifications meanwhile are read together.
+            recent.push_back(Instant::now());
+            while recent.len() > READ_BURST {
+                recent.pop_front();
+            }
+            if recent.len() == READ_BURST {
+                let rest = READ_BURST_WINDOW.saturating_sub(recent[0].elapsed());
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(rest) => {}
+                }
             }
         }
     }
