@@ -113,6 +113,20 @@ enum Command {
     /// --database-url, a schema of its own on your server), a demo destination, and the real
     /// commands; everything is removed at the end.
     Demo,
+    /// The demo's clean-up, run by `outbox demo` itself: removes what the demo made once the
+    /// demo has ended, however it ended.
+    #[command(hide = true, name = "demo-cleanup")]
+    DemoCleanup {
+        /// The demo's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The demo's schema on the server in $DATABASE_URL.
+        #[arg(long)]
+        schema: Option<String>,
+        /// The directory holds a private cluster to stop.
+        #[arg(long)]
+        cluster: bool,
+    },
     /// Delete SENT or FAILED rows older than an age, in small batches.
     Purge {
         /// Which finished rows.
@@ -532,6 +546,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Doctor => commands::doctor::doctor(&load()?).await,
         Command::Demo => commands::demo::demo(cli.database_url.clone()).await,
+        Command::DemoCleanup {
+            dir,
+            schema,
+            cluster,
+        } => commands::demo::cleanup(dir, schema, cluster).await,
         Command::Stats { format } => commands::events::stats(&load()?, format).await,
         Command::Events { action } => {
             let config = load()?;

@@ -2,6 +2,7 @@
 //! schema of its own on a given server, shows each step, and leaves nothing behind.
 
 use outbox_testkit::*;
+use std::time::Duration;
 
 fn run_demo(args: &[&str]) -> String {
     let out = outbox(args);
@@ -84,4 +85,164 @@ async fn the_demo_runs_in_a_schema_of_its_own_on_a_given_server_and_drops_it() {
         .unwrap()
         .get(0);
     assert_eq!(left, 0, "the demo's schema is dropped");
+}
+
+/// `outbox demo ARGS` running in the background, its output in a file.
+struct RunningDemo {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl RunningDemo {
+    fn start(args: &[&str]) -> RunningDemo {
+        let dir = TempDir::new();
+        let out = dir.0.join("demo.out");
+        let file = std::fs::File::create(&out).unwrap();
+        let child = std::process::Command::new(bin())
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        RunningDemo {
+            child,
+            out,
+            _dir: dir,
+        }
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Waits until the output shows `step`.
+    async fn wait_for_step(&self, step: &str) {
+        wait_for(step, Duration::from_secs(60), || async {
+            self.text().contains(step)
+        })
+        .await;
+    }
+
+    /// The directory holding the demo's config (and cluster).
+    fn dir(&self) -> std::path::PathBuf {
+        let text = self.text();
+        let config = text
+            .lines()
+            .find_map(|l| l.strip_prefix("outbox.toml (")?.strip_suffix("):"))
+            .unwrap_or_else(|| panic!("the config file is named\n{text}"));
+        std::path::Path::new(config).parent().unwrap().to_path_buf()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    async fn wait_exit(&mut self) -> Option<i32> {
+        let limit = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(std::time::Instant::now() < limit, "{}", self.text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Processes whose command line mentions `text`, other than this test's own.
+fn processes_mentioning(text: &str) -> Vec<String> {
+    let out = std::process::Command::new("ps")
+        .args(["-eo", "pid,args"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(text) && !l.contains("ps -eo"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until nothing of the demo in `dir` is left: no directory, no process (the
+/// cluster's server, the worker) naming it.
+async fn wait_gone(dir: &std::path::Path) {
+    let shown = dir.display().to_string();
+    wait_for(
+        "everything the demo made to be gone",
+        Duration::from_secs(60),
+        || async { !dir.exists() && processes_mentioning(&shown).is_empty() },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sighup_end_the_demo_and_leave_nothing_behind() {
+    for sig in ["TERM", "HUP"] {
+        let mut demo = RunningDemo::start(&["demo"]);
+        demo.wait_for_step("── 5.").await;
+        let dir = demo.dir();
+        assert!(dir.exists());
+        demo.signal(sig);
+        let code = demo.wait_exit().await;
+        assert_eq!(code, Some(1), "SIG{sig}: {}", demo.text());
+        wait_gone(&dir).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_demo_leaves_no_cluster_worker_or_directory_behind() {
+    let mut demo = RunningDemo::start(&["demo"]);
+    demo.wait_for_step("── 5.").await;
+    let dir = demo.dir();
+    assert!(!processes_mentioning(&dir.display().to_string()).is_empty());
+    demo.signal("KILL");
+    demo.wait_exit().await;
+    wait_gone(&dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_given_server_the_password_is_never_written_and_a_killed_demo_drops_its_schema() {
+    const SECRET: &str = "demo-s3cret";
+    let db = TestDb::new().await;
+    // Trust authentication ignores the password; the demo must still keep it off disk.
+    let url = db.url.replace("postgres@", &format!("postgres:{SECRET}@"));
+    let mut demo = RunningDemo::start(&["--database-url", &url, "demo"]);
+    demo.wait_for_step("── 5.").await;
+    let dir = demo.dir();
+    let config = dir.join("outbox.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(!text.contains(SECRET), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(!demo.text().contains(SECRET), "{}", demo.text());
+    demo.signal("KILL");
+    demo.wait_exit().await;
+    wait_gone(&dir).await;
+    let c = db.client().await;
+    wait_for(
+        "the demo's schema dropped",
+        Duration::from_secs(60),
+        || async {
+            let left: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'outbox_demo%'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            left == 0
+        },
+    )
+    .await;
 }

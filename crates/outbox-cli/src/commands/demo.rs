@@ -86,9 +86,9 @@ fn indent(text: &str) {
 }
 
 /// `outbox --config <config> ARGS`, printed, run, its output shown.
-fn outbox(config: &Path, args: &[&str]) -> Result<String, Failure> {
+fn outbox(config: &Path, url: &str, args: &[&str]) -> Result<String, Failure> {
     println!("$ outbox --config outbox.toml {}", args.join(" "));
-    let out = command(config, args)
+    let out = command(config, url, args)
         .output()
         .map_err(|e| fail(format!("cannot run outbox: {e}")))?;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -104,13 +104,13 @@ fn outbox(config: &Path, args: &[&str]) -> Result<String, Failure> {
     Ok(stdout)
 }
 
-/// This program with `--config <config> ARGS`, without the environment's overrides of the
-/// database URL or config keys.
-fn command(config: &Path, args: &[&str]) -> Command {
-    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("outbox"));
-    let mut c = Command::new(exe);
+/// This program with `--config <config> ARGS`: the database URL in `$DATABASE_URL` (never
+/// in a file: it may hold a password), without the environment's overrides of config keys,
+/// and ended by the kernel if the demo itself dies, however it dies.
+fn command(config: &Path, url: &str, args: &[&str]) -> Command {
+    let mut c = this_program();
     c.arg("--config").arg(config).args(args);
-    c.env_remove("DATABASE_URL").env_remove("OUTBOX_CONFIG");
+    c.env("DATABASE_URL", url).env_remove("OUTBOX_CONFIG");
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy().to_string();
         if name.starts_with("OUTBOX_") && name.contains("__") {
@@ -118,7 +118,106 @@ fn command(config: &Path, args: &[&str]) -> Command {
         }
     }
     c.env("OUTBOX_LOG", "info").env("OUTBOX_LOG_FORMAT", "text");
+    die_with_parent(&mut c);
     c
+}
+
+fn this_program() -> Command {
+    Command::new(std::env::current_exe().unwrap_or_else(|_| PathBuf::from("outbox")))
+}
+
+/// Has the kernel send the child SIGTERM when this process ends (on Linux; elsewhere the
+/// clean-up process still stops what the demo started).
+fn die_with_parent(c: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec only async-signal-safe calls: prctl and getppid.
+        unsafe {
+            c.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The demo died before prctl took effect: do not outlive it.
+                if libc::getppid() == 1 {
+                    return Err(std::io::Error::other("the demo is gone"));
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = c;
+}
+
+/// What the clean-up process removes once the demo has ended, however it ended (a normal
+/// exit, a signal, SIGKILL): it waits for the demo's end of a pipe to close.
+struct Janitor {
+    /// Held open while the demo runs; closed by the kernel when the demo ends.
+    _pipe: std::process::ChildStdin,
+}
+
+impl Janitor {
+    /// Starts `outbox demo-cleanup` for `place`. The database URL travels in its
+    /// environment, never on disk or in its arguments.
+    fn start(place: &Place) -> Result<Janitor, Failure> {
+        let mut c = this_program();
+        c.arg("demo-cleanup").arg("--dir").arg(&place.dir);
+        if place.cluster.is_some() {
+            c.arg("--cluster");
+        } else {
+            c.arg("--schema").arg(&place.schema);
+            c.env("DATABASE_URL", &place.url);
+        }
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| fail(format!("cannot start the demo's clean-up: {e}")))?;
+        let pipe = child
+            .stdin
+            .take()
+            .ok_or_else(|| fail("cannot start the demo's clean-up: no pipe"))?;
+        // Not waited for: it outlives us on purpose.
+        std::mem::forget(child);
+        Ok(Janitor { _pipe: pipe })
+    }
+}
+
+/// `outbox demo-cleanup`: waits (ignoring SIGINT, SIGTERM and SIGHUP, which reach the
+/// whole process group) until the demo that started it has ended, then stops the demo's
+/// cluster and deletes its directory, or drops its schema on the server in `$DATABASE_URL`.
+/// Whatever the demo already removed is skipped.
+pub async fn cleanup(dir: PathBuf, schema: Option<String>, cluster: bool) -> Result<u8, Failure> {
+    // SAFETY: setting a signal's disposition to "ignore" has no other effect.
+    unsafe {
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+    }
+    // EOF (or an error) on stdin: the demo has ended.
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    })
+    .await;
+    if cluster {
+        if dir.exists() {
+            LocalCluster::remove_dir(&dir);
+        }
+    } else {
+        if let (Some(schema), Ok(url)) = (schema, std::env::var("DATABASE_URL")) {
+            let mut options = PgStoreOptions::new(url);
+            options.schema = schema;
+            options.pool_size = 1;
+            if let Ok(store) = PgStore::new(&options) {
+                let _ = tokio::time::timeout(Duration::from_secs(30), store.drop_schema()).await;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(0)
 }
 
 /// `outbox run` in the background, its log lines shown as they come.
@@ -128,9 +227,9 @@ struct Worker {
 }
 
 impl Worker {
-    fn start(config: &Path) -> Result<Worker, Failure> {
+    fn start(config: &Path, url: &str) -> Result<Worker, Failure> {
         println!("$ outbox --config outbox.toml run");
-        let mut child = command(config, &["run"])
+        let mut child = command(config, url, &["run"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -176,6 +275,18 @@ impl Worker {
     }
 }
 
+/// Writes `text` to a new file only its owner can read.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
 /// Waits until `check` holds on the per-key counts (SENT, FAILED) or 30 s pass.
 async fn wait_until(
     store: &PgStore,
@@ -210,7 +321,7 @@ async fn prepare(database_url: Option<String>) -> Result<Place, Failure> {
     match database_url {
         Some(url) => {
             let schema = format!("outbox_demo_{}", std::process::id());
-            // The config holds the URL, password and all: a directory only we can read.
+            // A fresh directory only we can enter, under a name nobody can guess.
             let dir = std::env::temp_dir().join(format!("{schema}-{:016x}", rand::random::<u64>()));
             std::fs::DirBuilder::new()
                 .mode(0o700)
@@ -256,14 +367,39 @@ async fn prepare(database_url: Option<String>) -> Result<Place, Failure> {
 
 pub async fn demo(database_url: Option<String>) -> Result<u8, Failure> {
     println!("outbox demo: the transactional outbox, end to end, on a throwaway database.");
-    // Ctrl-C from here on ends the demo through the clean-up below, not the default action.
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(|e| fail(format!("cannot handle Ctrl-C: {e}")))?;
-    let place = prepare(database_url).await?;
+    // Ctrl-C, SIGTERM and SIGHUP (a closed terminal) from here on end the demo through the
+    // clean-up below; SIGKILL, which cannot be caught, through the clean-up process.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut signals = Vec::new();
+    for kind in [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+    ] {
+        signals.push(signal(kind).map_err(|e| fail(format!("cannot handle signals: {e}")))?);
+    }
+    let [interrupt, terminate, hangup] = &mut signals[..] else {
+        unreachable!("three signals")
+    };
+    let place = tokio::select! {
+        p = prepare(database_url) => p?,
+        _ = interrupt.recv() => return Err(fail("interrupted")),
+        _ = terminate.recv() => return Err(fail("terminated")),
+        _ = hangup.recv() => return Err(fail("hung up")),
+    };
+    let janitor = Janitor::start(&place);
+    if let Err(e) = &janitor {
+        eprintln!(
+            "{}; the demo cleans up only if it ends normally or by a signal",
+            e.message
+        );
+    }
     let mut worker: Option<Worker> = None;
     let result = tokio::select! {
         r = walk(&place, &mut worker) => r,
         _ = interrupt.recv() => Err(fail("interrupted")),
+        _ = terminate.recv() => Err(fail("terminated")),
+        _ = hangup.recv() => Err(fail("hung up")),
     };
     if let Some(w) = worker.as_mut() {
         w.stop();
@@ -278,6 +414,7 @@ pub async fn demo(database_url: Option<String>) -> Result<u8, Failure> {
         let _ = std::fs::remove_dir_all(&place.dir);
     }
     drop(place);
+    drop(janitor);
     result?;
     println!();
     println!("Done; everything the demo made is gone. To run the worker for real:");
@@ -313,7 +450,7 @@ async fn walk(place: &Place, worker: &mut Option<Worker>) -> Result<(), Failure>
     );
     let config_text = format!(
         r#"[database]
-url = "{url}"
+# url: from $DATABASE_URL, which the demo sets for each command (it is never written down)
 schema = "{schema}"
 
 [worker]
@@ -327,18 +464,22 @@ type = "http"
 url = "http://{addr}/audit/auth-logs"
 timeout = "2s"
 "#,
-        url = place.url,
         schema = place.schema,
     );
     let config = place.dir.join("outbox.toml");
-    std::fs::write(&config, &config_text)
+    write_private(&config, &config_text)
         .map_err(|e| fail(format!("cannot write {}: {e}", config.display())))?;
     println!("outbox.toml ({}):", config.display());
-    indent(&outbox_core::conf::redact_secrets(&config_text));
+    indent(&config_text);
+    println!(
+        "DATABASE_URL={}",
+        outbox_store::postgres::redact_url(&place.url)
+    );
     println!("(the Audit API at http://{addr} is part of the demo: it is busy for user-2's first request, and rejects events without a userId)");
 
     title(2, "The tables, from the worker's migrations");
-    outbox(&config, &["migrate", "deploy"])?;
+    let url = place.url.as_str();
+    outbox(&config, url, &["migrate", "deploy"])?;
 
     let mut options = PgStoreOptions::new(place.url.clone());
     options.schema = place.schema.clone();
@@ -359,7 +500,7 @@ VALUES ('{AUDIT}', 3, 500, 5000, 'login audit trail')"#
         .map_err(|e| fail(e.to_string()))?;
 
     title(4, "The worker");
-    *worker = Some(Worker::start(&config)?);
+    *worker = Some(Worker::start(&config, url)?);
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     title(
@@ -392,14 +533,14 @@ COMMIT"#
     .await?;
 
     title(6, "What the outbox looks like now");
-    outbox(&config, &["stats"])?;
-    outbox(&config, &["dlq", "list"])?;
+    outbox(&config, url, &["stats"])?;
+    outbox(&config, url, &["dlq", "list"])?;
 
     title(7, "The Audit API is fixed; put the failed audit event back");
     api.accepts_incomplete.store(true, Ordering::SeqCst);
-    outbox(&config, &["dlq", "replay", "--routing-key", AUDIT])?;
+    outbox(&config, url, &["dlq", "replay", "--routing-key", AUDIT])?;
     wait_until(&store, "the replayed event", |s| count(s, AUDIT) == (3, 0)).await?;
-    outbox(&config, &["stats"])?;
+    outbox(&config, url, &["stats"])?;
     println!("(evt-4 stays FAILED: billing.charge has no policy row and no route. Give it both, then `outbox dlq replay --id evt-4`.)");
 
     title(

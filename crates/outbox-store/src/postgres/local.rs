@@ -77,10 +77,11 @@ impl LocalCluster {
             }
         }
         let port = free_port()?;
-        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{port}", std::process::id()));
-        // Only its owner (and we, or root) may enter: the socket and the data live there.
+        // A fresh directory with a name nobody can guess, made here (never one that was
+        // there before, which someone else could have prepared). Only its owner (and we, or
+        // root) may enter: the socket and the data live there.
+        let dir = std::env::temp_dir().join(format!("{prefix}-{:016x}", rand_u64()));
         std::fs::DirBuilder::new()
-            .recursive(true)
             .mode(0o700)
             .create(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -232,13 +233,55 @@ impl LocalCluster {
     }
 }
 
-impl Drop for LocalCluster {
-    fn drop(&mut self) {
+impl LocalCluster {
+    /// Stops the server (at once) and deletes the directory.
+    fn remove(&self) {
         let data = self.data();
         let _ = self
             .command("pg_ctl")
             .args(["-D", &data, "-m", "immediate", "stop"])
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// Stops the cluster in `dir` (made by [`LocalCluster::create`] in this or another
+    /// process, which may be gone) and deletes the directory: for a clean-up that outlives
+    /// the process that made it. Nothing happens where there is no cluster.
+    pub fn remove_dir(dir: &Path) {
+        let Some(bin) = bin_dir() else {
+            let _ = std::fs::remove_dir_all(dir);
+            return;
+        };
+        let cluster = LocalCluster {
+            port: 0,
+            dir: dir.to_path_buf(),
+            bin,
+            as_postgres: is_root(),
+            settings: String::new(),
+        };
+        // Dropping it removes it.
+        drop(cluster);
+    }
+}
+
+/// A random number from the kernel, for names nobody can guess.
+fn rand_u64() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)) {
+        Ok(()) => u64::from_le_bytes(b),
+        // Without /dev/urandom: the clock's nanoseconds and the process id.
+        Err(_) => {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            t ^ (u64::from(std::process::id()) << 32)
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
