@@ -33,9 +33,55 @@ async fn deliver_when_up(sink: &Arc<dyn Sink>) -> Outcome {
 fn assert_refused(outcome: Outcome) {
     match outcome {
         Outcome::Retry { reason, .. } => {
-            assert!(reason.contains("cannot connect"), "{reason}")
+            assert!(reason.contains("cannot connect"), "{reason}");
+            // The cause is named: the certificate, not just "connection failed".
+            let lower = reason.to_ascii_lowercase();
+            assert!(
+                lower.contains("certificate") || lower.contains("unknownissuer"),
+                "{reason}"
+            );
         }
         other => panic!("a server whose CA is not trusted is refused: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn http_names_why_it_could_not_connect() {
+    let (mut server, files) = server("https");
+    let (cert, key) = (path(&files.cert), path(&files.key));
+    let port = server.port.to_string();
+    server.spawn(
+        "openssl",
+        &[
+            "s_server", "-quiet", "-accept", &port, "-cert", &cert, "-key", &key, "-www",
+        ],
+    );
+    let sink = build_sink(&format!(
+        "type = \"http\"\nurl = \"https://127.0.0.1:{port}/x?api_key=k3y\"\ntimeout = \"2s\""
+    ));
+    let mut reason = String::new();
+    for i in 0..60 {
+        match sink.deliver(&claimed_event(&format!("t-{i}"))).await {
+            Outcome::Retry { reason: r, .. } if r.contains("refused") => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Outcome::Retry { reason: r, .. } => {
+                reason = r;
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(reason.contains("invalid peer certificate"), "{reason}");
+    assert!(reason.contains("UnknownIssuer"), "{reason}");
+    assert!(!reason.contains("k3y"), "{reason}");
+    drop(server);
+    let refused = build_sink("type = \"http\"\nurl = \"http://127.0.0.1:1/x\"\ntimeout = \"2s\"");
+    match refused.deliver(&claimed_event("r-1")).await {
+        Outcome::Retry { reason, .. } => {
+            assert!(reason.contains("Connection refused"), "{reason}")
+        }
+        other => panic!("{other:?}"),
     }
 }
 
