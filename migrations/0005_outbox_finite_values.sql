@@ -7,10 +7,21 @@
 -- from this migration on the database refuses them at the INSERT or UPDATE that writes them.
 --
 -- Rows already there are repaired first, since a CHECK cannot be added over them: an event
--- with an infinite occurredAt gets its createdAt instead and, if it was still to be
--- delivered, ends FAILED with a lastError saying so (replay it once you have checked it);
--- a policy whose backoffMultiplier is NaN or Infinity gets the default, 2.
+-- with an infinite occurredAt gets its createdAt (or, where that is infinite too, the time
+-- of the migration) and, if it was still to be delivered, ends FAILED with a lastError
+-- saying so (replay it once you have checked it); such a head of an ordered policy with
+-- "blockOnFailure" holds its aggregate back, as any FAILED head would. A policy whose
+-- backoffMultiplier is NaN or Infinity gets the default, 2.
 -- Adding the constraints reads the whole event table once, under the migration's lock.
+
+INSERT INTO "OutboxBlockedAggregate" ("aggregateId", "eventId", "routingKey", "reason")
+SELECT e."aggregateId", e."id", e."routingKey",
+       'occurredAt was ' || e."occurredAt"::text || ', which no sink can carry'
+  FROM "OutboxEvent" AS e
+  JOIN "OutboxRetryPolicy" AS p ON p."routingKey" = e."routingKey"
+ WHERE NOT isfinite(e."occurredAt") AND e."status" IN ('PENDING', 'PROCESSING')
+   AND p."ordered" AND p."blockOnFailure"
+ON CONFLICT ("aggregateId") DO NOTHING;
 
 UPDATE "OutboxEvent"
    SET "lastError" = 'occurredAt was ' || "occurredAt"::text
@@ -21,7 +32,7 @@ UPDATE "OutboxEvent"
        "processedAt" = COALESCE("processedAt", now()),
        "lockedBy" = NULL,
        "lockedUntil" = NULL,
-       "occurredAt" = "createdAt"
+       "occurredAt" = CASE WHEN isfinite("createdAt") THEN "createdAt" ELSE now() END
  WHERE NOT isfinite("occurredAt");
 
 ALTER TABLE "OutboxEvent"

@@ -373,7 +373,10 @@ pub fn parse(
                         fmt(worker.lease),
                         fmt(budget),
                         fmt(timeout),
-                        fmt(timeout.div_f64(0.9).max(Duration::from_secs(1)))
+                        // Whole seconds, rounded up, so the advice passes this check.
+                        fmt(Duration::from_secs(
+                            (timeout.as_secs_f64() / 0.9).ceil().max(1.0) as u64
+                        ))
                     ),
                 });
             }

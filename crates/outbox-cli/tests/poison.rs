@@ -40,10 +40,21 @@ fn assert_rows(rows: &HashMap<String, (String, String)>, expected: &[(&str, &str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_rows_on_worker_owned_tables_fail_alone_and_the_thousand_others_are_sent() {
-    let db = TestDb::with_policies(&[(KEY, 3, 50)]).await;
+    const ORDERED: &str = "ordered.key";
+    let db = TestDb::with_policies(&[(KEY, 3, 50), (ORDERED, 3, 50)]).await;
     let c = db.client().await;
+    make_ordered(&c, ORDERED, true).await;
     let server = TestServer::always(200).await;
     insert_many(&c, "good", KEY, 500).await;
+    // An unreadable head of a blocking ordered policy holds its aggregate back.
+    c.batch_execute(&format!(
+        r#"INSERT INTO "OutboxEvent" ("id", "eventName", "eventType", "aggregateId", "routingKey", "occurredAt")
+             VALUES ('bad-ordered-head', 'E', 't', 'agg-o', '{ORDERED}', '294000-01-01 00:00:00+00');
+           INSERT INTO "OutboxEvent" ("id", "eventName", "eventType", "aggregateId", "routingKey")
+             VALUES ('bad-waits-behind', 'E', 't', 'agg-o', '{ORDERED}')"#
+    ))
+    .await
+    .unwrap();
     // Values the database stores and the driver cannot read, each in a row of its own.
     c.batch_execute(&format!(
         r#"INSERT INTO "OutboxEvent" ("id", "eventName", "eventType", "aggregateId", "routingKey", "payload", "occurredAt") VALUES
@@ -55,16 +66,22 @@ async fn poison_rows_on_worker_owned_tables_fail_alone_and_the_thousand_others_a
     .unwrap();
     insert_many(&c, "more", KEY, 500).await;
 
-    let config = http_config(&db.url, &server.url("/"), &[KEY], "batch_size = 50");
+    let config = http_config(
+        &db.url,
+        &server.url("/"),
+        &[KEY, ORDERED],
+        "batch_size = 50",
+    );
     let mut worker = WorkerProcess::start(&config);
     wait_for("the good events SENT", LONG, || async {
         count_status(&c, "SENT").await == 1000
     })
     .await;
     wait_for("the bad rows FAILED", LONG, || async {
-        count_status(&c, "FAILED").await == 3
+        count_status(&c, "FAILED").await == 4
     })
     .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     worker.stop().await;
     assert_rows(
         &bad_rows(&c).await,
@@ -84,7 +101,18 @@ async fn poison_rows_on_worker_owned_tables_fail_alone_and_the_thousand_others_a
                 "FAILED",
                 "column payload: is not JSON the relay can read (number out of range",
             ),
+            ("bad-ordered-head", "FAILED", "column occurredAt"),
+            ("bad-waits-behind", "PENDING", ""),
         ],
+    );
+    let blocked = text_pairs(
+        &c,
+        r#"SELECT "aggregateId", "eventId" FROM "OutboxBlockedAggregate""#,
+    )
+    .await;
+    assert_eq!(
+        blocked,
+        [("agg-o".to_string(), "bad-ordered-head".to_string())]
     );
     assert_eq!(count_status(&c, "PROCESSING").await, 0);
     assert_eq!(server.count(), 1000, "no bad row reached the sink");
@@ -110,7 +138,7 @@ async fn migration_0005_repairs_infinite_values_and_then_refuses_them() {
                        ('bad-sent-inf', 'E', 't', 'a', '{KEY}', '-infinity'),
                        ('ok', 'E', 't', 'a', '{KEY}', now());
            UPDATE "OutboxEvent" SET "status" = 'SENT' WHERE "id" = 'bad-sent-inf';
-           UPDATE "OutboxRetryPolicy" SET "backoffMultiplier" = 'NaN';"#
+           UPDATE "OutboxRetryPolicy" SET "backoffMultiplier" = 'NaN', "ordered" = true, "blockOnFailure" = true;"#
     ))
     .await
     .unwrap();
@@ -124,6 +152,13 @@ async fn migration_0005_repairs_infinite_values_and_then_refuses_them() {
         ],
     );
     assert_eq!(event(&c, "ok").await.status, "PENDING");
+    // The failed head of a blocking ordered policy holds its aggregate back.
+    let blocked = text_pairs(
+        &c,
+        r#"SELECT "aggregateId", "eventId" FROM "OutboxBlockedAggregate""#,
+    )
+    .await;
+    assert_eq!(blocked, [("a".to_string(), "bad-inf".to_string())]);
     let m: f64 = c
         .query_one(
             r#"SELECT "backoffMultiplier" FROM "OutboxRetryPolicy""#,
@@ -219,7 +254,7 @@ async fn poison_rows_on_app_owned_tables_fail_alone_and_broken_policies_hold_onl
     let config = app_config(
         &db.url,
         &server.url("/"),
-        &[KEY, "null.policy", "nan.policy"],
+        &[KEY, "null.policy", "nan.policy", "late.policy"],
         "",
     )
     .replace("[worker]\n", "[worker]\nbatch_size = 50\n");
@@ -232,8 +267,19 @@ async fn poison_rows_on_app_owned_tables_fail_alone_and_broken_policies_hold_onl
         count_status(&c, "FAILED").await == 6
     })
     .await;
+    // A broken row that arrives with its first event (the worker has never seen the key):
+    // the event waits too, it is not failed for want of a policy.
+    c.batch_execute(
+        r#"BEGIN;
+           INSERT INTO "OutboxRetryPolicy" VALUES ('late.policy', 3, NULL, 1000, 2);
+           INSERT INTO "OutboxEvent" (id, "eventName", "eventType", "aggregateId", "routingKey")
+                VALUES ('bad-held-late', 'E', 't', 'a', 'late.policy');
+           COMMIT;"#,
+    )
+    .await
+    .unwrap();
     // The broken policies' events wait: give the worker time to (wrongly) touch them.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let logs = worker.logs();
     worker.stop().await;
     assert_rows(
@@ -266,6 +312,7 @@ async fn poison_rows_on_app_owned_tables_fail_alone_and_broken_policies_hold_onl
             ("bad-null-retry-count", "SENT", ""),
             ("bad-held-null", "PENDING", ""),
             ("bad-held-nan", "PENDING", ""),
+            ("bad-held-late", "PENDING", ""),
         ],
     );
     let nul = server.requests_for("bad-nul-payload");
@@ -275,7 +322,7 @@ async fn poison_rows_on_app_owned_tables_fail_alone_and_broken_policies_hold_onl
         "{:?}",
         String::from_utf8_lossy(&nul[0].raw)
     );
-    for held in ["bad-held-null", "bad-held-nan"] {
+    for held in ["bad-held-null", "bad-held-nan", "bad-held-late"] {
         let r = event(&c, held).await;
         assert_eq!(
             (r.retry_count, r.locked_by),
@@ -293,7 +340,7 @@ async fn poison_rows_on_app_owned_tables_fail_alone_and_broken_policies_hold_onl
         ],
     );
     let warnings = logs.matches("OutboxRetryPolicy row cannot be used").count();
-    assert_eq!(warnings, 2, "said once per row, not per refresh: {logs}");
+    assert_eq!(warnings, 3, "said once per row, not per refresh: {logs}");
 
     // doctor names each broken row and the columns that allow NULL.
     let dir = TempDir::new();

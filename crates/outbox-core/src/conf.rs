@@ -361,13 +361,11 @@ fn mask_userinfo(text: &str) -> String {
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
-        // The authority ends at the path. A password may hold anything but `@` (spaces and
-        // commas too, unencoded), so the user information ends at the last `@` before the
-        // path; that may reach past the URL into the text after it, which is then masked
-        // too — never shown.
-        let end = tail
-            .find(|c: char| c == '/' || "\"'<>()".contains(c) || c == '\n')
-            .unwrap_or(tail.len());
+        // The authority ends at the path. A password may hold anything but `@` and `/`
+        // (spaces, commas, quotes and brackets too, unencoded), so the user information
+        // ends at the last `@` before the path or the line's end; that may reach past the
+        // URL into the text after it, which is then masked too — never shown.
+        let end = tail.find(['/', '\n']).unwrap_or(tail.len());
         let authority = &tail[..end];
         let scheme = head[..i]
             .rsplit(|c: char| !c.is_ascii_alphanumeric())
@@ -459,9 +457,20 @@ fn mask_password_settings(text: &str) -> String {
             j += 1;
         }
         let value_end = if text[j..].starts_with('\'') {
-            text[j + 1..]
-                .find('\'')
-                .map_or(text.len(), |q| j + 1 + q + 1)
+            // A quoted value ends at the first quote not escaped by a backslash.
+            let mut k = j + 1;
+            let mut end = text.len();
+            while k < bytes.len() {
+                match bytes[k] {
+                    b'\\' => k += 2,
+                    b'\'' => {
+                        end = k + 1;
+                        break;
+                    }
+                    _ => k += 1,
+                }
+            }
+            end
         } else {
             text[j..]
                 .find(char::is_whitespace)
@@ -520,6 +529,9 @@ mod tests {
             ("https://h/p?Signature=s3cret", "s3cret"),
             ("redis://:s3cret@h:6379", "s3cret"),
             ("nats://t0ken@h:4222", "t0ken"),
+            ("postgres://u:pa(ss)'x@h/db", "pa(ss)'x"),
+            ("(see postgres://u:s3cret@h)", "s3cret"),
+            (r"host=h password='ab\'cd' user=u", "cd"),
         ] {
             let shown = redact_secrets(text);
             assert!(!shown.contains(secret), "{text:?} → {shown:?}");

@@ -86,6 +86,9 @@ pub struct Unreadable {
     /// What could not be read, naming the column, e.g. `column occurredAt: value too large
     /// to decode`.
     pub problem: String,
+    /// Hold the row's aggregate back, as a FAILED head of an ordered policy with
+    /// `blockOnFailure` does (set by the worker, which knows the policies).
+    pub block_aggregate: bool,
 }
 
 impl Unreadable {
@@ -129,6 +132,9 @@ pub struct BrokenPolicy {
     pub routing_key: Option<String>,
     /// What is wrong, naming the column.
     pub problem: String,
+    /// The row's `ordered` flag, where it could be read: its held events still hold back
+    /// the later events of their aggregates under other ordered keys.
+    pub ordered: bool,
 }
 
 /// The retry-policy table, read row by row.

@@ -377,7 +377,7 @@ impl Claimer {
             }
             if empty_wakes > 0 {
                 let gap = WAKE_GAP_BASE
-                    .saturating_mul(2u32.saturating_pow(empty_wakes.min(8)))
+                    .saturating_mul(2u32.saturating_pow(empty_wakes.min(8) - 1))
                     .min(MAX_WAKE_GAP)
                     .min(wait);
                 tokio::select! {
@@ -511,16 +511,6 @@ impl Claimer {
             return;
         };
         let key = claimed.event.routing_key.clone();
-        if let Some(problem) = self.policies.broken(&key) {
-            // Claimed before this worker learnt the row is unusable: back, uncharged, until
-            // the row is fixed (later claims leave the key alone).
-            let note = format!(
-                "not attempted: the OutboxRetryPolicy row of '{key}' cannot be used: {problem}"
-            );
-            let delay = self.options.poll_interval.max(Duration::from_secs(1));
-            self.ack(dispatcher::postpone(&claimed, delay, note), Some(slot));
-            return;
-        }
         let policy = match self.policies.get_fresh(&key, claimed_at).await {
             Ok(p) => p,
             Err(e) => {
@@ -534,6 +524,18 @@ impl Claimer {
                 return;
             }
         };
+        if policy.is_none() {
+            if let Some(problem) = self.policies.broken(&key) {
+                // Its row exists but cannot be used (known before the claim, or just read):
+                // back, uncharged, until the row is fixed (later claims leave the key alone).
+                let note = format!(
+                    "not attempted: the OutboxRetryPolicy row of '{key}' cannot be used: {problem}"
+                );
+                let delay = self.options.poll_interval.max(Duration::from_secs(1));
+                self.ack(dispatcher::postpone(&claimed, delay, note), Some(slot));
+                return;
+            }
+        }
         let blocks = policy.as_ref().is_some_and(|p| p.blocks_on_failure());
         let (policy, route) = match dispatcher::routed(&claimed, policy, self.routes.get(&key)) {
             Ok((policy, route)) => (policy, route.clone()),
@@ -594,6 +596,16 @@ impl Claimer {
     async fn fail_unreadable(&self, rows: Vec<Unreadable>) {
         if rows.is_empty() {
             return;
+        }
+        let mut rows = rows;
+        for r in &mut rows {
+            // An unreadable head of a blocking ordered policy holds its aggregate back, as
+            // any FAILED head would.
+            r.block_aggregate = r
+                .routing_key
+                .as_deref()
+                .and_then(|k| self.policies.get(k))
+                .is_some_and(|p| p.blocks_on_failure());
         }
         for r in &rows {
             let key = r.routing_key.as_deref().unwrap_or(crate::metrics::UNROUTED);

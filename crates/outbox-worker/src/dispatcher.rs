@@ -309,7 +309,12 @@ async fn deliver_in_span(
     let took = Some(called.elapsed());
     if let Some(cooldown) = route.breaker.record(&outcome, rules.probe, Instant::now()) {
         tracing::warn!(sink = %route.sink_name, cooldown = ?cooldown, "Circuit breaker open: the sink keeps failing; its events wait, not charged an attempt");
-    } else if rules.probe && !matches!(outcome, Outcome::Retry { .. }) {
+    } else if rules.probe
+        && !matches!(
+            outcome,
+            Outcome::Retry { .. } | Outcome::NotAttempted { .. }
+        )
+    {
         tracing::info!(sink = %route.sink_name, "Circuit breaker closed: the probe went through");
     }
     let attempted = !matches!(outcome, Outcome::NotAttempted { .. });

@@ -18,9 +18,11 @@ pub(crate) struct Policies {
     store: Arc<dyn Store>,
     metrics: Option<Arc<crate::Metrics>>,
     map: RwLock<HashMap<String, RetryPolicy>>,
-    /// Rows that cannot be used: routingKey → what is wrong. Their events are left alone
-    /// (PENDING, uncharged) until the row is fixed.
-    broken: RwLock<HashMap<String, String>>,
+    /// Rows that cannot be used: routingKey → (what is wrong, its `ordered` flag). Their
+    /// events are left alone (PENDING, uncharged) until the row is fixed.
+    broken: RwLock<HashMap<String, (String, bool)>>,
+    /// Problems of broken rows without a routingKey already logged (said once each).
+    keyless_logged: Mutex<std::collections::HashSet<String>>,
     /// Failed reads in a row, for the delay of events given back meanwhile.
     failed_reads: Mutex<Backoff>,
     /// When the newest successful read began: the cache reflects the table as of then.
@@ -36,6 +38,7 @@ impl Policies {
             metrics,
             map: RwLock::new(HashMap::new()),
             broken: RwLock::new(HashMap::new()),
+            keyless_logged: Mutex::new(Default::default()),
             failed_reads: Mutex::new(Backoff::new(
                 Duration::from_millis(500),
                 Duration::from_secs(30),
@@ -69,11 +72,18 @@ impl Policies {
         for b in rows.broken {
             match b.routing_key {
                 Some(key) => {
-                    broken.insert(key, b.problem);
+                    broken.insert(key, (b.problem, b.ordered));
                 }
                 // Not any routingKey's row: nothing waits on it; `outbox doctor` names it.
                 None => {
-                    tracing::warn!(problem = %b.problem, "An OutboxRetryPolicy row cannot be used; skipped (run `outbox doctor`)")
+                    if self
+                        .keyless_logged
+                        .lock()
+                        .expect("policy lock")
+                        .insert(b.problem.clone())
+                    {
+                        tracing::warn!(problem = %b.problem, "An OutboxRetryPolicy row cannot be used; skipped (run `outbox doctor`)");
+                    }
                 }
             }
         }
@@ -83,8 +93,8 @@ impl Policies {
             *self.map.write().expect("policy lock") = fresh;
             let mut known = self.broken.write().expect("policy lock");
             // Said once per change, not at every refresh.
-            for (key, problem) in &broken {
-                if known.get(key) != Some(problem) {
+            for (key, (problem, _)) in &broken {
+                if known.get(key).map(|(p, _)| p) != Some(problem) {
                     tracing::warn!(routing_key = %key, problem = %problem, "OutboxRetryPolicy row cannot be used; its events wait (PENDING, not charged) until it is fixed");
                 }
             }
@@ -114,7 +124,7 @@ impl Policies {
             .read()
             .expect("policy lock")
             .get(routing_key)
-            .cloned()
+            .map(|(problem, _)| problem.clone())
     }
 
     pub(crate) fn get(&self, routing_key: &str) -> Option<RetryPolicy> {
@@ -162,16 +172,26 @@ impl Policies {
         keys
     }
 
-    /// Routing keys of ordered policies (paused or not: a paused one's events still hold
-    /// their aggregates' later events back).
+    /// Routing keys of ordered policies (paused or not, usable or not: their held events
+    /// still hold their aggregates' later events back).
     pub(crate) fn ordered(&self) -> Vec<String> {
-        self.map
+        let mut keys: Vec<String> = self
+            .map
             .read()
             .expect("policy lock")
             .values()
             .filter(|p| p.ordered)
             .map(|p| p.routing_key.clone())
-            .collect()
+            .collect();
+        keys.extend(
+            self.broken
+                .read()
+                .expect("policy lock")
+                .iter()
+                .filter(|(_, (_, ordered))| *ordered)
+                .map(|(k, _)| k.clone()),
+        );
+        keys
     }
 
     pub(crate) fn keys(&self) -> Vec<String> {

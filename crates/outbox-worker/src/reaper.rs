@@ -97,14 +97,21 @@ async fn reap_once(store: &dyn Store, policies: &Policies) -> Result<u64, outbox
             .map(|x| decide(x, policies, rand::random::<f64>()))
             .collect();
         let mut changed = store.complete(&completions).await?;
-        // A row that cannot be read would fail again on every claim: it ends FAILED here.
-        for r in &expired.unreadable {
+        // A row that cannot be read would fail again on every claim: it ends FAILED here
+        // (holding its aggregate back where its policy says a failed head does).
+        let mut unreadable = expired.unreadable;
+        for r in &mut unreadable {
             tracing::error!(id = %r.id, error = %r.problem, "Event FAILED: the row of an expired lease cannot be read");
+            r.block_aggregate = r
+                .routing_key
+                .as_deref()
+                .and_then(|k| policies.get(k))
+                .is_some_and(|p| p.blocks_on_failure());
         }
-        changed += store.fail_unreadable(&expired.unreadable).await?;
+        changed += store.fail_unreadable(&unreadable).await?;
         total += changed;
         tracing::warn!(events = changed, "Took back events whose lease expired");
-        if expired.len() < REAP_BATCH || changed == 0 {
+        if expired.events.len() + unreadable.len() < REAP_BATCH || changed == 0 {
             return Ok(total);
         }
     }

@@ -142,7 +142,7 @@ async fn readyz(State(s): State<AdminState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), ping).await {
         Ok(Ok(())) => (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response(),
         Ok(Err(e)) => {
-            tracing::debug!(error = %e, "/readyz: database unreachable");
+            tracing::warn!(error = %e, "/readyz: database unreachable");
             not_ready("database unreachable (the worker's log says why)".into())
         }
         Err(_) => not_ready("database unreachable: no answer within 2s".into()),

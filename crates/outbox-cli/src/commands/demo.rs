@@ -132,14 +132,15 @@ fn die_with_parent(c: &mut Command) {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;
+        let parent = std::process::id() as libc::pid_t;
         // SAFETY: between fork and exec only async-signal-safe calls: prctl and getppid.
         unsafe {
-            c.pre_exec(|| {
+            c.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 // The demo died before prctl took effect: do not outlive it.
-                if libc::getppid() == 1 {
+                if libc::getppid() != parent {
                     return Err(std::io::Error::other("the demo is gone"));
                 }
                 Ok(())
@@ -168,6 +169,21 @@ impl Janitor {
         } else {
             c.arg("--schema").arg(&place.schema);
             c.env("DATABASE_URL", &place.url);
+        }
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec only async-signal-safe calls: setsid and signal.
+            // Ignored signals stay ignored across exec, so a Ctrl-C that reaches the demo's
+            // process group cannot end the clean-up before it has begun.
+            unsafe {
+                c.pre_exec(|| {
+                    libc::setsid();
+                    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                        libc::signal(sig, libc::SIG_IGN);
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = c
             .stdin(Stdio::piped())
@@ -320,7 +336,13 @@ fn count(stats: &[outbox_store::postgres::ops::KeyStats], key: &str) -> (i64, i6
 async fn prepare(database_url: Option<String>) -> Result<Place, Failure> {
     match database_url {
         Some(url) => {
-            let schema = format!("outbox_demo_{}", std::process::id());
+            // Its own name, unlike any other run's, even one with the same pid in another
+            // container: the clean-up drops it by name.
+            let schema = format!(
+                "outbox_demo_{}_{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            );
             // A fresh directory only we can enter, under a name nobody can guess.
             let dir = std::env::temp_dir().join(format!("{schema}-{:016x}", rand::random::<u64>()));
             std::fs::DirBuilder::new()

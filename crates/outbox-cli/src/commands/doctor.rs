@@ -334,13 +334,16 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
                 Some(d) => r.ok(&format!("oldest PENDING event is {} old", age(d))),
                 None => r.ok("no PENDING events"),
             }
-            if let Some(oldest) = q.stale_leases_oldest {
+            if q.stale_leases > 0 {
+                let oldest = q
+                    .stale_leases_oldest
+                    .map(|d| format!(" (the oldest {} ago)", age(d)))
+                    .unwrap_or_default();
                 r.warn(
                     &format!(
-                        "{} PROCESSING event(s) hold leases that expired over {} ago (the oldest {} ago): no worker is taking them back",
+                        "{} PROCESSING event(s) hold leases that expired over {} ago{oldest}: no worker is taking them back",
                         q.stale_leases,
                         age(outbox_store::postgres::inspect::STALE_LEASE),
-                        age(oldest)
                     ),
                     &["fix: start `outbox run` (a running worker takes expired leases back within a quarter of worker.lease); if one runs, look in its log for \"Lease reaper could not run\""],
                 );

@@ -136,6 +136,18 @@ fn a_sink_timeout_must_fit_in_the_part_of_the_lease_deliveries_get() {
     );
     let fits = GOOD.replace("timeout = \"5s\"", "timeout = \"27s\"");
     assert!(check(&fits, &e).is_ok());
+    // The advice passes the check it comes from.
+    let advised = found[0]
+        .rsplit("at least ")
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(advised, "32s");
+    let taken = GOOD
+        .replace("timeout = \"5s\"", "timeout = \"28s\"")
+        .replace("batch_size = 50", &format!("lease = \"{advised}\""));
+    assert!(check(&taken, &e).is_ok());
 }
 
 #[test]

@@ -55,6 +55,25 @@ pub const EVENT_TIMESTAMPS: &[&str] = &[
     "createdAt",
 ];
 
+/// The logical columns of a claimed (or expired) row, in the order the statements return
+/// them and [`super::read_row`] reads them.
+pub(crate) const RETURNED: [&str; 14] = [
+    "id",
+    "eventName",
+    "eventType",
+    "aggregateId",
+    "routingKey",
+    "payload",
+    "headers",
+    "occurredAt",
+    "retryCount",
+    "maxRetries",
+    "retryInterval",
+    "maxInterval",
+    "lockedBy",
+    "nextRetryAt",
+];
+
 /// The policy columns the worker reads, in order, each with the value an absent optional
 /// column reads as (NULL for the required ones).
 pub const POLICY_READ: &[(&str, &str)] = &[
@@ -102,6 +121,8 @@ pub struct Layout {
     pub naive_timestamps: Vec<String>,
     /// Whether `nextRetryAt` may be NULL (then NULL means "due now").
     pub next_retry_nullable: bool,
+    /// The SQL type of lastError where it is not `text` (e.g. `character varying(191)`).
+    pub last_error_type: Option<String>,
     /// Other required logical event columns that allow NULL (app-owned tables): a NULL
     /// `retryCount` is read as 0 (and stored as 0 by the claim), a NULL `routingKey` does
     /// not hide the row from claims, and a NULL elsewhere makes that row unreadable.
@@ -133,6 +154,7 @@ impl Layout {
             naive_timestamps: Vec::new(),
             next_retry_nullable: false,
             nullable: Vec::new(),
+            last_error_type: None,
             blocked_table: Some(BLOCKED_TABLE.to_string()),
             audit_table: Some(AUDIT_TABLE.to_string()),
         }
@@ -224,32 +246,26 @@ impl Layout {
         }
     }
 
-    /// Columns returned for a claimed or expired event, in the order [`super::read_row`]
-    /// reads (see [`super::COLUMNS`]). Every cast is one that cannot fail, whatever a row
-    /// holds: text, and integers widened to int8. JSON travels as text and is parsed row by
-    /// row, so a `json` payload that `jsonb` rejects (a `\u0000`) fails only its own row.
+    /// Columns returned for a claimed or expired event: [`RETURNED`], in its order. Every
+    /// cast is one that cannot fail, whatever a row holds: text, and integers widened to
+    /// int8. JSON travels as text and is parsed row by row, so a `json` payload that `jsonb`
+    /// rejects (a `\u0000`) fails only its own row.
     fn returning(&self) -> String {
-        let opt = |logical: &str, cast: &str| match self.ev_opt(logical) {
-            Some(c) => format!("e.{c}::{cast}"),
-            None => format!("NULL::{cast}"),
-        };
-        [
-            format!("e.{}::text", self.ev("id")),
-            format!("e.{}::text", self.ev("eventName")),
-            format!("e.{}::text", self.ev("eventType")),
-            format!("e.{}::text", self.ev("aggregateId")),
-            format!("e.{}::text", self.ev("routingKey")),
-            format!("e.{}::text", self.ev("payload")),
-            opt("headers", "text"),
-            self.ts_read("e", "occurredAt"),
-            format!("e.{}::int8", self.ev("retryCount")),
-            opt("maxRetries", "int8"),
-            opt("retryInterval", "int8"),
-            opt("maxInterval", "int8"),
-            format!("e.{}::text", self.ev("lockedBy")),
-            self.ts_read("e", "nextRetryAt"),
-        ]
-        .join(", ")
+        RETURNED
+            .iter()
+            .map(|&logical| {
+                let cast = match logical {
+                    "occurredAt" | "nextRetryAt" => return self.ts_read("e", logical),
+                    "retryCount" | "maxRetries" | "retryInterval" | "maxInterval" => "int8",
+                    _ => "text",
+                };
+                match self.ev_opt(logical) {
+                    Some(c) => format!("e.{c}::{cast}"),
+                    None => format!("NULL::{cast}"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Leaves out rows of the routingKeys in parameter `param` (a NULL routingKey is never
@@ -261,6 +277,40 @@ impl Layout {
         } else {
             format!("NOT ({alias}.{routing} = ANY({param}::text[]))")
         }
+    }
+
+    /// A text expression as stored in lastError: cast explicitly to the column's type, so
+    /// that a `varchar(n)` column cuts a long message short instead of failing the write
+    /// (and with it every other result in the statement).
+    fn last_error_value(&self, expr: &str) -> String {
+        match &self.last_error_type {
+            Some(t) => format!("{expr}::{t}"),
+            None => expr.to_string(),
+        }
+    }
+
+    /// The SET list of a write that ends a lease: `status` (an expression), the lease
+    /// columns cleared and, where the table has them, lastError (`error` given the quoted
+    /// column) and processedAt (`processed` given the database clock as stored).
+    fn lease_ended(
+        &self,
+        status: &str,
+        error: impl Fn(&str) -> String,
+        processed: impl Fn(&str) -> String,
+    ) -> Vec<String> {
+        let mut sets = vec![
+            format!("{} = {status}", self.ev("status")),
+            format!("{} = NULL", self.ev("lockedBy")),
+            format!("{} = NULL", self.ev("lockedUntil")),
+        ];
+        if let Some(c) = self.ev_opt("lastError") {
+            sets.push(format!("{c} = {}", error(&c)));
+        }
+        if let Some(c) = self.ev_opt("processedAt") {
+            let now = self.ts_value("processedAt", "clock_timestamp()");
+            sets.push(format!("{c} = {}", processed(&now)));
+        }
+        sets
     }
 
     /// Due now, and not before `floor` (a timestamptz expression; `-infinity` for no floor).
@@ -361,7 +411,8 @@ RETURNING {returning}"#,
             ORDER BY {order}
             LIMIT $3
             FOR UPDATE SKIP LOCKED) AS h
-          WHERE pg_try_advisory_xact_lock({ORDER_LOCK_CLASS}, hashtext(h.aggregate::text) & 255)
+          WHERE h.aggregate IS NULL
+             OR pg_try_advisory_xact_lock({ORDER_LOCK_CLASS}, hashtext(h.aggregate::text) & 255)
           ORDER BY h.aggregate))
    AND e.{status} = 'PENDING'
 RETURNING {returning}"#,
@@ -394,28 +445,20 @@ RETURNING e.{id}::text"#,
             earlier = self.earlier("p", "e"),
         );
 
-        let mut sets = vec![
-            format!("{status} = {}", self.status_value("a.status")),
-            format!("{retry_count} = a.rc_new"),
-            format!(
-                "{next} = CASE WHEN a.status = 'PENDING' THEN {} ELSE e.{next} END",
-                self.ts_value(
-                    "nextRetryAt",
-                    "clock_timestamp() + make_interval(secs => a.delay)"
-                )
-            ),
-            format!("{locked_by} = NULL"),
-            format!("{locked_until} = NULL"),
-        ];
-        if let Some(c) = self.ev_opt("lastError") {
-            sets.push(format!("{c} = COALESCE(a.err, e.{c})"));
-        }
-        if let Some(c) = self.ev_opt("processedAt") {
-            sets.push(format!(
-                "{c} = CASE WHEN a.status IN ('SENT', 'FAILED') THEN {} END",
-                self.ts_value("processedAt", "clock_timestamp()")
-            ));
-        }
+        let err = self.last_error_value("a.err");
+        let mut sets = self.lease_ended(
+            &self.status_value("a.status"),
+            |c| format!("COALESCE({err}, e.{c})"),
+            |now| format!("CASE WHEN a.status IN ('SENT', 'FAILED') THEN {now} END"),
+        );
+        sets.push(format!("{retry_count} = a.rc_new"));
+        sets.push(format!(
+            "{next} = CASE WHEN a.status = 'PENDING' THEN {} ELSE e.{next} END",
+            self.ts_value(
+                "nextRetryAt",
+                "clock_timestamp() + make_interval(secs => a.delay)"
+            )
+        ));
         // `status NOT IN (...)` rather than `= 'PROCESSING'`: the latter lets the planner pick
         // the partial PROCESSING index and compare every leased row with every result; this
         // way each result is one primary-key lookup.
@@ -482,26 +525,36 @@ SELECT count(*) FROM done"#,
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let mut fail_sets = vec![
-            format!("{status} = {}", self.status_value("'FAILED'")),
-            format!("{locked_by} = NULL"),
-            format!("{locked_until} = NULL"),
-        ];
-        if let Some(c) = self.ev_opt("lastError") {
-            fail_sets.push(format!("{c} = a.err"));
-        }
-        if let Some(c) = self.ev_opt("processedAt") {
-            fail_sets.push(format!(
-                "{c} = {}",
-                self.ts_value("processedAt", "clock_timestamp()")
-            ));
-        }
+        let fail_sets = self.lease_ended(
+            &self.status_value("'FAILED'"),
+            |_| self.last_error_value("a.err"),
+            |now| now.to_string(),
+        );
+        // `$4`: whether each row holds its aggregate back (a blocking ordered policy), as
+        // `complete_blocking` records it. Returns how many rows it changed.
+        let block_insert = match &self.blocked_table {
+            Some(t) => format!(
+                r#", blocked AS (
+INSERT INTO {}.{} ("aggregateId", "eventId", "routingKey", "reason")
+SELECT aggregate, id, routing, err FROM done
+ WHERE block AND aggregate IS NOT NULL AND routing IS NOT NULL
+ON CONFLICT ("aggregateId") DO NOTHING
+)"#,
+                quote_ident(&self.schema),
+                quote_ident(t),
+            ),
+            None => String::new(),
+        };
         let fail_unreadable = format!(
-            r#"UPDATE {ev} AS e
+            r#"WITH done AS (
+UPDATE {ev} AS e
    SET {}
-  FROM unnest($1::text[], $2::text[], $3::text[]) AS a(id, owner, err)
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[]) AS a(id, owner, err, block)
  WHERE e.{id} = {} AND e.{locked_by} = a.owner
-   AND e.{status} NOT IN ('PENDING', 'SENT', 'FAILED')"#,
+   AND e.{status} NOT IN ('PENDING', 'SENT', 'FAILED')
+RETURNING e.{aggregate}::text AS aggregate, e.{id}::text AS id, e.{routing}::text AS routing, a.err, a.block
+){block_insert}
+SELECT count(*) FROM done"#,
             fail_sets.join(",\n       "),
             self.id_value("a.id"),
         );
@@ -518,10 +571,11 @@ SELECT count(*) FROM done"#,
         let next_due = format!(
             r#"SELECT COALESCE({}, 0)
   FROM {ev} AS e
- WHERE e.{status} = 'PENDING' AND {from} AND NOT (e.{routing} = ANY($1::text[]))
+ WHERE e.{status} = 'PENDING' AND {from} AND {not_skipped}
  ORDER BY e.{next}{nulls}
  LIMIT 1"#,
             seconds_between(&self.ts_read("e", "nextRetryAt"), "now()"),
+            not_skipped = self.not_skipped("e", "$1"),
             nulls = if self.next_retry_nullable {
                 " NULLS FIRST"
             } else {

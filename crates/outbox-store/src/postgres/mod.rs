@@ -291,24 +291,6 @@ impl PgStore {
     }
 }
 
-/// The logical columns of a claimed row, in the order `Layout::returning` selects them.
-pub(crate) const COLUMNS: [&str; 14] = [
-    "id",
-    "eventName",
-    "eventType",
-    "aggregateId",
-    "routingKey",
-    "payload",
-    "headers",
-    "occurredAt",
-    "retryCount",
-    "maxRetries",
-    "retryInterval",
-    "maxInterval",
-    "lockedBy",
-    "nextRetryAt",
-];
-
 /// Reads one claimed (or expired) row as an event. Each column is read on its own; the
 /// first that cannot be read makes the row [`Unreadable`], naming it.
 pub(crate) fn read_row(layout: &Layout, row: &Row) -> Result<ClaimedEvent, Unreadable> {
@@ -327,7 +309,11 @@ pub(crate) fn read_row(layout: &Layout, row: &Row) -> Result<ClaimedEvent, Unrea
         id: id.clone(),
         lease_owner: lease_owner.clone(),
         routing_key: routing_key.clone(),
-        problem: format!("column {}: {what}", layout.column_label(COLUMNS[i])),
+        problem: format!(
+            "column {}: {what}",
+            layout.column_label(layout::RETURNED[i])
+        ),
+        block_aggregate: false,
     };
     // A value of a column the worker cannot do without.
     fn required<'a, T: tokio_postgres::types::FromSql<'a>>(
@@ -409,9 +395,12 @@ fn leased(layout: &Layout, rows: &[Row]) -> Leased {
 pub(crate) fn read_policy(row: &Row) -> Result<RetryPolicy, BrokenPolicy> {
     let value = |i: usize| -> Option<String> { row.try_get::<_, Option<String>>(i).ok().flatten() };
     let routing_key = value(0);
+    // Read first, so that even a broken row's events keep their aggregates in order.
+    let ordered = value(6).is_some_and(|v| v.trim() == "true");
     let broken = |problem: String| BrokenPolicy {
         routing_key: routing_key.clone(),
         problem,
+        ordered,
     };
     let Some(key) = routing_key.clone() else {
         return Err(broken("routingKey is NULL".into()));
@@ -686,15 +675,18 @@ impl Store for PgStore {
             .iter()
             .map(|r| r.last_error().replace('\0', ""))
             .collect();
+        let block: Vec<bool> = rows.iter().map(|r| r.block_aggregate).collect();
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(&self.sql.fail_unreadable)
             .await
             .map_err(classify)?;
-        client
-            .execute(&stmt, &[&ids, &owners, &errors])
+        let row = client
+            .query_one(&stmt, &[&ids, &owners, &errors, &block])
             .await
-            .map_err(classify)
+            .map_err(classify)?;
+        let n: i64 = row.try_get(0).map_err(classify)?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn expired_leases(&self, limit: usize) -> Result<Leased, StoreError> {

@@ -531,19 +531,13 @@ fn check_event_table(
     if let Some(c) = col("nextRetryAt") {
         layout.next_retry_nullable = !c.not_null;
     }
+    if let Some(c) = col("lastError").filter(|c| c.sql_type != "text") {
+        layout.last_error_type = Some(c.sql_type.clone());
+    }
     // Required columns that allow NULL: the worker copes row by row, and says what a NULL
     // there does.
-    for logical in [
-        "id",
-        "eventName",
-        "eventType",
-        "aggregateId",
-        "routingKey",
-        "payload",
-        "status",
-        "occurredAt",
-        "retryCount",
-    ] {
+    let leases = ["nextRetryAt", "lockedBy", "lockedUntil"];
+    for &logical in EVENT_REQUIRED.iter().filter(|c| !leases.contains(c)) {
         let Some(c) = col(logical) else { continue };
         if c.not_null {
             continue;
