@@ -390,14 +390,25 @@ async fn an_expired_lease_on_an_unreadable_row_is_failed_by_the_reaper_and_the_r
     c.batch_execute(&format!(
         r#"INSERT INTO "OutboxRetryPolicy" VALUES ('{KEY}', 3, 50, 1000, 2);
            INSERT INTO "OutboxEvent" (id, "eventName", "eventType", "aggregateId", "routingKey", status, "lockedBy", "lockedUntil") VALUES
-             ('bad-dead-worker', NULL, 't', 'a', '{KEY}', 'PROCESSING', 'dead#1', now() - interval '1 minute'),
-             ('taken-back', 'E', 't', 'a', '{KEY}', 'PROCESSING', 'dead#1', now() - interval '1 minute')"#
+             ('bad-dead-worker', NULL, 't', 'a', '{KEY}', 'PROCESSING', 'dead#1', now() - interval '2 minutes'),
+             ('taken-back', 'E', 't', 'a', '{KEY}', 'PROCESSING', 'dead#1', now() - interval '2 minutes')"#
     ))
     .await
     .unwrap();
     let server = TestServer::always(200).await;
     let config = app_config(&db.url, &server.url("/"), &[KEY], "")
         .replace("[worker]\n", "[worker]\nlease = \"6s\"\n");
+    // With no worker running, doctor says that nobody takes these leases back.
+    let dir = TempDir::new();
+    let cfg = dir.write("outbox.toml", &config);
+    let out = outbox(&["--config", cfg.to_str().unwrap(), "doctor"]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains(
+            "⚠ 2 PROCESSING event(s) hold leases that expired over 60s ago (the oldest 2m ago)"
+        ),
+        "{report}"
+    );
     let mut worker = WorkerProcess::start(&config);
     wait_status(&c, "taken-back", "SENT", LONG).await;
     let r = wait_status(&c, "bad-dead-worker", "FAILED", LONG).await;
