@@ -50,6 +50,76 @@ impl fmt::Display for Status {
     }
 }
 
+/// An event's payload: the JSON text the database gives for the column, checked to be JSON
+/// and forwarded exactly as it is — numbers beyond `f64` (`1e-30`, 30-digit integers,
+/// 20-digit fractions), escapes and key order included. Nothing on the delivery path parses
+/// it into numbers and writes it back.
+#[derive(Clone)]
+pub struct Payload(Box<serde_json::value::RawValue>);
+
+impl Payload {
+    /// `text` as a payload, if it is one JSON value.
+    pub fn from_json(text: String) -> Result<Payload, serde_json::Error> {
+        serde_json::value::RawValue::from_string(text).map(Payload)
+    }
+
+    /// A payload holding `value` (for handlers and tests that build events in code).
+    pub fn from_value(value: &Value) -> Payload {
+        // A `Value` always serialises.
+        Payload(serde_json::value::to_raw_value(value).unwrap_or_else(|_| {
+            serde_json::value::RawValue::from_string("null".into()).expect("null is JSON")
+        }))
+    }
+
+    /// The JSON text, as stored.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The payload parsed into a [`Value`], for handlers that look inside it (numbers
+    /// become `f64` or `i64`/`u64` here: forward [`Payload::get`] to keep them exact).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    }
+
+    /// The payload as a raw JSON value, to embed in a document being serialised (written
+    /// out verbatim by `serde_json`).
+    pub fn raw(&self) -> &serde_json::value::RawValue {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+/// The JSON text, as stored.
+impl fmt::Display for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Payload) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl From<Value> for Payload {
+    fn from(value: Value) -> Payload {
+        Payload::from_value(&value)
+    }
+}
+
+impl serde::Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
 /// One row of `"OutboxEvent"` as the engine needs it for delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxEvent {
@@ -63,8 +133,8 @@ pub struct OutboxEvent {
     pub aggregate_id: String,
     /// Selects the retry policy and the route (sink).
     pub routing_key: String,
-    /// The event body.
-    pub payload: Value,
+    /// The event body, as the database stores it.
+    pub payload: Payload,
     /// Metadata to pass on to the sink (e.g. `traceparent`), a JSON object or null.
     pub headers: Option<Value>,
     /// When the producer says the event happened.

@@ -10,7 +10,7 @@ pub mod sink;
 pub mod store;
 
 pub use breaker::BreakerSettings;
-pub use event::{ClaimedEvent, OutboxEvent, Status};
+pub use event::{ClaimedEvent, OutboxEvent, Payload, Status};
 pub use policy::{Decision, RetryPolicy, RetrySettings};
 pub use sink::{Outcome, Sink};
 pub use store::{

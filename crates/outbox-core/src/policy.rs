@@ -221,7 +221,7 @@ mod tests {
             event_type: "t".into(),
             aggregate_id: "a".into(),
             routing_key: "k".into(),
-            payload: serde_json::json!({}),
+            payload: serde_json::json!({}).into(),
             headers: None,
             occurred_at: Utc.timestamp_opt(0, 0).unwrap(),
             retry_count: 0,

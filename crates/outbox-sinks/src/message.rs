@@ -5,7 +5,8 @@
 use chrono::SecondsFormat;
 use outbox_core::conf::Section;
 use outbox_core::ClaimedEvent;
-use serde_json::{json, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 /// What the body carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,49 +50,70 @@ impl Encoding {
         Encoding { format, source }
     }
 
-    /// The body for `claimed` as JSON, with its content type.
-    pub fn body(&self, claimed: &ClaimedEvent) -> (Value, &'static str) {
+    /// The body for `claimed` as bytes, with its content type. The payload is written as
+    /// stored, byte for byte; the other fields are escaped as JSON strings.
+    pub fn bytes(&self, claimed: &ClaimedEvent) -> Result<(Vec<u8>, &'static str), String> {
         let e = &claimed.event;
         let occurred = e.occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true);
-        match self.format {
-            BodyFormat::Envelope => (
-                json!({
-                    "id": e.id,
-                    "eventName": e.event_name,
-                    "eventType": e.event_type,
-                    "aggregateId": e.aggregate_id,
-                    "routingKey": e.routing_key,
-                    "occurredAt": occurred,
-                    "payload": e.payload,
-                }),
-                "application/json",
-            ),
-            BodyFormat::Payload => (e.payload.clone(), "application/json"),
-            BodyFormat::CloudEvents => (
-                json!({
-                    "specversion": "1.0",
-                    "id": e.id,
-                    "source": self.source,
-                    "type": e.event_type,
-                    "subject": e.aggregate_id,
-                    "time": occurred,
-                    "datacontenttype": "application/json",
-                    "outboxeventname": e.event_name,
-                    "outboxroutingkey": e.routing_key,
-                    "data": e.payload,
-                }),
-                "application/cloudevents+json",
-            ),
-        }
+        let encoded = match self.format {
+            BodyFormat::Payload => {
+                return Ok((e.payload.get().as_bytes().to_vec(), "application/json"))
+            }
+            BodyFormat::Envelope => serde_json::to_vec(&Envelope {
+                id: &e.id,
+                event_name: &e.event_name,
+                event_type: &e.event_type,
+                aggregate_id: &e.aggregate_id,
+                routing_key: &e.routing_key,
+                occurred_at: &occurred,
+                payload: e.payload.raw(),
+            })
+            .map(|b| (b, "application/json")),
+            BodyFormat::CloudEvents => serde_json::to_vec(&CloudEvent {
+                specversion: "1.0",
+                id: &e.id,
+                source: &self.source,
+                kind: &e.event_type,
+                subject: &e.aggregate_id,
+                time: &occurred,
+                datacontenttype: "application/json",
+                outboxeventname: &e.event_name,
+                outboxroutingkey: &e.routing_key,
+                data: e.payload.raw(),
+            })
+            .map(|b| (b, "application/cloudevents+json")),
+        };
+        encoded.map_err(|e| format!("cannot encode the body: {e}"))
     }
+}
 
-    /// The body as bytes, with its content type.
-    pub fn bytes(&self, claimed: &ClaimedEvent) -> Result<(Vec<u8>, &'static str), String> {
-        let (body, content_type) = self.body(claimed);
-        serde_json::to_vec(&body)
-            .map(|b| (b, content_type))
-            .map_err(|e| format!("cannot encode the body: {e}"))
-    }
+/// The envelope body, in the contract's key order.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<'a> {
+    id: &'a str,
+    event_name: &'a str,
+    event_type: &'a str,
+    aggregate_id: &'a str,
+    routing_key: &'a str,
+    occurred_at: &'a str,
+    payload: &'a RawValue,
+}
+
+/// A CloudEvents 1.0 structured-mode document.
+#[derive(serde::Serialize)]
+struct CloudEvent<'a> {
+    specversion: &'static str,
+    id: &'a str,
+    source: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    subject: &'a str,
+    time: &'a str,
+    datacontenttype: &'static str,
+    outboxeventname: &'a str,
+    outboxroutingkey: &'a str,
+    data: &'a RawValue,
 }
 
 /// The names of [`outbox_headers`].

@@ -198,7 +198,7 @@ async fn a_message_over_the_brokers_packet_limit_fails_alone() {
     }
     assert_eq!(first, Outcome::Delivered);
     let mut big = claimed_event("s-2");
-    big.event.payload = serde_json::json!({ "blob": "x".repeat(4000) });
+    big.event.payload = serde_json::json!({ "blob": "x".repeat(4000) }).into();
     match sink.deliver(&big).await {
         Outcome::Reject { reason } => {
             assert!(

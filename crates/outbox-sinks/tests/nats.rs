@@ -219,7 +219,7 @@ async fn url_credentials_are_used_and_the_size_limit_counts_the_headers() {
 
     // The body alone fits in 4096 bytes; with its headers it does not: failed at once.
     let mut big = claimed_event("a-2");
-    big.event.payload = serde_json::json!({ "blob": "x".repeat(3700) });
+    big.event.payload = serde_json::json!({ "blob": "x".repeat(3700) }).into();
     match sink.deliver(&big).await {
         Outcome::Reject { reason } => assert!(reason.contains("max_payload of 4096"), "{reason}"),
         other => panic!("{other:?}"),

@@ -184,7 +184,7 @@ async fn claims_skip_paused_keys_and_events_not_yet_due_and_retries_use_the_data
         got.iter().map(|c| c.event.id.as_str()).collect::<Vec<_>>(),
         ["due"]
     );
-    assert_eq!(got[0].event.payload, serde_json::json!({"n": 1}));
+    assert_eq!(got[0].event.payload.to_value(), serde_json::json!({"n": 1}));
 
     let next = store
         .next_due(&["paused".to_string()])

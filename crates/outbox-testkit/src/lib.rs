@@ -420,8 +420,10 @@ impl TestServer {
         socket.bind(self.addr).unwrap();
         let listener = socket.listen(1024).unwrap();
         self.addr = listener.local_addr().unwrap();
+        // Bodies of several MB (payload tests) are taken whole.
         let app = axum::Router::new()
             .fallback(handle)
+            .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
             .with_state(self.state.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -17,7 +17,7 @@ pub fn claimed_event(id: &str) -> ClaimedEvent {
             event_type: "auth.login.success".into(),
             aggregate_id: "user-1".into(),
             routing_key: "audit.record-auth-log".into(),
-            payload: serde_json::json!({"ip": "127.0.0.1"}),
+            payload: serde_json::json!({"ip": "127.0.0.1"}).into(),
             headers: Some(serde_json::json!({ "traceparent": TRACEPARENT })),
             occurred_at: "2026-11-27T01:02:03.456Z".parse().expect("a timestamp"),
             retry_count: 0,

@@ -390,7 +390,7 @@ mod tests {
                 event_type: "t".into(),
                 aggregate_id: "a".into(),
                 routing_key: "k".into(),
-                payload: serde_json::json!({}),
+                payload: serde_json::json!({}).into(),
                 headers: None,
                 occurred_at: Utc::now(),
                 retry_count,

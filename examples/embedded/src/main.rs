@@ -21,7 +21,8 @@ struct AuditLogHandler;
 impl Sink for AuditLogHandler {
     async fn deliver(&self, claimed: &ClaimedEvent) -> Outcome {
         let e = &claimed.event;
-        if !e.payload.is_object() {
+        // `payload.get()` is the JSON text as stored; `to_value()` parses it to look inside.
+        if !e.payload.to_value().is_object() {
             return Outcome::reject("payload must be a JSON object");
         }
         println!(

@@ -20,7 +20,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures_util::future::poll_fn;
 use outbox_core::{
     BrokenPolicy, ClaimedEvent, Completion, CompletionAction, Leased, Notification,
-    NotificationStream, OutboxEvent, PolicyRows, RetryPolicy, Status, Store, StoreError,
+    NotificationStream, OutboxEvent, Payload, PolicyRows, RetryPolicy, Status, Store, StoreError,
     Unreadable,
 };
 use std::future::Future;
@@ -336,14 +336,16 @@ pub(crate) fn read_row(layout: &Layout, row: &Row) -> Result<ClaimedEvent, Unrea
             Err(e) => Err(unreadable(i, decode_error(&e))),
         }
     };
-    let json = |i: usize, raw: &str| {
-        serde_json::from_str::<serde_json::Value>(raw)
-            .map_err(|e| unreadable(i, format!("is not JSON the relay can read ({e})")))
-    };
-    let payload = json(5, &text(5)?)?;
+    // The payload stays the text the database gave (only checked to be JSON): it is
+    // forwarded byte for byte. The headers are metadata the sinks look into.
+    let payload = Payload::from_json(text(5)?)
+        .map_err(|e| unreadable(5, format!("is not JSON the relay can read ({e})")))?;
     let headers = match row.try_get::<_, Option<String>>(6) {
         Ok(None) => None,
-        Ok(Some(raw)) => Some(json(6, &raw)?),
+        Ok(Some(raw)) => Some(
+            serde_json::from_str::<serde_json::Value>(&raw)
+                .map_err(|e| unreadable(6, format!("is not JSON the relay can read ({e})")))?,
+        ),
         Err(e) => return Err(unreadable(6, decode_error(&e))),
     };
     let occurred_at: DateTime<Utc> = required(row, 7).map_err(|w| unreadable(7, w))?;
