@@ -88,6 +88,35 @@ impl BenchDb {
         Ok(())
     }
 
+    /// Empties the table, inserts `sent` delivered rows and analyses the table, then adds
+    /// `pending` due events — analysed again only when `fresh`: the statistics then say
+    /// PENDING rows are rare, as they are for a relay that keeps up until a backlog forms.
+    pub async fn fill_after_history(&self, sent: u64, pending: u64, fresh: bool) -> Result<()> {
+        let c = connect(&self.url).await?;
+        c.batch_execute(r#"TRUNCATE "OutboxEvent""#).await?;
+        c.execute(
+            r#"INSERT INTO "OutboxEvent" ("eventName", "eventType", "aggregateId", "routingKey", "payload", "status", "processedAt")
+               SELECT 'BenchEvent', 'bench.happened', 'agg-' || (i % 1000), $1,
+                      jsonb_build_object('i', i, 'note', 'a small payload of some sixty bytes'), 'SENT', now()
+                 FROM generate_series(1, $2::int8) AS i"#,
+            &[&KEY, &i64::try_from(sent)?],
+        )
+        .await?;
+        c.batch_execute(r#"VACUUM ANALYZE "OutboxEvent""#).await?;
+        c.execute(
+            r#"INSERT INTO "OutboxEvent" ("eventName", "eventType", "aggregateId", "routingKey", "payload")
+               SELECT 'BenchEvent', 'bench.happened', 'agg-' || (i % 1000), $1,
+                      jsonb_build_object('i', i, 'note', 'a small payload of some sixty bytes')
+                 FROM generate_series(1, $2::int8) AS i"#,
+            &[&KEY, &i64::try_from(pending)?],
+        )
+        .await?;
+        if fresh {
+            c.batch_execute(r#"ANALYZE "OutboxEvent""#).await?;
+        }
+        Ok(())
+    }
+
     /// Makes the benchmark's policy ordered (per-aggregate FIFO) or not.
     pub async fn set_ordered(&self, ordered: bool) -> Result<()> {
         connect(&self.url)

@@ -55,10 +55,10 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     aggregates: u64,
     /// Measurements to run (comma-separated:
-    /// floor,relay,http,brokers,latency,memory,ordered,scale,sustained).
+    /// floor,pgfloor,relay,http,brokers,latency,memory,ordered,scale,stale,sustained).
     #[arg(
         long,
-        default_value = "floor,relay,http,brokers,latency,memory,ordered,scale,sustained"
+        default_value = "floor,relay,http,brokers,latency,memory,ordered,scale,stale,sustained"
     )]
     only: String,
     /// Backlog size for each broker sink (9), at most --events.
@@ -168,6 +168,16 @@ async fn run(
     let mut null_rate = 0.0_f64;
     println!("| measurement | result | ratio |");
     println!("|---|---|---|");
+    if want("pgfloor") && !want("floor") {
+        // Only the baseline the targets are measured against.
+        match floor::pgbench(db, n, 2).await {
+            Ok(rate) => {
+                floor = rate;
+                println!("| (1) SQL floor by `pgbench -M prepared -c 2 -j 2`, batch 100 | {rate:.0} rows/s | the baseline |");
+            }
+            Err(e) => println!("| (1) SQL floor by pgbench | skipped: {e:#} | |"),
+        }
+    }
     if want("floor") {
         eprintln!("(1) SQL floor ...");
         let one = floor::run(db, n, 1, 100).await?;
@@ -175,6 +185,13 @@ async fn run(
         floor = one.max(two);
         println!("| (1) SQL floor, batch 100, 1 connection | {one:.0} rows/s | |");
         println!("| (1) SQL floor, batch 100, 2 connections | {two:.0} rows/s | |");
+        match floor::pgbench(db, n, 2).await {
+            Ok(rate) => {
+                floor = floor.max(rate);
+                println!("| (1) SQL floor by `pgbench -M prepared -c 2 -j 2`, batch 100 | {rate:.0} rows/s | the baseline: the fastest floor |");
+            }
+            Err(e) => println!("| (1) SQL floor by pgbench | skipped: {e:#} | |"),
+        }
     }
     if want("relay") {
         eprintln!("(2) relay, null sink ...");
@@ -276,6 +293,15 @@ async fn run(
             "| (7) the same, ordered policy (one event per aggregate at a time) | {ordered:.0} events/s | {} of unordered |",
             ratio(ordered, unordered)
         );
+    }
+    if want("stale") {
+        let (sent, pending) = (700_000, 200_000);
+        eprintln!("(10) planner statistics: {pending} PENDING after {sent} SENT ...");
+        let options = relay::options(OnSuccess::Mark);
+        let stale = relay::drain_after_history(db, sent, pending, false, options.clone()).await?;
+        let fresh = relay::drain_after_history(db, sent, pending, true, options).await?;
+        println!("| (10) relay, null sink, {pending} PENDING among {sent} SENT, statistics from before the backlog | {stale:.0} events/s | {} of fresh statistics |", ratio(stale, fresh));
+        println!("| (10) the same after ANALYZE | {fresh:.0} events/s | |");
     }
     if want("scale") {
         eprintln!("(8) workers side by side ...");

@@ -108,6 +108,18 @@ pub async fn drain_spread(
     drain_filled(db, events, Arc::new(BlackholeSink), options, workers).await
 }
 
+/// Events per second draining the `pending` events of [`BenchDb::fill_after_history`].
+pub async fn drain_after_history(
+    db: &BenchDb,
+    sent: u64,
+    pending: u64,
+    fresh: bool,
+    options: WorkerOptions,
+) -> Result<f64> {
+    db.fill_after_history(sent, pending, fresh).await?;
+    drain_filled(db, pending, Arc::new(BlackholeSink), options, 1).await
+}
+
 async fn drain_filled(
     db: &BenchDb,
     events: u64,
@@ -118,11 +130,17 @@ async fn drain_filled(
     let counting = Counting::new(sink);
     counting.target.store(events, Ordering::Relaxed);
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let cpu_before = cpu::sample();
     let started = Instant::now();
     let mut running = Vec::new();
+    let claims = Arc::new(ClaimStats::default());
     for w in 0..workers.max(1) {
+        let seen = claims.clone();
         let options = WorkerOptions {
             worker_id: Some(format!("bench-{w}")),
+            claim_observer: Some(outbox_worker::ClaimObserver(Arc::new(move |n, took| {
+                seen.record(n, took)
+            }))),
             ..options.clone()
         };
         let worker =
@@ -142,11 +160,54 @@ async fn drain_filled(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = started.elapsed();
+    let cpu_used = cpu::sample().since(&cpu_before);
     let _ = stop.send(true);
     for r in running {
         r.await?;
     }
+    if std::env::var_os("OUTBOX_BENCH_CLAIMS").is_some() {
+        eprintln!("    {}", claims.summary(events));
+        let per = 100_000.0 / events.max(1) as f64;
+        eprintln!(
+            "    CPU seconds per 100k events: relay {:.2}, everything else (PostgreSQL) {:.2}",
+            cpu_used.ours * per,
+            cpu_used.others * per
+        );
+    }
     Ok(events as f64 / elapsed.as_secs_f64())
+}
+
+/// Claim rounds as the engine reports them: how many, how full, how long.
+#[derive(Default)]
+pub struct ClaimStats {
+    rounds: AtomicU64,
+    empty: AtomicU64,
+    events: AtomicU64,
+    micros: AtomicU64,
+}
+
+impl ClaimStats {
+    fn record(&self, n: usize, took: Duration) {
+        self.rounds.fetch_add(1, Ordering::Relaxed);
+        if n == 0 {
+            self.empty.fetch_add(1, Ordering::Relaxed);
+        }
+        self.events.fetch_add(n as u64, Ordering::Relaxed);
+        self.micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// One line: rounds, empty ones, events per round, time per round, rounds per event.
+    pub fn summary(&self, delivered: u64) -> String {
+        let rounds = self.rounds.load(Ordering::Relaxed).max(1);
+        format!(
+            "claim rounds: {rounds} ({} empty), {:.1} events and {:.2} ms each, {:.3} per delivered event",
+            self.empty.load(Ordering::Relaxed),
+            self.events.load(Ordering::Relaxed) as f64 / rounds as f64,
+            self.micros.load(Ordering::Relaxed) as f64 / rounds as f64 / 1000.0,
+            rounds as f64 / delivered.max(1) as f64
+        )
+    }
 }
 
 /// A loopback HTTP server answering 200 at once; returns its URL.
@@ -170,4 +231,74 @@ pub fn http_sink(url: &str) -> Result<Arc<dyn Sink>> {
 /// The sink a `[sinks.NAME]` section's keys describe.
 pub fn sink_from_toml(text: &str) -> Result<Arc<dyn Sink>> {
     outbox_sinks::SinkConfig::build_from_toml("bench", text).map_err(|e| anyhow::anyhow!(e))
+}
+
+/// CPU time of this process and of everything else on the machine, from /proc.
+mod cpu {
+    /// A reading: seconds of CPU used so far.
+    pub struct Sample {
+        ours: f64,
+        all: f64,
+    }
+
+    /// What was used between two readings.
+    pub struct Used {
+        pub ours: f64,
+        pub others: f64,
+    }
+
+    fn ticks_per_second() -> f64 {
+        // SAFETY: sysconf only reads a system setting.
+        let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if t > 0 {
+            t as f64
+        } else {
+            100.0
+        }
+    }
+
+    pub fn sample() -> Sample {
+        let hz = ticks_per_second();
+        let ours = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| {
+                // Fields after the command name (which may hold spaces) in parentheses.
+                let rest = s.rsplit_once(')')?.1;
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let utime: f64 = f.get(11)?.parse().ok()?;
+                let stime: f64 = f.get(12)?.parse().ok()?;
+                Some((utime + stime) / hz)
+            })
+            .unwrap_or(0.0);
+        let all = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().next()?;
+                let f: Vec<f64> = line
+                    .split_whitespace()
+                    .skip(1)
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                // user nice system idle iowait irq softirq steal: busy = all but idle, iowait.
+                let busy: f64 = f
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != 3 && *i != 4)
+                    .map(|(_, v)| v)
+                    .sum();
+                Some(busy / hz)
+            })
+            .unwrap_or(0.0);
+        Sample { ours, all }
+    }
+
+    impl Sample {
+        pub fn since(&self, before: &Sample) -> Used {
+            let ours = self.ours - before.ours;
+            Used {
+                ours,
+                others: (self.all - before.all - ours).max(0.0),
+            }
+        }
+    }
 }

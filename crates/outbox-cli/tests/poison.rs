@@ -485,3 +485,27 @@ async fn a_policy_table_that_cannot_be_read_holds_events_back_with_a_growing_del
     wait_status(&c, "waits", "SENT", LONG).await;
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_claim_is_logged_with_what_likely_slowed_it() {
+    let db = TestDb::with_policies(&[(KEY, 3, 50)]).await;
+    let c = db.client().await;
+    // Every claim takes at least 150 ms: a trigger on the status change.
+    c.batch_execute(
+        r#"CREATE FUNCTION slow_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN PERFORM pg_sleep(0.15); RETURN NEW; END; $$;
+           CREATE TRIGGER slow_claim BEFORE UPDATE ON "OutboxEvent"
+             FOR EACH STATEMENT EXECUTE FUNCTION slow_claim();"#,
+    )
+    .await
+    .unwrap();
+    let server = TestServer::always(200).await;
+    let config = http_config(&db.url, &server.url("/"), &[KEY], "");
+    let mut worker = WorkerProcess::start_with_args(&config, &["run", "--skip-schema-check"]);
+    insert_event(&c, "slow", KEY).await;
+    wait_status(&c, "slow", "SENT", LONG).await;
+    worker.stop().await;
+    let logs = worker.logs();
+    assert!(logs.contains("A claim was slow"), "{logs}");
+    assert!(logs.contains("causes="), "{logs}");
+}

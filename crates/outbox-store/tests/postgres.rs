@@ -457,3 +457,32 @@ async fn a_backlog_left_behind_the_claim_cursor_is_picked_up_in_full_batches() {
     }
     assert_eq!(held, 300);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_holding_a_snapshot_is_named_with_its_pid() {
+    let db = TestDb::with_policies(&[(KEY, 5, 10)]).await;
+    let store = store_for(&db, "public").await;
+    let idle = db.client().await;
+    idle.batch_execute(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM \"OutboxEvent\"",
+    )
+    .await
+    .unwrap();
+    let pid: i32 = idle
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let holders = store.xmin_holders(Duration::from_secs(1)).await.unwrap();
+    let ours = holders
+        .iter()
+        .find(|h| h.pid == pid)
+        .unwrap_or_else(|| panic!("pid {pid} not in {holders:?}"));
+    assert_eq!(ours.state, "idle in transaction");
+    assert!(ours.open_for >= Duration::from_secs(1));
+    assert!(ours.to_string().contains(&format!("pid {pid}")));
+    idle.batch_execute("COMMIT").await.unwrap();
+    let health = store.table_health().await.unwrap();
+    assert!(health.is_some());
+}

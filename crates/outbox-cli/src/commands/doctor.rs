@@ -14,6 +14,8 @@ const EXIT_SCHEMA: u8 = 21;
 const EXIT_ROUTES: u8 = 22;
 const EXIT_UNROUTABLE: u8 = 23;
 const EXIT_POLICY_ROW: u8 = 24;
+/// A snapshot held this long is named (it keeps vacuum from cleaning the event table).
+const XMIN_HOLD: std::time::Duration = std::time::Duration::from_secs(300);
 
 #[derive(Default)]
 struct Report {
@@ -354,6 +356,33 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
             &format!("cannot read the event table: {e}"),
             &[],
         ),
+    }
+    match store.xmin_holders(XMIN_HOLD).await {
+        Ok(holders) if !holders.is_empty() => {
+            let fixes: Vec<String> = holders
+                .iter()
+                .map(|h| {
+                    format!(
+                        "{h}: if it is stuck, SELECT pg_terminate_backend({});",
+                        h.pid
+                    )
+                })
+                .collect();
+            let fixes: Vec<&str> = fixes.iter().map(String::as_str).collect();
+            r.warn(
+                &format!(
+                    "{} session(s) have held a snapshot for over {}: vacuum cannot remove the outbox's dead rows meanwhile, and claims slow down",
+                    holders.len(),
+                    age(XMIN_HOLD)
+                ),
+                &fixes,
+            );
+        }
+        Ok(_) => r.ok(&format!(
+            "no transaction has held vacuum back for over {}",
+            age(XMIN_HOLD)
+        )),
+        Err(e) => r.warn(&format!("cannot look for long transactions: {e}"), &[]),
     }
     check_sinks(config, &mut r).await;
     if r.failures == 0 {

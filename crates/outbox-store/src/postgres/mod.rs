@@ -2,6 +2,7 @@
 //! dedicated LISTEN connection.
 
 pub mod catalog;
+pub mod diagnose;
 pub mod drift;
 pub mod inspect;
 pub mod layout;
@@ -76,6 +77,8 @@ pub struct PgStore {
     layout: Layout,
     sql: Statements,
     cursor: std::sync::Mutex<ClaimCursor>,
+    /// When a slow claim was last warned about.
+    slow_warned: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// Where this worker's claims have got to in `nextRetryAt` order. Claims start their index
@@ -254,6 +257,7 @@ impl PgStore {
             layout: Layout::canonical(&options.schema),
             sql: Layout::canonical(&options.schema).statements(),
             cursor: Default::default(),
+            slow_warned: Default::default(),
         })
     }
 
@@ -521,11 +525,13 @@ impl Store for PgStore {
             .claim_rows(&[(&self.sql.claim, &[&owner, &lease, &limit, &floor, &paused])])
             .await?
             .swap_remove(0);
+        let took = started.elapsed();
+        self.note_claim_time(took).await;
         let newest: Option<DateTime<Utc>> = rows.iter().filter_map(|r| r.try_get(13).ok()).max();
         {
             let mut cursor = self.cursor.lock().expect("claim cursor");
             if floor.is_none() {
-                cursor.full_claim_took(started.elapsed());
+                cursor.full_claim_took(took);
             }
             if let Some(newest) = newest {
                 cursor.claimed_up_to(newest, floor.is_none());
@@ -545,6 +551,7 @@ impl Store for PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let lease = lease.as_secs_f64();
         // The recheck runs in the same transaction, with the bucket locks held.
+        let started = std::time::Instant::now();
         let mut results = self
             .claim_rows(&[
                 (
@@ -554,6 +561,7 @@ impl Store for PgStore {
                 (&self.sql.ordered_recheck, &[&owner, &ordered]),
             ])
             .await?;
+        self.note_claim_time(started.elapsed()).await;
         let given_back: Vec<String> = results[1]
             .iter()
             .filter_map(|r| r.try_get(0).ok())

@@ -1,0 +1,153 @@
+//! Why claims got slow: the transactions that hold vacuum back (a pinned xmin horizon), and
+//! the event table's dead tuples and planner statistics. Read only when a claim was slow
+//! (at most once a minute) and by `outbox doctor`.
+
+use super::{classify, PgStore};
+use outbox_core::StoreError;
+use std::time::{Duration, Instant};
+
+/// A claim slower than this is worth a warning.
+pub const SLOW_CLAIM: Duration = Duration::from_millis(100);
+/// At most one slow-claim warning in this long.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// A session whose snapshot keeps vacuum from removing dead rows (its `backend_xmin`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct XminHolder {
+    pub pid: i32,
+    pub user: String,
+    pub application: String,
+    /// `active`, `idle in transaction`, ...
+    pub state: String,
+    /// How long its transaction has been open.
+    pub open_for: Duration,
+    /// How many transactions it holds vacuum back by.
+    pub xmin_age: i32,
+}
+
+impl std::fmt::Display for XminHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pid {} (user \"{}\", application \"{}\", {}, transaction open {}s, {} transactions behind)",
+            self.pid,
+            self.user,
+            self.application,
+            self.state,
+            self.open_for.as_secs(),
+            self.xmin_age
+        )
+    }
+}
+
+/// The event table's state as the statistics collector sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableHealth {
+    pub live: i64,
+    pub dead: i64,
+    pub modified_since_analyze: i64,
+    /// When it was last analysed (`None`: never).
+    pub analyzed: Option<String>,
+}
+
+impl PgStore {
+    /// Sessions of this server whose snapshot is older than `older_than`, oldest first.
+    pub async fn xmin_holders(&self, older_than: Duration) -> Result<Vec<XminHolder>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT pid, COALESCE(usename::text, ''), COALESCE(application_name, ''), \
+                        COALESCE(state, ''), \
+                        COALESCE(EXTRACT(EPOCH FROM now() - xact_start)::float8, 0), \
+                        age(backend_xmin)::int4 \
+                   FROM pg_stat_activity \
+                  WHERE backend_xmin IS NOT NULL AND pid <> pg_backend_pid() \
+                    AND xact_start < now() - make_interval(secs => $1::float8) \
+                  ORDER BY age(backend_xmin) DESC LIMIT 5",
+                &[&older_than.as_secs_f64()],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|r| XminHolder {
+                pid: r.get(0),
+                user: r.get(1),
+                application: r.get(2),
+                state: r.get(3),
+                open_for: Duration::try_from_secs_f64(r.get::<_, f64>(4).max(0.0))
+                    .unwrap_or_default(),
+                xmin_age: r.get(5),
+            })
+            .collect())
+    }
+
+    /// Dead tuples and planner statistics of the event table.
+    pub async fn table_health(&self) -> Result<Option<TableHealth>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT n_live_tup, n_dead_tup, n_mod_since_analyze, \
+                        GREATEST(last_analyze, last_autoanalyze)::text \
+                   FROM pg_stat_user_tables WHERE relid = to_regclass($1)",
+                &[&self.layout.events()],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(row.map(|r| TableHealth {
+            live: r.get(0),
+            dead: r.get(1),
+            modified_since_analyze: r.get(2),
+            analyzed: r.get(3),
+        }))
+    }
+
+    /// After a claim that took `took`: a warning, at most once a minute, naming what
+    /// likely slowed it.
+    pub(crate) async fn note_claim_time(&self, took: Duration) {
+        if took < SLOW_CLAIM {
+            return;
+        }
+        {
+            let mut last = self.slow_warned.lock().expect("slow-claim lock");
+            if last.is_some_and(|t: Instant| t.elapsed() < WARN_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let mut causes = Vec::new();
+        if let Ok(holders) = self.xmin_holders(Duration::from_secs(30)).await {
+            if let Some(h) = holders.first() {
+                causes.push(format!(
+                    "a transaction holds vacuum back, so dead index entries pile up: {h}; end it if it is stuck (SELECT pg_terminate_backend({}))",
+                    h.pid
+                ));
+            }
+        }
+        if let Ok(Some(t)) = self.table_health().await {
+            if t.modified_since_analyze > t.live.max(1000) / 5 {
+                causes.push(format!(
+                    "the planner's statistics are stale: {} rows changed since the last ANALYZE ({}); run ANALYZE {}",
+                    t.modified_since_analyze,
+                    t.analyzed.as_deref().unwrap_or("never"),
+                    self.layout.events()
+                ));
+            }
+            if t.dead > t.live.max(10_000) {
+                causes.push(format!(
+                    "{} dead rows against {} live ones in {}: vacuum is behind",
+                    t.dead,
+                    t.live,
+                    self.layout.events()
+                ));
+            }
+        }
+        let causes = if causes.is_empty() {
+            "no pinned xmin, stale statistics or dead-row pile-up found (an overloaded server?)"
+                .to_string()
+        } else {
+            causes.join("; ")
+        };
+        tracing::warn!(took = ?took, causes = %causes, "A claim was slow");
+    }
+}
