@@ -22,7 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 /// Shortest idle sleep, so a row that is due but momentarily locked cannot make us spin.
 const MIN_IDLE: Duration = Duration::from_millis(5);
-/// The quiet gap after a wake-up that found nothing doubles from this...
+/// Wake-ups in a row that may find nothing before a quiet gap opens: two events whose
+/// notifications both arrive before one claim takes them leave one empty wake-up behind,
+/// which must not delay the next event.
+const FREE_EMPTY_WAKES: u32 = 3;
+/// The quiet gap after more wake-ups that found nothing doubles from this...
 const WAKE_GAP_BASE: Duration = Duration::from_millis(1);
 /// ...up to this: the most a real event waits behind a flood of empty notifications.
 const MAX_WAKE_GAP: Duration = Duration::from_millis(100);
@@ -387,17 +391,19 @@ impl Claimer {
                     .saturating_mul(2u32.saturating_pow(stuck.min(16)))
                     .min(self.options.poll_interval);
             }
-            // Wake-ups that found nothing in a row (any role may NOTIFY) widen a quiet gap
-            // before the next one is heard; notifications meanwhile coalesce into one
-            // wake-up. A claim that finds events closes the gap again.
+            // Wake-ups that found nothing, beyond a few in a row (any role may NOTIFY), widen
+            // a quiet gap before the next one is heard; notifications meanwhile coalesce into
+            // one wake-up. A claim that finds events closes the gap again.
             if woken && !got_any {
                 empty_wakes = empty_wakes.saturating_add(1);
             } else if got_any {
                 empty_wakes = 0;
             }
-            if empty_wakes > 0 {
+            if empty_wakes > FREE_EMPTY_WAKES {
                 let gap = WAKE_GAP_BASE
-                    .saturating_mul(2u32.saturating_pow(empty_wakes.min(8) - 1))
+                    .saturating_mul(
+                        2u32.saturating_pow((empty_wakes - FREE_EMPTY_WAKES).min(8) - 1),
+                    )
                     .min(MAX_WAKE_GAP)
                     .min(wait);
                 tokio::select! {
