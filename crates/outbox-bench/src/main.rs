@@ -8,6 +8,7 @@
 mod brokers;
 mod db;
 mod floor;
+mod graphile;
 mod latency;
 mod memory;
 mod relay;
@@ -55,12 +56,15 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     aggregates: u64,
     /// Measurements to run (comma-separated:
-    /// floor,pgfloor,relay,http,brokers,latency,memory,ordered,scale,stale,sustained).
+    /// floor,pgfloor,relay,graphile,http,brokers,latency,memory,ordered,scale,stale,sustained).
     #[arg(
         long,
-        default_value = "floor,relay,http,brokers,latency,memory,ordered,scale,stale,sustained"
+        default_value = "floor,relay,graphile,http,brokers,latency,memory,ordered,scale,stale,sustained"
     )]
     only: String,
+    /// No-op jobs for the Graphile Worker baseline (11).
+    #[arg(long, default_value_t = 50_000)]
+    graphile_jobs: u64,
     /// Backlog size for each broker sink (9), at most --events.
     #[arg(long, default_value_t = 50_000)]
     broker_events: u64,
@@ -218,6 +222,18 @@ async fn run(
             "| (2) relay, null sink, on_success = delete | {delete:.0} events/s | {} of (1) |",
             ratio(delete, floor)
         );
+    }
+    if want("graphile") {
+        let jobs = args.graphile_jobs;
+        eprintln!("(11) Graphile Worker {} ...", graphile::VERSION);
+        match graphile::run(db, jobs).await {
+            Ok(rate) => println!(
+                "| (11) Graphile Worker {}, tuned (24 concurrent jobs, pool 25, local queue 500), {jobs} no-op jobs | {rate:.0} jobs/s | relay (2) is {} of it |",
+                graphile::VERSION,
+                ratio(null_rate, rate)
+            ),
+            Err(e) => println!("| (11) Graphile Worker | skipped: {e:#} | |"),
+        }
     }
     if want("http") {
         eprintln!("(3) relay, HTTP sink ...");
