@@ -93,7 +93,12 @@ impl BenchDb {
     /// PENDING rows are rare, as they are for a relay that keeps up until a backlog forms.
     pub async fn fill_after_history(&self, sent: u64, pending: u64, fresh: bool) -> Result<()> {
         let c = connect(&self.url).await?;
-        c.batch_execute(r#"TRUNCATE "OutboxEvent""#).await?;
+        // No autovacuum ANALYZE in the middle of the measurement (the PENDING rows alone
+        // pass its threshold); reset once the drain is over (`reset_autovacuum`).
+        c.batch_execute(
+            r#"TRUNCATE "OutboxEvent"; ALTER TABLE "OutboxEvent" SET (autovacuum_enabled = off)"#,
+        )
+        .await?;
         c.execute(
             r#"INSERT INTO "OutboxEvent" ("eventName", "eventType", "aggregateId", "routingKey", "payload", "status", "processedAt")
                SELECT 'BenchEvent', 'bench.happened', 'agg-' || (i % 1000), $1,
@@ -114,6 +119,15 @@ impl BenchDb {
         if fresh {
             c.batch_execute(r#"ANALYZE "OutboxEvent""#).await?;
         }
+        Ok(())
+    }
+
+    /// Gives the event table back to autovacuum (after [`BenchDb::fill_after_history`]).
+    pub async fn reset_autovacuum(&self) -> Result<()> {
+        connect(&self.url)
+            .await?
+            .batch_execute(r#"ALTER TABLE "OutboxEvent" RESET (autovacuum_enabled)"#)
+            .await?;
         Ok(())
     }
 

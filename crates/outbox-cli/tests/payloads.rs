@@ -82,6 +82,29 @@ async fn payloads_reach_an_http_destination_byte_for_byte_in_every_format() {
                 &raw[..raw.len().min(400)]
             );
         }
+        // The operator commands show them as stored too.
+        if format == "envelope" {
+            for args in [
+                &["events", "show", "numbers", "--format", "json"][..],
+                &["events", "list", "--format", "json"],
+            ] {
+                let mut all = vec!["--database-url", db.url.as_str()];
+                all.extend_from_slice(args);
+                let out = outbox(&all);
+                let text = String::from_utf8_lossy(&out.stdout);
+                assert!(out.status.success(), "{args:?}: {out:?}");
+                assert!(
+                    text.contains(&format!("\"payload\":{}", stored["numbers"])),
+                    "{args:?}: {text}"
+                );
+            }
+            let out = outbox(&["--database-url", &db.url, "events", "show", "numbers"]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains(&format!("payload: {}", stored["numbers"])),
+                "{text}"
+            );
+        }
         // And f64 really would have changed them.
         let numbers = &stored["numbers"];
         assert!(numbers.contains("0.14285714285714285714"), "{numbers}");

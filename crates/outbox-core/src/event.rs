@@ -51,9 +51,11 @@ impl fmt::Display for Status {
 }
 
 /// An event's payload: the JSON text the database gives for the column, checked to be JSON
-/// and forwarded exactly as it is — numbers beyond `f64` (`1e-30`, 30-digit integers,
-/// 20-digit fractions), escapes and key order included. Nothing on the delivery path parses
-/// it into numbers and writes it back.
+/// and forwarded exactly as that text — numbers beyond `f64` (30-digit integers, 20-digit
+/// fractions) included. Nothing on the delivery path parses it into numbers and writes it
+/// back. (What the database gives is its own form of the value: a `jsonb` column orders
+/// keys, rewrites escapes and prints `1e-30` in full; a `json` column keeps the
+/// producer's text.)
 #[derive(Clone)]
 pub struct Payload(Box<serde_json::value::RawValue>);
 
@@ -76,10 +78,12 @@ impl Payload {
         self.0.get()
     }
 
-    /// The payload parsed into a [`Value`], for handlers that look inside it (numbers
-    /// become `f64` or `i64`/`u64` here: forward [`Payload::get`] to keep them exact).
-    pub fn to_value(&self) -> Value {
-        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    /// The payload parsed into a [`Value`], for handlers that look inside it. Numbers
+    /// become `f64` or `i64`/`u64` here (forward [`Payload::get`] to keep them exact), and a
+    /// payload `Value` cannot hold (a number beyond `f64`, nesting deeper than 128) is an
+    /// error.
+    pub fn to_value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(self.0.get())
     }
 
     /// The payload as a raw JSON value, to embed in a document being serialised (written

@@ -82,7 +82,9 @@ impl Sink for Recorder {
             .and_then(VecDeque::pop_front);
         let outcome = scripted.unwrap_or(Outcome::Delivered);
         if matches!(outcome, Outcome::Delivered) {
-            let n = e.payload.to_value()["n"].as_i64().unwrap_or(-1);
+            let n = e.payload.to_value().unwrap_or_default()["n"]
+                .as_i64()
+                .unwrap_or(-1);
             self.log
                 .lock()
                 .unwrap()

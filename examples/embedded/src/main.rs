@@ -22,7 +22,7 @@ impl Sink for AuditLogHandler {
     async fn deliver(&self, claimed: &ClaimedEvent) -> Outcome {
         let e = &claimed.event;
         // `payload.get()` is the JSON text as stored; `to_value()` parses it to look inside.
-        if !e.payload.to_value().is_object() {
+        if !e.payload.to_value().is_ok_and(|v| v.is_object()) {
             return Outcome::reject("payload must be a JSON object");
         }
         println!(

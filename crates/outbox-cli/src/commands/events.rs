@@ -5,7 +5,7 @@ use super::{failed, query_store};
 use crate::config::Config;
 use crate::{Failure, Format, EXIT_FAILURE};
 use outbox_core::conf::format_duration;
-use outbox_store::postgres::ops::{EventFilter, KeyStats};
+use outbox_store::postgres::ops::{EventFilter, KeyStats, ListedEvent};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -100,7 +100,7 @@ pub async fn stats(config: &Config, format: Format) -> Result<u8, Failure> {
 }
 
 /// Attempts made so far: retryCount, plus the one that finished it (or is running).
-fn attempts(e: &Value) -> i64 {
+fn attempts(e: &ListedEvent) -> i64 {
     let retries = e["retryCount"].as_i64().unwrap_or(0);
     match e["status"].as_str() {
         Some("SENT" | "FAILED" | "PROCESSING") => retries + 1,
@@ -109,11 +109,11 @@ fn attempts(e: &Value) -> i64 {
 }
 
 /// Prints events as a table, or as one JSON object per line.
-pub fn print_events(events: &[Value], format: Format, with_error: bool) {
+pub fn print_events(events: &[ListedEvent], format: Format, with_error: bool) {
     match format {
         Format::Json => {
             for e in events {
-                println!("{e}");
+                println!("{}", e.to_json(&[]));
             }
         }
         Format::Text => {
@@ -193,7 +193,7 @@ pub async fn show(config: &Config, id: &str, format: Format) -> Result<u8, Failu
         ids: vec![id.to_string()],
         ..EventFilter::default()
     };
-    let Some(mut event) = store
+    let Some(event) = store
         .list_events(&filter, 1)
         .await
         .map_err(failed)?
@@ -212,12 +212,13 @@ pub async fn show(config: &Config, id: &str, format: Format) -> Result<u8, Failu
     };
     match format {
         Format::Json => {
-            event["attempts"] = json!(made);
-            event["nextAttemptAt"] = next;
-            println!("{event}");
+            println!(
+                "{}",
+                event.to_json(&[("attempts", json!(made)), ("nextAttemptAt", next)])
+            );
         }
         Format::Text => {
-            if let Value::Object(map) = &event {
+            if let Value::Object(map) = &event.fields {
                 for (k, v) in map {
                     let text = match v {
                         Value::String(s) => s.clone(),
@@ -227,6 +228,9 @@ pub async fn show(config: &Config, id: &str, format: Format) -> Result<u8, Failu
                     println!("{k:>14}: {text}");
                 }
             }
+            // As stored, never through f64.
+            let payload = event.payload.as_ref().map_or("-", |p| p.get());
+            println!("{:>14}: {payload}", "payload");
             println!("{:>14}: {made}", "attempts");
             if let Some(at) = next.as_str() {
                 println!("{:>14}: {at}", "next attempt");

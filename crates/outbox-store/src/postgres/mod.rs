@@ -472,7 +472,7 @@ impl PgStore {
     async fn claim_rows(
         &self,
         steps: &[(&str, &[&(dyn ToSql + Sync)])],
-    ) -> Result<Vec<Vec<tokio_postgres::Row>>, StoreError> {
+    ) -> Result<(Vec<Vec<tokio_postgres::Row>>, Duration), StoreError> {
         type Call<'a> = std::pin::Pin<
             Box<
                 dyn Future<Output = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>>
@@ -481,6 +481,8 @@ impl PgStore {
             >,
         >;
         let client = self.client().await?;
+        // Timed from here: the statements, not the wait for a pooled connection.
+        let started = std::time::Instant::now();
         let mut stmts = Vec::with_capacity(steps.len());
         for (sql, _) in steps {
             stmts.push(client.prepare_cached(sql).await.map_err(classify)?);
@@ -504,7 +506,9 @@ impl PgStore {
         results.next().transpose().map_err(classify)?;
         let rows = results.collect::<Result<Vec<_>, _>>().map_err(classify)?;
         commit.transpose().map_err(classify)?;
-        Ok(rows)
+        let took = started.elapsed();
+        self.note_claim_time(took);
+        Ok((rows, took))
     }
 }
 
@@ -520,13 +524,10 @@ impl Store for PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let lease = lease.as_secs_f64();
         let floor = self.cursor.lock().expect("claim cursor").floor();
-        let started = std::time::Instant::now();
-        let rows = self
+        let (mut results, took) = self
             .claim_rows(&[(&self.sql.claim, &[&owner, &lease, &limit, &floor, &paused])])
-            .await?
-            .swap_remove(0);
-        let took = started.elapsed();
-        self.note_claim_time(took).await;
+            .await?;
+        let rows = results.swap_remove(0);
         let newest: Option<DateTime<Utc>> = rows.iter().filter_map(|r| r.try_get(13).ok()).max();
         {
             let mut cursor = self.cursor.lock().expect("claim cursor");
@@ -551,8 +552,7 @@ impl Store for PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let lease = lease.as_secs_f64();
         // The recheck runs in the same transaction, with the bucket locks held.
-        let started = std::time::Instant::now();
-        let mut results = self
+        let (mut results, _) = self
             .claim_rows(&[
                 (
                     &self.sql.ordered_claim,
@@ -561,7 +561,6 @@ impl Store for PgStore {
                 (&self.sql.ordered_recheck, &[&owner, &ordered]),
             ])
             .await?;
-        self.note_claim_time(started.elapsed()).await;
         let given_back: Vec<String> = results[1]
             .iter()
             .filter_map(|r| r.try_get(0).ok())

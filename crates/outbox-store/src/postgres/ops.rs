@@ -52,7 +52,12 @@ impl Layout {
     /// The event as a JSON object with the contract's (logical) column names.
     fn event_json(&self, alias: &str) -> String {
         let mut parts = Vec::new();
-        for logical in self.event_columns.keys() {
+        // The payload comes as a column of its own, its text as stored (see `ListedEvent`).
+        for logical in self
+            .event_columns
+            .keys()
+            .filter(|c| c.as_str() != "payload")
+        {
             let value = if EVENT_TIMESTAMPS.contains(&logical.as_str()) {
                 self.ts_read(alias, logical)
             } else if logical == "status" {
@@ -65,7 +70,11 @@ impl Layout {
         // json, not jsonb, and read as text: a `json` payload that jsonb rejects (a
         // `\u0000`) must not fail a listing. json_build_object takes at most 100 arguments;
         // 21 columns need 42.
-        format!("json_build_object({})::text", parts.join(", "))
+        format!(
+            "json_build_object({})::text, {alias}.{}::text",
+            parts.join(", "),
+            self.ev("payload")
+        )
     }
 
     /// The filter with parameters `$1`..`$6` (ids, status, routingKey, aggregateId, since
@@ -116,17 +125,66 @@ pub(crate) fn text_or_null(row: &tokio_postgres::Row, i: usize) -> String {
         .unwrap_or_else(|| "(NULL)".to_string())
 }
 
-/// One row of a listing as JSON; a row whose text cannot be parsed (a lone surrogate
-/// escape in a `json` column) is shown with the reason instead.
-fn event_value(row: &tokio_postgres::Row) -> Value {
+/// One event of a listing: its columns as JSON (contract names), and its payload as the
+/// text the database gives — shown as stored, never through `f64`.
+#[derive(Debug, Clone)]
+pub struct ListedEvent {
+    /// Every column but the payload.
+    pub fields: Value,
+    /// The payload's JSON text (`None` when NULL or not JSON).
+    pub payload: Option<Box<serde_json::value::RawValue>>,
+}
+
+impl std::ops::Index<&str> for ListedEvent {
+    type Output = Value;
+    fn index(&self, key: &str) -> &Value {
+        &self.fields[key]
+    }
+}
+
+impl ListedEvent {
+    /// One JSON object: the columns, `extra` fields, then `payload` as stored.
+    pub fn to_json(&self, extra: &[(&str, Value)]) -> String {
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            #[serde(flatten)]
+            fields: serde_json::Map<String, Value>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            payload: Option<&'a serde_json::value::RawValue>,
+        }
+        let mut fields = match &self.fields {
+            Value::Object(m) => m.clone(),
+            _ => serde_json::Map::new(),
+        };
+        for (k, v) in extra {
+            fields.insert(k.to_string(), v.clone());
+        }
+        let line = Line {
+            fields,
+            payload: self.payload.as_deref(),
+        };
+        serde_json::to_string(&line)
+            .unwrap_or_else(|e| serde_json::json!({ "unreadable": e.to_string() }).to_string())
+    }
+}
+
+/// One row of a listing; a row whose text cannot be parsed (a lone surrogate escape in a
+/// `json` column) is shown with the reason instead.
+fn listed_event(row: &tokio_postgres::Row) -> ListedEvent {
     let text = row.try_get::<_, Option<String>>(0).ok().flatten();
-    match text.as_deref().map(serde_json::from_str::<Value>) {
+    let fields = match text.as_deref().map(serde_json::from_str::<Value>) {
         Some(Ok(v)) => v,
         Some(Err(e)) => {
             serde_json::json!({ "unreadable": format!("this row cannot be shown as JSON: {e}") })
         }
         None => Value::Null,
-    }
+    };
+    let payload = row
+        .try_get::<_, Option<String>>(1)
+        .ok()
+        .flatten()
+        .and_then(|p| serde_json::value::RawValue::from_string(p).ok());
+    ListedEvent { fields, payload }
 }
 
 fn filter_params(f: &EventFilter) -> Vec<Box<dyn ToSql + Sync + Send>> {
@@ -154,7 +212,7 @@ impl PgStore {
         &self,
         filter: &EventFilter,
         limit: i64,
-    ) -> Result<Vec<Value>, StoreError> {
+    ) -> Result<Vec<ListedEvent>, StoreError> {
         let l = &self.layout;
         let failed = filter.status.as_deref() == Some("FAILED");
         let sql = format!(
@@ -168,7 +226,7 @@ impl PgStore {
         params.push(Box::new(limit));
         let client = self.client().await?;
         let rows = client.query(&sql, &refs(&params)).await.map_err(classify)?;
-        Ok(rows.iter().map(event_value).collect())
+        Ok(rows.iter().map(listed_event).collect())
     }
 
     /// Ids of events matching `filter`, in id order, after `after`, at most `limit`: bulk
