@@ -124,17 +124,36 @@ pub async fn raw_notify(db: &BenchDb, rate: u32, secs: u64) -> Result<Percentile
 
 /// The relay's insert-commit → sink receipt, with the worker idle otherwise.
 pub async fn relay(db: &BenchDb, rate: u32, secs: u64) -> Result<Percentiles> {
+    Ok(relay_workers(db, rate, secs, 1).await?.0)
+}
+
+/// [`relay`] with `workers` workers side by side (each with its own store, as separate
+/// processes would have): the latency, and the claim statements run per delivered event.
+pub async fn relay_workers(
+    db: &BenchDb,
+    rate: u32,
+    secs: u64,
+    workers: usize,
+) -> Result<(Percentiles, f64)> {
     db.fill(0).await?;
     let recorder = Arc::new(Recorder::default());
-    let worker = Worker::new(Arc::new(store(&db.url)?), options(OnSuccess::Mark)).route(
-        KEY,
-        "recorder",
-        recorder.clone(),
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run(async {
-        let _ = stopped.await;
-    }));
+    let claims = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut running = Vec::new();
+    for w in 0..workers.max(1) {
+        let counted = claims.clone();
+        let mut opts = options(OnSuccess::Mark);
+        opts.worker_id = Some(format!("bench-{w}"));
+        opts.claim_observer = Some(outbox_worker::ClaimObserver(Arc::new(move |_, _| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        })));
+        let worker =
+            Worker::new(Arc::new(store(&db.url)?), opts).route(KEY, "recorder", recorder.clone());
+        let mut stopped = stopped.clone();
+        running.push(tokio::spawn(worker.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })));
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let producer = connect(&db.url).await?;
     let stmt = producer
@@ -152,9 +171,13 @@ pub async fn relay(db: &BenchDb, rate: u32, secs: u64) -> Result<Percentiles> {
     })
     .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let _ = stop.send(());
-    running.await?;
+    let _ = stop.send(true);
+    for r in running {
+        r.await?;
+    }
     let got = recorder.0.lock().expect("recorder");
+    let per_event =
+        claims.load(std::sync::atomic::Ordering::Relaxed) as f64 / got.len().max(1) as f64;
     let lat = committed
         .iter()
         .enumerate()
@@ -163,5 +186,5 @@ pub async fn relay(db: &BenchDb, rate: u32, secs: u64) -> Result<Percentiles> {
                 .map(|r| r.saturating_duration_since(*c))
         })
         .collect();
-    Ok(percentiles(lat))
+    Ok((percentiles(lat), per_event))
 }

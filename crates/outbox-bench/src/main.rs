@@ -56,10 +56,11 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     aggregates: u64,
     /// Measurements to run (comma-separated:
-    /// floor,pgfloor,relay,graphile,http,brokers,latency,memory,ordered,scale,stale,sustained).
+    /// floor,pgfloor,relay,graphile,http,brokers,latency,wakeups,memory,ordered,scale,stale,
+    /// sustained).
     #[arg(
         long,
-        default_value = "floor,relay,graphile,http,brokers,latency,memory,ordered,scale,stale,sustained"
+        default_value = "floor,relay,graphile,http,brokers,latency,wakeups,memory,ordered,scale,stale,sustained"
     )]
     only: String,
     /// No-op jobs for the Graphile Worker baseline (11) (default: --events).
@@ -292,6 +293,21 @@ async fn run(
             ratio(ours.p50.as_secs_f64(), raw.p50.as_secs_f64()),
             ratio(ours.p99.as_secs_f64(), raw.p99.as_secs_f64())
         );
+    }
+    if want("wakeups") {
+        for workers in [1, 4] {
+            eprintln!("(12) {workers} worker(s) at {}/s ...", args.latency_rate);
+            let (lat, per_event) =
+                latency::relay_workers(db, args.latency_rate, args.latency_seconds, workers)
+                    .await?;
+            println!(
+                "| (12) {workers} worker(s), INSERT+commit → sink receipt, {}/s | p50 {} · p99 {} (n={}) | {per_event:.2} claim statements per delivered event |",
+                args.latency_rate,
+                ms(lat.p50),
+                ms(lat.p99),
+                lat.n
+            );
+        }
     }
     if want("memory") {
         eprintln!("(5) memory ({} events) ...", args.memory_events);
