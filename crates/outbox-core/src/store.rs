@@ -153,6 +153,9 @@ pub enum Notification {
     Events,
     /// Retry policies changed.
     Policies,
+    /// The worker answering notifications has more events than it can take at once: the
+    /// others should claim too (see [`NotificationStream::try_lead`]).
+    Help,
 }
 
 /// The storage calls the engine needs. Every call is safe to run from many worker processes
@@ -220,6 +223,12 @@ pub trait Store: Send + Sync + 'static {
     /// Opens a listener. Notifications arrive on the receiver until the connection breaks,
     /// at which point the receiver ends and the caller listens again.
     async fn listen(&self) -> Result<Box<dyn NotificationStream>, StoreError>;
+
+    /// Tells the other workers' listeners to claim too ([`Notification::Help`]). By default
+    /// nothing (a store whose listeners all lead needs no help).
+    async fn call_for_help(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A stream of database notifications that ends when the listening connection breaks.
@@ -227,4 +236,12 @@ pub trait Store: Send + Sync + 'static {
 pub trait NotificationStream: Send {
     /// The next notification, or `None` once the connection is gone.
     async fn next(&mut self) -> Option<Notification>;
+
+    /// Tries to become the one listener (among all workers on the outbox) that answers
+    /// new-event notifications at once; the others claim on [`Notification::Help`], their
+    /// poll and their own timers, so one insert costs one claim however many workers run.
+    /// Leadership lasts as long as this stream. By default every listener leads.
+    async fn try_lead(&mut self) -> bool {
+        true
+    }
 }

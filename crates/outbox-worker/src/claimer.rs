@@ -77,6 +77,8 @@ struct Claimer {
     acks: UnboundedSender<Ack>,
     counters: Arc<Counters>,
     deliveries: JoinSet<()>,
+    /// Whether this worker answers new-event notifications (see `listener`).
+    leadership: Arc<listener::Leadership>,
 }
 
 pub(crate) async fn run<F>(
@@ -108,11 +110,15 @@ where
     }
 
     let mut background = JoinSet::new();
+    let leadership = Arc::new(listener::Leadership::default());
     background.spawn(listener::run(
         store.clone(),
         wake.clone(),
         arrivals.clone(),
         policies.clone(),
+        leadership.clone(),
+        // A follower takes a dead leader's place within a second, whatever the poll.
+        options.poll_interval.min(Duration::from_secs(1)),
         options.metrics.clone(),
         cancel.clone(),
     ));
@@ -163,6 +169,7 @@ where
         acks: ack_tx,
         counters: counters.clone(),
         deliveries: JoinSet::new(),
+        leadership,
         options,
     };
     tracing::info!(worker_id = %claimer.owner, "🚀 OutboxWorker started.");
@@ -252,6 +259,9 @@ impl Claimer {
                 .slots
                 .available_permits()
                 .min(self.deliveries_allowed.available_permits());
+            self.leadership
+                .saturated
+                .store(free == 0, Ordering::Relaxed);
             if free == 0 {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -367,6 +377,10 @@ impl Claimer {
                 tokio::task::yield_now().await;
             }
             if full {
+                // More is waiting than one claim takes: the leading worker calls the others.
+                if self.leadership.leading.load(Ordering::Relaxed) {
+                    self.leadership.call_for_help(&self.store);
+                }
                 stuck = 0;
                 continue;
             }

@@ -1,19 +1,63 @@
 //! Keeps a LISTEN connection open and turns notifications into wake-ups. When the
 //! connection breaks the worker keeps polling and the listener reconnects with backoff.
+//!
+//! Of all the workers on one outbox, one listener leads: it alone answers new-event
+//! notifications at once, so an insert costs one claim however many workers run. When its
+//! claims come back full, or its worker has no room left, it calls the others for help;
+//! they claim then, on their poll, and on their own timers. When the leader's connection
+//! ends, its place is free and another worker's listener takes it within a poll interval.
 
 use crate::backoff::Backoff;
 use crate::policies::Policies;
 use outbox_core::{Notification, Store};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// The shortest time between two calls for help from one worker.
+const HELP_EVERY: Duration = Duration::from_millis(20);
+
+/// How the claimer and the listener share the leading role.
+#[derive(Default)]
+pub(crate) struct Leadership {
+    /// This worker's listener answers new-event notifications.
+    pub(crate) leading: AtomicBool,
+    /// The claimer has no room for more events right now.
+    pub(crate) saturated: AtomicBool,
+    /// When help was last called.
+    last_help: Mutex<Option<Instant>>,
+}
+
+impl Leadership {
+    /// Asks the other workers to claim too, at most once per [`HELP_EVERY`] (on a task of
+    /// its own: the caller never waits for it).
+    pub(crate) fn call_for_help(&self, store: &Arc<dyn Store>) {
+        {
+            let mut last = self.last_help.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < HELP_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.call_for_help().await {
+                tracing::debug!(error = %e, "Could not call the other workers for help");
+            }
+        });
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     store: Arc<dyn Store>,
     wake: Arc<Notify>,
     arrivals: Arc<AtomicBool>,
     policies: Arc<Policies>,
+    leadership: Arc<Leadership>,
+    retry_lead: Duration,
     metrics: Option<Arc<crate::Metrics>>,
     cancel: CancellationToken,
 ) {
@@ -29,27 +73,59 @@ pub(crate) async fn run(
                     tracing::info!("LISTEN connection restored");
                 }
                 backoff.reset();
+                let mut leads = stream.try_lead().await;
+                leadership.leading.store(leads, Ordering::Relaxed);
+                tracing::debug!(leads, "Listening for notifications");
                 // Anything inserted while we were not listening is found by this claim.
                 arrivals.store(true, Ordering::Relaxed);
                 wake.notify_one();
                 policies.changed.notify_one();
+                let mut retry = tokio::time::interval(retry_lead.max(Duration::from_millis(10)));
+                retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                retry.tick().await;
                 loop {
                     tokio::select! {
                         _ = cancel.cancelled() => return,
+                        // A follower tries for the lead once a poll interval: a leader that
+                        // died frees it with its connection.
+                        _ = retry.tick(), if !leads => {
+                            leads = stream.try_lead().await;
+                            if leads {
+                                tracing::debug!("This worker now answers new-event notifications");
+                                leadership.leading.store(true, Ordering::Relaxed);
+                                arrivals.store(true, Ordering::Relaxed);
+                                wake.notify_one();
+                            }
+                        }
                         n = stream.next() => {
                             if let (Some(m), Some(_)) = (&metrics, &n) {
                                 m.notified();
                             }
                             match n {
-                            Some(Notification::Events) => {
-                                arrivals.store(true, Ordering::Relaxed);
-                                wake.notify_one();
+                                Some(Notification::Events) => {
+                                    arrivals.store(true, Ordering::Relaxed);
+                                    if leads {
+                                        if leadership.saturated.load(Ordering::Relaxed) {
+                                            leadership.call_for_help(&store);
+                                        } else {
+                                            wake.notify_one();
+                                        }
+                                    }
+                                }
+                                Some(Notification::Help) => {
+                                    if !leads {
+                                        arrivals.store(true, Ordering::Relaxed);
+                                        wake.notify_one();
+                                    }
+                                }
+                                Some(Notification::Policies) => policies.changed.notify_one(),
+                                None => break,
                             }
-                            Some(Notification::Policies) => policies.changed.notify_one(),
-                            None => break,
-                        }}
+                        }
                     }
                 }
+                // The lead went with the connection.
+                leadership.leading.store(false, Ordering::Relaxed);
                 tracing::warn!("LISTEN connection lost; polling until it is back");
             }
             Err(e) => {

@@ -35,6 +35,12 @@ use tokio_postgres::{AsyncMessage, Row};
 pub const EVENT_CHANNEL: &str = "outbox_event";
 /// NOTIFY channel for edited policies (payload: the table's schema).
 pub const POLICY_CHANNEL: &str = "outbox_policy";
+/// NOTIFY channel of the leading listener asking the other workers to claim too (payload:
+/// the table's schema).
+pub const HELP_CHANNEL: &str = "outbox_help";
+/// The advisory-lock class (first key) of the leading listener; the second key is the
+/// schema's hash. Held by the leader's LISTEN session for as long as it lives.
+pub const LEAD_LOCK_CLASS: i32 = 1_869_968_483;
 
 /// How to reach the database.
 #[derive(Debug, Clone)]
@@ -794,6 +800,7 @@ impl Store for PgStore {
                         let kind = match n.channel() {
                             EVENT_CHANNEL => Notification::Events,
                             POLICY_CHANNEL => Notification::Policies,
+                            HELP_CHANNEL => Notification::Help,
                             _ => continue,
                         };
                         if tx.send(kind).is_err() {
@@ -809,26 +816,52 @@ impl Store for PgStore {
             }
         });
         client
-            .batch_execute(&format!("LISTEN {EVENT_CHANNEL}; LISTEN {POLICY_CHANNEL};"))
+            .batch_execute(&format!(
+                "LISTEN {EVENT_CHANNEL}; LISTEN {POLICY_CHANNEL}; LISTEN {HELP_CHANNEL};"
+            ))
             .await
             .map_err(classify)?;
         Ok(Box::new(PgListener {
-            _client: client,
+            client,
             rx,
+            schema: self.schema.clone(),
         }))
+    }
+
+    async fn call_for_help(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute("SELECT pg_notify($1, $2)", &[&HELP_CHANNEL, &self.schema])
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 }
 
-/// A LISTEN connection; dropping it closes the connection.
+/// A LISTEN connection; dropping it closes the connection (and ends its leadership).
 struct PgListener {
-    _client: tokio_postgres::Client,
+    client: tokio_postgres::Client,
     rx: mpsc::UnboundedReceiver<Notification>,
+    schema: String,
 }
 
 #[async_trait]
 impl NotificationStream for PgListener {
     async fn next(&mut self) -> Option<Notification> {
         self.rx.recv().await
+    }
+
+    /// A session-level advisory lock on this connection: held until it closes, so a
+    /// leader that dies or loses its connection frees the place at once. A failed try
+    /// leads (better one claim too many than an event left to the poll).
+    async fn try_lead(&mut self) -> bool {
+        self.client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                &[&LEAD_LOCK_CLASS, &self.schema],
+            )
+            .await
+            .map_or(true, |row| row.try_get::<_, bool>(0).unwrap_or(true))
     }
 }
 
