@@ -8,6 +8,7 @@ pub mod event;
 pub mod policy;
 pub mod sink;
 pub mod store;
+pub mod throttle;
 
 pub use breaker::BreakerSettings;
 pub use event::{ClaimedEvent, OutboxEvent, Payload, Status};
@@ -17,6 +18,7 @@ pub use store::{
     BrokenPolicy, Completion, CompletionAction, Leased, Notification, NotificationStream,
     PolicyRows, Store, StoreError, Unreadable,
 };
+pub use throttle::Throttle;
 
 /// Re-exported so implementors of [`Sink`] need no extra dependency.
 pub use async_trait::async_trait;

@@ -6,7 +6,9 @@ use crate::acker::Ack;
 use crate::metrics::Counted;
 use crate::{Counters, OnSuccess, Route};
 use futures_util::FutureExt;
-use outbox_core::{ClaimedEvent, Completion, CompletionAction, Decision, Outcome, RetryPolicy};
+use outbox_core::{
+    ClaimedEvent, Completion, CompletionAction, Decision, Outcome, RetryPolicy, Throttle,
+};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -159,51 +161,8 @@ impl Drop for InFlight {
     }
 }
 
-/// A log line allowed at most once a second, counting the ones left out.
-pub(crate) struct EverySecond {
-    /// Milliseconds since `start` when a line was last allowed (`u64::MAX`: never).
-    last: std::sync::atomic::AtomicU64,
-    /// Lines left out since.
-    skipped: std::sync::atomic::AtomicU64,
-    start: std::sync::OnceLock<Instant>,
-}
-
-impl EverySecond {
-    pub(crate) const fn new() -> EverySecond {
-        EverySecond {
-            last: std::sync::atomic::AtomicU64::new(u64::MAX),
-            skipped: std::sync::atomic::AtomicU64::new(0),
-            start: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// `Some(lines left out since the last one)` when this line may be logged.
-    pub(crate) fn allow(&self) -> Option<u64> {
-        let now = self.start.get_or_init(Instant::now).elapsed().as_millis() as u64;
-        self.allow_at(now)
-    }
-
-    /// [`EverySecond::allow`] at `now` milliseconds.
-    fn allow_at(&self, now: u64) -> Option<u64> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let last = self.last.load(Relaxed);
-        if last != u64::MAX && now.saturating_sub(last) < 1000 {
-            self.skipped.fetch_add(1, Relaxed);
-            return None;
-        }
-        if self
-            .last
-            .compare_exchange(last, now, Relaxed, Relaxed)
-            .is_err()
-        {
-            self.skipped.fetch_add(1, Relaxed);
-            return None;
-        }
-        Some(self.skipped.swap(0, Relaxed))
-    }
-}
-
-static NOT_ATTEMPTED_LOG: EverySecond = EverySecond::new();
+/// The relay short of descriptors or memory fails every delivery alike: one line a second.
+static NOT_ATTEMPTED_LOG: Throttle = Throttle::new(Duration::from_secs(1));
 
 /// One delivery: call the sink (a panic counts as a retryable failure), decide, report.
 /// How one delivery is run.
@@ -533,17 +492,6 @@ mod tests {
             .err()
             .unwrap()
             .contains("and no route configured"));
-    }
-
-    #[test]
-    fn a_line_every_second_counts_the_ones_left_out() {
-        let log = EverySecond::new();
-        assert_eq!(log.allow_at(0), Some(0));
-        assert_eq!(log.allow_at(500), None);
-        assert_eq!(log.allow_at(999), None);
-        assert_eq!(log.allow_at(1000), Some(2));
-        assert_eq!(log.allow_at(1200), None);
-        assert_eq!(log.allow_at(5000), Some(1));
     }
 
     #[test]

@@ -9,37 +9,39 @@
 
 use crate::backoff::Backoff;
 use crate::policies::Policies;
-use outbox_core::{Notification, Store};
+use outbox_core::{Notification, Store, Throttle};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// The shortest time between two calls for help from one worker.
-const HELP_EVERY: Duration = Duration::from_millis(20);
-
 /// How the claimer and the listener share the leading role.
-#[derive(Default)]
 pub(crate) struct Leadership {
     /// This worker's listener answers new-event notifications.
     pub(crate) leading: AtomicBool,
     /// The claimer has no room for more events right now.
     pub(crate) saturated: AtomicBool,
-    /// When help was last called.
-    last_help: Mutex<Option<Instant>>,
+    /// At most one call for help every 20 ms.
+    help: Throttle,
+}
+
+impl Default for Leadership {
+    fn default() -> Leadership {
+        Leadership {
+            leading: AtomicBool::new(false),
+            saturated: AtomicBool::new(false),
+            help: Throttle::new(Duration::from_millis(20)),
+        }
+    }
 }
 
 impl Leadership {
-    /// Asks the other workers to claim too, at most once per [`HELP_EVERY`] (on a task of
-    /// its own: the caller never waits for it).
+    /// Asks the other workers to claim too, at most once per 20 ms (on a task of its own:
+    /// the caller never waits for it).
     pub(crate) fn call_for_help(&self, store: &Arc<dyn Store>) {
-        {
-            let mut last = self.last_help.lock().unwrap_or_else(|p| p.into_inner());
-            if last.is_some_and(|t| t.elapsed() < HELP_EVERY) {
-                return;
-            }
-            *last = Some(Instant::now());
+        if self.help.allow().is_none() {
+            return;
         }
         let store = store.clone();
         tokio::spawn(async move {

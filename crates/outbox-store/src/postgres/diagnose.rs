@@ -4,12 +4,12 @@
 
 use super::{classify, PgStore};
 use outbox_core::StoreError;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A claim slower than this is worth a warning.
 pub const SLOW_CLAIM: Duration = Duration::from_millis(100);
 /// At most one slow-claim warning in this long.
-const WARN_EVERY: Duration = Duration::from_secs(60);
+pub(crate) const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// A session whose snapshot keeps vacuum from removing dead rows (its `backend_xmin`).
 #[derive(Debug, Clone, PartialEq)]
@@ -69,15 +69,8 @@ impl PgStore {
     /// naming what likely slowed it. The look-up runs on a task of its own, so the claimed
     /// events are not held back by it.
     pub(crate) fn note_claim_time(&self, took: Duration) {
-        if took < SLOW_CLAIM {
+        if took < SLOW_CLAIM || self.slow_warned.allow().is_none() {
             return;
-        }
-        {
-            let mut last = self.slow_warned.lock().expect("slow-claim lock");
-            if last.is_some_and(|t: Instant| t.elapsed() < WARN_EVERY) {
-                return;
-            }
-            *last = Some(Instant::now());
         }
         let (pool, table) = (self.pool.clone(), self.layout.events());
         tokio::spawn(async move {

@@ -83,8 +83,8 @@ pub struct PgStore {
     layout: Layout,
     sql: Statements,
     cursor: std::sync::Mutex<ClaimCursor>,
-    /// When a slow claim was last warned about.
-    slow_warned: std::sync::Mutex<Option<std::time::Instant>>,
+    /// At most one slow-claim warning a minute.
+    slow_warned: outbox_core::Throttle,
 }
 
 /// Where this worker's claims have got to in `nextRetryAt` order. Claims start their index
@@ -263,7 +263,7 @@ impl PgStore {
             layout: Layout::canonical(&options.schema),
             sql: Layout::canonical(&options.schema).statements(),
             cursor: Default::default(),
-            slow_warned: Default::default(),
+            slow_warned: outbox_core::Throttle::new(diagnose::WARN_EVERY),
         })
     }
 
