@@ -633,20 +633,11 @@ impl Claimer {
     /// Records leased rows that could not be read as FAILED (each with the column that
     /// failed), so they neither block their batch nor come back. If the write fails, their
     /// leases run out and the reaper reads (and fails) them again.
-    async fn fail_unreadable(&self, rows: Vec<Unreadable>) {
+    async fn fail_unreadable(&self, mut rows: Vec<Unreadable>) {
         if rows.is_empty() {
             return;
         }
-        let mut rows = rows;
-        for r in &mut rows {
-            // An unreadable head of a blocking ordered policy holds its aggregate back, as
-            // any FAILED head would.
-            r.block_aggregate = r
-                .routing_key
-                .as_deref()
-                .and_then(|k| self.policies.get(k))
-                .is_some_and(|p| p.blocks_on_failure());
-        }
+        self.policies.mark_blocking(&mut rows);
         for r in &rows {
             let key = r.routing_key.as_deref().unwrap_or(crate::metrics::UNROUTED);
             let sink = self

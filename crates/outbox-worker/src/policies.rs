@@ -2,7 +2,7 @@
 //! limited) when an event names a routingKey the cache does not know yet.
 
 use crate::backoff::Backoff;
-use outbox_core::{RetryPolicy, Store, StoreError};
+use outbox_core::{RetryPolicy, Store, StoreError, Unreadable};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -116,6 +116,18 @@ impl Policies {
         let b = self.failed_reads.lock().expect("policy lock");
         let mut probe = b.clone();
         probe.next_delay()
+    }
+
+    /// Marks the unreadable rows whose policy holds an aggregate back behind a FAILED head
+    /// (ordered, `blockOnFailure`): they end FAILED like any head would.
+    pub(crate) fn mark_blocking(&self, rows: &mut [Unreadable]) {
+        for r in rows {
+            r.block_aggregate = r
+                .routing_key
+                .as_deref()
+                .and_then(|k| self.get(k))
+                .is_some_and(|p| p.blocks_on_failure());
+        }
     }
 
     /// What is wrong with `routing_key`'s policy row, when it cannot be used.

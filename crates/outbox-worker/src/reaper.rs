@@ -100,14 +100,10 @@ async fn reap_once(store: &dyn Store, policies: &Policies) -> Result<u64, outbox
         // A row that cannot be read would fail again on every claim: it ends FAILED here
         // (holding its aggregate back where its policy says a failed head does).
         let mut unreadable = expired.unreadable;
-        for r in &mut unreadable {
+        for r in &unreadable {
             tracing::error!(id = %r.id, error = %r.problem, "Event FAILED: the row of an expired lease cannot be read");
-            r.block_aggregate = r
-                .routing_key
-                .as_deref()
-                .and_then(|k| policies.get(k))
-                .is_some_and(|p| p.blocks_on_failure());
         }
+        policies.mark_blocking(&mut unreadable);
         changed += store.fail_unreadable(&unreadable).await?;
         total += changed;
         tracing::warn!(events = changed, "Took back events whose lease expired");
