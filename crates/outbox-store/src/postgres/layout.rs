@@ -289,6 +289,35 @@ impl Layout {
         }
     }
 
+    /// What a result write's `done` CTE returns for [`Layout::block_failed`].
+    fn done_returning(&self) -> String {
+        format!(
+            "e.{}::text AS aggregate, e.{}::text AS id, e.{}::text AS routing, a.err, a.block",
+            self.ev("aggregateId"),
+            self.ev("id"),
+            self.ev("routingKey")
+        )
+    }
+
+    /// The CTE that follows a result write's `done` CTE: the aggregates of the rows that
+    /// ended FAILED with `block` set are held back in the blocked table, in the same
+    /// statement (so no claim can see the FAILED head without the block). `None` without a
+    /// blocked table.
+    fn block_failed(&self) -> Option<String> {
+        self.blocked_table.as_ref().map(|t| {
+            format!(
+                r#", blocked AS (
+INSERT INTO {}.{} ("aggregateId", "eventId", "routingKey", "reason")
+SELECT aggregate, id, routing, err FROM done
+ WHERE block AND aggregate IS NOT NULL AND routing IS NOT NULL
+ON CONFLICT ("aggregateId") DO NOTHING
+)"#,
+                quote_ident(&self.schema),
+                quote_ident(t),
+            )
+        })
+    }
+
     /// The SET list of a write that ends a lease: `status` (an expression), the lease
     /// columns cleared and, where the table has them, lastError (`error` given the quoted
     /// column) and processedAt (`processed` given the database clock as stored).
@@ -481,7 +510,7 @@ RETURNING e.{id}::text"#,
         // The same write, and for the results that ask for it, the aggregate held back in
         // the blocked table, in one statement (so no claim can see the FAILED head without
         // the block). Returns how many events it changed.
-        let complete_blocking = self.blocked_table.as_ref().map(|t| {
+        let complete_blocking = self.block_failed().map(|blocked| {
             format!(
                 r#"WITH done AS (
 UPDATE {ev} AS e
@@ -489,17 +518,11 @@ UPDATE {ev} AS e
   FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::float8[], $7::text[], $8::bool[])
        AS a(id, owner, rc_old, status, rc_new, delay, err, block)
  WHERE {fence}
-RETURNING e.{aggregate}::text AS aggregate, e.{id}::text AS id, e.{routing}::text AS routing, a.err, a.block
-), blocked AS (
-INSERT INTO {}.{} ("aggregateId", "eventId", "routingKey", "reason")
-SELECT aggregate, id, routing, err FROM done WHERE block
-ON CONFLICT ("aggregateId") DO NOTHING
-)
+RETURNING {done}
+){blocked}
 SELECT count(*) FROM done"#,
-                quote_ident(&self.schema),
-                quote_ident(t),
                 sets = sets.join(",\n       "),
-                aggregate = self.ev("aggregateId"),
+                done = self.done_returning(),
             )
         });
         let delete = format!(
@@ -535,19 +558,6 @@ SELECT count(*) FROM done"#,
         );
         // `$4`: whether each row holds its aggregate back (a blocking ordered policy), as
         // `complete_blocking` records it. Returns how many rows it changed.
-        let block_insert = match &self.blocked_table {
-            Some(t) => format!(
-                r#", blocked AS (
-INSERT INTO {}.{} ("aggregateId", "eventId", "routingKey", "reason")
-SELECT aggregate, id, routing, err FROM done
- WHERE block AND aggregate IS NOT NULL AND routing IS NOT NULL
-ON CONFLICT ("aggregateId") DO NOTHING
-)"#,
-                quote_ident(&self.schema),
-                quote_ident(t),
-            ),
-            None => String::new(),
-        };
         let fail_unreadable = format!(
             r#"WITH done AS (
 UPDATE {ev} AS e
@@ -555,11 +565,13 @@ UPDATE {ev} AS e
   FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[]) AS a(id, owner, err, block)
  WHERE e.{id} = {} AND e.{locked_by} = a.owner
    AND e.{status} NOT IN ('PENDING', 'SENT', 'FAILED')
-RETURNING e.{aggregate}::text AS aggregate, e.{id}::text AS id, e.{routing}::text AS routing, a.err, a.block
-){block_insert}
+RETURNING {}
+){}
 SELECT count(*) FROM done"#,
             fail_sets.join(",\n       "),
             self.id_value("a.id"),
+            self.done_returning(),
+            self.block_failed().unwrap_or_default(),
         );
         // The earliest PENDING event by an ordered scan of the pending index (a `min()` over
         // an expression could not use it).

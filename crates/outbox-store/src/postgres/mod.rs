@@ -301,80 +301,110 @@ impl PgStore {
     }
 }
 
-/// Reads one claimed (or expired) row as an event. Each column is read on its own; the
-/// first that cannot be read makes the row [`Unreadable`], naming it.
+/// Reads one claimed (or expired) row as an event. Each column is read once, on its own;
+/// the first that cannot be read makes the row [`Unreadable`], naming it.
 pub(crate) fn read_row(layout: &Layout, row: &Row) -> Result<ClaimedEvent, Unreadable> {
-    let id: String = row
-        .try_get::<_, Option<String>>(0)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let lease_owner: String = row
-        .try_get::<_, Option<String>>(12)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let routing_key: Option<String> = row.try_get(4).ok().flatten();
-    let unreadable = |i: usize, what: String| Unreadable {
-        id: id.clone(),
-        lease_owner: lease_owner.clone(),
-        routing_key: routing_key.clone(),
-        problem: format!(
-            "column {}: {what}",
-            layout.column_label(layout::RETURNED[i])
-        ),
-        block_aggregate: false,
-    };
+    let text = |i: usize| row.try_get::<_, Option<String>>(i).ok().flatten();
+    let id = text(0).unwrap_or_default();
+    let lease_owner = text(12).unwrap_or_default();
+    let routing_key = text(4);
+    match read_fields(row, routing_key.as_deref()) {
+        Ok(f) => Ok(ClaimedEvent {
+            event: OutboxEvent {
+                id,
+                event_name: f.event_name,
+                event_type: f.event_type,
+                aggregate_id: f.aggregate_id,
+                // read_fields checked it is there.
+                routing_key: routing_key.unwrap_or_default(),
+                payload: f.payload,
+                headers: f.headers,
+                occurred_at: f.occurred_at,
+                retry_count: f.retry_count.unwrap_or(0),
+                max_retries: f.max_retries,
+                retry_interval: f.retry_interval,
+                max_interval: f.max_interval,
+            },
+            lease_owner,
+        }),
+        Err((i, what)) => Err(Unreadable {
+            id,
+            lease_owner,
+            routing_key,
+            problem: format!(
+                "column {}: {what}",
+                layout.column_label(layout::RETURNED[i])
+            ),
+            block_aggregate: false,
+        }),
+    }
+}
+
+/// The columns of a claimed row besides id, lease owner and routingKey (read by the
+/// caller, which needs them for an unreadable row too).
+struct Fields {
+    event_name: String,
+    event_type: String,
+    aggregate_id: String,
+    payload: Payload,
+    headers: Option<serde_json::Value>,
+    occurred_at: DateTime<Utc>,
+    retry_count: Option<i32>,
+    max_retries: Option<i32>,
+    retry_interval: Option<i32>,
+    max_interval: Option<i32>,
+}
+
+/// Reads [`Fields`], or says which column (its index in [`layout::RETURNED`]) could not
+/// be read and why.
+fn read_fields(row: &Row, routing_key: Option<&str>) -> Result<Fields, (usize, String)> {
     // A value of a column the worker cannot do without.
     fn required<'a, T: tokio_postgres::types::FromSql<'a>>(
         row: &'a Row,
         i: usize,
-    ) -> Result<T, String> {
+    ) -> Result<T, (usize, String)> {
         match row.try_get::<_, Option<T>>(i) {
             Ok(Some(v)) => Ok(v),
-            Ok(None) => Err("is NULL".to_string()),
-            Err(e) => Err(decode_error(&e)),
+            Ok(None) => Err((i, "is NULL".to_string())),
+            Err(e) => Err((i, decode_error(&e))),
         }
     }
-    let text = |i: usize| required::<String>(row, i).map_err(|w| unreadable(i, w));
-    let int = |i: usize| -> Result<Option<i32>, Unreadable> {
+    let int = |i: usize| -> Result<Option<i32>, (usize, String)> {
         match row.try_get::<_, Option<i64>>(i) {
             Ok(None) => Ok(None),
             Ok(Some(v)) => i32::try_from(v)
                 .map(Some)
-                .map_err(|_| unreadable(i, format!("{v} is out of range (a 32-bit integer)"))),
-            Err(e) => Err(unreadable(i, decode_error(&e))),
+                .map_err(|_| (i, format!("{v} is out of range (a 32-bit integer)"))),
+            Err(e) => Err((i, decode_error(&e))),
         }
     };
+    let not_json =
+        |i: usize| move |e: serde_json::Error| (i, format!("is not JSON the relay can read ({e})"));
+    let event_name = required(row, 1)?;
+    let event_type = required(row, 2)?;
+    let aggregate_id = required(row, 3)?;
+    if routing_key.is_none() {
+        return Err((4, "is NULL".to_string()));
+    }
     // The payload stays the text the database gave (only checked to be JSON): it is
     // forwarded byte for byte. The headers are metadata the sinks look into.
-    let payload = Payload::from_json(text(5)?)
-        .map_err(|e| unreadable(5, format!("is not JSON the relay can read ({e})")))?;
+    let payload = Payload::from_json(required(row, 5)?).map_err(not_json(5))?;
     let headers = match row.try_get::<_, Option<String>>(6) {
         Ok(None) => None,
-        Ok(Some(raw)) => Some(
-            serde_json::from_str::<serde_json::Value>(&raw)
-                .map_err(|e| unreadable(6, format!("is not JSON the relay can read ({e})")))?,
-        ),
-        Err(e) => return Err(unreadable(6, decode_error(&e))),
+        Ok(Some(raw)) => Some(serde_json::from_str(&raw).map_err(not_json(6))?),
+        Err(e) => return Err((6, decode_error(&e))),
     };
-    let occurred_at: DateTime<Utc> = required(row, 7).map_err(|w| unreadable(7, w))?;
-    Ok(ClaimedEvent {
-        event: OutboxEvent {
-            event_name: text(1)?,
-            event_type: text(2)?,
-            aggregate_id: text(3)?,
-            routing_key: text(4)?,
-            payload,
-            headers,
-            occurred_at,
-            retry_count: int(8)?.unwrap_or(0),
-            max_retries: int(9)?,
-            retry_interval: int(10)?,
-            max_interval: int(11)?,
-            id: id.clone(),
-        },
-        lease_owner: lease_owner.clone(),
+    Ok(Fields {
+        event_name,
+        event_type,
+        aggregate_id,
+        payload,
+        headers,
+        occurred_at: required(row, 7)?,
+        retry_count: int(8)?,
+        max_retries: int(9)?,
+        retry_interval: int(10)?,
+        max_interval: int(11)?,
     })
 }
 
