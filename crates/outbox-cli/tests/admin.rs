@@ -358,11 +358,7 @@ async fn idle_admin_clients_cannot_use_up_the_file_descriptors_deliveries_need()
         count_status(&c, "SENT").await == 200
     })
     .await;
-    let charged: i64 = c
-        .query_one(r#"SELECT sum("retryCount")::int8 FROM "OutboxEvent""#, &[])
-        .await
-        .unwrap()
-        .get(0);
+    let charged = charged_attempts(&c).await;
     assert_eq!(charged, 0, "no event was charged for the idle clients");
     // The idle clients hold at most the listener's 128 descriptors: the worker was never
     // short of them (without the cap, 400 clients took all 250 and deliveries could not
@@ -413,11 +409,7 @@ async fn running_out_of_file_descriptors_charges_no_event_an_attempt() {
     .await;
     worker.stop().await;
     let failed = count_status(&c, "FAILED").await;
-    let charged: i64 = c
-        .query_one(r#"SELECT sum("retryCount")::int8 FROM "OutboxEvent""#, &[])
-        .await
-        .unwrap()
-        .get(0);
+    let charged = charged_attempts(&c).await;
     let logs = worker.logs();
     assert_eq!((failed, charged), (0, 0), "{logs}");
     assert!(

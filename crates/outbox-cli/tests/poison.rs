@@ -98,11 +98,7 @@ async fn poison_rows_on_worker_owned_tables_fail_alone_and_the_thousand_others_a
             ("bad-waits-behind", "PENDING", ""),
         ],
     );
-    let blocked = text_pairs(
-        &c,
-        r#"SELECT "aggregateId", "eventId" FROM "OutboxBlockedAggregate""#,
-    )
-    .await;
+    let blocked = blocked_aggregates(&c).await;
     assert_eq!(
         blocked,
         [("agg-o".to_string(), "bad-ordered-head".to_string())]
@@ -161,11 +157,7 @@ async fn migration_0005_repairs_infinite_values_and_then_refuses_them() {
     );
     assert_eq!(event(&c, "ok").await.status, "PENDING");
     // The failed head of a blocking ordered policy holds its aggregate back.
-    let blocked = text_pairs(
-        &c,
-        r#"SELECT "aggregateId", "eventId" FROM "OutboxBlockedAggregate""#,
-    )
-    .await;
+    let blocked = blocked_aggregates(&c).await;
     assert_eq!(blocked, [("a".to_string(), "bad-inf".to_string())]);
     let m: f64 = c
         .query_one(

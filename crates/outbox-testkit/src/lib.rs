@@ -206,6 +206,26 @@ pub async fn text_pairs(c: &Client, sql: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The blocked aggregates: (aggregateId, eventId), in aggregate order.
+pub async fn blocked_aggregates(c: &Client) -> Vec<(String, String)> {
+    text_pairs(
+        c,
+        r#"SELECT "aggregateId", "eventId" FROM "OutboxBlockedAggregate" ORDER BY 1"#,
+    )
+    .await
+}
+
+/// Attempts charged to all events so far: the sum of retryCount.
+pub async fn charged_attempts(c: &Client) -> i64 {
+    c.query_one(
+        r#"SELECT COALESCE(sum("retryCount"), 0)::int8 FROM "OutboxEvent""#,
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
 /// Count of events per status.
 pub async fn by_status(c: &Client) -> HashMap<String, i64> {
     c.query(

@@ -288,11 +288,7 @@ async fn a_failed_head_releases_its_aggregate_unless_the_policy_blocks_it() {
     // Block: the aggregate is held, and says by what.
     wait_status(&c, "k-0", "FAILED", LONG).await;
     wait_status(&c, "j-0", "FAILED", LONG).await;
-    let blocked = text_pairs(
-        &c,
-        r#"SELECT "aggregateId", "eventId" FROM "OutboxBlockedAggregate" ORDER BY 1"#,
-    )
-    .await;
+    let blocked = blocked_aggregates(&c).await;
     assert_eq!(
         blocked,
         vec![("J".into(), "j-0".into()), ("K".into(), "k-0".into())]
