@@ -2,6 +2,7 @@
 //! the end.
 
 use anyhow::{Context, Result};
+use outbox_core::Migrator;
 use tokio_postgres::{Client, NoTls};
 
 /// Connects and drives the connection on a task.
@@ -45,7 +46,7 @@ impl BenchDb {
         };
         let url = format!("{base}/{name}");
         let store = outbox_store::PgStore::new(&outbox_store::PgStoreOptions::new(url.clone()))?;
-        store.migrate_deploy().await?;
+        store.deploy().await?;
         let c = connect(&url).await?;
         c.execute(
             r#"INSERT INTO "OutboxRetryPolicy" ("routingKey", "maxRetries", "retryInterval", "maxInterval") VALUES ($1, 5, 1000, 60000)"#,
@@ -119,6 +120,15 @@ impl BenchDb {
         if fresh {
             c.batch_execute(r#"ANALYZE "OutboxEvent""#).await?;
         }
+        Ok(())
+    }
+
+    /// Empties the event table (after the table-size measurement, whose history is large).
+    pub async fn truncate(&self) -> Result<()> {
+        connect(&self.url)
+            .await?
+            .batch_execute(r#"TRUNCATE "OutboxEvent""#)
+            .await?;
         Ok(())
     }
 

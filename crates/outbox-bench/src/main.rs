@@ -50,19 +50,33 @@ struct Args {
     /// Offered rate of the sustained run, events/s (default: half of measurement 2).
     #[arg(long)]
     sustained_rate: Option<u64>,
+    /// When the pin starts in the sustained run (default: 30% into it).
+    #[arg(long)]
+    pin_from: Option<String>,
+    /// What holds the xmin back during the pin: `xid` (a session idle in a transaction that
+    /// holds an xid) or `reader` (a REPEATABLE READ transaction that counts the table's rows
+    /// every 30 s on one snapshot).
+    #[arg(long, default_value = "xid")]
+    pin_by: String,
+    /// Workers side by side in the sustained run, each with its own connections.
+    #[arg(long, default_value_t = 1)]
+    sustained_workers: usize,
     /// Ordered-claim measurement: backlog, and how many aggregates it is spread over.
     #[arg(long, default_value_t = 100_000)]
     ordered_events: u64,
     #[arg(long, default_value_t = 10_000)]
     aggregates: u64,
     /// Measurements to run (comma-separated:
-    /// floor,pgfloor,relay,graphile,http,brokers,latency,wakeups,memory,ordered,scale,stale,
+    /// floor,pgfloor,relay,graphile,http,brokers,latency,wakeups,memory,ordered,scale,stale,history,
     /// sustained).
     #[arg(
         long,
         default_value = "floor,relay,graphile,http,brokers,latency,wakeups,memory,ordered,scale,stale,sustained"
     )]
     only: String,
+    /// SENT rows beside the backlog in the table-size measurement (13).
+    #[arg(long, default_value_t = 10_000_000)]
+    history_rows: u64,
     /// No-op jobs for the Graphile Worker baseline (11) (default: --events).
     #[arg(long)]
     graphile_jobs: Option<u64>,
@@ -343,6 +357,19 @@ async fn run(
         println!("| (10) relay, null sink, {pending} PENDING among {sent} SENT, statistics from before the backlog | {stale:.0} events/s | {} of fresh statistics |", ratio(stale, fresh));
         println!("| (10) the same after ANALYZE | {fresh:.0} events/s | |");
     }
+    if want("history") {
+        let (sent, pending) = (args.history_rows, args.events.min(100_000));
+        eprintln!("(13) table size: {pending} PENDING, alone and beside {sent} SENT rows ...");
+        let options = relay::options(OnSuccess::Mark);
+        let alone = relay::drain_after_history(db, 0, pending, true, options.clone()).await?;
+        let beside = relay::drain_after_history(db, sent, pending, true, options).await?;
+        db.truncate().await?;
+        println!("| (13) relay, null sink, {pending} PENDING in an otherwise empty table | {alone:.0} events/s | |");
+        println!(
+            "| (13) the same beside {sent} SENT rows | {beside:.0} events/s | {} of the empty table |",
+            ratio(beside, alone)
+        );
+    }
     if want("scale") {
         eprintln!("(8) workers side by side ...");
         let options = relay::options(OnSuccess::Mark);
@@ -364,14 +391,29 @@ async fn run(
         } else {
             2000
         });
-        let pin_from = sustained_len.mul_f64(0.3);
+        let pin_from = match &args.pin_from {
+            Some(p) => parse_duration(p).map_err(|e| anyhow::anyhow!("--pin-from: {e}"))?,
+            None => sustained_len.mul_f64(0.3),
+        };
+        let holder = match args.pin_by.as_str() {
+            "xid" => sustained::Holder::Xid,
+            "reader" => sustained::Holder::Reader,
+            other => anyhow::bail!("--pin-by: `{other}` is neither `xid` nor `reader`"),
+        };
         eprintln!(
             "(6) sustained {} at {rate}/s, xmin pinned from {} for {} ...",
             format_duration(sustained_len),
             format_duration(pin_from),
             format_duration(pin)
         );
-        let minutes = sustained::run(db, rate, sustained_len, pin_from, pin).await?;
+        let minutes = sustained::run(
+            db,
+            rate,
+            sustained_len,
+            (pin_from, pin, holder),
+            args.sustained_workers,
+        )
+        .await?;
         println!();
         let autovacuum: String = db::connect(&db.url)
             .await?
@@ -383,20 +425,22 @@ async fn run(
         } else {
             ""
         };
-        println!("(6) sustained at {rate} events/s offered, retention deleting SENT rows after 10s; xmin pinned from minute {:.1} for {}{vacuum_note}:", pin_from.as_secs_f64() / 60.0, format_duration(pin));
+        println!("(6) sustained at {rate} events/s offered to {} worker(s), retention deleting SENT rows after 10s; xmin pinned by {} from minute {:.1} for {}{vacuum_note}:", args.sustained_workers.max(1), holder.describe(), pin_from.as_secs_f64() / 60.0, format_duration(pin));
         println!();
-        println!("| minute | offered/s | delivered/s | claim p50 | claim p99 | PENDING at end | dead tuples | xmin pinned |");
-        println!("|---|---|---|---|---|---|---|---|");
+        println!("| minute | offered/s | delivered/s | claim p50 | claim p99 | claims per event | PENDING at end | dead tuples | new dead tuples per event | xmin pinned |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
         for m in &minutes {
             println!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {:.2} | {} | {} | {:.2} | {} |",
                 m.index,
                 m.inserted / 60,
                 m.delivered / 60,
                 ms(m.claim.p50),
                 ms(m.claim.p99),
+                m.claims as f64 / m.delivered.max(1) as f64,
                 m.backlog,
                 m.dead_tuples,
+                m.new_dead as f64 / m.delivered.max(1) as f64,
                 if m.pinned { "yes" } else { "" }
             );
         }

@@ -20,16 +20,38 @@ pub struct Minute {
     pub inserted: u64,
     pub delivered: u64,
     pub claim: Percentiles,
+    /// Claim statements run in the minute, empty ones included.
+    pub claims: u64,
     pub backlog: i64,
     pub dead_tuples: i64,
+    /// Tuples that died in the minute (`n_tup_upd + n_tup_del` of the table's statistics).
+    pub new_dead: i64,
+}
+
+/// What holds the xmin horizon back during the pin.
+#[derive(Clone, Copy)]
+pub enum Holder {
+    /// A session idle in a transaction that holds an xid.
+    Xid,
+    /// A REPEATABLE READ transaction that counts the table every 30 s on its one snapshot.
+    Reader,
+}
+
+impl Holder {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Holder::Xid => "a session idle in a transaction holding an xid",
+            Holder::Reader => "a REPEATABLE READ reader counting the table every 30 s",
+        }
+    }
 }
 
 pub async fn run(
     db: &BenchDb,
     rate: u64,
     total: Duration,
-    pin_from: Duration,
-    pin_for: Duration,
+    (pin_from, pin_for, holder): (Duration, Duration, Holder),
+    workers: usize,
 ) -> Result<Vec<Minute>> {
     db.fill(0).await?;
     let claims: Arc<Mutex<Vec<(Instant, Duration)>>> = Arc::default();
@@ -42,16 +64,27 @@ pub async fn run(
         batch_size: 1000,
     };
     let rec = claims.clone();
+    let statements = Arc::new(AtomicU64::new(0));
+    let counted = statements.clone();
     opts.claim_observer = Some(ClaimObserver(Arc::new(move |n, took| {
+        counted.fetch_add(1, Ordering::Relaxed);
         if n > 0 {
             rec.lock().expect("claims").push((Instant::now(), took));
         }
     })));
-    let worker = Worker::new(Arc::new(store(&db.url)?), opts).route(KEY, "blackhole", sink.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run(async {
-        let _ = stopped.await;
-    }));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut running = Vec::new();
+    for _ in 0..workers.max(1) {
+        let worker = Worker::new(Arc::new(store(&db.url)?), opts.clone()).route(
+            KEY,
+            "blackhole",
+            sink.clone(),
+        );
+        let mut stopped = stopped.clone();
+        running.push(tokio::spawn(worker.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })));
+    }
 
     // The producer: every 10 ms, one multi-row INSERT of rate/100 events.
     let inserted = Arc::new(AtomicU64::new(0));
@@ -103,7 +136,8 @@ pub async fn run(
     let pinner = connect(&db.url).await?;
     let started = Instant::now();
     let mut minutes = Vec::new();
-    let (mut last_ins, mut last_del) = (0, 0);
+    let (mut last_ins, mut last_del, mut last_stmts, mut last_dead) = (0, 0, 0, 0);
+    let mut last_read = Instant::now();
     let mut pinned = false;
     let mut index = 0;
     while started.elapsed() < total {
@@ -113,14 +147,29 @@ pub async fn run(
             let t = started.elapsed();
             if !pinned && t >= pin_from && t < pin_from + pin_for {
                 pinner
-                    .batch_execute("BEGIN; SELECT txid_current();")
+                    .batch_execute(match holder {
+                        Holder::Xid => "BEGIN; SELECT txid_current();",
+                        Holder::Reader => {
+                            r#"BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM "OutboxEvent";"#
+                        }
+                    })
                     .await?;
+                last_read = Instant::now();
                 pinned = true;
                 eprintln!("  sustained: xmin pinned at {}s", t.as_secs());
             } else if pinned && t >= pin_from + pin_for {
                 pinner.batch_execute("COMMIT").await?;
                 pinned = false;
                 eprintln!("  sustained: xmin released at {}s", t.as_secs());
+            }
+            if pinned
+                && matches!(holder, Holder::Reader)
+                && last_read.elapsed() >= Duration::from_secs(30)
+            {
+                pinner
+                    .batch_execute(r#"SELECT count(*) FROM "OutboxEvent""#)
+                    .await?;
+                last_read = Instant::now();
             }
             pinned_this_minute |= pinned;
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -142,21 +191,24 @@ pub async fn run(
             )
             .await?
             .get(0);
-        let dead: i64 = probe
+        let stats = probe
             .query_one(
-                "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'OutboxEvent'",
+                "SELECT n_dead_tup, n_tup_upd + n_tup_del FROM pg_stat_user_tables WHERE relname = 'OutboxEvent'",
                 &[],
             )
-            .await?
-            .get(0);
+            .await?;
+        let (dead, died): (i64, i64) = (stats.get(0), stats.get(1));
+        let stmts = statements.load(Ordering::Relaxed);
         let m = Minute {
             index: index + 1,
             pinned: pinned_this_minute,
             inserted: ins - last_ins,
             delivered: del - last_del,
             claim: percentiles(lat),
+            claims: stmts - last_stmts,
             backlog,
             dead_tuples: dead,
+            new_dead: died - last_dead,
         };
         eprintln!(
             "  sustained minute {}: offered {}/s delivered {}/s claim p50 {:?} p99 {:?} backlog {} dead {}{}",
@@ -172,6 +224,8 @@ pub async fn run(
         minutes.push(m);
         last_ins = ins;
         last_del = del;
+        last_stmts = stmts;
+        last_dead = died;
         index += 1;
     }
     if pinned {
@@ -181,7 +235,9 @@ pub async fn run(
     if let Some(v) = vacuuming {
         v.abort();
     }
-    let _ = stop.send(());
-    running.await?;
+    let _ = stop.send(true);
+    for r in running {
+        r.await?;
+    }
     Ok(minutes)
 }

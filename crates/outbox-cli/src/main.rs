@@ -7,6 +7,7 @@ mod logs;
 mod telemetry;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use outbox_core::Status;
 use config::{Config, ConfigError, Env, LoadOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -160,7 +161,7 @@ impl Filters {
         &self,
         ids: Vec<String>,
         error_contains: Option<String>,
-    ) -> Result<outbox_store::postgres::ops::EventFilter, Failure> {
+    ) -> Result<outbox_store::EventFilter, Failure> {
         let since = match &self.since {
             Some(s) => Some(
                 outbox_core::conf::parse_duration(s)
@@ -168,7 +169,7 @@ impl Filters {
             ),
             None => None,
         };
-        Ok(outbox_store::postgres::ops::EventFilter {
+        Ok(outbox_store::EventFilter {
             ids,
             status: None,
             routing_key: self.routing_key.clone(),
@@ -196,7 +197,7 @@ struct Selection {
 }
 
 impl Selection {
-    fn to_filter(&self) -> Result<outbox_store::postgres::ops::EventFilter, Failure> {
+    fn to_filter(&self) -> Result<outbox_store::EventFilter, Failure> {
         self.filters
             .to_filter(self.ids.clone(), self.error_contains.clone())
     }
@@ -562,14 +563,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     format,
                 } => {
                     let mut filter = filters.to_filter(Vec::new(), None)?;
-                    filter.status = status.map(|s| {
-                        match s {
-                            EventStatus::Pending => "PENDING",
-                            EventStatus::Processing => "PROCESSING",
-                            EventStatus::Sent => "SENT",
-                            EventStatus::Failed => "FAILED",
-                        }
-                        .to_string()
+                    filter.status = status.map(|s| match s {
+                        EventStatus::Pending => Status::Pending,
+                        EventStatus::Processing => Status::Processing,
+                        EventStatus::Sent => Status::Sent,
+                        EventStatus::Failed => Status::Failed,
                     });
                     commands::events::list(&config, &filter, i64::from(limit), format).await
                 }

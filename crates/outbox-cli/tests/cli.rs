@@ -46,6 +46,38 @@ fn a_bad_config_exits_2_naming_the_file_every_key_and_the_fix() {
 }
 
 #[test]
+fn a_url_of_a_store_not_built_or_of_no_known_form_is_a_config_error() {
+    let dir = TempDir::new();
+    let empty = dir.write("empty.toml", "");
+    for (url, says) in [
+        ("sqlite:app.db", "the SQLite store is not in this version of outbox yet"),
+        (
+            "mysql://root@127.0.0.1/app",
+            "the MySQL/MariaDB store is not in this version of outbox yet",
+        ),
+        (
+            "redis://:hunter2@127.0.0.1/0",
+            "is not a database URL; use postgres://",
+        ),
+    ] {
+        let out = outbox(&[
+            "--config",
+            empty.to_str().unwrap(),
+            "--database-url",
+            url,
+            "migrate",
+            "status",
+        ]);
+        let (_, err) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{url}: {err}");
+        assert_no_panic(&err);
+        assert!(err.contains(says), "{url}: {err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+}
+
+#[test]
 fn a_missing_config_file_a_missing_url_and_no_routes_are_config_errors() {
     let out = outbox(&["--config", "/nonexistent/outbox.toml", "migrate", "status"]);
     let (_, err) = text(&out);

@@ -5,6 +5,7 @@
 pub mod breaker;
 pub mod conf;
 pub mod event;
+pub mod operate;
 pub mod policy;
 pub mod sink;
 pub mod store;
@@ -12,6 +13,10 @@ pub mod throttle;
 
 pub use breaker::BreakerSettings;
 pub use event::{ClaimedEvent, OutboxEvent, Payload, Status};
+pub use operate::{
+    Backend, Blocked, Drift, EventFilter, KeyStats, ListedEvent, MigrationReport, MigrationState,
+    Migrator, Operator, Problem, ProblemKind, SchemaStatus,
+};
 pub use policy::{Decision, RetryPolicy, RetrySettings};
 pub use sink::{Outcome, Sink};
 pub use store::{

@@ -220,6 +220,9 @@ pub trait Store: Send + Sync + 'static {
     /// One pass over the PENDING rows; for periodic sampling, not for every request.
     async fn pending_summary(&self) -> Result<Vec<(String, i64, f64)>, StoreError>;
 
+    /// Whether the database answers (the readiness probe): one cheap round trip.
+    async fn ping(&self) -> Result<(), StoreError>;
+
     /// Opens a listener. Notifications arrive on the receiver until the connection breaks,
     /// at which point the receiver ends and the caller listens again.
     async fn listen(&self) -> Result<Box<dyn NotificationStream>, StoreError>;

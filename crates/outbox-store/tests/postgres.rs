@@ -1,6 +1,6 @@
 //! The PostgreSQL store against a real server: claims, fenced acks, reaping, migrations.
 
-use outbox_core::{Completion, CompletionAction, Notification, Store};
+use outbox_core::{Completion, CompletionAction, Migrator, Notification, Store};
 use outbox_store::{MigrationState, PgStore, PgStoreOptions, ProblemKind};
 use outbox_testkit::*;
 use std::collections::HashSet;
@@ -231,7 +231,7 @@ async fn replicas_deploying_at_once_apply_each_migration_once() {
         let url = db.url.clone();
         tasks.push(tokio::spawn(async move {
             let store = PgStore::new(&PgStoreOptions::new(url)).unwrap();
-            store.migrate_deploy().await.map(|v| v.len())
+            store.deploy().await.map(|v| v.len())
         }));
     }
     let mut applied = 0;
@@ -265,7 +265,7 @@ async fn status_reports_pending_modified_and_unknown_migrations() {
     let store = store_for(&db, "public").await;
     let st = store.migration_status().await.unwrap();
     assert!(st.iter().all(|r| r.state == MigrationState::Pending));
-    store.migrate_deploy().await.unwrap();
+    store.deploy().await.unwrap();
     assert!(store
         .migration_status()
         .await
@@ -273,7 +273,7 @@ async fn status_reports_pending_modified_and_unknown_migrations() {
         .iter()
         .all(|r| matches!(r.state, MigrationState::Applied { .. })));
     assert!(
-        store.migrate_deploy().await.unwrap().is_empty(),
+        store.deploy().await.unwrap().is_empty(),
         "deploy is idempotent"
     );
 
@@ -292,7 +292,7 @@ async fn status_reports_pending_modified_and_unknown_migrations() {
         (last.version, last.state.clone()),
         (999, MigrationState::Unknown)
     );
-    let err = store.migrate_deploy().await.unwrap_err().to_string();
+    let err = store.deploy().await.unwrap_err().to_string();
     assert!(
         err.contains("was applied with a different script") || err.contains("does not know it"),
         "{err}"
@@ -304,8 +304,8 @@ async fn a_non_default_schema_holds_the_tables_and_its_notifications_are_its_own
     let db = TestDb::new().await;
     let relay = store_for(&db, "relay").await;
     let public = store_for(&db, "public").await;
-    relay.migrate_deploy().await.unwrap();
-    public.migrate_deploy().await.unwrap();
+    relay.deploy().await.unwrap();
+    public.deploy().await.unwrap();
     let st = relay.schema_status().await.unwrap();
     assert!(
         st.problems().is_empty(),
@@ -354,7 +354,7 @@ async fn a_non_default_schema_holds_the_tables_and_its_notifications_are_its_own
 async fn every_kind_of_hand_made_drift_is_detected_and_named() {
     let db = TestDb::new().await;
     let store = store_for(&db, "public").await;
-    store.migrate_deploy().await.unwrap();
+    store.deploy().await.unwrap();
     let clean = store.schema_status().await.unwrap();
     assert!(clean.problems().is_empty(), "{:?}", clean.problems());
     assert_eq!(clean.worst(), None);

@@ -14,6 +14,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use outbox_core::Migrator;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -82,7 +83,7 @@ impl TestDb {
         let store =
             outbox_store::PgStore::new(&outbox_store::PgStoreOptions::new(self.url.clone()))
                 .unwrap();
-        store.migrate_deploy().await.expect("migrate deploy");
+        store.deploy().await.expect("migrate deploy");
     }
 
     /// A database with the tables and one policy row per `(routingKey, maxRetries,

@@ -10,10 +10,10 @@
 //!
 //! ```no_run
 //! # use std::sync::Arc;
-//! # use outbox_worker::{Worker, WorkerOptions, PgStore, PgStoreOptions};
+//! # use outbox_worker::{Migrator, Worker, WorkerOptions, PgStore, PgStoreOptions};
 //! # async fn demo(my_sink: Arc<dyn outbox_worker::Sink>) -> Result<(), Box<dyn std::error::Error>> {
 //! let store = PgStore::new(&PgStoreOptions::new("postgres://postgres@127.0.0.1/app"))?;
-//! store.migrate_deploy().await?;
+//! store.deploy().await?;
 //! let worker = Worker::new(Arc::new(store), WorkerOptions::default())
 //!     .route("audit.record-auth-log", "audit", my_sink);
 //! worker.run(async { let _ = tokio::signal::ctrl_c().await; }).await;
@@ -36,12 +36,14 @@ mod retention;
 pub use retention::Retention;
 
 pub use outbox_core::{
-    async_trait, BreakerSettings, ClaimedEvent, OutboxEvent, Outcome, RetryPolicy, Sink, Store,
+    async_trait, BreakerSettings, ClaimedEvent, Migrator, OutboxEvent, Outcome, RetryPolicy, Sink,
+    Store,
 };
 
 use breaker::Breaker;
 use metrics::Counted;
 pub use metrics::Metrics;
+#[cfg(feature = "postgres")]
 pub use outbox_store::{PgStore, PgStoreOptions};
 
 use std::collections::HashMap;

@@ -8,7 +8,7 @@
 //! it printed here. Ctrl-C stops the worker cleanly.
 
 use outbox_worker::{
-    async_trait, ClaimedEvent, Outcome, PgStore, PgStoreOptions, Sink, Worker, WorkerOptions,
+    async_trait, ClaimedEvent, Migrator, Outcome, PgStore, PgStoreOptions, Sink, Worker, WorkerOptions,
 };
 use std::sync::Arc;
 
@@ -43,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("DATABASE_URL")
         .map_err(|_| "set DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/reserve_manage")?;
     let store = PgStore::new(&PgStoreOptions::new(url))?;
-    store.migrate_deploy().await?;
+    store.deploy().await?;
 
     let worker = Worker::new(Arc::new(store), WorkerOptions::default()).route(
         "audit.record-auth-log",

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use outbox_store::PgStore;
+use outbox_core::Store;
 use outbox_worker::Metrics;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -26,7 +26,7 @@ struct AdminState {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     /// A store of its own (one connection at most) for the reachability check.
-    store: Arc<PgStore>,
+    store: Arc<dyn Store>,
 }
 
 /// Most connections the admin listener serves at once; one more is closed as it arrives.
@@ -42,14 +42,14 @@ pub async fn start(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
-    store: PgStore,
+    store: Arc<dyn Store>,
 ) -> Result<SocketAddr, std::io::Error> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let state = AdminState {
         metrics,
         readiness,
-        store: Arc::new(store),
+        store,
     };
     let app = axum::Router::new()
         .route("/metrics", axum::routing::get(metrics_page))
@@ -129,14 +129,7 @@ async fn readyz(State(s): State<AdminState>) -> Response {
     if !s.readiness.schema_ok.load(Ordering::Relaxed) {
         return not_ready("starting: the schema check has not passed yet".into());
     }
-    let ping = async {
-        let client = s.store.client().await?;
-        client
-            .simple_query("SELECT 1")
-            .await
-            .map_err(|e| outbox_core::StoreError::Unavailable(e.to_string()))?;
-        Ok::<(), outbox_core::StoreError>(())
-    };
+    let ping = s.store.ping();
     // Whoever can reach the listener learns only that the database is unreachable; what
     // the driver said (host names, users, server messages) goes to the log.
     match tokio::time::timeout(Duration::from_secs(2), ping).await {

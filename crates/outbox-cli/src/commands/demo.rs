@@ -8,7 +8,7 @@
 use crate::{Failure, EXIT_FAILURE};
 use axum::extract::State;
 use axum::http::StatusCode;
-use outbox_store::{LocalCluster, PgStore, PgStoreOptions};
+use outbox_store::{LocalCluster, Operator, PgStore, PgStoreOptions};
 use serde_json::Value;
 use std::io::BufRead;
 use std::os::unix::fs::DirBuilderExt;

@@ -6,14 +6,15 @@ use super::events::{fit, show_list};
 use super::{actor, failed, query_store, Progress};
 use crate::config::Config;
 use crate::{Failure, Format, EXIT_CONFIG};
-use outbox_store::postgres::ops::EventFilter;
+use outbox_core::Status;
+use outbox_store::{Backend, EventFilter};
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 /// The filter restricted to FAILED events.
 fn dead(filter: &EventFilter) -> EventFilter {
     EventFilter {
-        status: Some("FAILED".into()),
+        status: Some(Status::Failed),
         ..filter.clone()
     }
 }
@@ -52,7 +53,7 @@ pub async fn list(
 }
 
 /// What a bulk action is about to touch: the count, and the first few.
-async fn preview(store: &outbox_store::PgStore, filter: &EventFilter) -> Result<i64, Failure> {
+async fn preview(store: &dyn Backend, filter: &EventFilter) -> Result<i64, Failure> {
     let total = store.count_events(filter).await.map_err(failed)?;
     let first = store.list_events(filter, 20).await.map_err(failed)?;
     println!("{total} FAILED event(s) match:");
@@ -76,10 +77,10 @@ async fn selected(
     config: &Config,
     filter: &EventFilter,
     bulk: &Bulk,
-) -> Result<Option<(outbox_store::PgStore, EventFilter, i64)>, Failure> {
+) -> Result<Option<(Box<dyn Backend>, EventFilter, i64)>, Failure> {
     let store = query_store(config).await?;
     let filter = dead(filter);
-    let total = preview(&store, &filter).await?;
+    let total = preview(&*store, &filter).await?;
     if bulk.dry_run {
         println!("dry run: nothing changed");
         return Ok(None);
@@ -106,7 +107,7 @@ pub async fn replay(config: &Config, filter: &EventFilter, bulk: &Bulk) -> Resul
         return Ok(0);
     };
     let who = actor();
-    let done = run_batches(&store, &filter, bulk, &who, total, Action::Replay).await?;
+    let done = run_batches(&*store, &filter, bulk, &who, total, Action::Replay).await?;
     println!("Replayed {done} FAILED event(s): PENDING again, retryCount 0, due now (by {who}).");
     Ok(0)
 }
@@ -121,7 +122,7 @@ enum Action {
 /// Applies `action` batch by batch until nothing matches, with progress and the rate cap;
 /// returns how many events it changed.
 async fn run_batches(
-    store: &outbox_store::PgStore,
+    store: &dyn Backend,
     filter: &EventFilter,
     bulk: &Bulk,
     who: &str,
@@ -133,7 +134,7 @@ async fn run_batches(
         Action::Purge { .. } => ("purge", "events deleted"),
     };
     if !store.audits() {
-        eprintln!("warning: no OutboxAudit table in schema \"{}\": this {verb} is not audited (see `outbox schema print`)", store.schema());
+        eprintln!("warning: no OutboxAudit table in {}: this {verb} is not audited (see `outbox schema print`)", store.location());
     }
     let batch = match bulk.rate {
         Some(r) => bulk.batch_size.min(i64::from(r.max(1))),
@@ -156,7 +157,7 @@ async fn run_batches(
         let n = chunk.len() as i64;
         let these = EventFilter {
             ids: chunk,
-            status: Some("FAILED".into()),
+            status: Some(Status::Failed),
             ..EventFilter::default()
         };
         let ids = match action {
@@ -222,7 +223,7 @@ pub async fn purge(
     }
     let who = actor();
     let done = run_batches(
-        &store,
+        &*store,
         &filter,
         bulk,
         &who,

@@ -5,7 +5,7 @@ use super::migrate::search_path_note;
 use super::open_store;
 use crate::config::{Config, SchemaOwner};
 use crate::Failure;
-use outbox_core::Store;
+use outbox_core::{Migrator, Store};
 use std::collections::BTreeSet;
 
 /// Exit codes, one per failed check.

@@ -5,7 +5,8 @@ use super::{failed, query_store};
 use crate::config::Config;
 use crate::{Failure, Format, EXIT_FAILURE};
 use outbox_core::conf::format_duration;
-use outbox_store::postgres::ops::{EventFilter, KeyStats, ListedEvent};
+use outbox_core::Status;
+use outbox_store::{Backend, EventFilter, KeyStats, ListedEvent};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -102,8 +103,8 @@ pub async fn stats(config: &Config, format: Format) -> Result<u8, Failure> {
 /// Attempts made so far: retryCount, plus the one that finished it (or is running).
 fn attempts(e: &ListedEvent) -> i64 {
     let retries = e["retryCount"].as_i64().unwrap_or(0);
-    match e["status"].as_str() {
-        Some("SENT" | "FAILED" | "PROCESSING") => retries + 1,
+    match e.status() {
+        Some(Status::Sent | Status::Failed | Status::Processing) => retries + 1,
         _ => retries,
     }
 }
@@ -180,7 +181,7 @@ pub async fn show_list(
     limit: i64,
     format: Format,
     with_error: bool,
-) -> Result<outbox_store::PgStore, Failure> {
+) -> Result<Box<dyn Backend>, Failure> {
     let store = query_store(config).await?;
     let events = store.list_events(filter, limit).await.map_err(failed)?;
     print_events(&events, format, with_error);
@@ -202,12 +203,12 @@ pub async fn show(config: &Config, id: &str, format: Format) -> Result<u8, Failu
     else {
         return Err(Failure::new(
             EXIT_FAILURE,
-            format!("no event with id '{id}' in schema \"{}\"", store.schema()),
+            format!("no event with id '{id}' in {}", store.location()),
         ));
     };
     let made = attempts(&event);
-    let next = match event["status"].as_str() {
-        Some("PENDING") => event["nextRetryAt"].clone(),
+    let next = match event.status() {
+        Some(Status::Pending) => event["nextRetryAt"].clone(),
         _ => Value::Null,
     };
     match format {

@@ -1,6 +1,6 @@
 //! `outbox migrate deploy|status|reset`.
 
-use super::{open_store, origin, require_worker_owned};
+use super::{open_backend, origin, require_worker_owned};
 use crate::config::Config;
 use crate::{Failure, Format, EXIT_CONFIG, EXIT_FAILURE};
 use outbox_store::{MigrationState, ProblemKind, SchemaStatus};
@@ -49,24 +49,24 @@ pub fn search_path_note(schema: &str) -> Option<String> {
 
 pub async fn deploy(config: &Config) -> Result<u8, Failure> {
     require_worker_owned(config, "migrate deploy")?;
-    let store = open_store(config)?;
+    let store = open_backend(config)?;
     let applied = store
-        .migrate_deploy()
+        .deploy()
         .await
         .map_err(|e| Failure::new(EXIT_FAILURE, format!("migrate deploy failed: {e}")))?;
     if applied.is_empty() {
         println!(
-            "Already up to date: no pending migrations in schema \"{}\".",
-            store.schema()
+            "Already up to date: no pending migrations in {}.",
+            store.location()
         );
     } else {
         for m in &applied {
             println!("Applied {:04} {}", m.version, m.name);
         }
         println!(
-            "{} migration(s) applied to schema \"{}\".",
+            "{} migration(s) applied to {}.",
             applied.len(),
-            store.schema()
+            store.location()
         );
     }
     Ok(0)
@@ -128,7 +128,7 @@ fn render_json(st: &SchemaStatus) -> serde_json::Value {
 
 pub async fn status(config: &Config, format: Format) -> Result<u8, Failure> {
     require_worker_owned(config, "migrate status")?;
-    let store = open_store(config)?;
+    let store = open_backend(config)?;
     let st = store
         .schema_status()
         .await
@@ -155,15 +155,15 @@ pub async fn reset(config: &Config, force: bool) -> Result<u8, Failure> {
             ),
         ));
     }
-    let store = open_store(config)?;
+    let store = open_backend(config)?;
     if !force {
         let plan = store
             .reset_plan()
             .await
             .map_err(|e| Failure::new(EXIT_FAILURE, format!("migrate reset failed: {e}")))?;
         println!(
-            "migrate reset would run, in schema \"{}\" (deleting every outbox row):",
-            store.schema()
+            "migrate reset would run, in {} (deleting every outbox row):",
+            store.location()
         );
         for stmt in &plan {
             println!("  {stmt};");
@@ -175,7 +175,7 @@ pub async fn reset(config: &Config, force: bool) -> Result<u8, Failure> {
         return Ok(EXIT_CONFIG);
     }
     let (plan, applied) = store
-        .migrate_reset()
+        .reset()
         .await
         .map_err(|e| Failure::new(EXIT_FAILURE, format!("migrate reset failed: {e}")))?;
     for stmt in &plan {
@@ -185,8 +185,8 @@ pub async fn reset(config: &Config, force: bool) -> Result<u8, Failure> {
         println!("Applied {:04} {}", m.version, m.name);
     }
     println!(
-        "Reset schema \"{}\": dropped {} object(s), applied {} migration(s).",
-        store.schema(),
+        "Reset {}: dropped {} object(s), applied {} migration(s).",
+        store.location(),
         plan.len(),
         applied.len()
     );

@@ -13,7 +13,7 @@ pub mod schema;
 
 use crate::config::{Config, SchemaOwner};
 use crate::{Failure, EXIT_CONFIG, EXIT_FAILURE};
-use outbox_store::{PgStore, PgStoreOptions};
+use outbox_store::{Backend, PgStore, PgStoreOptions};
 use std::time::Duration;
 
 /// Where the configuration came from, for messages.
@@ -24,8 +24,39 @@ pub fn origin(config: &Config) -> String {
     }
 }
 
-/// The store for the configured database (no connection yet).
-pub fn open_store(config: &Config) -> Result<PgStore, Failure> {
+/// The kind of database a `database.url` names, by its form (SPEC §1b).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// `postgres://`, `postgresql://` or a libpq `key=value` string.
+    Postgres,
+    /// `sqlite:PATH` or `sqlite:///ABS/PATH`.
+    Sqlite,
+    /// `mysql://` or `mariadb://`.
+    Mysql,
+}
+
+impl StoreKind {
+    /// The kind of `url`, or `None` for a form no store takes.
+    pub fn of(url: &str) -> Option<StoreKind> {
+        let lower = url.trim_start().to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            Some(StoreKind::Postgres)
+        } else if lower.starts_with("sqlite:") {
+            Some(StoreKind::Sqlite)
+        } else if lower.starts_with("mysql://") || lower.starts_with("mariadb://") {
+            Some(StoreKind::Mysql)
+        } else if !lower.contains("://") && lower.contains('=') {
+            // libpq's key=value form: `host=... dbname=...`.
+            Some(StoreKind::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// The configured database URL and the kind of store it names; a config error when it is
+/// missing, of no known form, or of a store this build does not have.
+fn database_url(config: &Config) -> Result<String, Failure> {
     let Some(url) = config.database.url.clone() else {
         return Err(Failure::new(
             EXIT_CONFIG,
@@ -35,6 +66,40 @@ pub fn open_store(config: &Config) -> Result<PgStore, Failure> {
             ),
         ));
     };
+    let unbuilt = |name: &str| {
+        Failure::new(
+            EXIT_CONFIG,
+            format!(
+                "invalid configuration ({}): database.url: the {name} store is not in this version of outbox yet; use a PostgreSQL URL (postgres://user@host:5432/db)",
+                origin(config)
+            ),
+        )
+    };
+    match StoreKind::of(&url) {
+        Some(StoreKind::Postgres) => Ok(url),
+        Some(StoreKind::Sqlite) => Err(unbuilt("SQLite")),
+        Some(StoreKind::Mysql) => Err(unbuilt("MySQL/MariaDB")),
+        None => Err(Failure::new(
+            EXIT_CONFIG,
+            format!(
+                "invalid configuration ({}): database.url: `{}` is not a database URL; use postgres://user@host:5432/db (or a libpq key=value string)",
+                origin(config),
+                outbox_core::conf::redact_secrets(&url)
+            ),
+        )),
+    }
+}
+
+/// The backend for the configured database (no connection yet), for commands that speak
+/// only the store traits.
+pub fn open_backend(config: &Config) -> Result<Box<dyn Backend>, Failure> {
+    Ok(Box::new(open_store(config)?))
+}
+
+/// The PostgreSQL store for the configured database (no connection yet), for what is by
+/// nature about PostgreSQL (the worker's start-up checks, `doctor`, the demo).
+pub fn open_store(config: &Config) -> Result<PgStore, Failure> {
+    let url = database_url(config)?;
     let opts = PgStoreOptions {
         url,
         schema: config.database.schema.clone(),
@@ -63,8 +128,8 @@ pub fn require_worker_owned(config: &Config, command: &str) -> Result<(), Failur
     Ok(())
 }
 
-/// The store, ready for operator queries: on app-owned tables, with the layout resolved.
-pub async fn query_store(config: &Config) -> Result<PgStore, Failure> {
+/// The backend, ready for operator queries: on app-owned tables, with the layout resolved.
+pub async fn query_store(config: &Config) -> Result<Box<dyn Backend>, Failure> {
     let mut store = open_store(config)?;
     if config.database.owner == SchemaOwner::App {
         let res = store
@@ -80,7 +145,7 @@ pub async fn query_store(config: &Config) -> Result<PgStore, Failure> {
             ));
         }
     }
-    Ok(store)
+    Ok(Box::new(store))
 }
 
 /// A database failure of an operator command.

@@ -5,7 +5,6 @@ use super::events::fit;
 use super::{actor, failed, query_store};
 use crate::config::Config;
 use crate::{Failure, Format, EXIT_FAILURE};
-use outbox_core::Store;
 use serde_json::json;
 
 pub async fn list(config: &Config, format: Format) -> Result<u8, Failure> {

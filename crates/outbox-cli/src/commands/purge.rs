@@ -5,7 +5,7 @@ use super::{query_store, Progress};
 use crate::config::Config;
 use crate::{Failure, PurgeStatus, EXIT_CONFIG, EXIT_FAILURE};
 use outbox_core::conf::{format_duration, parse_duration};
-use outbox_core::{Status, Store};
+use outbox_core::Status;
 
 pub async fn purge(
     config: &Config,
@@ -35,9 +35,9 @@ pub async fn purge(
     }
     progress.finish();
     println!(
-        "Deleted {deleted} {status} row(s) older than {} from schema \"{}\".",
+        "Deleted {deleted} {status} row(s) older than {} from {}.",
         format_duration(age),
-        store.schema()
+        store.location()
     );
     Ok(0)
 }

@@ -4,7 +4,7 @@ use super::{admin, open_store, origin};
 use crate::config::{Config, SchemaOwner};
 use crate::{Failure, EXIT_CONFIG, EXIT_FAILURE};
 use outbox_core::StoreError;
-use outbox_store::{PgStore, ProblemKind};
+use outbox_store::{Migrator, PgStore, ProblemKind};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -155,7 +155,7 @@ pub async fn run(config: Config, skip_schema_check: bool) -> Result<u8, Failure>
         let metrics = outbox_worker::Metrics::new();
         let mut ping = open_store(&config)?;
         ping.set_pool_size(1);
-        let bound = admin::start(addr, metrics.clone(), readiness.clone(), ping)
+        let bound = admin::start(addr, metrics.clone(), readiness.clone(), Arc::new(ping))
             .await
             .map_err(|e| {
                 Failure::new(

@@ -12,16 +12,7 @@ use std::collections::BTreeMap;
 /// Object name → definition.
 type Defs = BTreeMap<String, String>;
 
-/// One difference between the database and the migrations.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Drift {
-    /// What differs, e.g. `index "OutboxEvent_pending_idx"`.
-    pub object: String,
-    /// How it differs.
-    pub problem: String,
-    /// SQL (or a command) that restores the migrated shape.
-    pub fix: String,
-}
+pub use outbox_core::operate::Drift;
 
 fn column_ddl(c: &Column) -> String {
     let mut s = format!("{} {}", quote_ident(&c.name), c.sql_type);

@@ -4,7 +4,11 @@
 
 use super::{classify, quote_ident, PgStore};
 use chrono::{DateTime, Utc};
-use outbox_core::StoreError;
+pub use outbox_core::operate::{
+    MigrationReport, MigrationState, Problem, ProblemKind, SchemaStatus,
+};
+use async_trait::async_trait;
+use outbox_core::{Migrator, StoreError};
 use sha2::{Digest, Sha256};
 
 /// One migration shipped in the binary.
@@ -32,66 +36,32 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "outbox_tables",
-        sql: include_str!("../../../../migrations/0001_outbox_tables.sql"),
+        sql: include_str!("../../migrations/postgres/0001_outbox_tables.sql"),
     },
     Migration {
         version: 2,
         name: "outbox_autovacuum",
-        sql: include_str!("../../../../migrations/0002_outbox_autovacuum.sql"),
+        sql: include_str!("../../migrations/postgres/0002_outbox_autovacuum.sql"),
     },
     Migration {
         version: 3,
         name: "outbox_ordering",
-        sql: include_str!("../../../../migrations/0003_outbox_ordering.sql"),
+        sql: include_str!("../../migrations/postgres/0003_outbox_ordering.sql"),
     },
     Migration {
         version: 4,
         name: "outbox_audit",
-        sql: include_str!("../../../../migrations/0004_outbox_audit.sql"),
+        sql: include_str!("../../migrations/postgres/0004_outbox_audit.sql"),
     },
     Migration {
         version: 5,
         name: "outbox_finite_values",
-        sql: include_str!("../../../../migrations/0005_outbox_finite_values.sql"),
+        sql: include_str!("../../migrations/postgres/0005_outbox_finite_values.sql"),
     },
 ];
 
 /// The history table's name.
 pub const HISTORY_TABLE: &str = "_outbox_migrations";
-
-/// Where one migration stands against a database.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MigrationState {
-    /// Applied with the checksum this binary has.
-    Applied {
-        /// When it was applied.
-        at: DateTime<Utc>,
-    },
-    /// Known to this binary, not applied yet.
-    Pending,
-    /// Applied, but the script this binary carries differs from what was applied.
-    Modified {
-        /// Checksum recorded at apply time.
-        applied: String,
-        /// Checksum of the embedded script.
-        embedded: String,
-    },
-    /// Recorded in the history, but this binary does not know it (a newer or other build).
-    Unknown,
-    /// Started but never finished (recorded with success = false).
-    Dirty,
-}
-
-/// One row of `migrate status`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MigrationReport {
-    /// Version number.
-    pub version: i64,
-    /// Description.
-    pub name: String,
-    /// State.
-    pub state: MigrationState,
-}
 
 fn advisory_key(schema: &str) -> i64 {
     let digest = Sha256::digest(format!("outbox-migrate:{schema}").as_bytes());
@@ -199,17 +169,18 @@ fn states(history: &[HistoryRow]) -> Vec<MigrationReport> {
 }
 
 impl PgStore {
+    /// The history table, qualified, as SQL names it.
+    fn history_table(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(HISTORY_TABLE))
+    }
+
     /// Compares the history table with the embedded migrations.
     pub async fn migration_status(&self) -> Result<Vec<MigrationReport>, StoreError> {
         let client = self.client().await?;
         let exists: bool = client
             .query_one(
                 "SELECT to_regclass($1) IS NOT NULL",
-                &[&format!(
-                    "{}.{}",
-                    quote_ident(&self.schema),
-                    quote_ident(HISTORY_TABLE)
-                )],
+                &[&self.history_table()],
             )
             .await
             .map_err(classify)?
@@ -220,13 +191,6 @@ impl PgStore {
             Vec::new()
         };
         Ok(states(&history))
-    }
-
-    /// Applies every pending migration in one transaction under an advisory lock.
-    /// Returns the versions applied (empty when already up to date). Refuses to run over a
-    /// modified or unknown migration.
-    pub async fn migrate_deploy(&self) -> Result<Vec<MigrationReport>, StoreError> {
-        self.locked(&[]).await
     }
 
     /// In one transaction under the migration lock: runs `first`, then applies every
@@ -256,6 +220,7 @@ impl PgStore {
         let history = read_history(&*tx, &self.schema).await?;
         let status = SchemaStatus {
             schema: self.schema.clone(),
+            history: self.history_table(),
             migrations: states(&history),
             drift: Vec::new(),
         };
@@ -307,10 +272,47 @@ impl PgStore {
     }
 }
 
-impl PgStore {
+#[async_trait]
+impl Migrator for PgStore {
+    /// The migration history compared with this build, and the live schema compared with
+    /// what the applied migrations produce. Drift is not computed while an applied
+    /// migration is modified (the reference would be unknown).
+    async fn schema_status(&self) -> Result<SchemaStatus, StoreError> {
+        let migrations = self.migration_status().await?;
+        let modified = migrations.iter().any(|m| {
+            matches!(
+                m.state,
+                MigrationState::Modified { .. } | MigrationState::Dirty
+            )
+        });
+        let applied: Vec<i64> = migrations
+            .iter()
+            .filter(|m| matches!(m.state, MigrationState::Applied { .. }))
+            .map(|m| m.version)
+            .collect();
+        let drift = if modified {
+            Vec::new()
+        } else {
+            self.drift(&applied).await?
+        };
+        Ok(SchemaStatus {
+            schema: self.schema.clone(),
+            history: self.history_table(),
+            migrations,
+            drift,
+        })
+    }
+
+    /// Applies every pending migration in one transaction under an advisory lock.
+    /// Returns the versions applied (empty when already up to date). Refuses to run over a
+    /// modified or unknown migration.
+    async fn deploy(&self) -> Result<Vec<MigrationReport>, StoreError> {
+        self.locked(&[]).await
+    }
+
     /// The objects `migrate reset` drops: the migrated tables and functions that exist, and
     /// the history table.
-    pub async fn reset_plan(&self) -> Result<Vec<String>, StoreError> {
+    async fn reset_plan(&self) -> Result<Vec<String>, StoreError> {
         let versions: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
         let expected = self.expected_catalog(&versions).await?;
         let live = self.live_catalog().await?;
@@ -333,9 +335,9 @@ impl PgStore {
         Ok(plan)
     }
 
-    /// Drops what [`PgStore::reset_plan`] lists and applies every migration again, in one
+    /// Drops what [`Migrator::reset_plan`] lists and applies every migration again, in one
     /// transaction. Returns the statements run and the migrations applied.
-    pub async fn migrate_reset(&self) -> Result<(Vec<String>, Vec<MigrationReport>), StoreError> {
+    async fn reset(&self) -> Result<(Vec<String>, Vec<MigrationReport>), StoreError> {
         let plan = self.reset_plan().await?;
         let applied = self.locked(&plan).await?;
         Ok((plan, applied))
@@ -372,125 +374,3 @@ mod tests {
     }
 }
 
-/// The kinds of problem `migrate status` reports, from least to most serious.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ProblemKind {
-    /// A migration is not applied yet.
-    Pending,
-    /// An applied migration's script differs from this build's.
-    Modified,
-    /// The history holds a migration this build does not know.
-    Unknown,
-    /// A migration started and did not finish.
-    Dirty,
-    /// The live schema differs from what the migrations produce.
-    Drift,
-}
-
-/// One problem, with its fix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Kind.
-    pub kind: ProblemKind,
-    /// What is wrong.
-    pub what: String,
-    /// How to fix it (SQL or a command).
-    pub fix: String,
-}
-
-/// Migration history plus live drift.
-#[derive(Debug, Clone)]
-pub struct SchemaStatus {
-    /// The schema inspected.
-    pub schema: String,
-    /// One row per known or recorded migration.
-    pub migrations: Vec<MigrationReport>,
-    /// Differences of the live schema from the applied migrations.
-    pub drift: Vec<super::drift::Drift>,
-}
-
-impl SchemaStatus {
-    /// Every problem, in the order of the report.
-    pub fn problems(&self) -> Vec<Problem> {
-        let mut out = Vec::new();
-        for m in &self.migrations {
-            let id = format!("{:04}_{}", m.version, m.name);
-            let (kind, what, fix) = match &m.state {
-                MigrationState::Applied { .. } => continue,
-                MigrationState::Pending => (
-                    ProblemKind::Pending,
-                    format!("migration {id} is pending"),
-                    "outbox migrate deploy".to_string(),
-                ),
-                MigrationState::Modified { applied, embedded } => (
-                    ProblemKind::Modified,
-                    format!(
-                        "migration {id} was applied with a different script (checksum {}…, this build has {}…)",
-                        applied.chars().take(12).collect::<String>(),
-                        embedded.chars().take(12).collect::<String>()
-                    ),
-                    "run the outbox build that applied it (released migrations are never edited); in development: outbox migrate reset --force".to_string(),
-                ),
-                MigrationState::Unknown => (
-                    ProblemKind::Unknown,
-                    format!("migration {id} is recorded in {HISTORY_TABLE} but this build does not know it"),
-                    "run the newer outbox build that applied it".to_string(),
-                ),
-                MigrationState::Dirty => (
-                    ProblemKind::Dirty,
-                    format!("migration {id} started and did not finish (dirty)"),
-                    format!(
-                        "repair the schema by hand, then DELETE FROM {}.{} WHERE \"version\" = {}; and run outbox migrate deploy (development: outbox migrate reset --force)",
-                        quote_ident(&self.schema),
-                        quote_ident(HISTORY_TABLE),
-                        m.version
-                    ),
-                ),
-            };
-            out.push(Problem { kind, what, fix });
-        }
-        for d in &self.drift {
-            out.push(Problem {
-                kind: ProblemKind::Drift,
-                what: format!("drift: {} {}", d.object, d.problem),
-                fix: d.fix.clone(),
-            });
-        }
-        out
-    }
-
-    /// The most serious problem, if any.
-    pub fn worst(&self) -> Option<ProblemKind> {
-        self.problems().iter().map(|p| p.kind).max()
-    }
-}
-
-impl PgStore {
-    /// The migration history compared with this build, and the live schema compared with
-    /// what the applied migrations produce. Drift is not computed while an applied
-    /// migration is modified (the reference would be unknown).
-    pub async fn schema_status(&self) -> Result<SchemaStatus, StoreError> {
-        let migrations = self.migration_status().await?;
-        let modified = migrations.iter().any(|m| {
-            matches!(
-                m.state,
-                MigrationState::Modified { .. } | MigrationState::Dirty
-            )
-        });
-        let applied: Vec<i64> = migrations
-            .iter()
-            .filter(|m| matches!(m.state, MigrationState::Applied { .. }))
-            .map(|m| m.version)
-            .collect();
-        let drift = if modified {
-            Vec::new()
-        } else {
-            self.drift(&applied).await?
-        };
-        Ok(SchemaStatus {
-            schema: self.schema.clone(),
-            migrations,
-            drift,
-        })
-    }
-}

@@ -283,18 +283,6 @@ impl PgStore {
         self.layout = layout;
     }
 
-    /// How many rows `purge` would delete in all.
-    pub async fn purgeable(&self, status: Status, older_than: Duration) -> Result<u64, StoreError> {
-        let (_, count) = self.layout.purge_statements(status);
-        let client = self.client().await?;
-        let n: i64 = client
-            .query_one(&count, &[&older_than.as_secs_f64()])
-            .await
-            .map_err(classify)?
-            .get(0);
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
     /// A pooled connection.
     pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
@@ -489,6 +477,20 @@ pub(crate) fn read_policy(row: &Row) -> Result<RetryPolicy, BrokenPolicy> {
     match policy.problem() {
         Some(problem) => Err(broken(problem)),
         None => Ok(policy),
+    }
+}
+
+impl outbox_core::Backend for PgStore {
+    fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    fn location(&self) -> String {
+        format!("schema \"{}\"", self.schema)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
@@ -812,6 +814,15 @@ impl Store for PgStore {
         client
             .execute(&stmt, &[&older_than.as_secs_f64(), &limit])
             .await
+            .map_err(classify)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .simple_query("SELECT 1")
+            .await
+            .map(drop)
             .map_err(classify)
     }
 

@@ -4,49 +4,13 @@
 
 use super::layout::{Layout, EVENT_TIMESTAMPS};
 use super::{classify, quote_ident, PgStore};
-use outbox_core::StoreError;
+use async_trait::async_trait;
+use outbox_core::{Operator, Status, StoreError};
 use serde_json::Value;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
 
-/// Which events an operator command is about. Empty fields do not filter.
-#[derive(Debug, Clone, Default)]
-pub struct EventFilter {
-    /// Exactly these ids (when not empty).
-    pub ids: Vec<String>,
-    /// PENDING, PROCESSING, SENT or FAILED.
-    pub status: Option<String>,
-    pub routing_key: Option<String>,
-    pub aggregate_id: Option<String>,
-    /// Occurred at most this long ago.
-    pub since: Option<Duration>,
-    /// lastError contains this (case-insensitive).
-    pub error_contains: Option<String>,
-}
-
-/// Counts of one routingKey.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KeyStats {
-    pub routing_key: String,
-    pub pending: i64,
-    pub processing: i64,
-    pub sent: i64,
-    pub failed: i64,
-    /// PENDING after at least one failed attempt.
-    pub retrying: i64,
-    /// Age of the oldest PENDING event, seconds.
-    pub oldest_pending_seconds: Option<f64>,
-}
-
-/// A blocked aggregate (an ordered head FAILED under blockOnFailure).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Blocked {
-    pub aggregate_id: String,
-    pub event_id: String,
-    pub routing_key: String,
-}
+pub use outbox_core::operate::{Blocked, EventFilter, KeyStats, ListedEvent};
 
 impl Layout {
     /// The event as a JSON object with the contract's (logical) column names.
@@ -125,49 +89,6 @@ pub(crate) fn text_or_null(row: &tokio_postgres::Row, i: usize) -> String {
         .unwrap_or_else(|| "(NULL)".to_string())
 }
 
-/// One event of a listing: its columns as JSON (contract names), and its payload as the
-/// text the database gives — shown as stored, never through `f64`.
-#[derive(Debug, Clone)]
-pub struct ListedEvent {
-    /// Every column but the payload.
-    pub fields: Value,
-    /// The payload's JSON text (`None` when NULL or not JSON).
-    pub payload: Option<Box<serde_json::value::RawValue>>,
-}
-
-impl std::ops::Index<&str> for ListedEvent {
-    type Output = Value;
-    fn index(&self, key: &str) -> &Value {
-        &self.fields[key]
-    }
-}
-
-impl ListedEvent {
-    /// One JSON object: the columns, `extra` fields, then `payload` as stored.
-    pub fn to_json(&self, extra: &[(&str, Value)]) -> String {
-        #[derive(serde::Serialize)]
-        struct Line<'a> {
-            #[serde(flatten)]
-            fields: serde_json::Map<String, Value>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            payload: Option<&'a serde_json::value::RawValue>,
-        }
-        let mut fields = match &self.fields {
-            Value::Object(m) => m.clone(),
-            _ => serde_json::Map::new(),
-        };
-        for (k, v) in extra {
-            fields.insert(k.to_string(), v.clone());
-        }
-        let line = Line {
-            fields,
-            payload: self.payload.as_deref(),
-        };
-        serde_json::to_string(&line)
-            .unwrap_or_else(|e| serde_json::json!({ "unreadable": e.to_string() }).to_string())
-    }
-}
-
 /// One row of a listing; a row whose text cannot be parsed (a lone surrogate escape in a
 /// `json` column) is shown with the reason instead.
 fn listed_event(row: &tokio_postgres::Row) -> ListedEvent {
@@ -190,7 +111,7 @@ fn listed_event(row: &tokio_postgres::Row) -> ListedEvent {
 fn filter_params(f: &EventFilter) -> Vec<Box<dyn ToSql + Sync + Send>> {
     vec![
         Box::new(f.ids.clone()),
-        Box::new(f.status.clone()),
+        Box::new(f.status.map(|s| s.as_str().to_string())),
         Box::new(f.routing_key.clone()),
         Box::new(f.aggregate_id.clone()),
         Box::new(f.since.map(|d| d.as_secs_f64())),
@@ -205,16 +126,17 @@ fn refs(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
         .collect()
 }
 
-impl PgStore {
+#[async_trait]
+impl Operator for PgStore {
     /// Events matching `filter`, newest first, at most `limit`, as JSON objects with the
     /// contract's column names.
-    pub async fn list_events(
+    async fn list_events(
         &self,
         filter: &EventFilter,
         limit: i64,
     ) -> Result<Vec<ListedEvent>, StoreError> {
         let l = &self.layout;
-        let failed = filter.status.as_deref() == Some("FAILED");
+        let failed = filter.status == Some(Status::Failed);
         let sql = format!(
             "SELECT {} FROM {} AS e WHERE {} ORDER BY {} LIMIT $7",
             l.event_json("e"),
@@ -232,7 +154,7 @@ impl PgStore {
     /// Ids of events matching `filter`, in id order, after `after`, at most `limit`: bulk
     /// commands walk them in chunks, so each event is acted on at most once per run (a
     /// replayed event that fails again is not replayed again).
-    pub async fn matching_ids(
+    async fn matching_ids(
         &self,
         filter: &EventFilter,
         after: Option<&str>,
@@ -255,7 +177,7 @@ impl PgStore {
     }
 
     /// How many events match `filter`.
-    pub async fn count_events(&self, filter: &EventFilter) -> Result<i64, StoreError> {
+    async fn count_events(&self, filter: &EventFilter) -> Result<i64, StoreError> {
         let l = &self.layout;
         let sql = format!(
             "SELECT count(*)::int8 FROM {} AS e WHERE {}",
@@ -272,7 +194,7 @@ impl PgStore {
     }
 
     /// Counts per routingKey (one scan of the table).
-    pub async fn stats(&self) -> Result<Vec<KeyStats>, StoreError> {
+    async fn stats(&self) -> Result<Vec<KeyStats>, StoreError> {
         let l = &self.layout;
         let status = l.ev("status");
         let sql = format!(
@@ -312,7 +234,7 @@ impl PgStore {
     }
 
     /// Aggregates held back by a failed head (none when the table does not exist).
-    pub async fn blocked_aggregates(&self) -> Result<Vec<Blocked>, StoreError> {
+    async fn blocked_aggregates(&self) -> Result<Vec<Blocked>, StoreError> {
         let Some(t) = &self.layout.blocked_table else {
             return Ok(Vec::new());
         };
@@ -333,27 +255,15 @@ impl PgStore {
     }
 
     /// Whether operator actions are audited (the audit table exists).
-    pub fn audits(&self) -> bool {
+    fn audits(&self) -> bool {
         self.layout.audit_table.is_some()
-    }
-
-    /// The audit insert for rows of CTE `done(id, routing)`, or nothing.
-    fn audit_cte(&self, action: &str) -> String {
-        match &self.layout.audit_table {
-            Some(t) => format!(
-                ", audit AS (INSERT INTO {} (\"actor\", \"action\", \"eventId\", \"routingKey\") \
-                 SELECT $8::text, '{action}', id, routing FROM done)",
-                self.layout.table(t)
-            ),
-            None => String::new(),
-        }
     }
 
     /// Puts up to `batch` FAILED events matching `filter` back to PENDING (retryCount 0, due
     /// now, no lease, processedAt cleared; lastError kept), releases the aggregates they
     /// blocked, and audits each as done by `actor`. Returns the ids replayed; call again
     /// until it returns fewer than `batch`.
-    pub async fn replay_failed(
+    async fn replay_failed(
         &self,
         filter: &EventFilter,
         batch: i64,
@@ -386,7 +296,7 @@ impl PgStore {
 
     /// Deletes up to `batch` FAILED events matching `filter`, audited. Aggregates they
     /// blocked stay blocked unless `unblock`. Returns the ids deleted.
-    pub async fn purge_failed(
+    async fn purge_failed(
         &self,
         filter: &EventFilter,
         batch: i64,
@@ -402,6 +312,113 @@ impl PgStore {
         let action = if unblock { "purge+unblock" } else { "purge" };
         let sql = self.failed_batch_sql(&change, unblock, action);
         self.batch_action(&sql, filter, batch, actor).await
+    }
+
+    /// Releases blocked `aggregates` (audited); returns the ones that were blocked.
+    async fn unblock(
+        &self,
+        aggregates: &[String],
+        actor: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let l = &self.layout;
+        let Some(t) = &l.blocked_table else {
+            return Ok(Vec::new());
+        };
+        let audit = match &l.audit_table {
+            Some(a) => format!(
+                ", audit AS (INSERT INTO {} (\"actor\", \"action\", \"eventId\", \"routingKey\", \"detail\") \
+                 SELECT $2::text, 'unblock', id, routing, 'aggregate ' || agg FROM done)",
+                l.table(a)
+            ),
+            None => String::new(),
+        };
+        let sql = format!(
+            "WITH done AS (DELETE FROM {} AS b WHERE b.\"aggregateId\" = ANY($1::text[]) \
+             RETURNING b.\"aggregateId\"::text AS agg, b.\"eventId\"::text AS id, b.\"routingKey\"::text AS routing){audit} \
+             SELECT agg FROM done",
+            l.table(t)
+        );
+        let client = self.client().await?;
+        let rows = if l.audit_table.is_some() {
+            client.query(&sql, &[&aggregates, &actor]).await
+        } else {
+            client.query(&sql, &[&aggregates]).await
+        }
+        .map_err(classify)?;
+        Ok(rows.iter().map(|r| text_or_null(r, 0)).collect())
+    }
+
+    /// Sets `paused` on the policy of `routing_key`, audited; false when there is no such
+    /// policy. The policy table's NOTIFY trigger tells running workers.
+    async fn set_paused(
+        &self,
+        routing_key: &str,
+        paused: bool,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let l = &self.layout;
+        let Some(col) = l.policy_columns.get("paused") else {
+            return Err(StoreError::Query(format!(
+                "the policy table {} has no paused column; add it: ALTER TABLE {} ADD COLUMN \"paused\" boolean NOT NULL DEFAULT false;",
+                l.policies(),
+                l.policies()
+            )));
+        };
+        let key = l
+            .policy_columns
+            .get("routingKey")
+            .cloned()
+            .unwrap_or_else(|| "routingKey".into());
+        let action = if paused { "pause" } else { "resume" };
+        let audit = match &l.audit_table {
+            Some(t) => format!(
+                ", audit AS (INSERT INTO {} (\"actor\", \"action\", \"routingKey\") SELECT $3::text, '{action}', k FROM done)",
+                l.table(t)
+            ),
+            None => String::new(),
+        };
+        let sql = format!(
+            "WITH done AS (UPDATE {pol} SET {col} = $2 WHERE {key}::text = $1 RETURNING {key}::text AS k){audit}
+             SELECT count(*)::int8 FROM done",
+            pol = l.policies(),
+            col = quote_ident(col),
+            key = quote_ident(&key),
+        );
+        let client = self.client().await?;
+        let row = if l.audit_table.is_some() {
+            client
+                .query_one(&sql, &[&routing_key, &paused, &actor])
+                .await
+        } else {
+            client.query_one(&sql, &[&routing_key, &paused]).await
+        }
+        .map_err(classify)?;
+        Ok(row.get::<_, i64>(0) > 0)
+    }
+
+    async fn purgeable(&self, status: Status, older_than: Duration) -> Result<u64, StoreError> {
+        let (_, count) = self.layout.purge_statements(status);
+        let client = self.client().await?;
+        let n: i64 = client
+            .query_one(&count, &[&older_than.as_secs_f64()])
+            .await
+            .map_err(classify)?
+            .get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+impl PgStore {
+    /// The audit insert for rows of CTE `done(id, routing)`, or nothing.
+    fn audit_cte(&self, action: &str) -> String {
+        match &self.layout.audit_table {
+            Some(t) => format!(
+                ", audit AS (INSERT INTO {} (\"actor\", \"action\", \"eventId\", \"routingKey\") \
+                 SELECT $8::text, '{action}', id, routing FROM done)",
+                self.layout.table(t)
+            ),
+            None => String::new(),
+        }
     }
 
     /// One batch of a bulk action on FAILED events: `picked` (up to `$7` rows matching the
@@ -450,85 +467,4 @@ impl PgStore {
         Ok(rows.iter().map(|r| text_or_null(r, 0)).collect())
     }
 
-    /// Releases blocked `aggregates` (audited); returns the ones that were blocked.
-    pub async fn unblock(
-        &self,
-        aggregates: &[String],
-        actor: &str,
-    ) -> Result<Vec<String>, StoreError> {
-        let l = &self.layout;
-        let Some(t) = &l.blocked_table else {
-            return Ok(Vec::new());
-        };
-        let audit = match &l.audit_table {
-            Some(a) => format!(
-                ", audit AS (INSERT INTO {} (\"actor\", \"action\", \"eventId\", \"routingKey\", \"detail\") \
-                 SELECT $2::text, 'unblock', id, routing, 'aggregate ' || agg FROM done)",
-                l.table(a)
-            ),
-            None => String::new(),
-        };
-        let sql = format!(
-            "WITH done AS (DELETE FROM {} AS b WHERE b.\"aggregateId\" = ANY($1::text[]) \
-             RETURNING b.\"aggregateId\"::text AS agg, b.\"eventId\"::text AS id, b.\"routingKey\"::text AS routing){audit} \
-             SELECT agg FROM done",
-            l.table(t)
-        );
-        let client = self.client().await?;
-        let rows = if l.audit_table.is_some() {
-            client.query(&sql, &[&aggregates, &actor]).await
-        } else {
-            client.query(&sql, &[&aggregates]).await
-        }
-        .map_err(classify)?;
-        Ok(rows.iter().map(|r| text_or_null(r, 0)).collect())
-    }
-
-    /// Sets `paused` on the policy of `routing_key`, audited; false when there is no such
-    /// policy. The policy table's NOTIFY trigger tells running workers.
-    pub async fn set_paused(
-        &self,
-        routing_key: &str,
-        paused: bool,
-        actor: &str,
-    ) -> Result<bool, StoreError> {
-        let l = &self.layout;
-        let Some(col) = l.policy_columns.get("paused") else {
-            return Err(StoreError::Query(format!(
-                "the policy table {} has no paused column; add it: ALTER TABLE {} ADD COLUMN \"paused\" boolean NOT NULL DEFAULT false;",
-                l.policies(),
-                l.policies()
-            )));
-        };
-        let key = l
-            .policy_columns
-            .get("routingKey")
-            .cloned()
-            .unwrap_or_else(|| "routingKey".into());
-        let action = if paused { "pause" } else { "resume" };
-        let audit = match &l.audit_table {
-            Some(t) => format!(
-                ", audit AS (INSERT INTO {} (\"actor\", \"action\", \"routingKey\") SELECT $3::text, '{action}', k FROM done)",
-                l.table(t)
-            ),
-            None => String::new(),
-        };
-        let sql = format!(
-            "WITH done AS (UPDATE {pol} SET {col} = $2 WHERE {key}::text = $1 RETURNING {key}::text AS k){audit}
-             SELECT count(*)::int8 FROM done",
-            pol = l.policies(),
-            col = quote_ident(col),
-            key = quote_ident(&key),
-        );
-        let client = self.client().await?;
-        let row = if l.audit_table.is_some() {
-            client
-                .query_one(&sql, &[&routing_key, &paused, &actor])
-                .await
-        } else {
-            client.query_one(&sql, &[&routing_key, &paused]).await
-        }
-        .map_err(classify)?;
-        Ok(row.get::<_, i64>(0) > 0)
-    }
 }
