@@ -7,8 +7,8 @@ mod logs;
 mod telemetry;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use outbox_core::Status;
 use config::{Config, ConfigError, Env, LoadOptions};
+use outbox_core::Status;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

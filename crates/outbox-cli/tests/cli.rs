@@ -50,7 +50,10 @@ fn a_url_of_a_store_not_built_or_of_no_known_form_is_a_config_error() {
     let dir = TempDir::new();
     let empty = dir.write("empty.toml", "");
     for (url, says) in [
-        ("sqlite:app.db", "the SQLite store is not in this version of outbox yet"),
+        (
+            "sqlite:app.db",
+            "the SQLite store is not in this version of outbox yet",
+        ),
         (
             "mysql://root@127.0.0.1/app",
             "the MySQL/MariaDB store is not in this version of outbox yet",

@@ -163,8 +163,7 @@ pub trait Operator: Send + Sync {
     ) -> Result<Vec<String>, StoreError>;
 
     /// Releases blocked `aggregates` (audited); returns the ones that were blocked.
-    async fn unblock(&self, aggregates: &[String], actor: &str)
-        -> Result<Vec<String>, StoreError>;
+    async fn unblock(&self, aggregates: &[String], actor: &str) -> Result<Vec<String>, StoreError>;
 
     /// Sets `paused` on the policy of `routing_key`, audited; false when there is no such
     /// policy. Running workers hear of it.

@@ -4,12 +4,12 @@
 
 use crate::acker::Ack;
 use crate::backoff::Backoff;
-use crate::breaker::Admit;
-use crate::dispatcher::{self, InFlight};
+
+use crate::dispatcher::{self, Admission, InFlight};
 use crate::metrics::Counted;
 use crate::policies::Policies;
 use crate::{acker, listener, reaper, Counters, Route, RunSummary, WorkerOptions};
-use outbox_core::{ClaimedEvent, Completion, Store, StoreError, Unreadable};
+use outbox_core::{ClaimedEvent, Completion, CompletionAction, Store, StoreError, Unreadable};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -564,59 +564,43 @@ impl Claimer {
                 return;
             }
         };
-        if policy.is_none() {
-            if let Some(problem) = self.policies.broken(&key) {
-                // Its row exists but cannot be used (known before the claim, or just read):
-                // back, uncharged, until the row is fixed (later claims leave the key alone).
-                let note = format!(
-                    "not attempted: the OutboxRetryPolicy row of '{key}' cannot be used: {problem}"
-                );
-                let delay = self.options.poll_interval.max(Duration::from_secs(1));
-                self.ack(dispatcher::postpone(&claimed, delay, note), Some(slot));
-                return;
-            }
-        }
-        let blocks = policy.as_ref().is_some_and(|p| p.blocks_on_failure());
-        let (policy, route) = match dispatcher::routed(&claimed, policy, self.routes.get(&key)) {
-            Ok((policy, route)) => (policy, route.clone()),
-            Err(reason) => {
-                tracing::error!(id = %claimed.event.id, routing_key = %key, error = %reason, "Event FAILED");
-                let sink = self
-                    .routes
-                    .get(&key)
-                    .map_or("(none)", |r| r.sink_name.as_str());
-                self.counters
-                    .record(Counted::Failed, &key, sink, None, None);
-                self.ack(dispatcher::fail_now(&claimed, reason, blocks), Some(slot));
+        // A broken policy row (known before the claim, or just read) holds the event back,
+        // uncharged, until the row is fixed (later claims leave the key alone). An ordered
+        // policy learnt late (new, or just switched) gives back what the unordered claim
+        // took; the next round claims it head by head.
+        let known = dispatcher::Known {
+            broken: policy
+                .is_none()
+                .then(|| self.policies.broken(&key))
+                .flatten(),
+            policy,
+            route: self.routes.get(&key).cloned(),
+            as_head,
+            broken_delay: self.options.poll_interval.max(Duration::from_secs(1)),
+        };
+        let (policy, route, probe) = match dispatcher::admit(&claimed, known) {
+            Admission::Deliver {
+                policy,
+                route,
+                probe,
+            } => (policy, route, probe),
+            Admission::Settle(completion) => {
+                if let CompletionAction::Fail { error, .. } = &completion.action {
+                    tracing::error!(id = %claimed.event.id, routing_key = %key, error = %error, "Event FAILED");
+                    let sink = self
+                        .routes
+                        .get(&key)
+                        .map_or("(none)", |r| r.sink_name.as_str());
+                    self.counters
+                        .record(Counted::Failed, &key, sink, None, None);
+                }
+                self.ack(completion, Some(slot));
                 return;
             }
         };
-        if policy.paused {
-            self.ack(dispatcher::release(&claimed, None), Some(slot));
-            return;
+        if probe {
+            tracing::info!(sink = %route.sink_name, id = %claimed.event.id, "Circuit breaker half-open: probing with one delivery");
         }
-        if policy.ordered && !as_head {
-            // Claimed while this worker did not know the policy was ordered (new, or just
-            // switched): give it back; the next round claims it head by head.
-            tracing::debug!(id = %claimed.event.id, routing_key = %key, "Ordered policy learnt late; giving the event back");
-            self.ack(dispatcher::release(&claimed, None), Some(slot));
-            return;
-        }
-        let probe = match route.breaker.admit(Instant::now()) {
-            Admit::Go => false,
-            Admit::Probe => {
-                tracing::info!(sink = %route.sink_name, id = %claimed.event.id, "Circuit breaker half-open: probing with one delivery");
-                true
-            }
-            Admit::Hold(delay) => {
-                let note = format!(
-                    "not attempted: the circuit breaker of sink '{}' is open",
-                    route.sink_name
-                );
-                self.ack(dispatcher::postpone(&claimed, delay, note), Some(slot));
-                return;
-            }
-        };
         let flight = InFlight::new(claimed, self.acks.clone(), slot, policy.ordered);
         let rules = dispatcher::Rules {
             on_success: self.options.on_success,

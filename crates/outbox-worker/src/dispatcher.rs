@@ -3,6 +3,7 @@
 //! and the outcome.
 
 use crate::acker::Ack;
+use crate::breaker::Admit;
 use crate::metrics::Counted;
 use crate::{Counters, OnSuccess, Route};
 use futures_util::FutureExt;
@@ -30,6 +31,90 @@ pub(crate) fn routed<P, R>(
         )),
         (None, Some(_)) => Err(format!("no OutboxRetryPolicy row for routingKey '{key}'")),
         (Some(_), None) => Err(format!("no route configured for routingKey '{key}'")),
+    }
+}
+
+/// What becomes of a claimed event before any sink is called.
+pub(crate) enum Admission<R> {
+    /// Deliver it (`probe`: as the one trial delivery of a half-open circuit breaker).
+    Deliver {
+        policy: RetryPolicy,
+        route: R,
+        probe: bool,
+    },
+    /// Record this result without delivering (FAILED at once, or given back uncharged).
+    Settle(Completion),
+}
+
+/// What the engine knows of a claimed event's routingKey when it admits the event.
+pub(crate) struct Known<R> {
+    /// Its policy row, when there is a usable one.
+    pub policy: Option<RetryPolicy>,
+    /// Why its policy row cannot be used, when there is such a row.
+    pub broken: Option<String>,
+    /// Its route.
+    pub route: Option<R>,
+    /// It came from the claim of ordered heads.
+    pub as_head: bool,
+    /// How long to hold back an event whose policy row cannot be used.
+    pub broken_delay: Duration,
+}
+
+/// The sink end of a route as admission sees it: its circuit breaker and its name.
+pub(crate) trait Gate {
+    /// The breaker's answer for a delivery starting now.
+    fn admit(&self) -> Admit;
+    /// The sink's name, for the note of an event held back.
+    fn sink_name(&self) -> &str;
+}
+
+impl Gate for Route {
+    fn admit(&self) -> Admit {
+        self.breaker.admit(Instant::now())
+    }
+    fn sink_name(&self) -> &str {
+        &self.sink_name
+    }
+}
+
+/// The admission rules, in order: a policy row that cannot be used holds the event back
+/// uncharged; no policy or no route fails it at once (naming which); a paused policy, or an
+/// ordered one for an event not claimed as its aggregate's head, gives it back; an open
+/// circuit breaker (asked last and only then, since a half-open breaker hands out one
+/// probe) holds it back uncharged.
+pub(crate) fn admit<R: Gate>(claimed: &ClaimedEvent, known: Known<R>) -> Admission<R> {
+    let key = &claimed.event.routing_key;
+    if known.policy.is_none() {
+        if let Some(problem) = known.broken {
+            let note = format!(
+                "not attempted: the OutboxRetryPolicy row of '{key}' cannot be used: {problem}"
+            );
+            return Admission::Settle(postpone(claimed, known.broken_delay, note));
+        }
+    }
+    let blocks = known.policy.as_ref().is_some_and(|p| p.blocks_on_failure());
+    let (policy, route) = match routed(claimed, known.policy, known.route) {
+        Ok(both) => both,
+        Err(reason) => return Admission::Settle(fail_now(claimed, reason, blocks)),
+    };
+    if policy.paused || (policy.ordered && !known.as_head) {
+        return Admission::Settle(release(claimed, None));
+    }
+    let probe = match route.admit() {
+        Admit::Go => false,
+        Admit::Probe => true,
+        Admit::Hold(delay) => {
+            let note = format!(
+                "not attempted: the circuit breaker of sink '{}' is open",
+                route.sink_name()
+            );
+            return Admission::Settle(postpone(claimed, delay, note));
+        }
+    };
+    Admission::Deliver {
+        policy,
+        route,
+        probe,
     }
 }
 
@@ -93,23 +178,38 @@ pub(crate) fn decide(
             block_aggregate: policy.blocks_on_failure(),
         },
         Outcome::Retry { reason, after } => {
-            let settings = policy.settings_for(&claimed.event);
-            match settings.decide(claimed.event.retry_count, after, jitter_sample) {
-                Decision::Retry { retry_count, delay } => CompletionAction::Retry {
-                    retry_count,
-                    delay,
-                    error: reason,
-                },
-                Decision::Fail => CompletionAction::Fail {
-                    error: format!(
-                        "retries exhausted after {} attempts (maxRetries={}): {reason}",
-                        claimed.attempt(),
-                        settings.max_retries
-                    ),
-                    block_aggregate: policy.blocks_on_failure(),
-                },
-            }
+            return failed_attempt(claimed, policy, reason, after, jitter_sample)
         }
+    };
+    completion(claimed, action)
+}
+
+/// The new state of `claimed` after an attempt that failed in a way worth retrying (a
+/// retryable sink answer, or a lease that ran out while it was delivered): the next retry
+/// with its backoff (`retry_after` from the sink wins when longer), or FAILED once the
+/// retries are spent. `jitter_sample` is in `[0, 1)`.
+pub(crate) fn failed_attempt(
+    claimed: &ClaimedEvent,
+    policy: &RetryPolicy,
+    reason: String,
+    retry_after: Option<Duration>,
+    jitter_sample: f64,
+) -> Completion {
+    let settings = policy.settings_for(&claimed.event);
+    let action = match settings.decide(claimed.event.retry_count, retry_after, jitter_sample) {
+        Decision::Retry { retry_count, delay } => CompletionAction::Retry {
+            retry_count,
+            delay,
+            error: reason,
+        },
+        Decision::Fail => CompletionAction::Fail {
+            error: format!(
+                "retries exhausted after {} attempts (maxRetries={}): {reason}",
+                claimed.attempt(),
+                settings.max_retries
+            ),
+            block_aggregate: policy.blocks_on_failure(),
+        },
     };
     completion(claimed, action)
 }
@@ -492,6 +592,109 @@ mod tests {
             .err()
             .unwrap()
             .contains("and no route configured"));
+    }
+
+    /// A route whose breaker gives one answer, counting how often it was asked.
+    struct Fixed(Admit, std::cell::Cell<u32>);
+
+    impl Gate for Fixed {
+        fn admit(&self) -> Admit {
+            self.1.set(self.1.get() + 1);
+            self.0
+        }
+        fn sink_name(&self) -> &str {
+            "s"
+        }
+    }
+
+    #[test]
+    fn admission_applies_its_rules_in_order() {
+        let e = claimed(2, None);
+        let known =
+            |policy: Option<RetryPolicy>, broken: Option<&str>, gate: Option<Admit>| Known {
+                policy,
+                broken: broken.map(str::to_string),
+                route: gate.map(|a| Fixed(a, Default::default())),
+                as_head: false,
+                broken_delay: Duration::from_secs(7),
+            };
+        let settled = |a: Admission<Fixed>| match a {
+            Admission::Settle(c) => c.action,
+            Admission::Deliver { .. } => panic!("delivered"),
+        };
+        // A broken row comes before everything: held back, uncharged.
+        match settled(admit(&e, known(None, Some("maxRetries is NULL"), None))) {
+            CompletionAction::Retry {
+                retry_count,
+                delay,
+                error,
+            } => {
+                assert_eq!((retry_count, delay), (2, Duration::from_secs(7)));
+                assert!(
+                    error.contains("cannot be used: maxRetries is NULL"),
+                    "{error}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // No policy, or no route: FAILED at once, naming which; the breaker is not asked.
+        match settled(admit(&e, known(None, None, Some(Admit::Go)))) {
+            CompletionAction::Fail { error, .. } => {
+                assert_eq!(error, "no OutboxRetryPolicy row for routingKey 'k'")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Paused, and ordered but not claimed as a head: given back.
+        let mut paused = policy();
+        paused.paused = true;
+        assert!(matches!(
+            settled(admit(&e, known(Some(paused), None, Some(Admit::Go)))),
+            CompletionAction::Release { note: None }
+        ));
+        let mut ordered = policy();
+        ordered.ordered = true;
+        assert!(matches!(
+            settled(admit(
+                &e,
+                known(Some(ordered.clone()), None, Some(Admit::Go))
+            )),
+            CompletionAction::Release { note: None }
+        ));
+        let mut head = known(Some(ordered), None, Some(Admit::Go));
+        head.as_head = true;
+        match admit(&e, head) {
+            Admission::Deliver { probe, route, .. } => {
+                assert!(!probe);
+                assert_eq!(route.1.get(), 1, "asked once");
+            }
+            Admission::Settle(c) => panic!("{c:?}"),
+        }
+        // An open breaker holds the event back uncharged; a half-open one lets a probe go.
+        match settled(admit(
+            &e,
+            known(
+                Some(policy()),
+                None,
+                Some(Admit::Hold(Duration::from_secs(3))),
+            ),
+        )) {
+            CompletionAction::Retry {
+                retry_count,
+                delay,
+                error,
+            } => {
+                assert_eq!((retry_count, delay), (2, Duration::from_secs(3)));
+                assert_eq!(
+                    error,
+                    "not attempted: the circuit breaker of sink 's' is open"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            admit(&e, known(Some(policy()), None, Some(Admit::Probe))),
+            Admission::Deliver { probe: true, .. }
+        ));
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! FAILED instead of looping forever.
 
 use crate::backoff::Backoff;
+use crate::dispatcher::failed_attempt;
 use crate::policies::Policies;
-use outbox_core::{ClaimedEvent, Completion, CompletionAction, Decision, Store};
+use outbox_core::{ClaimedEvent, Completion, CompletionAction, Store};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -24,30 +25,19 @@ pub(crate) fn decide(c: &ClaimedEvent, policies: &Policies, jitter_sample: f64) 
         c.lease_owner,
         c.attempt()
     );
-    let action = match policies.get(&e.routing_key) {
+    match policies.get(&e.routing_key) {
+        Some(p) => failed_attempt(c, &p, what, None, jitter_sample),
         // No policy: the next claim fails it with the right message.
-        None => CompletionAction::Retry {
-            retry_count: e.retry_count.saturating_add(1),
-            delay: Duration::ZERO,
-            error: what,
-        },
-        Some(p) => match p.settings_for(e).decide(e.retry_count, None, jitter_sample) {
-            Decision::Retry { retry_count, delay } => CompletionAction::Retry {
-                retry_count,
-                delay,
+        None => Completion {
+            id: e.id.clone(),
+            lease_owner: c.lease_owner.clone(),
+            retry_count: e.retry_count,
+            action: CompletionAction::Retry {
+                retry_count: e.retry_count.saturating_add(1),
+                delay: Duration::ZERO,
                 error: what,
             },
-            Decision::Fail => CompletionAction::Fail {
-                error: format!("retries exhausted after {} attempts: {what}", c.attempt()),
-                block_aggregate: p.blocks_on_failure(),
-            },
         },
-    };
-    Completion {
-        id: e.id.clone(),
-        lease_owner: c.lease_owner.clone(),
-        retry_count: e.retry_count,
-        action,
     }
 }
 

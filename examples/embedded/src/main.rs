@@ -8,7 +8,8 @@
 //! it printed here. Ctrl-C stops the worker cleanly.
 
 use outbox_worker::{
-    async_trait, ClaimedEvent, Migrator, Outcome, PgStore, PgStoreOptions, Sink, Worker, WorkerOptions,
+    async_trait, ClaimedEvent, Migrator, Outcome, PgStore, PgStoreOptions, Sink, Worker,
+    WorkerOptions,
 };
 use std::sync::Arc;
 

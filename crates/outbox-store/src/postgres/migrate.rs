@@ -3,11 +3,11 @@
 //! once apply each migration exactly once and no lock outlives an error.
 
 use super::{classify, quote_ident, PgStore};
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 pub use outbox_core::operate::{
     MigrationReport, MigrationState, Problem, ProblemKind, SchemaStatus,
 };
-use async_trait::async_trait;
 use outbox_core::{Migrator, StoreError};
 use sha2::{Digest, Sha256};
 
@@ -171,7 +171,11 @@ fn states(history: &[HistoryRow]) -> Vec<MigrationReport> {
 impl PgStore {
     /// The history table, qualified, as SQL names it.
     fn history_table(&self) -> String {
-        format!("{}.{}", quote_ident(&self.schema), quote_ident(HISTORY_TABLE))
+        format!(
+            "{}.{}",
+            quote_ident(&self.schema),
+            quote_ident(HISTORY_TABLE)
+        )
     }
 
     /// Compares the history table with the embedded migrations.
@@ -373,4 +377,3 @@ mod tests {
         assert_eq!(advisory_key("public"), advisory_key("public"));
     }
 }
-

@@ -315,11 +315,7 @@ impl Operator for PgStore {
     }
 
     /// Releases blocked `aggregates` (audited); returns the ones that were blocked.
-    async fn unblock(
-        &self,
-        aggregates: &[String],
-        actor: &str,
-    ) -> Result<Vec<String>, StoreError> {
+    async fn unblock(&self, aggregates: &[String], actor: &str) -> Result<Vec<String>, StoreError> {
         let l = &self.layout;
         let Some(t) = &l.blocked_table else {
             return Ok(Vec::new());
@@ -466,5 +462,4 @@ impl PgStore {
         let rows = client.query(sql, &refs(&params)).await.map_err(classify)?;
         Ok(rows.iter().map(|r| text_or_null(r, 0)).collect())
     }
-
 }
