@@ -1,8 +1,11 @@
 //! The storage layer of the outbox relay. All SQL lives here, one module per backend.
 //! The engine only sees [`outbox_core::Store`]; a second backend implements that trait.
 
+pub mod migration;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 pub use outbox_core::operate::{
     Backend, Blocked, Drift, EventFilter, KeyStats, ListedEvent, MigrationReport, MigrationState,

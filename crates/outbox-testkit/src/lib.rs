@@ -3,6 +3,7 @@
 //! stop the server.
 
 mod cluster;
+pub mod conformance;
 mod sinks;
 mod tls;
 pub use cluster::PrivateCluster;

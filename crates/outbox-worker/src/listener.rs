@@ -16,6 +16,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// How long a notification stream must have lasted for its loss to count as a fresh
+/// failure (the reconnect backoff starts over) rather than one more in a row.
+const STABLE: Duration = Duration::from_secs(30);
+
 /// How the claimer and the listener share the leading role.
 pub(crate) struct Leadership {
     /// This worker's listener answers new-event notifications.
@@ -74,7 +78,7 @@ pub(crate) async fn run(
                 if backoff.failures() > 0 {
                     tracing::info!("LISTEN connection restored");
                 }
-                backoff.reset();
+                let opened = std::time::Instant::now();
                 let mut leads = stream.try_lead().await;
                 leadership.leading.store(leads, Ordering::Relaxed);
                 tracing::debug!(leads, "Listening for notifications");
@@ -128,7 +132,17 @@ pub(crate) async fn run(
                 }
                 // The lead went with the connection.
                 leadership.leading.store(false, Ordering::Relaxed);
-                tracing::warn!("LISTEN connection lost; polling until it is back");
+                // A stream that ends as soon as it opens must not make this loop spin: the
+                // backoff starts over only after a stream that lasted.
+                if opened.elapsed() >= STABLE {
+                    backoff.reset();
+                }
+                let delay = backoff.next_delay();
+                tracing::warn!(retry_in = ?delay, "LISTEN connection lost; polling until it is back");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
             }
             Err(e) => {
                 let delay = backoff.next_delay();

@@ -3,33 +3,15 @@
 //! once apply each migration exactly once and no lock outlives an error.
 
 use super::{classify, quote_ident, PgStore};
+use crate::migration::{states, HistoryRow};
+pub use crate::migration::{Migration, HISTORY_TABLE};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 pub use outbox_core::operate::{
     MigrationReport, MigrationState, Problem, ProblemKind, SchemaStatus,
 };
 use outbox_core::{Migrator, StoreError};
 use sha2::{Digest, Sha256};
-
-/// One migration shipped in the binary.
-#[derive(Debug, Clone, Copy)]
-pub struct Migration {
-    /// Ordering number, from the file name.
-    pub version: i64,
-    /// Description, from the file name.
-    pub name: &'static str,
-    /// The SQL script.
-    pub sql: &'static str,
-}
-
-impl Migration {
-    /// SHA-256 of the script with line endings normalised to LF, as hex.
-    pub fn checksum(&self) -> String {
-        let normalised = self.sql.replace("\r\n", "\n");
-        let digest = Sha256::digest(normalised.as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
 
 /// Every migration, in order. Files are never edited once released.
 pub const MIGRATIONS: &[Migration] = &[
@@ -60,9 +42,6 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-/// The history table's name.
-pub const HISTORY_TABLE: &str = "_outbox_migrations";
-
 fn advisory_key(schema: &str) -> i64 {
     let digest = Sha256::digest(format!("outbox-migrate:{schema}").as_bytes());
     let mut bytes = [0u8; 8];
@@ -83,15 +62,6 @@ fn history_ddl(schema: &str) -> String {
         quote_ident(schema),
         quote_ident(HISTORY_TABLE)
     )
-}
-
-/// One row of the history table.
-struct HistoryRow {
-    version: i64,
-    name: String,
-    checksum: String,
-    applied_at: DateTime<Utc>,
-    success: bool,
 }
 
 async fn read_history<C: tokio_postgres::GenericClient>(
@@ -132,42 +102,6 @@ async fn read_history<C: tokio_postgres::GenericClient>(
         .collect()
 }
 
-/// Each known migration's state against the history, then the unknown ones.
-fn states(history: &[HistoryRow]) -> Vec<MigrationReport> {
-    let mut reports = Vec::new();
-    for m in MIGRATIONS {
-        let state = match history.iter().find(|h| h.version == m.version) {
-            None => MigrationState::Pending,
-            Some(h) if !h.success => MigrationState::Dirty,
-            Some(h) if h.checksum == m.checksum() => MigrationState::Applied { at: h.applied_at },
-            Some(h) => MigrationState::Modified {
-                applied: h.checksum.clone(),
-                embedded: m.checksum(),
-            },
-        };
-        reports.push(MigrationReport {
-            version: m.version,
-            name: m.name.to_string(),
-            state,
-        });
-    }
-    for h in history {
-        if !MIGRATIONS.iter().any(|m| m.version == h.version) {
-            reports.push(MigrationReport {
-                version: h.version,
-                name: h.name.clone(),
-                state: if h.success {
-                    MigrationState::Unknown
-                } else {
-                    MigrationState::Dirty
-                },
-            });
-        }
-    }
-    reports.sort_by_key(|r| r.version);
-    reports
-}
-
 impl PgStore {
     /// The history table, qualified, as SQL names it.
     fn history_table(&self) -> String {
@@ -194,7 +128,7 @@ impl PgStore {
         } else {
             Vec::new()
         };
-        Ok(states(&history))
+        Ok(states(MIGRATIONS, &history))
     }
 
     /// In one transaction under the migration lock: runs `first`, then applies every
@@ -225,7 +159,7 @@ impl PgStore {
         let status = SchemaStatus {
             schema: self.schema.clone(),
             history: self.history_table(),
-            migrations: states(&history),
+            migrations: states(MIGRATIONS, &history),
             drift: Vec::new(),
         };
         if let Some(p) = status

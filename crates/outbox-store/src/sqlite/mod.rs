@@ -1,0 +1,568 @@
+//! SQLite backend: the embedded store. One writer connection per process (every write
+//! transaction `BEGIN IMMEDIATE`, so processes sharing the file take turns), one reader, WAL
+//! mode and a busy timeout; a writer that stays busy comes back as
+//! [`StoreError::Unavailable`], which the engine retries with backoff. SQLite has no LISTEN:
+//! a watcher thread polls `PRAGMA data_version` (a few microseconds) and a policy counter
+//! kept by triggers. Calls run on tokio's blocking threads.
+
+pub mod migrate;
+pub mod ops;
+mod row;
+
+use async_trait::async_trait;
+use outbox_core::{
+    BrokenPolicy, Completion, CompletionAction, Leased, Notification, NotificationStream,
+    PolicyRows, RetryPolicy, Status, Store, StoreError, Unreadable,
+};
+use row::{bool_opt, int32_opt, int_opt, leased_rows, real_opt, text_opt, EVENT_COLUMNS, NOW_MS};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a statement waits for another connection's write lock before SQLITE_BUSY.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the watcher looks for changes made by other connections.
+const WATCH_EVERY: Duration = Duration::from_millis(20);
+
+/// Where the database file is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// The database file.
+    pub path: PathBuf,
+}
+
+impl SqliteOptions {
+    /// The file a `sqlite:` URL names: `sqlite:///abs/path` or `sqlite:/abs/path` (absolute),
+    /// `sqlite:rel/path` (relative to `base`, the config file's folder, else the current
+    /// one). Query parameters are not taken.
+    pub fn from_url(url: &str, base: Option<&Path>) -> Result<SqliteOptions, String> {
+        let rest = url
+            .get(..7)
+            .filter(|s| s.eq_ignore_ascii_case("sqlite:"))
+            .map(|_| &url[7..])
+            .ok_or_else(|| format!("`{url}` is not a sqlite: URL"))?;
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if path.is_empty() || path.contains('?') || path.contains('#') {
+            return Err(format!(
+                "`{url}` names no file; write sqlite:///absolute/path/app.db or sqlite:relative/app.db"
+            ));
+        }
+        if path == ":memory:" {
+            return Err("an in-memory SQLite database cannot be shared between the worker and the app; name a file".into());
+        }
+        let path = PathBuf::from(path);
+        let path = match (path.is_absolute(), base) {
+            (false, Some(b)) => b.join(path),
+            _ => path,
+        };
+        Ok(SqliteOptions { path })
+    }
+}
+
+/// A connection opened on first use and kept.
+type Slot = Arc<Mutex<Option<Connection>>>;
+
+/// The SQLite store. Cheap to create: nothing is opened until the first call.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Slot,
+    reader: Slot,
+}
+
+impl SqliteStore {
+    /// The store for `options` (no file is opened yet).
+    pub fn new(options: &SqliteOptions) -> SqliteStore {
+        SqliteStore {
+            path: options.path.clone(),
+            writer: Arc::default(),
+            reader: Arc::default(),
+        }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the writer (`write`) or the reader connection, off the async threads.
+    async fn call<T, F>(&self, write: bool, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let slot = if write {
+            self.writer.clone()
+        } else {
+            self.reader.clone()
+        };
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.is_none() {
+                *guard = Some(open(&path, false)?);
+            }
+            let conn = guard.as_mut().expect("opened above");
+            f(conn).map_err(|e| classify(e, &path))
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the SQLite call did not finish: {e}")))?
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.call(true, move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// Opens the file (creating it when `create`) with the store's settings.
+pub(crate) fn open(path: &Path, create: bool) -> Result<Connection, StoreError> {
+    if !create && !path.exists() {
+        return Err(StoreError::Query(format!(
+            "the SQLite database {} does not exist; create it with `outbox migrate deploy` (or fix database.url)",
+            path.display()
+        )));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(StoreError::Query(format!(
+                "the folder of the SQLite database {} does not exist; create it first",
+                path.display()
+            )));
+        }
+    }
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(e, path))?;
+    let setup = |c: &Connection| -> rusqlite::Result<()> {
+        c.busy_timeout(BUSY_TIMEOUT)?;
+        // WAL lets readers (the app's and ours) go on while one connection writes.
+        let mode: String = c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), mode, "SQLite did not switch to WAL mode (a network filesystem?); writers will block readers");
+        }
+        // A commit is durable against a crash of the process; a power cut may undo the last
+        // few, which at-least-once tolerates (a result lost means one more delivery).
+        c.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+        Ok(())
+    };
+    setup(&conn).map_err(|e| classify(e, path))?;
+    Ok(conn)
+}
+
+/// A rusqlite error as the engine needs it: SQLITE_BUSY and I/O trouble are worth retrying;
+/// the rest name what to fix.
+pub(crate) fn classify(e: rusqlite::Error, path: &Path) -> StoreError {
+    let file = path.display();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable(
+            format!("the SQLite database {file} is busy: another connection holds its write lock"),
+        ),
+        Some(ErrorCode::NotADatabase) => StoreError::Query(format!(
+            "{file} is not a SQLite database (or it is encrypted); fix database.url"
+        )),
+        Some(ErrorCode::ReadOnly) => StoreError::Query(format!(
+            "the SQLite database {file} is read-only for this process; it needs write access to the file and its folder (for the -wal and -shm files)"
+        )),
+        Some(ErrorCode::CannotOpen) => StoreError::Query(format!(
+            "cannot open the SQLite database {file}: {e}; check the path and the permissions of the file and its folder"
+        )),
+        Some(ErrorCode::SystemIoFailure | ErrorCode::DiskFull) => {
+            StoreError::Unavailable(format!("I/O error on the SQLite database {file}: {e}"))
+        }
+        _ => StoreError::Query(format!("SQLite ({file}): {e}")),
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn json_list(keys: &[String]) -> String {
+    serde_json::to_string(keys).unwrap_or_else(|_| "[]".into())
+}
+
+/// The lease a claim writes: `?1` owner, `?2` lease in ms.
+const LEASE_SETS: &str = r#""status" = 'PROCESSING', "lockedBy" = ?1, "retryCount" = COALESCE("retryCount", 0),
+       "lockedUntil" = CAST(unixepoch('subsec') * 1000 AS INTEGER) + ?2"#;
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn claim(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+        paused: &[String],
+    ) -> Result<Leased, StoreError> {
+        let owner = owner.to_string();
+        let (lease, limit, paused) = (millis(lease), limit as i64, json_list(paused));
+        self.write(move |tx| {
+            let sql = format!(
+                r#"UPDATE "OutboxEvent" SET {LEASE_SETS}
+ WHERE rowid IN (
+       SELECT c.rowid FROM "OutboxEvent" AS c
+        WHERE c."status" = 'PENDING' AND c."nextRetryAt" <= {NOW_MS}
+          AND c."routingKey" NOT IN (SELECT value FROM json_each(?3))
+        ORDER BY c."nextRetryAt"
+        LIMIT ?4)
+RETURNING {EVENT_COLUMNS}"#
+            );
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params![owner, lease, paused, limit])?;
+            leased_rows(&mut rows, Some(&owner))
+        })
+        .await
+    }
+
+    async fn claim_ordered(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+        ordered: &[String],
+        paused: &[String],
+    ) -> Result<Leased, StoreError> {
+        let owner = owner.to_string();
+        let (lease, limit) = (millis(lease), limit as i64);
+        let (ordered, paused) = (json_list(ordered), json_list(paused));
+        // Writers take turns on SQLite: no producer transaction can be open while this runs,
+        // so the earliest unfinished event of an aggregate is its head for certain.
+        self.write(move |tx| {
+            let sql = format!(
+                r#"UPDATE "OutboxEvent" SET {LEASE_SETS}
+ WHERE rowid IN (
+       SELECT c.rowid FROM "OutboxEvent" AS c
+        WHERE c."status" = 'PENDING' AND c."nextRetryAt" <= {NOW_MS}
+          AND c."routingKey" IN (SELECT value FROM json_each(?3))
+          AND c."routingKey" NOT IN (SELECT value FROM json_each(?4))
+          AND NOT EXISTS (
+              SELECT 1 FROM "OutboxEvent" AS p
+               WHERE p."aggregateId" = c."aggregateId"
+                 AND p."status" IN ('PENDING', 'PROCESSING')
+                 AND p.rowid < c.rowid
+                 AND p."routingKey" IN (SELECT value FROM json_each(?3)))
+          AND NOT EXISTS (
+              SELECT 1 FROM "OutboxBlockedAggregate" AS b WHERE b."aggregateId" = c."aggregateId")
+        ORDER BY c."nextRetryAt"
+        LIMIT ?5)
+RETURNING {EVENT_COLUMNS}"#
+            );
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params![owner, lease, ordered, paused, limit])?;
+            leased_rows(&mut rows, Some(&owner))
+        })
+        .await
+    }
+
+    async fn complete(&self, completions: &[Completion]) -> Result<u64, StoreError> {
+        if completions.is_empty() {
+            return Ok(0);
+        }
+        let completions = completions.to_vec();
+        self.write(move |tx| {
+            let fence = r#""id" = ?1 AND "lockedBy" = ?2 AND "retryCount" = ?3 AND "status" = 'PROCESSING'"#;
+            let mut delete = tx.prepare_cached(&format!(r#"DELETE FROM "OutboxEvent" WHERE {fence}"#))?;
+            let mut update = tx.prepare_cached(&format!(
+                r#"UPDATE "OutboxEvent"
+   SET "status" = ?4, "lockedBy" = NULL, "lockedUntil" = NULL,
+       "lastError" = COALESCE(?5, "lastError"),
+       "processedAt" = CASE WHEN ?4 IN ('SENT', 'FAILED') THEN {NOW_MS} END,
+       "retryCount" = ?6,
+       "nextRetryAt" = CASE WHEN ?4 = 'PENDING' THEN {NOW_MS} + ?7 ELSE "nextRetryAt" END
+ WHERE {fence}
+RETURNING "aggregateId", "routingKey""#
+            ))?;
+            let mut changed = 0u64;
+            for c in &completions {
+                let (status, rc, delay, error, block) = match &c.action {
+                    CompletionAction::Delete => {
+                        changed += delete.execute(params![c.id, c.lease_owner, c.retry_count])? as u64;
+                        continue;
+                    }
+                    CompletionAction::Sent => (Status::Sent, c.retry_count, 0, None, false),
+                    CompletionAction::Retry {
+                        retry_count,
+                        delay,
+                        error,
+                    } => (Status::Pending, *retry_count, millis(*delay), Some(error.as_str()), false),
+                    CompletionAction::Fail {
+                        error,
+                        block_aggregate,
+                    } => (Status::Failed, c.retry_count, 0, Some(error.as_str()), *block_aggregate),
+                    CompletionAction::Release { note } => {
+                        (Status::Pending, c.retry_count, 0, note.as_deref(), false)
+                    }
+                };
+                let done: Option<(Option<String>, Option<String>)> = update
+                    .query_row(
+                        params![c.id, c.lease_owner, c.retry_count, status.as_str(), error, rc, delay],
+                        |r| Ok((r.get(0).ok(), r.get(1).ok())),
+                    )
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e),
+                    })?;
+                if let Some((aggregate, routing)) = done {
+                    changed += 1;
+                    if let (true, Some(a), Some(r)) = (block, aggregate, routing) {
+                        block_aggregate(tx, &a, &c.id, &r, error)?;
+                    }
+                }
+            }
+            Ok(changed)
+        })
+        .await
+    }
+
+    async fn fail_unreadable(&self, rows: &[Unreadable]) -> Result<u64, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let rows = rows.to_vec();
+        self.write(move |tx| {
+            let mut fail = tx.prepare_cached(&format!(
+                r#"UPDATE "OutboxEvent"
+   SET "status" = 'FAILED', "lockedBy" = NULL, "lockedUntil" = NULL, "lastError" = ?3,
+       "processedAt" = {NOW_MS}
+ WHERE "id" = ?1 AND "lockedBy" = ?2 AND "status" = 'PROCESSING'
+RETURNING "aggregateId", "routingKey""#
+            ))?;
+            let mut changed = 0u64;
+            for u in &rows {
+                let error = u.last_error();
+                let mut done = fail.query(params![u.id, u.lease_owner, error])?;
+                if let Some(r) = done.next()? {
+                    changed += 1;
+                    let aggregate: Option<String> = r.get(0).ok();
+                    let routing: Option<String> = r.get(1).ok();
+                    if let (true, Some(a), Some(k)) = (u.block_aggregate, aggregate, routing) {
+                        block_aggregate(tx, &a, &u.id, &k, Some(&error))?;
+                    }
+                }
+            }
+            Ok(changed)
+        })
+        .await
+    }
+
+    async fn expired_leases(&self, limit: usize) -> Result<Leased, StoreError> {
+        let limit = limit as i64;
+        self.call(false, move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                r#"SELECT {EVENT_COLUMNS} FROM "OutboxEvent"
+ WHERE "status" = 'PROCESSING' AND "lockedUntil" < {NOW_MS}
+ ORDER BY "lockedUntil" LIMIT ?1"#
+            ))?;
+            let mut rows = stmt.query(params![limit])?;
+            leased_rows(&mut rows, None)
+        })
+        .await
+    }
+
+    async fn policies(&self) -> Result<PolicyRows, StoreError> {
+        self.call(false, |c| {
+            let mut stmt = c.prepare_cached(
+                r#"SELECT "routingKey", "maxRetries", "retryInterval", "maxInterval", "backoffMultiplier",
+       "jitter", "ordered", "paused", "blockOnFailure" FROM "OutboxRetryPolicy""#,
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut out = PolicyRows::default();
+            while let Some(r) = rows.next()? {
+                let read = || -> Result<RetryPolicy, String> {
+                    let need = |v: Option<i64>, name: &str| {
+                        v.ok_or_else(|| format!("column {name}: NULL in a required column"))
+                    };
+                    let policy = RetryPolicy {
+                        routing_key: text_opt(r, 0, "routingKey")?
+                            .ok_or("column routingKey: NULL")?,
+                        max_retries: int32_opt(r, 1, "maxRetries")?
+                            .ok_or("column maxRetries: NULL in a required column")?,
+                        retry_interval_ms: need(int_opt(r, 2, "retryInterval")?, "retryInterval")?,
+                        max_interval_ms: need(int_opt(r, 3, "maxInterval")?, "maxInterval")?,
+                        backoff_multiplier: real_opt(r, 4, "backoffMultiplier")?.unwrap_or(2.0),
+                        jitter: real_opt(r, 5, "jitter")?.unwrap_or(0.0),
+                        ordered: bool_opt(r, 6, "ordered")?.unwrap_or(false),
+                        paused: bool_opt(r, 7, "paused")?.unwrap_or(false),
+                        block_on_failure: bool_opt(r, 8, "blockOnFailure")?.unwrap_or(false),
+                    };
+                    match policy.problem() {
+                        Some(p) => Err(p),
+                        None => Ok(policy),
+                    }
+                };
+                match read() {
+                    Ok(p) => out.policies.push(p),
+                    Err(problem) => out.broken.push(BrokenPolicy {
+                        routing_key: text_opt(r, 0, "routingKey").ok().flatten(),
+                        problem,
+                        ordered: bool_opt(r, 6, "ordered").ok().flatten().unwrap_or(false),
+                    }),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn next_due(&self, paused: &[String]) -> Result<Option<Duration>, StoreError> {
+        let paused = json_list(paused);
+        self.call(false, move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                r#"SELECT min("nextRetryAt") - {NOW_MS} FROM "OutboxEvent"
+ WHERE "status" = 'PENDING' AND "routingKey" NOT IN (SELECT value FROM json_each(?1))"#
+            ))?;
+            let ms: Option<i64> = stmt.query_row(params![paused], |r| r.get(0))?;
+            Ok(ms.map(|ms| Duration::from_millis(ms.max(0) as u64)))
+        })
+        .await
+    }
+
+    async fn purge(
+        &self,
+        status: Status,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let (age, limit) = (millis(older_than), limit as i64);
+        self.write(move |tx| {
+            let mut stmt = tx.prepare_cached(&format!(
+                r#"DELETE FROM "OutboxEvent" WHERE rowid IN (
+       SELECT rowid FROM "OutboxEvent"
+        WHERE "status" = ?1 AND "processedAt" < {NOW_MS} - ?2 LIMIT ?3)"#
+            ))?;
+            Ok(stmt.execute(params![status.as_str(), age, limit])? as u64)
+        })
+        .await
+    }
+
+    async fn pending_summary(&self) -> Result<Vec<(String, i64, f64)>, StoreError> {
+        self.call(false, |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                r#"SELECT "routingKey", count(*), ({NOW_MS} - min("occurredAt")) / 1000.0
+  FROM "OutboxEvent" WHERE "status" = 'PENDING' GROUP BY "routingKey""#
+            ))?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?
+                        .unwrap_or_else(|| "(NULL)".into()),
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<f64>>(2)?.unwrap_or(0.0).max(0.0),
+                ))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.call(false, |c| c.query_row("SELECT 1", [], |_| Ok(())))
+            .await
+    }
+
+    async fn listen(&self) -> Result<Box<dyn NotificationStream>, StoreError> {
+        let path = self.path.clone();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let conn = tokio::task::spawn_blocking(move || open(&path, false).map(|c| (c, path)))
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))??;
+        std::thread::Builder::new()
+            .name("outbox-sqlite-watch".into())
+            .spawn(move || watch(conn.0, &conn.1, tx))
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the SQLite watcher: {e}"))
+            })?;
+        Ok(Box::new(Watch(rx)))
+    }
+}
+
+/// Holds `aggregate` back behind its FAILED head `event` (once; an earlier block stays).
+fn block_aggregate(
+    tx: &rusqlite::Transaction<'_>,
+    aggregate: &str,
+    event: &str,
+    routing: &str,
+    reason: Option<&str>,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        r#"INSERT INTO "OutboxBlockedAggregate" ("aggregateId", "eventId", "routingKey", "reason")
+VALUES (?1, ?2, ?3, ?4) ON CONFLICT ("aggregateId") DO NOTHING"#,
+    )?
+    .execute(params![aggregate, event, routing, reason])?;
+    Ok(())
+}
+
+/// Polls for commits of other connections until the receiver goes away or the file cannot
+/// be read; each change is a [`Notification::Events`], and a change of the policy counter
+/// also a [`Notification::Policies`].
+fn watch(conn: Connection, path: &Path, tx: tokio::sync::mpsc::UnboundedSender<Notification>) {
+    let read = |c: &Connection| -> rusqlite::Result<(i64, i64)> {
+        let data: i64 = c.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let policy: i64 = c
+            .query_row(
+                r#"SELECT "version" FROM "OutboxSignal" WHERE "name" = 'policy'"#,
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(0);
+        Ok((data, policy))
+    };
+    let Ok(mut last) = read(&conn) else {
+        return;
+    };
+    while !tx.is_closed() {
+        std::thread::sleep(WATCH_EVERY);
+        match read(&conn) {
+            Ok(now) if now != last => {
+                let sent = tx.send(Notification::Events).is_ok()
+                    && (now.1 == last.1 || tx.send(Notification::Policies).is_ok());
+                last = now;
+                if !sent {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "The SQLite change watcher stopped");
+                return;
+            }
+        }
+    }
+}
+
+/// The notifications of one watcher thread.
+struct Watch(tokio::sync::mpsc::UnboundedReceiver<Notification>);
+
+#[async_trait]
+impl NotificationStream for Watch {
+    async fn next(&mut self) -> Option<Notification> {
+        self.0.recv().await
+    }
+}
+
+impl outbox_core::Backend for SqliteStore {
+    fn schema(&self) -> &str {
+        "main"
+    }
+
+    fn location(&self) -> String {
+        format!("the SQLite database {}", self.path.display())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}

@@ -1,0 +1,333 @@
+//! The operator commands on SQLite: listings, statistics, replaying and purging FAILED
+//! events, unblocking aggregates and pausing policies — each action audited in the same
+//! transaction.
+
+use super::row::NOW_MS;
+use super::SqliteStore;
+use async_trait::async_trait;
+use outbox_core::{Blocked, EventFilter, KeyStats, ListedEvent, Operator, Status, StoreError};
+use rusqlite::types::Value as Sql;
+use rusqlite::{params, params_from_iter, Transaction};
+use serde_json::Value;
+use std::time::Duration;
+
+/// A timestamp column as RFC 3339 text (integer milliseconds; other values as stored).
+fn ts(col: &str) -> String {
+    format!(
+        r#"CASE typeof(e."{col}") WHEN 'integer' THEN strftime('%Y-%m-%dT%H:%M:%fZ', e."{col}" / 1000.0, 'unixepoch') ELSE e."{col}" END"#
+    )
+}
+
+/// Every column but the payload, as one JSON object with the contract's names.
+fn event_json() -> String {
+    let plain = [
+        "id",
+        "eventName",
+        "eventType",
+        "aggregateId",
+        "routingKey",
+        "status",
+        "retryCount",
+        "maxRetries",
+        "retryInterval",
+        "maxInterval",
+        "lockedBy",
+        "lastError",
+    ];
+    let times = [
+        "occurredAt",
+        "nextRetryAt",
+        "lockedUntil",
+        "processedAt",
+        "createdAt",
+    ];
+    let mut parts: Vec<String> = plain.iter().map(|c| format!(r#"'{c}', e."{c}""#)).collect();
+    parts.extend(times.iter().map(|c| format!("'{c}', {}", ts(c))));
+    parts.push(
+        r#"'headers', CASE WHEN json_valid(e."headers") THEN json(e."headers") ELSE e."headers" END"#
+            .into(),
+    );
+    format!("json_object({})", parts.join(", "))
+}
+
+/// The filter with parameters `?1`..`?6` (ids as a JSON array, status, routingKey,
+/// aggregateId, since in seconds, error text); a NULL or empty one does not filter.
+const FILTER: &str = r#"(json_array_length(?1) = 0 OR e."id" IN (SELECT value FROM json_each(?1)))
+   AND (?2 IS NULL OR e."status" = ?2)
+   AND (?3 IS NULL OR e."routingKey" = ?3)
+   AND (?4 IS NULL OR e."aggregateId" = ?4)
+   AND (?5 IS NULL OR e."occurredAt" >= CAST(unixepoch('subsec') * 1000 AS INTEGER) - ?5 * 1000)
+   AND (?6 IS NULL OR instr(lower(COALESCE(e."lastError", '')), lower(?6)) > 0)"#;
+
+fn filter_params(f: &EventFilter) -> Vec<Sql> {
+    let opt = |s: &Option<String>| s.clone().map_or(Sql::Null, Sql::Text);
+    vec![
+        Sql::Text(serde_json::to_string(&f.ids).unwrap_or_else(|_| "[]".into())),
+        f.status.map_or(Sql::Null, |s| Sql::Text(s.as_str().into())),
+        opt(&f.routing_key),
+        opt(&f.aggregate_id),
+        f.since.map_or(Sql::Null, |d| Sql::Real(d.as_secs_f64())),
+        opt(&f.error_contains),
+    ]
+}
+
+fn listed(fields: Option<String>, payload: Option<String>) -> ListedEvent {
+    let fields = match fields.as_deref().map(serde_json::from_str::<Value>) {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => {
+            serde_json::json!({ "unreadable": format!("this row cannot be shown as JSON: {e}") })
+        }
+        None => Value::Null,
+    };
+    let payload = payload.and_then(|p| serde_json::value::RawValue::from_string(p).ok());
+    ListedEvent { fields, payload }
+}
+
+fn audit(
+    tx: &Transaction<'_>,
+    actor: &str,
+    action: &str,
+    event: Option<&str>,
+    routing: Option<&str>,
+    detail: Option<&str>,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        r#"INSERT INTO "OutboxAudit" ("actor", "action", "eventId", "routingKey", "detail") VALUES (?1, ?2, ?3, ?4, ?5)"#,
+    )?
+    .execute(params![actor, action, event, routing, detail])?;
+    Ok(())
+}
+
+/// Up to `batch` FAILED events matching `filter`: (id, routingKey).
+fn failed_batch(
+    tx: &Transaction<'_>,
+    filter: &EventFilter,
+    batch: i64,
+) -> rusqlite::Result<Vec<(String, Option<String>)>> {
+    let mut p = filter_params(filter);
+    p.push(Sql::Integer(batch));
+    let mut stmt = tx.prepare_cached(&format!(
+        r#"SELECT e."id", e."routingKey" FROM "OutboxEvent" AS e WHERE e."status" = 'FAILED' AND {FILTER} ORDER BY e."id" LIMIT ?7"#
+    ))?;
+    let rows = stmt.query_map(params_from_iter(p), |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+#[async_trait]
+impl Operator for SqliteStore {
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        limit: i64,
+    ) -> Result<Vec<ListedEvent>, StoreError> {
+        let order = if filter.status == Some(Status::Failed) {
+            r#"e."processedAt" DESC, e."occurredAt" DESC"#
+        } else {
+            r#"e."occurredAt" DESC, e."id" DESC"#
+        };
+        let sql = format!(
+            r#"SELECT {}, e."payload" FROM "OutboxEvent" AS e WHERE {FILTER} ORDER BY {order} LIMIT ?7"#,
+            event_json()
+        );
+        let mut p = filter_params(filter);
+        p.push(Sql::Integer(limit));
+        self.call(false, move |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(p), |r| {
+                Ok(listed(r.get(0).ok(), r.get(1).ok()))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn matching_ids(
+        &self,
+        filter: &EventFilter,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut p = filter_params(filter);
+        p.push(after.map_or(Sql::Null, |a| Sql::Text(a.into())));
+        p.push(Sql::Integer(limit));
+        self.call(false, move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                r#"SELECT e."id" FROM "OutboxEvent" AS e WHERE {FILTER} AND (?7 IS NULL OR e."id" > ?7) ORDER BY e."id" LIMIT ?8"#
+            ))?;
+            let rows = stmt.query_map(params_from_iter(p), |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn count_events(&self, filter: &EventFilter) -> Result<i64, StoreError> {
+        let p = filter_params(filter);
+        self.call(false, move |c| {
+            c.prepare_cached(&format!(
+                r#"SELECT count(*) FROM "OutboxEvent" AS e WHERE {FILTER}"#
+            ))?
+            .query_row(params_from_iter(p), |r| r.get(0))
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<Vec<KeyStats>, StoreError> {
+        self.call(false, |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                r#"SELECT COALESCE("routingKey", '(NULL)'),
+       sum("status" = 'PENDING'), sum("status" = 'PROCESSING'), sum("status" = 'SENT'),
+       sum("status" = 'FAILED'), sum("status" = 'PENDING' AND "retryCount" > 0),
+       ({NOW_MS} - min(CASE WHEN "status" = 'PENDING' THEN "occurredAt" END)) / 1000.0
+  FROM "OutboxEvent" GROUP BY 1 ORDER BY 1"#
+            ))?;
+            let rows = stmt.query_map([], |r| {
+                Ok(KeyStats {
+                    routing_key: r.get(0)?,
+                    pending: r.get(1)?,
+                    processing: r.get(2)?,
+                    sent: r.get(3)?,
+                    failed: r.get(4)?,
+                    retrying: r.get(5)?,
+                    oldest_pending_seconds: r.get::<_, Option<f64>>(6)?.map(|s| s.max(0.0)),
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn blocked_aggregates(&self) -> Result<Vec<Blocked>, StoreError> {
+        self.call(false, |c| {
+            let mut stmt = c.prepare_cached(
+                r#"SELECT "aggregateId", "eventId", "routingKey" FROM "OutboxBlockedAggregate" ORDER BY "blockedAt", "aggregateId""#,
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(Blocked {
+                    aggregate_id: r.get(0)?,
+                    event_id: r.get(1)?,
+                    routing_key: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    fn audits(&self) -> bool {
+        true
+    }
+
+    async fn replay_failed(
+        &self,
+        filter: &EventFilter,
+        batch: i64,
+        actor: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let (filter, actor) = (filter.clone(), actor.to_string());
+        self.write(move |tx| {
+            let picked = failed_batch(tx, &filter, batch)?;
+            let mut replay = tx.prepare_cached(&format!(
+                r#"UPDATE "OutboxEvent"
+   SET "status" = 'PENDING', "retryCount" = 0, "nextRetryAt" = {NOW_MS}, "lockedBy" = NULL,
+       "lockedUntil" = NULL, "processedAt" = NULL
+ WHERE "id" = ?1 AND "status" = 'FAILED'"#
+            ))?;
+            let mut unblock =
+                tx.prepare_cached(r#"DELETE FROM "OutboxBlockedAggregate" WHERE "eventId" = ?1"#)?;
+            let mut done = Vec::new();
+            for (id, routing) in picked {
+                if replay.execute(params![id])? > 0 {
+                    unblock.execute(params![id])?;
+                    audit(tx, &actor, "replay", Some(&id), routing.as_deref(), None)?;
+                    done.push(id);
+                }
+            }
+            Ok(done)
+        })
+        .await
+    }
+
+    async fn purge_failed(
+        &self,
+        filter: &EventFilter,
+        batch: i64,
+        actor: &str,
+        unblock: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        let (filter, actor) = (filter.clone(), actor.to_string());
+        self.write(move |tx| {
+            let picked = failed_batch(tx, &filter, batch)?;
+            let mut delete = tx.prepare_cached(r#"DELETE FROM "OutboxEvent" WHERE "id" = ?1"#)?;
+            let mut release =
+                tx.prepare_cached(r#"DELETE FROM "OutboxBlockedAggregate" WHERE "eventId" = ?1"#)?;
+            let action = if unblock { "purge+unblock" } else { "purge" };
+            let mut done = Vec::new();
+            for (id, routing) in picked {
+                if delete.execute(params![id])? > 0 {
+                    if unblock {
+                        release.execute(params![id])?;
+                    }
+                    audit(tx, &actor, action, Some(&id), routing.as_deref(), None)?;
+                    done.push(id);
+                }
+            }
+            Ok(done)
+        })
+        .await
+    }
+
+    async fn unblock(&self, aggregates: &[String], actor: &str) -> Result<Vec<String>, StoreError> {
+        let (aggregates, actor) = (aggregates.to_vec(), actor.to_string());
+        self.write(move |tx| {
+            let mut release = tx.prepare_cached(
+                r#"DELETE FROM "OutboxBlockedAggregate" WHERE "aggregateId" = ?1 RETURNING "eventId", "routingKey""#,
+            )?;
+            let mut done = Vec::new();
+            for a in aggregates {
+                let mut rows = release.query(params![a])?;
+                if let Some(r) = rows.next()? {
+                    let (event, routing): (String, String) = (r.get(0)?, r.get(1)?);
+                    let detail = format!("aggregate {a}");
+                    audit(tx, &actor, "unblock", Some(&event), Some(&routing), Some(&detail))?;
+                    done.push(a);
+                }
+            }
+            Ok(done)
+        })
+        .await
+    }
+
+    async fn set_paused(
+        &self,
+        routing_key: &str,
+        paused: bool,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let (key, actor) = (routing_key.to_string(), actor.to_string());
+        self.write(move |tx| {
+            let n = tx
+                .prepare_cached(&format!(
+                    r#"UPDATE "OutboxRetryPolicy" SET "paused" = ?2, "updatedAt" = {NOW_MS} WHERE "routingKey" = ?1"#
+                ))?
+                .execute(params![key, paused])?;
+            if n > 0 {
+                let action = if paused { "pause" } else { "resume" };
+                audit(tx, &actor, action, None, Some(&key), None)?;
+            }
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn purgeable(&self, status: Status, older_than: Duration) -> Result<u64, StoreError> {
+        let age = super::millis(older_than);
+        self.call(false, move |c| {
+            c.prepare_cached(&format!(
+                r#"SELECT count(*) FROM "OutboxEvent" WHERE "status" = ?1 AND "processedAt" < {NOW_MS} - ?2"#
+            ))?
+            .query_row(params![status.as_str(), age], |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+        })
+        .await
+    }
+}

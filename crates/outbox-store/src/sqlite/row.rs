@@ -1,0 +1,192 @@
+//! Reading SQLite values one by one: a column of the wrong type, a NULL where a value is
+//! required, a payload that is not JSON — each makes its own row unreadable, never the call.
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use outbox_core::{ClaimedEvent, Leased, OutboxEvent, Payload, Unreadable};
+use rusqlite::types::ValueRef;
+use rusqlite::Row;
+
+/// The columns every event read selects, in this order (`lockedBy` last).
+pub(crate) const EVENT_COLUMNS: &str = r#""id", "eventName", "eventType", "aggregateId", "routingKey", "payload", "headers", "occurredAt", "retryCount", "maxRetries", "retryInterval", "maxInterval", "lockedBy""#;
+
+/// Milliseconds since 1970 by SQLite's clock (the database clock of this store).
+pub(crate) const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+
+fn what(v: ValueRef<'_>) -> &'static str {
+    match v {
+        ValueRef::Null => "NULL",
+        ValueRef::Integer(_) => "an integer",
+        ValueRef::Real(_) => "a real number",
+        ValueRef::Text(_) => "text",
+        ValueRef::Blob(_) => "a blob",
+    }
+}
+
+fn value<'a>(row: &'a Row<'_>, i: usize, name: &str) -> Result<ValueRef<'a>, String> {
+    row.get_ref(i).map_err(|e| format!("column {name}: {e}"))
+}
+
+/// Text (an integer is taken as its decimal text); `None` for NULL.
+pub(crate) fn text_opt(row: &Row<'_>, i: usize, name: &str) -> Result<Option<String>, String> {
+    match value(row, i, name)? {
+        ValueRef::Null => Ok(None),
+        ValueRef::Text(t) => String::from_utf8(t.to_vec())
+            .map(Some)
+            .map_err(|_| format!("column {name}: text that is not UTF-8")),
+        ValueRef::Integer(n) => Ok(Some(n.to_string())),
+        other => Err(format!("column {name}: {} where text belongs", what(other))),
+    }
+}
+
+pub(crate) fn text(row: &Row<'_>, i: usize, name: &str) -> Result<String, String> {
+    text_opt(row, i, name)?.ok_or_else(|| format!("column {name}: NULL in a required column"))
+}
+
+/// An integer; `None` for NULL.
+pub(crate) fn int_opt(row: &Row<'_>, i: usize, name: &str) -> Result<Option<i64>, String> {
+    match value(row, i, name)? {
+        ValueRef::Null => Ok(None),
+        ValueRef::Integer(n) => Ok(Some(n)),
+        ValueRef::Real(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
+        ValueRef::Text(t) => std::str::from_utf8(t)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .map(Some)
+            .ok_or_else(|| format!("column {name}: text that is not an integer")),
+        other => Err(format!(
+            "column {name}: {} where an integer belongs",
+            what(other)
+        )),
+    }
+}
+
+/// A 32-bit integer; `None` for NULL.
+pub(crate) fn int32_opt(row: &Row<'_>, i: usize, name: &str) -> Result<Option<i32>, String> {
+    match int_opt(row, i, name)? {
+        None => Ok(None),
+        Some(n) => i32::try_from(n)
+            .map(Some)
+            .map_err(|_| format!("column {name}: {n} is out of range for a 32-bit integer")),
+    }
+}
+
+/// A number (integer or real); `None` for NULL.
+pub(crate) fn real_opt(row: &Row<'_>, i: usize, name: &str) -> Result<Option<f64>, String> {
+    match value(row, i, name)? {
+        ValueRef::Null => Ok(None),
+        ValueRef::Integer(n) => Ok(Some(n as f64)),
+        ValueRef::Real(f) => Ok(Some(f)),
+        other => Err(format!(
+            "column {name}: {} where a number belongs",
+            what(other)
+        )),
+    }
+}
+
+/// A boolean stored as 0/1 (or `true`/`false` text); `None` for NULL.
+pub(crate) fn bool_opt(row: &Row<'_>, i: usize, name: &str) -> Result<Option<bool>, String> {
+    match value(row, i, name)? {
+        ValueRef::Null => Ok(None),
+        ValueRef::Integer(0) => Ok(Some(false)),
+        ValueRef::Integer(1) => Ok(Some(true)),
+        ValueRef::Text(t) if t.eq_ignore_ascii_case(b"true") => Ok(Some(true)),
+        ValueRef::Text(t) if t.eq_ignore_ascii_case(b"false") => Ok(Some(false)),
+        other => Err(format!(
+            "column {name}: {} where a boolean (0 or 1) belongs",
+            what(other)
+        )),
+    }
+}
+
+/// A timestamp: integer milliseconds since 1970 (what this store and Prisma write), or text
+/// in SQLite's `YYYY-MM-DD HH:MM:SS[.SSS]` or RFC 3339 form.
+pub(crate) fn timestamp(row: &Row<'_>, i: usize, name: &str) -> Result<DateTime<Utc>, String> {
+    let out_of_range = || format!("column {name}: a timestamp out of range");
+    match value(row, i, name)? {
+        ValueRef::Integer(ms) => Utc
+            .timestamp_millis_opt(ms)
+            .single()
+            .ok_or_else(out_of_range),
+        ValueRef::Real(ms) if ms.is_finite() && ms.abs() < 8.0e15 => Utc
+            .timestamp_millis_opt(ms as i64)
+            .single()
+            .ok_or_else(out_of_range),
+        ValueRef::Text(t) => {
+            let s = std::str::from_utf8(t).unwrap_or_default().trim();
+            DateTime::parse_from_rfc3339(s)
+                .map(|d| d.with_timezone(&Utc))
+                .or_else(|_| {
+                    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").map(|n| n.and_utc())
+                })
+                .map_err(|_| format!("column {name}: text that is not a timestamp"))
+        }
+        ValueRef::Null => Err(format!("column {name}: NULL in a required column")),
+        other => Err(format!(
+            "column {name}: {} where a timestamp belongs",
+            what(other)
+        )),
+    }
+}
+
+/// One leased row (columns as [`EVENT_COLUMNS`]), read column by column. `owner` is the
+/// lease token the claim wrote; `None` takes the row's own `lockedBy` (the lease reaper).
+pub(crate) fn leased_row(row: &Row<'_>, owner: Option<&str>) -> Result<ClaimedEvent, Unreadable> {
+    let id = text_opt(row, 0, "id").ok().flatten().unwrap_or_default();
+    let lease_owner = match owner {
+        Some(o) => o.to_string(),
+        None => text_opt(row, 12, "lockedBy")
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+    };
+    let read = || -> Result<OutboxEvent, String> {
+        let payload_text = text(row, 5, "payload")?;
+        let payload = Payload::from_json(payload_text)
+            .map_err(|e| format!("column payload: not JSON ({e})"))?;
+        let headers = match text_opt(row, 6, "headers")? {
+            None => None,
+            Some(h) => Some(
+                serde_json::from_str(&h).map_err(|e| format!("column headers: not JSON ({e})"))?,
+            ),
+        };
+        Ok(OutboxEvent {
+            id: text(row, 0, "id")?,
+            event_name: text(row, 1, "eventName")?,
+            event_type: text(row, 2, "eventType")?,
+            aggregate_id: text(row, 3, "aggregateId")?,
+            routing_key: text(row, 4, "routingKey")?,
+            payload,
+            headers,
+            occurred_at: timestamp(row, 7, "occurredAt")?,
+            retry_count: int32_opt(row, 8, "retryCount")?.unwrap_or(0),
+            max_retries: int32_opt(row, 9, "maxRetries")?,
+            retry_interval: int32_opt(row, 10, "retryInterval")?,
+            max_interval: int32_opt(row, 11, "maxInterval")?,
+        })
+    };
+    match read() {
+        Ok(event) => Ok(ClaimedEvent { event, lease_owner }),
+        Err(problem) => Err(Unreadable {
+            id,
+            lease_owner,
+            routing_key: text_opt(row, 4, "routingKey").ok().flatten(),
+            problem,
+            block_aggregate: false,
+        }),
+    }
+}
+
+/// Every row of a leasing statement, each read on its own.
+pub(crate) fn leased_rows(
+    rows: &mut rusqlite::Rows<'_>,
+    owner: Option<&str>,
+) -> rusqlite::Result<Leased> {
+    let mut out = Leased::default();
+    while let Some(row) = rows.next()? {
+        match leased_row(row, owner) {
+            Ok(e) => out.events.push(e),
+            Err(u) => out.unreadable.push(u),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,39 @@
+//! The store conformance suite (outbox-testkit's `conformance` module) on every backend:
+//! PostgreSQL against the local server, SQLite on a scratch file.
+
+use outbox_testkit::conformance::*;
+
+macro_rules! on_every_store {
+    ($($check:ident),* $(,)?) => {
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let f = PgFixture::new().await;
+                    super::$check(&f).await;
+                }
+            )*
+        }
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let f = SqliteFixture::new().await;
+                    super::$check(&f).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_store!(
+    check_claim,
+    check_fenced_results,
+    check_result_kinds,
+    check_ordered,
+    check_operator,
+    check_migrations,
+    check_notifications,
+);

@@ -1,0 +1,636 @@
+//! The store conformance suite: every promise of the [`Store`], [`Operator`] and
+//! [`Migrator`] traits, written once and run against each backend through a [`Fixture`].
+//! A backend's test file makes one fixture per test and calls each `check_*` function
+//! (see `crates/outbox-store/tests/conformance.rs`).
+
+use crate::{unique, TempDir, TestDb};
+use outbox_core::{
+    Backend, ClaimedEvent, Completion, CompletionAction, EventFilter, Leased, Migrator,
+    Notification, ProblemKind, Status,
+};
+use outbox_store::sqlite::{SqliteOptions, SqliteStore};
+use outbox_store::{PgStore, PgStoreOptions};
+use std::time::Duration;
+
+/// A fresh, migrated outbox on one backend, and the few things a test must do to it that
+/// the traits do not offer (writing rows as a producer would, moving clocks).
+#[outbox_core::async_trait]
+pub trait Fixture: Send + Sync {
+    /// The store under test.
+    fn backend(&self) -> &dyn Backend;
+    /// Runs SQL that every store accepts (INSERT/UPDATE/DELETE with literals and quoted
+    /// camelCase names).
+    async fn exec(&self, sql: &str);
+    /// Sets the event's nextRetryAt to `ms` from now (negative: in the past).
+    async fn set_due_in(&self, id: &str, ms: i64);
+    /// Sets the event's lockedUntil to `ms` from now.
+    async fn set_lease_end(&self, id: &str, ms: i64);
+    /// Sets the event's processedAt to `ms` ago.
+    async fn set_finished_ago(&self, id: &str, ms: i64);
+    /// Milliseconds from now to the event's nextRetryAt.
+    async fn due_in(&self, id: &str) -> i64;
+    /// The event's status, retryCount, lockedBy and lastError, and whether processedAt is
+    /// set; `None` when there is no such row.
+    async fn state(&self, id: &str) -> Option<State>;
+    /// Drops the index the claim uses (to make drift).
+    async fn drop_pending_index(&self);
+}
+
+/// What a test checks of one row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct State {
+    pub status: String,
+    pub retry_count: i64,
+    pub locked_by: Option<String>,
+    pub last_error: Option<String>,
+    pub processed: bool,
+}
+
+const KEY: &str = "conf.key";
+
+async fn policy(f: &dyn Fixture, key: &str, max_retries: i32) {
+    f.exec(&format!(
+        r#"INSERT INTO "OutboxRetryPolicy" ("routingKey", "maxRetries", "retryInterval", "maxInterval") VALUES ('{key}', {max_retries}, 100, 60000)"#
+    ))
+    .await;
+}
+
+async fn event(f: &dyn Fixture, id: &str, key: &str, aggregate: &str) {
+    f.exec(&format!(
+        r#"INSERT INTO "OutboxEvent" ("id", "eventName", "eventType", "aggregateId", "routingKey", "payload") VALUES ('{id}', 'Happened', 'thing.happened', '{aggregate}', '{key}', '{{"n": 12345678901234567890.5}}')"#
+    ))
+    .await;
+    // Due a moment ago, in insertion order (some clocks give equal times).
+    f.set_due_in(id, -1000).await;
+}
+
+fn result(c: &ClaimedEvent, action: CompletionAction) -> Completion {
+    Completion {
+        id: c.event.id.clone(),
+        lease_owner: c.lease_owner.clone(),
+        retry_count: c.event.retry_count,
+        action,
+    }
+}
+
+fn ids(l: &Leased) -> Vec<String> {
+    let mut v: Vec<String> = l.events.iter().map(|e| e.event.id.clone()).collect();
+    v.sort();
+    v
+}
+
+async fn status(f: &dyn Fixture, id: &str) -> String {
+    f.state(id).await.map(|s| s.status).unwrap_or_default()
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+/// Due PENDING events are leased once; not-due ones and paused keys are left; the event
+/// comes back whole (payload text as stored).
+pub async fn check_claim(f: &dyn Fixture) {
+    let s = f.backend();
+    policy(f, KEY, 3).await;
+    policy(f, "conf.paused", 3).await;
+    event(f, "c1", KEY, "a1").await;
+    event(f, "c2", KEY, "a2").await;
+    event(f, "c3", KEY, "a3").await;
+    f.set_due_in("c3", 60_000).await;
+    event(f, "p1", "conf.paused", "a4").await;
+
+    let got = s
+        .claim("w1", 10, LEASE, &["conf.paused".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(ids(&got), ["c1", "c2"]);
+    assert!(got.unreadable.is_empty());
+    let e = &got.events[0];
+    assert_eq!(e.lease_owner, "w1");
+    assert_eq!(e.event.routing_key, KEY);
+    assert_eq!(e.event.event_name, "Happened");
+    assert_eq!(e.event.retry_count, 0);
+    assert!(
+        e.event.payload.get().contains("12345678901234567890.5"),
+        "{}",
+        e.event.payload
+    );
+    let st = f.state("c1").await.unwrap();
+    assert_eq!(
+        (st.status.as_str(), st.locked_by.as_deref()),
+        ("PROCESSING", Some("w1"))
+    );
+    assert!(s
+        .claim("w2", 10, LEASE, &[])
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .all(|e| e.event.id == "p1"));
+    assert_eq!(status(f, "c3").await, "PENDING");
+    // A limit is a limit.
+    event(f, "c4", KEY, "a5").await;
+    event(f, "c5", KEY, "a6").await;
+    assert_eq!(s.claim("w3", 1, LEASE, &[]).await.unwrap().len(), 1);
+}
+
+/// Results land only under the lease that was claimed (owner and attempt): a stale worker's
+/// late result loses to the one that took the event over after its lease ran out.
+pub async fn check_fenced_results(f: &dyn Fixture) {
+    let s = f.backend();
+    policy(f, KEY, 3).await;
+    event(f, "f1", KEY, "a1").await;
+    let a = s.claim("wa", 10, LEASE, &[]).await.unwrap().events;
+    assert_eq!(a.len(), 1);
+    let stale = a[0].clone();
+
+    // The lease runs out; the reaper finds it and records the interrupted attempt.
+    f.set_lease_end("f1", -1000).await;
+    let expired = s.expired_leases(10).await.unwrap().events;
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].lease_owner, "wa");
+    let reaped = result(
+        &expired[0],
+        CompletionAction::Retry {
+            retry_count: 1,
+            delay: Duration::ZERO,
+            error: "lease expired".into(),
+        },
+    );
+    assert_eq!(s.complete(&[reaped]).await.unwrap(), 1);
+    let st = f.state("f1").await.unwrap();
+    assert_eq!((st.status.as_str(), st.retry_count), ("PENDING", 1));
+    assert_eq!(st.last_error.as_deref(), Some("lease expired"));
+
+    let b = s.claim("wb", 10, LEASE, &[]).await.unwrap().events;
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].event.retry_count, 1);
+    // The stale worker's result changes nothing; the new holder's lands.
+    assert_eq!(
+        s.complete(&[result(&stale, CompletionAction::Sent)])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(status(f, "f1").await, "PROCESSING");
+    assert_eq!(
+        s.complete(&[result(&b[0], CompletionAction::Sent)])
+            .await
+            .unwrap(),
+        1
+    );
+    let st = f.state("f1").await.unwrap();
+    assert_eq!(st.status, "SENT");
+    assert!(st.processed && st.locked_by.is_none());
+    // Once finished, no result changes it again.
+    assert_eq!(
+        s.complete(&[result(&b[0], CompletionAction::Sent)])
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+/// Each kind of result writes what the contract says.
+pub async fn check_result_kinds(f: &dyn Fixture) {
+    let s = f.backend();
+    policy(f, KEY, 3).await;
+    for id in ["r-sent", "r-del", "r-retry", "r-fail", "r-back"] {
+        event(f, id, KEY, id).await;
+    }
+    let got = s.claim("w", 10, LEASE, &[]).await.unwrap().events;
+    assert_eq!(got.len(), 5);
+    let by = |id: &str| got.iter().find(|e| e.event.id == id).unwrap();
+    let results = vec![
+        result(by("r-sent"), CompletionAction::Sent),
+        result(by("r-del"), CompletionAction::Delete),
+        result(
+            by("r-retry"),
+            CompletionAction::Retry {
+                retry_count: 1,
+                delay: Duration::from_secs(60),
+                error: "HTTP 503".into(),
+            },
+        ),
+        result(
+            by("r-fail"),
+            CompletionAction::Fail {
+                error: "permanent failure: HTTP 400".into(),
+                block_aggregate: false,
+            },
+        ),
+        result(by("r-back"), CompletionAction::Release { note: None }),
+    ];
+    assert_eq!(s.complete(&results).await.unwrap(), 5);
+    assert_eq!(status(f, "r-sent").await, "SENT");
+    assert_eq!(f.state("r-del").await, None);
+    let retry = f.state("r-retry").await.unwrap();
+    assert_eq!((retry.status.as_str(), retry.retry_count), ("PENDING", 1));
+    assert_eq!(retry.last_error.as_deref(), Some("HTTP 503"));
+    let due = f.due_in("r-retry").await;
+    assert!((50_000..=61_000).contains(&due), "due in {due} ms");
+    let fail = f.state("r-fail").await.unwrap();
+    assert_eq!(fail.status, "FAILED");
+    assert!(fail.processed);
+    assert_eq!(
+        fail.last_error.as_deref(),
+        Some("permanent failure: HTTP 400")
+    );
+    let back = f.state("r-back").await.unwrap();
+    assert_eq!((back.status.as_str(), back.retry_count), ("PENDING", 0));
+    // The given-back event is due at once; the retry is not.
+    let again = s.claim("w", 10, LEASE, &[]).await.unwrap();
+    assert_eq!(ids(&again), ["r-back"]);
+    let next = s
+        .next_due(&[])
+        .await
+        .unwrap()
+        .expect("the retry is still pending");
+    assert!(next > Duration::from_secs(50), "{next:?}");
+}
+
+/// Ordered claims lease an aggregate's head only, one at a time, in insertion order; a
+/// FAILED head with blockOnFailure holds its aggregate back until it is unblocked.
+pub async fn check_ordered(f: &dyn Fixture) {
+    let s = f.backend();
+    policy(f, KEY, 3).await;
+    f.exec(&format!(
+        r#"UPDATE "OutboxRetryPolicy" SET "ordered" = true, "blockOnFailure" = true WHERE "routingKey" = '{KEY}'"#
+    ))
+    .await;
+    let rows = s.policies().await.unwrap();
+    let p = rows.policies.iter().find(|p| p.routing_key == KEY).unwrap();
+    assert!(p.ordered && p.block_on_failure && !p.paused);
+    for id in ["o1", "o2", "o3"] {
+        event(f, id, KEY, "agg").await;
+    }
+    event(f, "x1", KEY, "other").await;
+    let keys = [KEY.to_string()];
+    let first = s.claim_ordered("w", 10, LEASE, &keys, &[]).await.unwrap();
+    assert_eq!(ids(&first), ["o1", "x1"]);
+    assert!(s
+        .claim_ordered("w", 10, LEASE, &keys, &[])
+        .await
+        .unwrap()
+        .is_empty());
+    let o1 = first.events.iter().find(|e| e.event.id == "o1").unwrap();
+    s.complete(&[result(o1, CompletionAction::Sent)])
+        .await
+        .unwrap();
+    let second = s.claim_ordered("w", 10, LEASE, &keys, &[]).await.unwrap();
+    assert_eq!(ids(&second), ["o2"]);
+    s.complete(&[result(
+        &second.events[0],
+        CompletionAction::Fail {
+            error: "permanent failure".into(),
+            block_aggregate: true,
+        },
+    )])
+    .await
+    .unwrap();
+    let blocked = s.blocked_aggregates().await.unwrap();
+    assert_eq!(blocked.len(), 1);
+    assert_eq!(
+        (
+            blocked[0].aggregate_id.as_str(),
+            blocked[0].event_id.as_str()
+        ),
+        ("agg", "o2")
+    );
+    assert!(s
+        .claim_ordered("w", 10, LEASE, &keys, &[])
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.unblock(&["agg".to_string()], "tester").await.unwrap(),
+        ["agg"]
+    );
+    let third = s.claim_ordered("w", 10, LEASE, &keys, &[]).await.unwrap();
+    assert_eq!(ids(&third), ["o3"]);
+    // A paused ordered key is left alone.
+    assert!(s
+        .claim_ordered("w", 10, LEASE, &keys, &keys)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// The operator's reads and actions: listings, counts, statistics, replay, purge, pause.
+pub async fn check_operator(f: &dyn Fixture) {
+    let s = f.backend();
+    policy(f, KEY, 0).await;
+    for id in ["d1", "d2", "d3"] {
+        event(f, id, KEY, id).await;
+    }
+    let got = s.claim("w", 10, LEASE, &[]).await.unwrap().events;
+    let fail = |c: &ClaimedEvent| {
+        result(
+            c,
+            CompletionAction::Fail {
+                error: format!("permanent failure: HTTP 400 for {}", c.event.id),
+                block_aggregate: false,
+            },
+        )
+    };
+    let done: Vec<Completion> = got
+        .iter()
+        .map(|c| {
+            if c.event.id == "d3" {
+                result(c, CompletionAction::Sent)
+            } else {
+                fail(c)
+            }
+        })
+        .collect();
+    s.complete(&done).await.unwrap();
+
+    let failed = EventFilter {
+        status: Some(Status::Failed),
+        ..EventFilter::default()
+    };
+    assert_eq!(s.count_events(&failed).await.unwrap(), 2);
+    let listed = s.list_events(&failed, 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].status(), Some(Status::Failed));
+    assert_eq!(listed[0]["routingKey"], KEY);
+    assert!(listed[0]["lastError"]
+        .as_str()
+        .unwrap()
+        .contains("HTTP 400"));
+    let payload = listed[0]
+        .payload
+        .as_ref()
+        .expect("payload")
+        .get()
+        .to_string();
+    assert!(payload.contains("12345678901234567890.5"), "{payload}");
+    let by_error = EventFilter {
+        error_contains: Some("for D1".into()),
+        ..failed.clone()
+    };
+    assert_eq!(s.matching_ids(&by_error, None, 10).await.unwrap(), ["d1"]);
+    assert_eq!(
+        s.matching_ids(&failed, Some("d1"), 10).await.unwrap(),
+        ["d2"]
+    );
+
+    let stats = s.stats().await.unwrap();
+    let k = stats.iter().find(|k| k.routing_key == KEY).unwrap();
+    assert_eq!((k.pending, k.processing, k.sent, k.failed), (0, 0, 1, 2));
+
+    let replayed = s.replay_failed(&by_error, 100, "tester").await.unwrap();
+    assert_eq!(replayed, ["d1"]);
+    let st = f.state("d1").await.unwrap();
+    assert_eq!(
+        (st.status.as_str(), st.retry_count, st.processed),
+        ("PENDING", 0, false)
+    );
+    assert_eq!(
+        s.purge_failed(&failed, 100, "tester", false).await.unwrap(),
+        ["d2"]
+    );
+    assert_eq!(f.state("d2").await, None);
+
+    assert!(s.set_paused(KEY, true, "tester").await.unwrap());
+    assert!(s.policies().await.unwrap().policies[0].paused);
+    assert!(!s.set_paused("conf.none", true, "tester").await.unwrap());
+    assert!(s.set_paused(KEY, false, "tester").await.unwrap());
+
+    // Purging finished rows by age.
+    f.set_finished_ago("d3", 3_600_000).await;
+    assert_eq!(
+        s.purgeable(Status::Sent, Duration::from_secs(60))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.purgeable(Status::Sent, Duration::from_secs(7200))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.purge(Status::Sent, Duration::from_secs(60), 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(f.state("d3").await, None);
+
+    let summary = s.pending_summary().await.unwrap();
+    assert_eq!(summary.len(), 1);
+    assert_eq!((summary[0].0.as_str(), summary[0].1), (KEY, 1));
+}
+
+/// Migrations: a fresh deploy is clean, a second applies nothing, a dropped index is
+/// reported as drift, a reset plan names the tables.
+pub async fn check_migrations(f: &dyn Fixture) {
+    let s = f.backend();
+    let st = s.schema_status().await.unwrap();
+    assert!(st.problems().is_empty(), "{:?}", st.problems());
+    assert!(s.deploy().await.unwrap().is_empty());
+    f.drop_pending_index().await;
+    let st = s.schema_status().await.unwrap();
+    assert_eq!(st.worst(), Some(ProblemKind::Drift), "{:?}", st.problems());
+    assert!(
+        st.problems()
+            .iter()
+            .any(|p| p.what.contains("OutboxEvent_pending_idx")),
+        "{:?}",
+        st.problems()
+    );
+    let plan = s.reset_plan().await.unwrap();
+    assert!(plan.iter().any(|p| p.contains("OutboxEvent")), "{plan:?}");
+    let (ran, applied) = s.reset().await.unwrap();
+    assert_eq!(ran, plan);
+    assert!(!applied.is_empty());
+    assert!(s.schema_status().await.unwrap().problems().is_empty());
+}
+
+/// An insert wakes a listener; a policy change tells it so.
+pub async fn check_notifications(f: &dyn Fixture) {
+    let s = f.backend();
+    s.ping().await.unwrap();
+    let mut stream = s.listen().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    event(f, "n1", KEY, "a").await;
+    let mut heard = Vec::new();
+    let wait = async {
+        while let Some(n) = stream.next().await {
+            heard.push(n);
+            if n == Notification::Events {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .expect("an insert is heard");
+    policy(f, "conf.new", 1).await;
+    let wait = async {
+        while let Some(n) = stream.next().await {
+            if n == Notification::Policies {
+                return;
+            }
+        }
+        panic!("the stream ended");
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .expect("a policy change is heard");
+}
+
+/// PostgreSQL: a database of its own with the worker's migrations.
+pub struct PgFixture {
+    pub db: TestDb,
+    store: PgStore,
+}
+
+impl PgFixture {
+    pub async fn new() -> PgFixture {
+        let db = TestDb::new().await;
+        db.migrate().await;
+        let store = PgStore::new(&PgStoreOptions::new(db.url.clone())).unwrap();
+        PgFixture { db, store }
+    }
+
+    async fn one(&self, sql: &str, id: &str) -> Option<tokio_postgres::Row> {
+        self.db.client().await.query_opt(sql, &[&id]).await.unwrap()
+    }
+}
+
+#[outbox_core::async_trait]
+impl Fixture for PgFixture {
+    fn backend(&self) -> &dyn Backend {
+        &self.store
+    }
+    async fn exec(&self, sql: &str) {
+        self.db.client().await.batch_execute(sql).await.unwrap();
+    }
+    async fn set_due_in(&self, id: &str, ms: i64) {
+        self.exec(&format!(
+            r#"UPDATE "OutboxEvent" SET "nextRetryAt" = now() + make_interval(secs => {ms} / 1000.0) WHERE "id" = '{id}'"#
+        ))
+        .await;
+    }
+    async fn set_lease_end(&self, id: &str, ms: i64) {
+        self.exec(&format!(
+            r#"UPDATE "OutboxEvent" SET "lockedUntil" = now() + make_interval(secs => {ms} / 1000.0) WHERE "id" = '{id}'"#
+        ))
+        .await;
+    }
+    async fn set_finished_ago(&self, id: &str, ms: i64) {
+        self.exec(&format!(
+            r#"UPDATE "OutboxEvent" SET "processedAt" = now() - make_interval(secs => {ms} / 1000.0) WHERE "id" = '{id}'"#
+        ))
+        .await;
+    }
+    async fn due_in(&self, id: &str) -> i64 {
+        let r = self
+            .one(
+                r#"SELECT (extract(epoch FROM "nextRetryAt" - clock_timestamp()) * 1000)::int8 FROM "OutboxEvent" WHERE "id" = $1"#,
+                id,
+            )
+            .await
+            .unwrap();
+        r.get(0)
+    }
+    async fn state(&self, id: &str) -> Option<State> {
+        self.one(
+            r#"SELECT "status", "retryCount"::int8, "lockedBy", "lastError", "processedAt" IS NOT NULL FROM "OutboxEvent" WHERE "id" = $1"#,
+            id,
+        )
+        .await
+        .map(|r| State {
+            status: r.get(0),
+            retry_count: r.get(1),
+            locked_by: r.get(2),
+            last_error: r.get(3),
+            processed: r.get(4),
+        })
+    }
+    async fn drop_pending_index(&self) {
+        self.exec(r#"DROP INDEX "OutboxEvent_pending_idx""#).await;
+    }
+}
+
+/// SQLite: a database file of its own in a scratch folder, migrated.
+pub struct SqliteFixture {
+    _dir: TempDir,
+    path: std::path::PathBuf,
+    store: SqliteStore,
+}
+
+impl SqliteFixture {
+    pub async fn new() -> SqliteFixture {
+        let dir = TempDir::new();
+        let path = dir.0.join(format!("{}.db", unique("outbox")));
+        let store = SqliteStore::new(&SqliteOptions { path: path.clone() });
+        store.deploy().await.unwrap();
+        SqliteFixture {
+            _dir: dir,
+            path,
+            store,
+        }
+    }
+
+    fn conn(&self) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(&self.path).unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        c
+    }
+}
+
+#[outbox_core::async_trait]
+impl Fixture for SqliteFixture {
+    fn backend(&self) -> &dyn Backend {
+        &self.store
+    }
+    async fn exec(&self, sql: &str) {
+        self.conn().execute_batch(sql).unwrap();
+    }
+    async fn set_due_in(&self, id: &str, ms: i64) {
+        self.exec(&format!(
+            r#"UPDATE "OutboxEvent" SET "nextRetryAt" = CAST(unixepoch('subsec') * 1000 AS INTEGER) + ({ms}) WHERE "id" = '{id}'"#
+        ))
+        .await;
+    }
+    async fn set_lease_end(&self, id: &str, ms: i64) {
+        self.exec(&format!(
+            r#"UPDATE "OutboxEvent" SET "lockedUntil" = CAST(unixepoch('subsec') * 1000 AS INTEGER) + ({ms}) WHERE "id" = '{id}'"#
+        ))
+        .await;
+    }
+    async fn set_finished_ago(&self, id: &str, ms: i64) {
+        self.exec(&format!(
+            r#"UPDATE "OutboxEvent" SET "processedAt" = CAST(unixepoch('subsec') * 1000 AS INTEGER) - ({ms}) WHERE "id" = '{id}'"#
+        ))
+        .await;
+    }
+    async fn due_in(&self, id: &str) -> i64 {
+        self.conn()
+            .query_row(
+                r#"SELECT "nextRetryAt" - CAST(unixepoch('subsec') * 1000 AS INTEGER) FROM "OutboxEvent" WHERE "id" = ?1"#,
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+    async fn state(&self, id: &str) -> Option<State> {
+        let c = self.conn();
+        let mut stmt = c
+            .prepare(r#"SELECT "status", "retryCount", "lockedBy", "lastError", "processedAt" IS NOT NULL FROM "OutboxEvent" WHERE "id" = ?1"#)
+            .unwrap();
+        let mut rows = stmt.query([id]).unwrap();
+        rows.next().unwrap().map(|r| State {
+            status: r.get(0).unwrap(),
+            retry_count: r.get(1).unwrap(),
+            locked_by: r.get(2).unwrap(),
+            last_error: r.get(3).unwrap(),
+            processed: r.get(4).unwrap(),
+        })
+    }
+    async fn drop_pending_index(&self) {
+        self.exec(r#"DROP INDEX "OutboxEvent_pending_idx""#).await;
+    }
+}
