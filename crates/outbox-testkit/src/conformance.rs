@@ -591,26 +591,26 @@ impl Fixture for SqliteFixture {
     }
     async fn set_due_in(&self, id: &str, ms: i64) {
         self.exec(&format!(
-            r#"UPDATE "OutboxEvent" SET "nextRetryAt" = CAST(unixepoch('subsec') * 1000 AS INTEGER) + ({ms}) WHERE "id" = '{id}'"#
+            r#"UPDATE "OutboxEvent" SET "nextRetryAt" = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) + ({ms}) WHERE "id" = '{id}'"#
         ))
         .await;
     }
     async fn set_lease_end(&self, id: &str, ms: i64) {
         self.exec(&format!(
-            r#"UPDATE "OutboxEvent" SET "lockedUntil" = CAST(unixepoch('subsec') * 1000 AS INTEGER) + ({ms}) WHERE "id" = '{id}'"#
+            r#"UPDATE "OutboxEvent" SET "lockedUntil" = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) + ({ms}) WHERE "id" = '{id}'"#
         ))
         .await;
     }
     async fn set_finished_ago(&self, id: &str, ms: i64) {
         self.exec(&format!(
-            r#"UPDATE "OutboxEvent" SET "processedAt" = CAST(unixepoch('subsec') * 1000 AS INTEGER) - ({ms}) WHERE "id" = '{id}'"#
+            r#"UPDATE "OutboxEvent" SET "processedAt" = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) - ({ms}) WHERE "id" = '{id}'"#
         ))
         .await;
     }
     async fn due_in(&self, id: &str) -> i64 {
         self.conn()
             .query_row(
-                r#"SELECT "nextRetryAt" - CAST(unixepoch('subsec') * 1000 AS INTEGER) FROM "OutboxEvent" WHERE "id" = ?1"#,
+                r#"SELECT "nextRetryAt" - CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) FROM "OutboxEvent" WHERE "id" = ?1"#,
                 [id],
                 |r| r.get(0),
             )

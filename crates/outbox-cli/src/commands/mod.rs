@@ -13,6 +13,7 @@ pub mod schema;
 
 use crate::config::{Config, SchemaOwner};
 use crate::{Failure, EXIT_CONFIG, EXIT_FAILURE};
+use outbox_store::sqlite::{SqliteOptions, SqliteStore};
 use outbox_store::{Backend, PgStore, PgStoreOptions};
 use std::time::Duration;
 
@@ -56,7 +57,7 @@ impl StoreKind {
 
 /// The configured database URL and the kind of store it names; a config error when it is
 /// missing, of no known form, or of a store this build does not have.
-fn database_url(config: &Config) -> Result<String, Failure> {
+fn database_url(config: &Config) -> Result<(StoreKind, String), Failure> {
     let Some(url) = config.database.url.clone() else {
         return Err(Failure::new(
             EXIT_CONFIG,
@@ -76,13 +77,12 @@ fn database_url(config: &Config) -> Result<String, Failure> {
         )
     };
     match StoreKind::of(&url) {
-        Some(StoreKind::Postgres) => Ok(url),
-        Some(StoreKind::Sqlite) => Err(unbuilt("SQLite")),
         Some(StoreKind::Mysql) => Err(unbuilt("MySQL/MariaDB")),
+        Some(kind) => Ok((kind, url)),
         None => Err(Failure::new(
             EXIT_CONFIG,
             format!(
-                "invalid configuration ({}): database.url: `{}` is not a database URL; use postgres://user@host:5432/db (or a libpq key=value string)",
+                "invalid configuration ({}): database.url: `{}` is not a database URL; use postgres://user@host:5432/db (or a libpq key=value string) or sqlite:///path/app.db",
                 origin(config),
                 outbox_core::conf::redact_secrets(&url)
             ),
@@ -90,16 +90,52 @@ fn database_url(config: &Config) -> Result<String, Failure> {
     }
 }
 
-/// The backend for the configured database (no connection yet), for commands that speak
+/// The backend for the configured database (nothing opened yet), for commands that speak
 /// only the store traits.
 pub fn open_backend(config: &Config) -> Result<Box<dyn Backend>, Failure> {
-    Ok(Box::new(open_store(config)?))
+    match database_url(config)?.0 {
+        StoreKind::Sqlite => Ok(Box::new(open_sqlite(config)?)),
+        _ => Ok(Box::new(open_store(config)?)),
+    }
+}
+
+/// The SQLite store for a `sqlite:` database.url: a relative path is taken from the config
+/// file's folder (else the current one).
+pub fn open_sqlite(config: &Config) -> Result<SqliteStore, Failure> {
+    let (_, url) = database_url(config)?;
+    let base = config.file.as_deref().and_then(|f| f.parent());
+    if config.database.owner == SchemaOwner::App {
+        return Err(Failure::new(
+            EXIT_CONFIG,
+            format!(
+                "invalid configuration ({}): database.schema_owner = \"app\" is not supported on SQLite in this version; let the worker own the tables (schema_owner = \"worker\") and run `outbox migrate deploy`",
+                origin(config)
+            ),
+        ));
+    }
+    SqliteOptions::from_url(&url, base)
+        .map(|o| SqliteStore::new(&o))
+        .map_err(|e| {
+            Failure::new(
+                EXIT_CONFIG,
+                format!("invalid configuration ({}): database.url: {e}", origin(config)),
+            )
+        })
 }
 
 /// The PostgreSQL store for the configured database (no connection yet), for what is by
-/// nature about PostgreSQL (the worker's start-up checks, `doctor`, the demo).
+/// nature about PostgreSQL (app-owned tables, `doctor`'s server checks).
 pub fn open_store(config: &Config) -> Result<PgStore, Failure> {
-    let url = database_url(config)?;
+    let (kind, url) = database_url(config)?;
+    if kind != StoreKind::Postgres {
+        return Err(Failure::new(
+            EXIT_CONFIG,
+            format!(
+                "invalid configuration ({}): database.url names a SQLite database, and this needs PostgreSQL",
+                origin(config)
+            ),
+        ));
+    }
     let opts = PgStoreOptions {
         url,
         schema: config.database.schema.clone(),
@@ -130,6 +166,9 @@ pub fn require_worker_owned(config: &Config, command: &str) -> Result<(), Failur
 
 /// The backend, ready for operator queries: on app-owned tables, with the layout resolved.
 pub async fn query_store(config: &Config) -> Result<Box<dyn Backend>, Failure> {
+    if database_url(config)?.0 == StoreKind::Sqlite {
+        return Ok(Box::new(open_sqlite(config)?));
+    }
     let mut store = open_store(config)?;
     if config.database.owner == SchemaOwner::App {
         let res = store

@@ -1,10 +1,10 @@
 //! `outbox run`: check the schema, then relay until SIGINT/SIGTERM.
 
-use super::{admin, open_store, origin};
+use super::{admin, open_backend, open_store, origin};
 use crate::config::{Config, SchemaOwner};
 use crate::{Failure, EXIT_CONFIG, EXIT_FAILURE};
 use outbox_core::StoreError;
-use outbox_store::{Migrator, PgStore, ProblemKind};
+use outbox_store::{Backend, ProblemKind};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +70,7 @@ where
 }
 
 /// Worker-owned tables: refuse pending migrations and drift (unless skipped).
-fn refuse_unclean(store: &PgStore, st: &outbox_store::SchemaStatus) -> Result<(), Failure> {
+fn refuse_unclean(store: &dyn Backend, st: &outbox_store::SchemaStatus) -> Result<(), Failure> {
     let problems = st.problems();
     let Some(first) = problems.first() else {
         return Ok(());
@@ -87,8 +87,8 @@ fn refuse_unclean(store: &PgStore, st: &outbox_store::SchemaStatus) -> Result<()
     Err(Failure::new(
         EXIT_FAILURE,
         format!(
-            "schema \"{}\" is not ready: {}{more}; {fix}, or start with --skip-schema-check",
-            store.schema(),
+            "{} is not ready: {}{more}; {fix}, or start with --skip-schema-check",
+            store.location(),
             first.what
         ),
     ))
@@ -133,7 +133,8 @@ pub async fn run(config: Config, skip_schema_check: bool) -> Result<u8, Failure>
             ),
         ));
     }
-    let mut store = open_store(&config)?;
+    // Opened now so a URL or config mistake is reported before anything starts.
+    let store = open_backend(&config)?;
     let mut sinks = std::collections::HashMap::new();
     for (name, sc) in &config.sinks {
         let sink = sc.build().map_err(|e| {
@@ -153,9 +154,15 @@ pub async fn run(config: Config, skip_schema_check: bool) -> Result<u8, Failure>
     let mut options = config.worker.clone();
     if let Some(addr) = config.admin {
         let metrics = outbox_worker::Metrics::new();
-        let mut ping = open_store(&config)?;
-        ping.set_pool_size(1);
-        let bound = admin::start(addr, metrics.clone(), readiness.clone(), Arc::new(ping))
+        // A store of its own for the readiness probe (one connection at most).
+        let ping: Arc<dyn outbox_core::Store> = match open_store(&config) {
+            Ok(mut pg) => {
+                pg.set_pool_size(1);
+                Arc::new(pg)
+            }
+            Err(_) => Arc::<dyn Backend>::from(open_backend(&config)?),
+        };
+        let bound = admin::start(addr, metrics.clone(), readiness.clone(), ping)
             .await
             .map_err(|e| {
                 Failure::new(
@@ -175,18 +182,21 @@ pub async fn run(config: Config, skip_schema_check: bool) -> Result<u8, Failure>
             .store(true, std::sync::atomic::Ordering::Relaxed);
     };
     tokio::pin!(shutdown);
-    match config.database.owner {
+    let store: Box<dyn Backend> = match config.database.owner {
         SchemaOwner::Worker if skip_schema_check => {
             tracing::warn!("Schema check skipped (--skip-schema-check)");
+            store
         }
         SchemaOwner::Worker => {
             let st = when_reachable(&mut shutdown, || store.schema_status())
                 .await
                 .map_err(|e| Failure::new(EXIT_FAILURE, format!("cannot check the schema: {e}")))?;
             let Some(st) = st else { return Ok(0) };
-            refuse_unclean(&store, &st)?;
+            refuse_unclean(&*store, &st)?;
+            store
         }
         SchemaOwner::App => {
+            let mut store = open_store(&config)?;
             let overrides = config.database.overrides.clone();
             let catalog = when_reachable(&mut shutdown, || store.live_catalog())
                 .await
@@ -221,19 +231,20 @@ pub async fn run(config: Config, skip_schema_check: bool) -> Result<u8, Failure>
                 tracing::info!(table = m.table, column = %m.logical, physical = %m.physical, how = m.how, "Column mapped");
             }
             store.set_layout(layout);
+            Box::new(store)
         }
-    }
+    };
 
     tracing::info!(
         environment = %config.database.environment,
-        schema = %store.schema(),
+        store = %store.location(),
         routes = config.routes.len(),
         "Schema checked"
     );
     readiness
         .schema_ok
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut worker = outbox_worker::Worker::new(Arc::new(store), options);
+    let mut worker = outbox_worker::Worker::new(Arc::<dyn Backend>::from(store), options);
     for (key, sink_name) in &config.routes {
         let sink = sinks[sink_name].clone();
         worker = worker.route(key.clone(), sink_name.clone(), sink);

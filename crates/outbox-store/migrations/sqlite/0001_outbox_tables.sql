@@ -15,19 +15,19 @@ CREATE TABLE "OutboxEvent" (
     "headers"       TEXT    CHECK ("headers" IS NULL OR json_valid("headers")),
     "status"        TEXT    NOT NULL DEFAULT 'PENDING'
                     CHECK ("status" IN ('PENDING', 'PROCESSING', 'SENT', 'FAILED')),
-    "occurredAt"    INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER))
+    "occurredAt"    INTEGER NOT NULL DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
                     CHECK (typeof("occurredAt") = 'integer'),
     "retryCount"    INTEGER NOT NULL DEFAULT 0 CHECK ("retryCount" >= 0),
     "maxRetries"    INTEGER CHECK ("maxRetries" IS NULL OR "maxRetries" >= 0),
     "retryInterval" INTEGER CHECK ("retryInterval" IS NULL OR "retryInterval" >= 0),
     "maxInterval"   INTEGER CHECK ("maxInterval" IS NULL OR "maxInterval" >= 0),
-    "nextRetryAt"   INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER))
+    "nextRetryAt"   INTEGER NOT NULL DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
                     CHECK (typeof("nextRetryAt") = 'integer'),
     "lockedBy"      TEXT,
     "lockedUntil"   INTEGER,
     "lastError"     TEXT,
     "processedAt"   INTEGER,
-    "createdAt"     INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER))
+    "createdAt"     INTEGER NOT NULL DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
 );
 
 -- The claim: due PENDING rows in nextRetryAt order.
@@ -54,8 +54,8 @@ CREATE TABLE "OutboxRetryPolicy" (
     "paused"            BOOLEAN NOT NULL DEFAULT false,
     "blockOnFailure"    BOOLEAN NOT NULL DEFAULT false,
     "description"       TEXT,
-    "createdAt"         INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER)),
-    "updatedAt"         INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER))
+    "createdAt"         INTEGER NOT NULL DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
+    "updatedAt"         INTEGER NOT NULL DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
 );
 
 -- Aggregates held back by a FAILED ordered head (policies with blockOnFailure).
@@ -64,13 +64,13 @@ CREATE TABLE "OutboxBlockedAggregate" (
     "eventId"     TEXT    NOT NULL,
     "routingKey"  TEXT    NOT NULL,
     "reason"      TEXT,
-    "blockedAt"   INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER))
+    "blockedAt"   INTEGER NOT NULL DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
 );
 
 -- Who replayed, purged, unblocked, paused or resumed what, and when.
 CREATE TABLE "OutboxAudit" (
     "id"         INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
-    "at"         INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER)),
+    "at"         INTEGER NOT NULL DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
     "actor"      TEXT    NOT NULL,
     "action"     TEXT    NOT NULL,
     "eventId"    TEXT,

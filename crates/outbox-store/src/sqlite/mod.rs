@@ -196,7 +196,7 @@ fn json_list(keys: &[String]) -> String {
 
 /// The lease a claim writes: `?1` owner, `?2` lease in ms.
 const LEASE_SETS: &str = r#""status" = 'PROCESSING', "lockedBy" = ?1, "retryCount" = COALESCE("retryCount", 0),
-       "lockedUntil" = CAST(unixepoch('subsec') * 1000 AS INTEGER) + ?2"#;
+       "lockedUntil" = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) + ?2"#;
 
 #[async_trait]
 impl Store for SqliteStore {

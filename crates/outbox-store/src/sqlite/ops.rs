@@ -56,7 +56,7 @@ const FILTER: &str = r#"(json_array_length(?1) = 0 OR e."id" IN (SELECT value FR
    AND (?2 IS NULL OR e."status" = ?2)
    AND (?3 IS NULL OR e."routingKey" = ?3)
    AND (?4 IS NULL OR e."aggregateId" = ?4)
-   AND (?5 IS NULL OR e."occurredAt" >= CAST(unixepoch('subsec') * 1000 AS INTEGER) - ?5 * 1000)
+   AND (?5 IS NULL OR e."occurredAt" >= CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) - ?5 * 1000)
    AND (?6 IS NULL OR instr(lower(COALESCE(e."lastError", '')), lower(?6)) > 0)"#;
 
 fn filter_params(f: &EventFilter) -> Vec<Sql> {

@@ -10,7 +10,7 @@ use rusqlite::Row;
 pub(crate) const EVENT_COLUMNS: &str = r#""id", "eventName", "eventType", "aggregateId", "routingKey", "payload", "headers", "occurredAt", "retryCount", "maxRetries", "retryInterval", "maxInterval", "lockedBy""#;
 
 /// Milliseconds since 1970 by SQLite's clock (the database clock of this store).
-pub(crate) const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+pub(crate) const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
 
 fn what(v: ValueRef<'_>) -> &'static str {
     match v {
