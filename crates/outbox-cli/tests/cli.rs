@@ -51,10 +51,6 @@ fn a_url_of_a_store_not_built_or_of_no_known_form_is_a_config_error() {
     let empty = dir.write("empty.toml", "");
     for (url, says) in [
         (
-            "sqlite:app.db",
-            "the SQLite store is not in this version of outbox yet",
-        ),
-        (
             "mysql://root@127.0.0.1/app",
             "the MySQL/MariaDB store is not in this version of outbox yet",
         ),

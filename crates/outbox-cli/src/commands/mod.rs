@@ -118,7 +118,10 @@ pub fn open_sqlite(config: &Config) -> Result<SqliteStore, Failure> {
         .map_err(|e| {
             Failure::new(
                 EXIT_CONFIG,
-                format!("invalid configuration ({}): database.url: {e}", origin(config)),
+                format!(
+                    "invalid configuration ({}): database.url: {e}",
+                    origin(config)
+                ),
             )
         })
 }

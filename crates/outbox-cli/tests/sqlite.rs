@@ -1,0 +1,252 @@
+//! The worker on SQLite, end to end through the binary: the seed's flow (delivery, retry,
+//! a permanent failure, no route), a SIGKILLed worker's event taken over after its lease,
+//! two workers on one file, and the errors of a file that cannot be used.
+
+use outbox_testkit::*;
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const KEY: &str = "audit.record-auth-log";
+const LONG: Duration = Duration::from_secs(30);
+
+/// A migrated SQLite database in a scratch folder, with one policy per `(key, maxRetries)`
+/// (retries 100 ms apart).
+fn database(dir: &TempDir, policies: &[(&str, i32)]) -> (PathBuf, String) {
+    let path = dir.0.join("app.db");
+    let url = format!("sqlite://{}", path.display());
+    let out = outbox(&["--database-url", &url, "migrate", "deploy"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = open(&path);
+    for (key, max_retries) in policies {
+        c.execute(
+            r#"INSERT INTO "OutboxRetryPolicy" ("routingKey", "maxRetries", "retryInterval", "maxInterval") VALUES (?1, ?2, 100, 1000)"#,
+            rusqlite::params![key, max_retries],
+        )
+        .unwrap();
+    }
+    (path, url)
+}
+
+fn open(path: &Path) -> Connection {
+    let c = Connection::open(path).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c
+}
+
+fn insert(c: &Connection, id: &str, key: &str, payload: &str) {
+    c.execute(
+        r#"INSERT INTO "OutboxEvent" ("id", "eventName", "eventType", "aggregateId", "routingKey", "payload") VALUES (?1, 'PasswordUserLoggedInEvent', 'auth.login.success', 'user-1', ?2, ?3)"#,
+        rusqlite::params![id, key, payload],
+    )
+    .unwrap();
+}
+
+/// (status, retryCount, lastError) of one event.
+fn row(c: &Connection, id: &str) -> (String, i64, Option<String>) {
+    c.query_row(
+        r#"SELECT "status", "retryCount", "lastError" FROM "OutboxEvent" WHERE "id" = ?1"#,
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .unwrap()
+}
+
+async fn wait_row(c: &Connection, id: &str, status: &str) -> (String, i64, Option<String>) {
+    wait_for(&format!("{id} to be {status}"), LONG, || async {
+        row(c, id).0 == status
+    })
+    .await;
+    row(c, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_flow_runs_on_sqlite() {
+    let dir = TempDir::new();
+    let (path, url) = database(&dir, &[(KEY, 2)]);
+    // 503 on the first attempt of `retry-me`, 400 for `reject-me`, 200 otherwise.
+    let server = TestServer::start(|seen, earlier| match seen.id().as_str() {
+        "retry-me" if earlier == 0 => Reply::status(503),
+        "reject-me" => Reply::status(400),
+        _ => Reply::status(200),
+    })
+    .await;
+    let config = http_config(&url, &server.url("/audit"), &[KEY], "");
+    let mut worker = WorkerProcess::start(&config);
+    worker.wait_started().await;
+
+    let c = open(&path);
+    let exact = r#"{"a": 1e-30, "b": 0.14285714285714285714, "c": 123456789012345678901234567890, "s": "ü\n\u0001"}"#;
+    insert(&c, "test-1", KEY, exact);
+    insert(&c, "retry-me", KEY, "{}");
+    insert(&c, "reject-me", KEY, "{}");
+    insert(&c, "no-route", "unknown.key", "{}");
+
+    assert_eq!(wait_row(&c, "test-1", "SENT").await.1, 0);
+    let retried = wait_row(&c, "retry-me", "SENT").await;
+    assert_eq!(retried.1, 1, "one retry");
+    assert!(
+        retried.2.as_deref().unwrap().starts_with("HTTP 503"),
+        "{retried:?}"
+    );
+    let rejected = wait_row(&c, "reject-me", "FAILED").await;
+    assert!(
+        rejected
+            .2
+            .as_deref()
+            .unwrap()
+            .starts_with("permanent failure: HTTP 400"),
+        "{rejected:?}"
+    );
+    let unrouted = wait_row(&c, "no-route", "FAILED").await;
+    assert_eq!(
+        unrouted.2.as_deref(),
+        Some(
+            "no OutboxRetryPolicy row for routingKey 'unknown.key' and no route configured for it"
+        )
+    );
+
+    let first = &server.requests_for("test-1")[0];
+    assert_eq!(first.header("idempotency-key"), Some("test-1"));
+    assert_eq!(first.header("x-outbox-attempt"), Some("1"));
+    let body = String::from_utf8(first.raw.clone()).unwrap();
+    assert!(
+        body.contains(&format!(r#""payload":{exact}"#)),
+        "the payload goes byte for byte: {body}"
+    );
+    assert_eq!(server.requests_for("retry-me").len(), 2);
+    worker.stop().await;
+
+    // The operator commands read the same file.
+    let out = outbox(&["--database-url", &url, "stats", "--format", "json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["byStatus"]["SENT"], 2, "{stats}");
+    assert_eq!(stats["byStatus"]["FAILED"], 2, "{stats}");
+    let out = outbox(&["--database-url", &url, "dlq", "replay", "--id", "reject-me"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(row(&c, "reject-me").0, "PENDING");
+    let audited: i64 = c
+        .query_row(
+            r#"SELECT count(*) FROM "OutboxAudit" WHERE "action" = 'replay' AND "eventId" = 'reject-me'"#,
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(audited, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_s_event_is_delivered_after_its_lease_runs_out() {
+    let dir = TempDir::new();
+    let (path, url) = database(&dir, &[(KEY, 5)]);
+    // The first attempt hangs (the worker is killed meanwhile); later ones succeed.
+    let server = TestServer::start(|_, earlier| {
+        if earlier == 0 {
+            Reply::status(200).after(Duration::from_secs(60))
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await;
+    let config = http_config(&url, &server.url("/audit"), &[KEY], "lease = \"2s\"\n")
+        .replace("timeout = \"5s\"", "timeout = \"1s\"");
+    let mut first = WorkerProcess::start(&config);
+    first.wait_started().await;
+    let c = open(&path);
+    insert(&c, "kill-me", KEY, "{}");
+    wait_for("the first attempt", LONG, || async {
+        server.requests_for("kill-me").len() == 1
+    })
+    .await;
+    first.signal("KILL");
+    first.wait_exit(LONG).await;
+    assert_eq!(row(&c, "kill-me").0, "PROCESSING");
+
+    let mut second = WorkerProcess::start(&config);
+    second.wait_started().await;
+    let (_, retries, error) = wait_row(&c, "kill-me", "SENT").await;
+    assert_eq!(retries, 1, "the interrupted attempt counts");
+    assert!(error.unwrap_or_default().contains("lease expired"));
+    assert_eq!(server.requests_for("kill-me").len(), 2);
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_one_file_deliver_each_event_once() {
+    let dir = TempDir::new();
+    let (path, url) = database(&dir, &[(KEY, 5)]);
+    let server = TestServer::always(200).await;
+    let config = http_config(&url, &server.url("/audit"), &[KEY], "");
+    let mut a = WorkerProcess::start(&config);
+    let mut b = WorkerProcess::start(&config);
+    a.wait_started().await;
+    b.wait_started().await;
+    let mut c = open(&path);
+    let n = 400;
+    for chunk in 0..4 {
+        let tx = c.transaction().unwrap();
+        for i in 0..n / 4 {
+            insert(&tx, &format!("e-{chunk}-{i}"), KEY, "{}");
+        }
+        tx.commit().unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_for("every event SENT", Duration::from_secs(60), || async {
+        c.query_row(
+            r#"SELECT count(*) FROM "OutboxEvent" WHERE "status" = 'SENT'"#,
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+            == n
+    })
+    .await;
+    let requests = server.requests();
+    assert_eq!(requests.len(), n as usize, "one delivery per event");
+    let mut ids: Vec<String> = requests.iter().map(|r| r.id()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n as usize);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[test]
+fn a_file_that_cannot_be_used_is_one_clear_line() {
+    let dir = TempDir::new();
+    let missing = format!("sqlite://{}/nope.db", dir.0.display());
+    let junk = dir.write("junk.db", &"this is not a database ".repeat(100));
+    let junk = format!("sqlite://{}", junk.display());
+    let no_folder = format!("sqlite://{}/no/such/folder/app.db", dir.0.display());
+    for (url, command, code, says) in [
+        (
+            &missing,
+            "status",
+            1,
+            "does not exist; create it with `outbox migrate deploy`",
+        ),
+        (&junk, "status", 1, "is not a SQLite database"),
+        (&no_folder, "deploy", 1, "the folder of the SQLite database"),
+    ] {
+        let out = outbox(&["--database-url", url, "migrate", command]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{url}: {err}");
+        assert!(err.contains(says), "{url}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // A URL that names no file is a config error.
+    let out = outbox(&["--database-url", "sqlite:", "migrate", "status"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("names no file"));
+}
