@@ -110,10 +110,15 @@ enum Command {
         #[command(subcommand)]
         action: PolicyAction,
     },
-    /// A walk-through on a throwaway database: a private PostgreSQL (or, with
-    /// --database-url, a schema of its own on your server), a demo destination, and the real
-    /// commands; everything is removed at the end.
-    Demo,
+    /// A walk-through on a throwaway database: a SQLite file (nothing to install), a private
+    /// PostgreSQL with --postgres, or with --database-url a schema of its own on your
+    /// PostgreSQL server; a demo destination and the real commands; everything is removed at
+    /// the end.
+    Demo {
+        /// Run it on a private PostgreSQL cluster (needs PostgreSQL's server installed).
+        #[arg(long)]
+        postgres: bool,
+    },
     /// The demo's clean-up, run by `outbox demo` itself: removes what the demo made once the
     /// demo has ended, however it ended.
     #[command(hide = true, name = "demo-cleanup")]
@@ -546,7 +551,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             }
         }
         Command::Doctor => commands::doctor::doctor(&load()?).await,
-        Command::Demo => commands::demo::demo(cli.database_url.clone()).await,
+        Command::Demo { postgres } => {
+            commands::demo::demo(cli.database_url.clone(), postgres).await
+        }
         Command::DemoCleanup {
             dir,
             schema,

@@ -1,5 +1,6 @@
-//! `outbox demo`: the walk-through runs to the end on its own private PostgreSQL, or in a
-//! schema of its own on a given server, shows each step, and leaves nothing behind.
+//! `outbox demo`: the walk-through runs to the end on a SQLite file of its own (the default,
+//! with no PostgreSQL anywhere on the PATH), on its own private PostgreSQL, or in a schema
+//! of its own on a given server, shows each step, and leaves nothing behind.
 
 use outbox_testkit::*;
 use std::time::Duration;
@@ -20,7 +21,7 @@ fn run_demo(args: &[&str]) -> String {
 fn assert_the_story(text: &str) {
     let steps = [
         "$ outbox --config outbox.toml migrate deploy",
-        "5 migration(s) applied",
+        "migration(s) applied",
         "$ outbox --config outbox.toml run",
         "🚀 OutboxWorker started.",
         "INSERT INTO \"OutboxEvent\"",
@@ -52,8 +53,40 @@ fn assert_the_story(text: &str) {
 }
 
 #[test]
+fn the_demo_runs_on_sqlite_with_nothing_else_installed_and_deletes_its_file() {
+    let empty = TempDir::new();
+    let out = std::process::Command::new(bin())
+        .arg("demo")
+        .env("PATH", &empty.0)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{text}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_the_story(&text);
+    assert!(
+        text.contains("1 migration(s) applied to the SQLite database"),
+        "{text}"
+    );
+    assert!(!text.contains("PostgreSQL"), "{text}");
+    let dir = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Using a SQLite database in ")?
+                .strip_suffix(" (deleted at the end): nothing else to install.")
+        })
+        .unwrap_or_else(|| panic!("the demo's directory is named\n{text}"));
+    assert!(!std::path::Path::new(dir).exists(), "{dir} is left behind");
+}
+
+#[test]
 fn the_demo_runs_on_a_private_cluster_and_deletes_it() {
-    let text = run_demo(&["demo"]);
+    let text = run_demo(&["demo", "--postgres"]);
     assert_the_story(&text);
     let dir = text
         .lines()
@@ -201,7 +234,7 @@ async fn sigterm_and_sighup_end_the_demo_and_leave_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_demo_leaves_no_cluster_worker_or_directory_behind() {
-    let mut demo = RunningDemo::start(&["demo"]);
+    let mut demo = RunningDemo::start(&["demo", "--postgres"]);
     demo.wait_for_step("── 5.").await;
     let dir = demo.dir();
     let running = processes_mentioning(&dir.display().to_string());

@@ -8,7 +8,8 @@
 use crate::{Failure, EXIT_FAILURE};
 use axum::extract::State;
 use axum::http::StatusCode;
-use outbox_store::{LocalCluster, Operator, PgStore, PgStoreOptions};
+use outbox_store::sqlite::{SqliteOptions, SqliteStore};
+use outbox_store::{KeyStats, LocalCluster, Operator, PgStore, PgStoreOptions};
 use serde_json::Value;
 use std::io::BufRead;
 use std::os::unix::fs::DirBuilderExt;
@@ -63,7 +64,8 @@ async fn receive(State(api): State<Arc<AuditApi>>, body: axum::body::Bytes) -> S
 /// Where the demo's data lives, and how to clean it up.
 struct Place {
     url: String,
-    schema: String,
+    /// The PostgreSQL schema (`None` on SQLite).
+    schema: Option<String>,
     /// The private cluster, when the demo started one (dropped = stopped and deleted).
     cluster: Option<LocalCluster>,
     /// The directory of the demo's files.
@@ -166,8 +168,8 @@ impl Janitor {
         c.arg("demo-cleanup").arg("--dir").arg(&place.dir);
         if place.cluster.is_some() {
             c.arg("--cluster");
-        } else {
-            c.arg("--schema").arg(&place.schema);
+        } else if let Some(schema) = &place.schema {
+            c.arg("--schema").arg(schema);
             c.env("DATABASE_URL", &place.url);
         }
         {
@@ -268,10 +270,13 @@ impl Worker {
 
     /// SIGTERM, then waits for the exit (30 s at most) and the last log lines.
     fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        // Directly, not through a `kill` program the PATH may not have.
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill only sends a signal to our own child process.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut exited = false;
         while Instant::now() < deadline {
@@ -303,15 +308,54 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
+/// The demo's database: the application's SQL runs on it, and its counts are watched.
+enum DemoStore {
+    Postgres(PgStore),
+    Sqlite(SqliteStore),
+}
+
+impl DemoStore {
+    fn open(place: &Place) -> Result<DemoStore, Failure> {
+        match &place.schema {
+            Some(schema) => {
+                let mut options = PgStoreOptions::new(place.url.clone());
+                options.schema = schema.clone();
+                PgStore::new(&options)
+                    .map(DemoStore::Postgres)
+                    .map_err(|e| fail(e.to_string()))
+            }
+            None => SqliteOptions::from_url(&place.url, None)
+                .map(|o| DemoStore::Sqlite(SqliteStore::new(&o)))
+                .map_err(fail),
+        }
+    }
+
+    fn operator(&self) -> &dyn Operator {
+        match self {
+            DemoStore::Postgres(s) => s,
+            DemoStore::Sqlite(s) => s,
+        }
+    }
+
+    async fn run_script(&self, sql: &str) -> Result<(), Failure> {
+        match self {
+            DemoStore::Postgres(s) => s.run_script(sql).await,
+            DemoStore::Sqlite(s) => s.run_script(sql).await,
+        }
+        .map_err(|e| fail(e.to_string()))
+    }
+}
+
 /// Waits until `check` holds on the per-key counts (SENT, FAILED) or 30 s pass.
 async fn wait_until(
-    store: &PgStore,
+    store: &DemoStore,
     what: &str,
-    check: impl Fn(&[outbox_store::postgres::ops::KeyStats]) -> bool,
+    check: impl Fn(&[KeyStats]) -> bool,
 ) -> Result<(), Failure> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let stats = store
+            .operator()
             .stats()
             .await
             .map_err(|e| fail(format!("cannot read the outbox: {e}")))?;
@@ -325,7 +369,7 @@ async fn wait_until(
     }
 }
 
-fn count(stats: &[outbox_store::postgres::ops::KeyStats], key: &str) -> (i64, i64) {
+fn count(stats: &[KeyStats], key: &str) -> (i64, i64) {
     stats
         .iter()
         .find(|s| s.routing_key == key)
@@ -333,8 +377,34 @@ fn count(stats: &[outbox_store::postgres::ops::KeyStats], key: &str) -> (i64, i6
         .unwrap_or((0, 0))
 }
 
-async fn prepare(database_url: Option<String>) -> Result<Place, Failure> {
+/// A fresh directory only we can enter, under a name nobody can guess.
+fn private_dir(prefix: &str) -> Result<PathBuf, Failure> {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{:016x}", rand::random::<u64>()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
+/// Where the demo runs: a SQLite file (the default), a private PostgreSQL cluster
+/// (`postgres`), or a schema of its own on the PostgreSQL server at `database_url`.
+async fn prepare(database_url: Option<String>, postgres: bool) -> Result<Place, Failure> {
     match database_url {
+        None if !postgres => {
+            let dir = private_dir(&format!("outbox_demo_{}", std::process::id()))?;
+            let url = format!("sqlite://{}", dir.join("demo.db").display());
+            println!(
+                "Using a SQLite database in {} (deleted at the end): nothing else to install.",
+                dir.display()
+            );
+            Ok(Place {
+                url,
+                schema: None,
+                cluster: None,
+                dir,
+            })
+        }
         Some(url) => {
             // Its own name, unlike any other run's, even one with the same pid in another
             // container: the clean-up drops it by name.
@@ -343,19 +413,14 @@ async fn prepare(database_url: Option<String>) -> Result<Place, Failure> {
                 std::process::id(),
                 rand::random::<u32>()
             );
-            // A fresh directory only we can enter, under a name nobody can guess.
-            let dir = std::env::temp_dir().join(format!("{schema}-{:016x}", rand::random::<u64>()));
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&dir)
-                .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+            let dir = private_dir(&schema)?;
             println!(
                 "Using {} in a schema of its own, \"{schema}\", dropped at the end.",
                 outbox_store::postgres::redact_url(&url)
             );
             Ok(Place {
                 url,
-                schema,
+                schema: Some(schema),
                 cluster: None,
                 dir,
             })
@@ -379,7 +444,7 @@ async fn prepare(database_url: Option<String>) -> Result<Place, Failure> {
             );
             Ok(Place {
                 url: cluster.socket_url("postgres"),
-                schema: "public".into(),
+                schema: Some("public".into()),
                 dir: cluster.dir().to_path_buf(),
                 cluster: Some(cluster),
             })
@@ -387,7 +452,7 @@ async fn prepare(database_url: Option<String>) -> Result<Place, Failure> {
     }
 }
 
-pub async fn demo(database_url: Option<String>) -> Result<u8, Failure> {
+pub async fn demo(database_url: Option<String>, postgres: bool) -> Result<u8, Failure> {
     println!("outbox demo: the transactional outbox, end to end, on a throwaway database.");
     // Ctrl-C, SIGTERM and SIGHUP (a closed terminal) from here on end the demo through the
     // clean-up below; SIGKILL, which cannot be caught, through the clean-up process.
@@ -404,7 +469,7 @@ pub async fn demo(database_url: Option<String>) -> Result<u8, Failure> {
         unreachable!("three signals")
     };
     let place = tokio::select! {
-        p = prepare(database_url) => p?,
+        p = prepare(database_url, postgres) => p?,
         _ = interrupt.recv() => return Err(fail("interrupted")),
         _ = terminate.recv() => return Err(fail("terminated")),
         _ = hangup.recv() => return Err(fail("hung up")),
@@ -428,10 +493,12 @@ pub async fn demo(database_url: Option<String>) -> Result<u8, Failure> {
     }
     // Clean up whatever happened.
     if place.cluster.is_none() {
-        let mut options = PgStoreOptions::new(place.url.clone());
-        options.schema = place.schema.clone();
-        if let Ok(store) = PgStore::new(&options) {
-            let _ = store.drop_schema().await;
+        if let Some(schema) = &place.schema {
+            let mut options = PgStoreOptions::new(place.url.clone());
+            options.schema = schema.clone();
+            if let Ok(store) = PgStore::new(&options) {
+                let _ = store.drop_schema().await;
+            }
         }
         let _ = std::fs::remove_dir_all(&place.dir);
     }
@@ -470,11 +537,15 @@ async fn walk(place: &Place, worker: &mut Option<Worker>) -> Result<(), Failure>
         1,
         "The configuration: where events come from, and where each routingKey goes",
     );
+    let database = match &place.schema {
+        Some(schema) => format!(
+            "# url: from $DATABASE_URL, which the demo sets for each command (it is never written down)\nschema = \"{schema}\"\n"
+        ),
+        None => format!("url = \"{}\"\n", place.url),
+    };
     let config_text = format!(
         r#"[database]
-# url: from $DATABASE_URL, which the demo sets for each command (it is never written down)
-schema = "{schema}"
-
+{database}
 [worker]
 poll_interval = "250ms"
 
@@ -486,26 +557,25 @@ type = "http"
 url = "http://{addr}/audit/auth-logs"
 timeout = "2s"
 "#,
-        schema = place.schema,
     );
     let config = place.dir.join("outbox.toml");
     write_private(&config, &config_text)
         .map_err(|e| fail(format!("cannot write {}: {e}", config.display())))?;
     println!("outbox.toml ({}):", config.display());
     indent(&config_text);
-    println!(
-        "DATABASE_URL={}",
-        outbox_store::postgres::redact_url(&place.url)
-    );
+    if place.schema.is_some() {
+        println!(
+            "DATABASE_URL={}",
+            outbox_store::postgres::redact_url(&place.url)
+        );
+    }
     println!("(the Audit API at http://{addr} is part of the demo: it is busy for user-2's first request, and rejects events without a userId)");
 
     title(2, "The tables, from the worker's migrations");
     let url = place.url.as_str();
     outbox(&config, url, &["migrate", "deploy"])?;
 
-    let mut options = PgStoreOptions::new(place.url.clone());
-    options.schema = place.schema.clone();
-    let store = PgStore::new(&options).map_err(|e| fail(e.to_string()))?;
+    let store = DemoStore::open(place)?;
 
     title(
         3,
@@ -516,10 +586,7 @@ timeout = "2s"
 VALUES ('{AUDIT}', 3, 500, 5000, 'login audit trail')"#
     );
     indent(&policies);
-    store
-        .run_script(&policies)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
+    store.run_script(&policies).await?;
 
     title(4, "The worker");
     *worker = Some(Worker::start(&config, url)?);
@@ -546,8 +613,7 @@ COMMIT"#
                 .trim_start_matches("BEGIN;")
                 .trim_end_matches("COMMIT"),
         )
-        .await
-        .map_err(|e| fail(e.to_string()))?;
+        .await?;
     println!("Expect: evt-1 delivered; evt-2 retried once (503), then delivered; evt-3 FAILED at once (400 is permanent); evt-4 FAILED at once (no policy, no route).");
     wait_until(&store, "the first deliveries", |s| {
         count(s, AUDIT) == (2, 1) && count(s, BILLING) == (0, 1)

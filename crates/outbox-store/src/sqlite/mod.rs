@@ -85,6 +85,13 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Runs `sql`, a script of statements, in one transaction: for `outbox demo`, which
+    /// runs the SQL an application would.
+    pub async fn run_script(&self, sql: &str) -> Result<(), StoreError> {
+        let sql = sql.to_string();
+        self.write(move |tx| tx.execute_batch(&sql)).await
+    }
+
     /// Runs `f` on the writer (`write`) or the reader connection, off the async threads.
     async fn call<T, F>(&self, write: bool, f: F) -> Result<T, StoreError>
     where
