@@ -310,7 +310,7 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 
 /// The demo's database: the application's SQL runs on it, and its counts are watched.
 enum DemoStore {
-    Postgres(PgStore),
+    Postgres(Box<PgStore>),
     Sqlite(SqliteStore),
 }
 
@@ -321,7 +321,7 @@ impl DemoStore {
                 let mut options = PgStoreOptions::new(place.url.clone());
                 options.schema = schema.clone();
                 PgStore::new(&options)
-                    .map(DemoStore::Postgres)
+                    .map(|s| DemoStore::Postgres(Box::new(s)))
                     .map_err(|e| fail(e.to_string()))
             }
             None => SqliteOptions::from_url(&place.url, None)
@@ -332,7 +332,7 @@ impl DemoStore {
 
     fn operator(&self) -> &dyn Operator {
         match self {
-            DemoStore::Postgres(s) => s,
+            DemoStore::Postgres(s) => &**s,
             DemoStore::Sqlite(s) => s,
         }
     }
