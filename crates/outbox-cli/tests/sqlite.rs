@@ -250,3 +250,34 @@ fn a_file_that_cannot_be_used_is_one_clear_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("names no file"));
 }
+
+#[test]
+fn doctor_checks_a_sqlite_outbox() {
+    let dir = TempDir::new();
+    let (path, url) = database(&dir, &[(KEY, 2), ("orphan.key", 1)]);
+    insert(&open(&path), "stuck", "unrouted.key", "{}");
+    let config = http_config(&url, "http://127.0.0.1:9/x", &[KEY], "");
+    let cfg = dir.write("outbox.toml", &config);
+    let out = outbox(&["--config", cfg.to_str().unwrap(), "doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(22), "{text}");
+    assert_contains_all(
+        &text,
+        &[
+            &format!("✔ database reachable: SQLite database {}", path.display()),
+            "migrations applied, no drift",
+            "✘ policy 'orphan.key' has no route in the config",
+            "✘ 1 PENDING event(s) with routingKey 'unrouted.key' have no policy and no route",
+        ],
+    );
+    assert!(!text.contains("vacuum"), "{text}");
+    open(&path)
+        .execute_batch(r#"DROP INDEX "OutboxEvent_pending_idx""#)
+        .unwrap();
+    let out = outbox(&["--config", cfg.to_str().unwrap(), "doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(21), "{text}");
+    assert!(text.contains("OutboxEvent_pending_idx"), "{text}");
+    let out = outbox(&["--config", cfg.to_str().unwrap(), "migrate", "status"]);
+    assert_eq!(out.status.code(), Some(14), "drift");
+}

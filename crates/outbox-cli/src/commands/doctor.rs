@@ -2,10 +2,11 @@
 //! the fix. Exits 0 when nothing is ✘; otherwise with the code of the first failed check.
 
 use super::migrate::search_path_note;
-use super::open_store;
+use super::{open_sqlite, open_store, store_kind, StoreKind};
 use crate::config::{Config, SchemaOwner};
 use crate::Failure;
-use outbox_core::{Migrator, Store};
+use outbox_store::sqlite::SqliteStore;
+use outbox_store::{Backend, PgStore};
 use std::collections::BTreeSet;
 
 /// Exit codes, one per failed check.
@@ -92,6 +93,41 @@ async fn check_sinks(config: &Config, r: &mut Report) {
     }
 }
 
+/// Whichever store is open, as the traits see it.
+fn backend<'a>(pg: &'a Option<PgStore>, lite: &'a Option<SqliteStore>) -> &'a dyn Backend {
+    match (pg, lite) {
+        (Some(pg), _) => pg,
+        (None, Some(lite)) => lite,
+        (None, None) => unreachable!("one store is open"),
+    }
+}
+
+/// The queue's state from the store traits alone (stores without a summary query of their
+/// own): PENDING per routingKey and the oldest's age, FAILED, and leases expired for over
+/// [`outbox_store::postgres::inspect::STALE_LEASE`].
+async fn queue_summary(
+    store: &dyn Backend,
+) -> Result<outbox_store::postgres::inspect::QueueSummary, outbox_core::StoreError> {
+    let pending = store.pending_summary().await?;
+    let failed = store
+        .count_events(&outbox_store::EventFilter {
+            status: Some(outbox_core::Status::Failed),
+            ..Default::default()
+        })
+        .await?;
+    let oldest = pending
+        .iter()
+        .map(|(_, _, age)| *age)
+        .fold(None, |m: Option<f64>, a| Some(m.map_or(a, |m| m.max(a))));
+    Ok(outbox_store::postgres::inspect::QueueSummary {
+        failed,
+        oldest_pending: oldest.map(std::time::Duration::from_secs_f64),
+        pending_by_key: pending.into_iter().map(|(k, n, _)| (k, n)).collect(),
+        stale_leases: 0,
+        stale_leases_oldest: None,
+    })
+}
+
 fn age(d: std::time::Duration) -> String {
     let s = d.as_secs();
     match s {
@@ -103,32 +139,55 @@ fn age(d: std::time::Duration) -> String {
 }
 
 pub async fn doctor(config: &Config) -> Result<u8, Failure> {
-    let mut store = open_store(config)?;
+    // PostgreSQL's own checks (server facts, autovacuum, app-owned tables, snapshots) run on
+    // the PostgreSQL store; the rest on whichever store the URL names.
+    let (mut pg, lite): (Option<PgStore>, Option<SqliteStore>) = match store_kind(config)? {
+        StoreKind::Sqlite => (None, Some(open_sqlite(config)?)),
+        _ => (Some(open_store(config)?), None),
+    };
     let mut r = Report::default();
 
-    match store.server_info().await {
+    let reached = match (&pg, &lite) {
+        (Some(pg), _) => pg.server_info().await,
+        (None, Some(lite)) => outbox_core::Store::ping(lite)
+            .await
+            .map(|()| format!("SQLite database {}", lite.path().display())),
+        (None, None) => unreachable!("one store is open"),
+    };
+    match reached {
         Ok(info) => r.ok(&format!("database reachable: {info}")),
         Err(e) => {
+            let fix = if lite.is_some() {
+                "fix: check database.url (or $DATABASE_URL); `outbox migrate deploy` creates the file"
+            } else {
+                "fix: check database.url (or $DATABASE_URL) and that PostgreSQL is running"
+            };
             r.fail(
                 EXIT_UNREACHABLE,
                 &format!("database not reachable: {e}"),
-                &["fix: check database.url (or $DATABASE_URL) and that PostgreSQL is running"],
+                &[fix],
             );
             println!("(the other checks need the database)");
             return Ok(r.code);
         }
     }
 
-    if let Ok(false) = store.autovacuum_enabled().await {
+    if let Some(Ok(false)) = match &pg {
+        Some(pg) => Some(pg.autovacuum_enabled().await),
+        None => None,
+    } {
         r.warn(
             "autovacuum is off on this server: the outbox table's dead row versions are never reclaimed and it bloats",
             &["fix: ALTER SYSTEM SET autovacuum = on; SELECT pg_reload_conf();  (or VACUUM the table on a schedule)"],
         );
     }
 
-    let schema = store.schema().to_string();
+    let schema = match (&pg, &lite) {
+        (Some(pg), _) => pg.schema().to_string(),
+        _ => "main".to_string(),
+    };
     let usable = match config.database.owner {
-        SchemaOwner::Worker => match store.schema_status().await {
+        SchemaOwner::Worker => match backend(&pg, &lite).schema_status().await {
             Ok(st) => {
                 let problems = st.problems();
                 if problems.is_empty() {
@@ -158,6 +217,9 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
             Err(e) => r.cannot_inspect(&schema, e),
         },
         SchemaOwner::App => {
+            let Some(store) = pg.as_mut() else {
+                unreachable!("app-owned tables are refused on SQLite when the store is opened")
+            };
             match store.adopt_app_tables(&config.database.overrides).await {
                 Ok(res) => {
                     if res.errors.is_empty() {
@@ -207,6 +269,7 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
         return Ok(r.code);
     }
 
+    let store = backend(&pg, &lite);
     let rows = match store.policies().await {
         Ok(rows) => rows,
         Err(e) => {
@@ -214,7 +277,10 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
             return Ok(r.code);
         }
     };
-    let layout = store.layout().clone();
+    let layout = match &pg {
+        Some(pg) => pg.layout().clone(),
+        None => outbox_store::Layout::canonical("main"),
+    };
     for b in &rows.broken {
         let (which, fix) = match &b.routing_key {
             Some(key) => (
@@ -293,7 +359,11 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
         ));
     }
 
-    match store.queue_summary().await {
+    let summary = match &pg {
+        Some(pg) => pg.queue_summary().await,
+        None => queue_summary(store).await,
+    };
+    match summary {
         Ok(q) => {
             let mut stuck = false;
             for (key, n) in &q.pending_by_key {
@@ -357,8 +427,14 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
             &[],
         ),
     }
-    match store.xmin_holders(XMIN_HOLD).await {
-        Ok(holders) if !holders.is_empty() => {
+    // SQLite keeps no snapshot that holds other writers' cleanup back: PostgreSQL only.
+    let holders = match &pg {
+        Some(pg) => Some(pg.xmin_holders(XMIN_HOLD).await),
+        None => None,
+    };
+    match holders {
+        None => {}
+        Some(Ok(holders)) if !holders.is_empty() => {
             let fixes: Vec<String> = holders
                 .iter()
                 .map(|h| {
@@ -378,11 +454,11 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
                 &fixes,
             );
         }
-        Ok(_) => r.ok(&format!(
+        Some(Ok(_)) => r.ok(&format!(
             "no transaction has held vacuum back for over {}",
             age(XMIN_HOLD)
         )),
-        Err(e) => r.warn(&format!("cannot look for long transactions: {e}"), &[]),
+        Some(Err(e)) => r.warn(&format!("cannot look for long transactions: {e}"), &[]),
     }
     check_sinks(config, &mut r).await;
     if r.failures == 0 {

@@ -90,6 +90,11 @@ fn database_url(config: &Config) -> Result<(StoreKind, String), Failure> {
     }
 }
 
+/// The kind of store the configured database.url names.
+pub fn store_kind(config: &Config) -> Result<StoreKind, Failure> {
+    Ok(database_url(config)?.0)
+}
+
 /// The backend for the configured database (nothing opened yet), for commands that speak
 /// only the store traits.
 pub fn open_backend(config: &Config) -> Result<Box<dyn Backend>, Failure> {
