@@ -534,10 +534,12 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Schema {
             action: SchemaAction::Print { format },
         } => {
-            let schema = load()
-                .map(|c| c.database.schema)
-                .unwrap_or_else(|_| "public".into());
-            Ok(commands::schema::print(format, &schema))
+            // The configured store's flavour; PostgreSQL when there is no usable config.
+            let config = load().ok();
+            let sqlite = config.as_ref().and_then(|c| commands::store_kind(c).ok())
+                == Some(commands::StoreKind::Sqlite);
+            let schema = config.map_or_else(|| "public".into(), |c| c.database.schema);
+            commands::schema::print(format, &schema, sqlite)
         }
         Command::Run { skip_schema_check } => commands::run::run(load()?, skip_schema_check).await,
         Command::Migrate { action } => {

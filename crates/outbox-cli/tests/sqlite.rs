@@ -281,3 +281,34 @@ fn doctor_checks_a_sqlite_outbox() {
     let out = outbox(&["--config", cfg.to_str().unwrap(), "migrate", "status"]);
     assert_eq!(out.status.code(), Some(14), "drift");
 }
+
+#[test]
+fn schema_print_gives_sqlite_s_tables_for_a_sqlite_config() {
+    let dir = TempDir::new();
+    let cfg = dir.write(
+        "outbox.toml",
+        "[database]\nurl = \"sqlite:app.db\"\n[routes]\n\"a.b\" = { sink = \"x\" }\n[sinks.x]\ntype = \"blackhole\"\n",
+    );
+    let out = outbox(&["--config", cfg.to_str().unwrap(), "schema", "print"]);
+    assert_eq!(out.status.code(), Some(0));
+    let sql = String::from_utf8(out.stdout).unwrap();
+    assert!(sql.contains(r#"CREATE TABLE "OutboxEvent""#), "{sql}");
+    // It is SQLite's dialect: it runs as it is.
+    let c = Connection::open_in_memory().unwrap();
+    c.execute_batch(&sql).unwrap();
+    c.execute(
+        r#"INSERT INTO "OutboxEvent" ("eventName", "eventType", "aggregateId", "routingKey") VALUES ('n', 't', 'a', 'a.b')"#,
+        [],
+    )
+    .unwrap();
+    let out = outbox(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "schema",
+        "print",
+        "--format",
+        "prisma",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("for PostgreSQL in this version"));
+}

@@ -1,12 +1,19 @@
 //! `outbox schema print`.
 
-use crate::SchemaFormat;
+use crate::{Failure, SchemaFormat, EXIT_CONFIG};
 
-/// Prints the schema; always succeeds.
-pub fn print(format: SchemaFormat, schema: &str) -> u8 {
-    match format {
-        SchemaFormat::Sql => print!("{}", outbox_store::postgres::print::sql(schema)),
-        SchemaFormat::Prisma => print!("{}", outbox_store::postgres::print::prisma()),
+/// Prints the schema of the configured store (`sqlite`: SQLite's, else PostgreSQL's).
+pub fn print(format: SchemaFormat, schema: &str, sqlite: bool) -> Result<u8, Failure> {
+    match (format, sqlite) {
+        (SchemaFormat::Sql, false) => print!("{}", outbox_store::postgres::print::sql(schema)),
+        (SchemaFormat::Prisma, false) => print!("{}", outbox_store::postgres::print::prisma()),
+        (SchemaFormat::Sql, true) => print!("{}", outbox_store::sqlite::migrate::sql()),
+        (SchemaFormat::Prisma, true) => {
+            return Err(Failure::new(
+                EXIT_CONFIG,
+                "schema print --format prisma is for PostgreSQL in this version: on SQLite the worker owns the tables (outbox migrate deploy creates them); print them with --format sql",
+            ))
+        }
     }
-    0
+    Ok(0)
 }

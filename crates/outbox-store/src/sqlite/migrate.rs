@@ -20,6 +20,19 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     sql: include_str!("../../migrations/sqlite/0001_outbox_tables.sql"),
 }];
 
+/// The tables as SQL: every migration, in order (`outbox schema print` on SQLite).
+pub fn sql() -> String {
+    let mut out = String::from(
+        "-- outbox schema for SQLite: the tables, indexes and triggers the worker's migrations create.\n",
+    );
+    for m in MIGRATIONS {
+        out.push_str(&format!("\n-- {:04}_{}\n", m.version, m.name));
+        out.push_str(m.sql.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 fn history_ddl() -> String {
     format!(
         r#"CREATE TABLE IF NOT EXISTS "{HISTORY_TABLE}" (
