@@ -12,6 +12,7 @@ mod graphile;
 mod latency;
 mod memory;
 mod relay;
+mod sqlite;
 mod sustained;
 
 use anyhow::Result;
@@ -67,11 +68,11 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     aggregates: u64,
     /// Measurements to run (comma-separated:
-    /// floor,pgfloor,relay,graphile,http,brokers,latency,wakeups,memory,ordered,scale,stale,history,
+    /// floor,pgfloor,relay,graphile,http,brokers,latency,wakeups,memory,ordered,scale,stale,history,sqlite,
     /// sustained).
     #[arg(
         long,
-        default_value = "floor,relay,graphile,http,brokers,latency,wakeups,memory,ordered,scale,stale,sustained"
+        default_value = "floor,relay,graphile,http,brokers,latency,wakeups,memory,ordered,scale,stale,sqlite,sustained"
     )]
     only: String,
     /// SENT rows beside the backlog in the table-size measurement (13).
@@ -368,6 +369,20 @@ async fn run(
         println!(
             "| (13) the same beside {sent} SENT rows | {beside:.0} events/s | {} of the empty table |",
             ratio(beside, alone)
+        );
+    }
+    if want("sqlite") {
+        let n = args.events.min(100_000);
+        eprintln!("(14) SQLite: {n} events, the floor then the relay ...");
+        let dir = std::env::temp_dir().join(format!("outbox-bench-sqlite-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let measured = sqlite::measure(&dir, n).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        let (floor, relay) = measured?;
+        println!("| (14) SQLite SQL floor, batch 100, one connection | {floor:.0} rows/s | the baseline |");
+        println!(
+            "| (14) relay on SQLite, null sink, on_success = mark | {relay:.0} events/s | {} of the SQLite floor |",
+            ratio(relay, floor)
         );
     }
     if want("scale") {

@@ -21,6 +21,11 @@ pub struct Counting {
 }
 
 impl Counting {
+    /// Wakes `reached` when `n` events have been delivered.
+    pub fn target_at(&self, n: u64) {
+        self.target.store(n, Ordering::Relaxed);
+    }
+
     pub fn new(inner: Arc<dyn Sink>) -> Arc<Counting> {
         Arc::new(Counting {
             inner,
