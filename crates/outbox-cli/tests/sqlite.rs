@@ -312,3 +312,44 @@ fn schema_print_gives_sqlite_s_tables_for_a_sqlite_config() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("for PostgreSQL in this version"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_another_program_locks_is_waited_for_and_then_reported() {
+    let dir = TempDir::new();
+    let (path, url) = database(&dir, &[(KEY, 2)]);
+    // Another program takes the file for itself (exclusive locking mode, a write
+    // transaction open): even readers must wait.
+    let holder = open(&path);
+    holder
+        .execute_batch(
+            r#"PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; UPDATE "OutboxSignal" SET "version" = "version" + 1;"#,
+        )
+        .unwrap();
+    let started = std::time::Instant::now();
+    let out = outbox(&["--database-url", &url, "stats"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is busy"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "the busy timeout is waited out first"
+    );
+
+    // A worker started meanwhile waits for the file, and relays once it is free.
+    let server = TestServer::always(200).await;
+    let mut worker = WorkerProcess::start(&http_config(&url, &server.url("/a"), &[KEY], ""));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(worker.wait_exit_now().is_none(), "{}", worker.logs());
+    holder.execute_batch("COMMIT; PRAGMA locking_mode = NORMAL;").unwrap();
+    // Leaving exclusive mode takes effect at the next access.
+    holder
+        .query_row(r#"SELECT count(*) FROM "OutboxEvent""#, [], |r| r.get::<_, i64>(0))
+        .unwrap();
+    drop(holder);
+    worker.wait_started().await;
+    let c = open(&path);
+    insert(&c, "after-the-lock", KEY, "{}");
+    wait_row(&c, "after-the-lock", "SENT").await;
+    worker.stop().await;
+}

@@ -21,12 +21,20 @@ pub trait Fixture: Send + Sync {
     /// Runs SQL that every store accepts (INSERT/UPDATE/DELETE with literals and quoted
     /// camelCase names).
     async fn exec(&self, sql: &str);
+    /// Sets the event's timestamp `column` to `ms` from now (negative: in the past).
+    async fn set_time(&self, id: &str, column: &str, ms: i64);
     /// Sets the event's nextRetryAt to `ms` from now (negative: in the past).
-    async fn set_due_in(&self, id: &str, ms: i64);
+    async fn set_due_in(&self, id: &str, ms: i64) {
+        self.set_time(id, "nextRetryAt", ms).await
+    }
     /// Sets the event's lockedUntil to `ms` from now.
-    async fn set_lease_end(&self, id: &str, ms: i64);
+    async fn set_lease_end(&self, id: &str, ms: i64) {
+        self.set_time(id, "lockedUntil", ms).await
+    }
     /// Sets the event's processedAt to `ms` ago.
-    async fn set_finished_ago(&self, id: &str, ms: i64);
+    async fn set_finished_ago(&self, id: &str, ms: i64) {
+        self.set_time(id, "processedAt", -ms).await
+    }
     /// Milliseconds from now to the event's nextRetryAt.
     async fn due_in(&self, id: &str) -> i64;
     /// The event's status, retryCount, lockedBy and lastError, and whether processedAt is
@@ -507,21 +515,9 @@ impl Fixture for PgFixture {
     async fn exec(&self, sql: &str) {
         self.db.client().await.batch_execute(sql).await.unwrap();
     }
-    async fn set_due_in(&self, id: &str, ms: i64) {
+    async fn set_time(&self, id: &str, column: &str, ms: i64) {
         self.exec(&format!(
-            r#"UPDATE "OutboxEvent" SET "nextRetryAt" = now() + make_interval(secs => {ms} / 1000.0) WHERE "id" = '{id}'"#
-        ))
-        .await;
-    }
-    async fn set_lease_end(&self, id: &str, ms: i64) {
-        self.exec(&format!(
-            r#"UPDATE "OutboxEvent" SET "lockedUntil" = now() + make_interval(secs => {ms} / 1000.0) WHERE "id" = '{id}'"#
-        ))
-        .await;
-    }
-    async fn set_finished_ago(&self, id: &str, ms: i64) {
-        self.exec(&format!(
-            r#"UPDATE "OutboxEvent" SET "processedAt" = now() - make_interval(secs => {ms} / 1000.0) WHERE "id" = '{id}'"#
+            r#"UPDATE "OutboxEvent" SET "{column}" = now() + make_interval(secs => {ms} / 1000.0) WHERE "id" = '{id}'"#
         ))
         .await;
     }
@@ -589,21 +585,9 @@ impl Fixture for SqliteFixture {
     async fn exec(&self, sql: &str) {
         self.conn().execute_batch(sql).unwrap();
     }
-    async fn set_due_in(&self, id: &str, ms: i64) {
+    async fn set_time(&self, id: &str, column: &str, ms: i64) {
         self.exec(&format!(
-            r#"UPDATE "OutboxEvent" SET "nextRetryAt" = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) + ({ms}) WHERE "id" = '{id}'"#
-        ))
-        .await;
-    }
-    async fn set_lease_end(&self, id: &str, ms: i64) {
-        self.exec(&format!(
-            r#"UPDATE "OutboxEvent" SET "lockedUntil" = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) + ({ms}) WHERE "id" = '{id}'"#
-        ))
-        .await;
-    }
-    async fn set_finished_ago(&self, id: &str, ms: i64) {
-        self.exec(&format!(
-            r#"UPDATE "OutboxEvent" SET "processedAt" = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) - ({ms}) WHERE "id" = '{id}'"#
+            r#"UPDATE "OutboxEvent" SET "{column}" = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) + ({ms}) WHERE "id" = '{id}'"#
         ))
         .await;
     }
