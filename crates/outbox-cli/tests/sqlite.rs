@@ -341,10 +341,14 @@ async fn a_file_another_program_locks_is_waited_for_and_then_reported() {
     let mut worker = WorkerProcess::start(&http_config(&url, &server.url("/a"), &[KEY], ""));
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(worker.wait_exit_now().is_none(), "{}", worker.logs());
-    holder.execute_batch("COMMIT; PRAGMA locking_mode = NORMAL;").unwrap();
+    holder
+        .execute_batch("COMMIT; PRAGMA locking_mode = NORMAL;")
+        .unwrap();
     // Leaving exclusive mode takes effect at the next access.
     holder
-        .query_row(r#"SELECT count(*) FROM "OutboxEvent""#, [], |r| r.get::<_, i64>(0))
+        .query_row(r#"SELECT count(*) FROM "OutboxEvent""#, [], |r| {
+            r.get::<_, i64>(0)
+        })
         .unwrap();
     drop(holder);
     worker.wait_started().await;

@@ -278,10 +278,47 @@ RETURNING {EVENT_COLUMNS}"#
         if completions.is_empty() {
             return Ok(0);
         }
-        let completions = completions.to_vec();
+        // Successes, the bulk of every batch, go in one statement each for SENT and for
+        // deleted rows; the rest one by one. Each row is fenced by its own lease.
+        let fenced = |action: fn(&CompletionAction) -> bool| {
+            let rows: Vec<(&str, &str, i32)> = completions
+                .iter()
+                .filter(|c| action(&c.action))
+                .map(|c| (c.id.as_str(), c.lease_owner.as_str(), c.retry_count))
+                .collect();
+            (!rows.is_empty()).then(|| serde_json::to_string(&rows).unwrap_or_default())
+        };
+        let sent = fenced(|a| matches!(a, CompletionAction::Sent));
+        let deleted = fenced(|a| matches!(a, CompletionAction::Delete));
+        let completions: Vec<Completion> = completions
+            .iter()
+            .filter(|c| !matches!(c.action, CompletionAction::Sent | CompletionAction::Delete))
+            .cloned()
+            .collect();
         self.write(move |tx| {
+            let mut changed = 0u64;
+            // `?1`: a JSON array of [id, lease owner, retryCount] triples.
+            let batch = r#"SELECT value ->> 0 AS id, value ->> 1 AS owner, value ->> 2 AS rc FROM json_each(?1)"#;
+            let batch_fence = r#"e."id" = a.id AND e."lockedBy" = a.owner AND e."retryCount" = a.rc AND e."status" = 'PROCESSING'"#;
+            if let Some(rows) = sent {
+                changed += tx
+                    .prepare_cached(&format!(
+                        r#"UPDATE "OutboxEvent" AS e
+   SET "status" = 'SENT', "lockedBy" = NULL, "lockedUntil" = NULL, "processedAt" = {NOW_MS}
+  FROM ({batch}) AS a
+ WHERE {batch_fence}"#
+                    ))?
+                    .execute(params![rows])? as u64;
+            }
+            if let Some(rows) = deleted {
+                changed += tx
+                    .prepare_cached(&format!(
+                        r#"DELETE FROM "OutboxEvent" AS e
+ WHERE EXISTS (SELECT 1 FROM ({batch}) AS a WHERE {batch_fence})"#
+                    ))?
+                    .execute(params![rows])? as u64;
+            }
             let fence = r#""id" = ?1 AND "lockedBy" = ?2 AND "retryCount" = ?3 AND "status" = 'PROCESSING'"#;
-            let mut delete = tx.prepare_cached(&format!(r#"DELETE FROM "OutboxEvent" WHERE {fence}"#))?;
             let mut update = tx.prepare_cached(&format!(
                 r#"UPDATE "OutboxEvent"
    SET "status" = ?4, "lockedBy" = NULL, "lockedUntil" = NULL,
@@ -292,14 +329,9 @@ RETURNING {EVENT_COLUMNS}"#
  WHERE {fence}
 RETURNING "aggregateId", "routingKey""#
             ))?;
-            let mut changed = 0u64;
             for c in &completions {
                 let (status, rc, delay, error, block) = match &c.action {
-                    CompletionAction::Delete => {
-                        changed += delete.execute(params![c.id, c.lease_owner, c.retry_count])? as u64;
-                        continue;
-                    }
-                    CompletionAction::Sent => (Status::Sent, c.retry_count, 0, None, false),
+                    CompletionAction::Sent | CompletionAction::Delete => continue,
                     CompletionAction::Retry {
                         retry_count,
                         delay,
