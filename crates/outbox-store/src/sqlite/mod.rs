@@ -153,6 +153,9 @@ pub(crate) fn open(path: &Path, create: bool) -> Result<Connection, StoreError> 
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
     let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(e, path))?;
+    if let Some(fs) = network_filesystem(path) {
+        tracing::warn!(path = %path.display(), filesystem = fs, "The SQLite database is on a network filesystem: its locks and WAL's shared memory may not work there, and two hosts writing to it can corrupt it; keep it on a local disk");
+    }
     let setup = |c: &Connection| -> rusqlite::Result<()> {
         c.busy_timeout(BUSY_TIMEOUT)?;
         // WAL lets readers (the app's and ours) go on while one connection writes.
@@ -167,6 +170,33 @@ pub(crate) fn open(path: &Path, create: bool) -> Result<Connection, StoreError> 
     };
     setup(&conn).map_err(|e| classify(e, path))?;
     Ok(conn)
+}
+
+/// The kind of network filesystem holding `path`, if it is on one (Linux).
+fn network_filesystem(path: &Path) -> Option<&'static str> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statfs writes into the zeroed struct we pass and reads the NUL-terminated path.
+    let kind = unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        if libc::statfs(c.as_ptr(), &mut st) != 0 {
+            return None;
+        }
+        st.f_type as i64
+    };
+    match kind {
+        0x6969 => Some("NFS"),
+        0x517B => Some("SMB"),
+        0xFF53_4D42 => Some("CIFS"),
+        0xFE53_4D42 => Some("SMB2"),
+        0x6B41_4653 => Some("AFS"),
+        0x0102_1997 => Some("9P"),
+        _ => None,
+    }
 }
 
 /// A rusqlite error as the engine needs it: SQLITE_BUSY and I/O trouble are worth retrying;
@@ -603,5 +633,45 @@ impl outbox_core::Backend for SqliteStore {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        let base = Path::new("/etc/outbox");
+        let path = |url: &str| SqliteOptions::from_url(url, Some(base)).map(|o| o.path);
+        assert_eq!(
+            path("sqlite:///var/lib/app.db"),
+            Ok(PathBuf::from("/var/lib/app.db"))
+        );
+        assert_eq!(
+            path("sqlite:/var/lib/app.db"),
+            Ok(PathBuf::from("/var/lib/app.db"))
+        );
+        assert_eq!(
+            path("SQLITE:app.db"),
+            Ok(PathBuf::from("/etc/outbox/app.db"))
+        );
+        assert_eq!(
+            path("sqlite:data/app.db"),
+            Ok(PathBuf::from("/etc/outbox/data/app.db"))
+        );
+        assert!(path("sqlite:").unwrap_err().contains("names no file"));
+        assert!(path("sqlite:app.db?mode=ro")
+            .unwrap_err()
+            .contains("names no file"));
+        assert!(path("sqlite::memory:").unwrap_err().contains("in-memory"));
+        assert!(path("postgres://x").is_err());
+    }
+
+    #[test]
+    fn a_local_folder_is_not_a_network_filesystem() {
+        let dir = std::env::temp_dir().join("outbox-nfs-check.db");
+        assert_eq!(network_filesystem(&dir), None);
+        assert_eq!(network_filesystem(Path::new("relative.db")), None);
     }
 }
