@@ -34,6 +34,7 @@ on_every_store!(
     check_result_kinds,
     check_ordered,
     check_operator,
+    check_expiry_due_and_limits,
     check_migrations,
     check_notifications,
 );

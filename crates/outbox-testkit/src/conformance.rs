@@ -430,6 +430,69 @@ pub async fn check_operator(f: &dyn Fixture) {
     assert_eq!((summary[0].0.as_str(), summary[0].1), (KEY, 1));
 }
 
+/// The lease reaper's look-up finds only leases that ran out, oldest first, up to its
+/// limit; purging finished rows respects its limit; the next-due look-up leaves paused keys
+/// out.
+pub async fn check_expiry_due_and_limits(f: &dyn Fixture) {
+    let s = f.backend();
+    policy(f, KEY, 3).await;
+    policy(f, "conf.paused", 3).await;
+    assert_eq!(s.next_due(&[]).await.unwrap(), None);
+    for id in ["l1", "l2", "l3"] {
+        event(f, id, KEY, id).await;
+    }
+    let got = s.claim("w", 10, LEASE, &[]).await.unwrap();
+    assert_eq!(got.len(), 3);
+    assert!(s.expired_leases(10).await.unwrap().is_empty());
+    f.set_lease_end("l2", -5000).await;
+    f.set_lease_end("l3", -1000).await;
+    let expired = s.expired_leases(10).await.unwrap();
+    let order: Vec<&str> = expired.events.iter().map(|e| e.event.id.as_str()).collect();
+    assert_eq!(order, ["l2", "l3"], "oldest lease first");
+    assert_eq!(s.expired_leases(1).await.unwrap().len(), 1);
+
+    // Finished rows go in batches of the limit.
+    let sent: Vec<Completion> = got
+        .events
+        .iter()
+        .map(|c| result(c, CompletionAction::Sent))
+        .collect();
+    assert_eq!(s.complete(&sent).await.unwrap(), 3);
+    for id in ["l1", "l2", "l3"] {
+        f.set_finished_ago(id, 120_000).await;
+    }
+    assert_eq!(
+        s.purge(Status::Sent, Duration::from_secs(60), 2)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.purge(Status::Sent, Duration::from_secs(60), 2)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.purge(Status::Failed, Duration::from_secs(60), 2)
+            .await
+            .unwrap(),
+        0
+    );
+
+    // The next due event, paused keys left out.
+    event(f, "later", KEY, "x").await;
+    f.set_due_in("later", 60_000).await;
+    event(f, "held", "conf.paused", "y").await;
+    let paused = ["conf.paused".to_string()];
+    let next = s.next_due(&paused).await.unwrap().expect("one is pending");
+    assert!(
+        next > Duration::from_secs(50) && next <= Duration::from_secs(61),
+        "{next:?}"
+    );
+    assert_eq!(s.next_due(&[]).await.unwrap(), Some(Duration::ZERO));
+}
+
 /// Migrations: a fresh deploy is clean, a second applies nothing, a dropped index is
 /// reported as drift, a reset plan names the tables.
 pub async fn check_migrations(f: &dyn Fixture) {
