@@ -35,6 +35,7 @@ on_every_store!(
     check_ordered,
     check_operator,
     check_expiry_due_and_limits,
+    check_unreadable_rows,
     check_migrations,
     check_notifications,
 );

@@ -42,6 +42,9 @@ pub trait Fixture: Send + Sync {
     async fn state(&self, id: &str) -> Option<State>;
     /// Drops the index the claim uses (to make drift).
     async fn drop_pending_index(&self);
+    /// Gives the event a value this store cannot read as an event (whatever its own
+    /// constraints let through); returns the column it spoiled.
+    async fn spoil(&self, id: &str) -> &'static str;
 }
 
 /// What a test checks of one row.
@@ -493,6 +496,54 @@ pub async fn check_expiry_due_and_limits(f: &dyn Fixture) {
     assert_eq!(s.next_due(&[]).await.unwrap(), Some(Duration::ZERO));
 }
 
+/// A row the store cannot read comes back on its own, never failing the claim: its
+/// batch-mates are events, it is recorded FAILED under its lease alone, naming the column.
+pub async fn check_unreadable_rows(f: &dyn Fixture) {
+    let s = f.backend();
+    policy(f, KEY, 3).await;
+    for id in ["u-good", "u-bad"] {
+        event(f, id, KEY, id).await;
+    }
+    let column = f.spoil("u-bad").await;
+    let got = s.claim("w", 10, LEASE, &[]).await.unwrap();
+    assert_eq!(ids(&got), ["u-good"]);
+    assert_eq!(got.unreadable.len(), 1);
+    let bad = &got.unreadable[0];
+    assert_eq!((bad.id.as_str(), bad.lease_owner.as_str()), ("u-bad", "w"));
+    assert_eq!(bad.routing_key.as_deref(), Some(KEY));
+    assert!(
+        bad.problem.contains(column),
+        "{} names {column}",
+        bad.problem
+    );
+    // Fenced by the lease token: another owner's write changes nothing.
+    let mut stranger = bad.clone();
+    stranger.lease_owner = "someone-else".into();
+    assert_eq!(s.fail_unreadable(&[stranger]).await.unwrap(), 0);
+    assert_eq!(
+        s.fail_unreadable(std::slice::from_ref(bad)).await.unwrap(),
+        1
+    );
+    let st = f.state("u-bad").await.unwrap();
+    assert_eq!(st.status, "FAILED");
+    assert!(st.processed && st.locked_by.is_none());
+    let error = st.last_error.unwrap();
+    assert!(
+        error.starts_with("unreadable row: ") && error.contains(column),
+        "{error}"
+    );
+    // The reaper's look-up reads such a row on its own too.
+    event(f, "u-late", KEY, "u-late").await;
+    f.spoil("u-late").await;
+    let again = s.claim("w2", 10, LEASE, &[]).await.unwrap();
+    assert_eq!(again.unreadable.len(), 1);
+    f.set_lease_end("u-late", -1000).await;
+    let expired = s.expired_leases(10).await.unwrap();
+    assert!(expired.events.is_empty());
+    assert_eq!(expired.unreadable.len(), 1);
+    assert_eq!(expired.unreadable[0].lease_owner, "w2");
+}
+
 /// Migrations: a fresh deploy is clean, a second applies nothing, a dropped index is
 /// reported as drift, a reset plan names the tables.
 pub async fn check_migrations(f: &dyn Fixture) {
@@ -611,6 +662,15 @@ impl Fixture for PgFixture {
     async fn drop_pending_index(&self) {
         self.exec(r#"DROP INDEX "OutboxEvent_pending_idx""#).await;
     }
+    async fn spoil(&self, id: &str) -> &'static str {
+        // An infinite occurredAt: migration 0005's check refuses it, so it goes first.
+        self.exec(&format!(
+            r#"ALTER TABLE "OutboxEvent" DROP CONSTRAINT IF EXISTS "OutboxEvent_occurredAt_check";
+               UPDATE "OutboxEvent" SET "occurredAt" = 'infinity' WHERE "id" = '{id}'"#
+        ))
+        .await;
+        "occurredAt"
+    }
 }
 
 /// SQLite: a database file of its own in a scratch folder, migrated.
@@ -679,5 +739,13 @@ impl Fixture for SqliteFixture {
     }
     async fn drop_pending_index(&self) {
         self.exec(r#"DROP INDEX "OutboxEvent_pending_idx""#).await;
+    }
+    async fn spoil(&self, id: &str) -> &'static str {
+        // Beyond 32 bits: the column's check (>= 0) lets it through.
+        self.exec(&format!(
+            r#"UPDATE "OutboxEvent" SET "maxRetries" = 5000000000 WHERE "id" = '{id}'"#
+        ))
+        .await;
+        "maxRetries"
     }
 }
