@@ -15,6 +15,10 @@ pub enum StoreError {
     /// A query failed for a reason a retry will not fix (e.g. a missing table).
     #[error("{0}")]
     Query(String),
+    /// The store has no notifications ([`Store::listen`]): the worker finds new events by
+    /// its poll alone.
+    #[error("this store has no notifications; the worker polls")]
+    PollOnly,
 }
 
 impl StoreError {
@@ -224,8 +228,12 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Opens a listener. Notifications arrive on the receiver until the connection breaks,
-    /// at which point the receiver ends and the caller listens again.
-    async fn listen(&self) -> Result<Box<dyn NotificationStream>, StoreError>;
+    /// at which point the receiver ends and the caller listens again. By default the store
+    /// has none ([`StoreError::PollOnly`]): the worker then finds new events and policy
+    /// changes by its poll and its policy refresh alone.
+    async fn listen(&self) -> Result<Box<dyn NotificationStream>, StoreError> {
+        Err(StoreError::PollOnly)
+    }
 
     /// Tells the other workers' listeners to claim too ([`Notification::Help`]). By default
     /// nothing (a store whose listeners all lead needs no help).

@@ -9,7 +9,7 @@
 
 use crate::backoff::Backoff;
 use crate::policies::Policies;
-use outbox_core::{Notification, Store, Throttle};
+use outbox_core::{Notification, Store, StoreError, Throttle};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,6 +143,12 @@ pub(crate) async fn run(
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
                 }
+            }
+            Err(StoreError::PollOnly) => {
+                tracing::info!(
+                    "This store has no notifications: new events are found by the poll (worker.poll_interval)"
+                );
+                return;
             }
             Err(e) => {
                 let delay = backoff.next_delay();
