@@ -85,6 +85,15 @@ fn the_demo_runs_on_sqlite_with_nothing_else_installed_and_deletes_its_file() {
 }
 
 #[test]
+fn the_demo_refuses_a_database_url_that_is_not_postgresql() {
+    let out = outbox(&["--database-url", "sqlite:/tmp/x.db", "demo"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("takes a PostgreSQL server's URL"), "{err}");
+    assert!(!std::path::Path::new("/tmp/x.db").exists());
+}
+
+#[test]
 fn the_demo_runs_on_a_private_cluster_and_deletes_it() {
     let text = run_demo(&["demo", "--postgres"]);
     assert_the_story(&text);

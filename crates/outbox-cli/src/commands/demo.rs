@@ -5,7 +5,7 @@
 //! printing each command line before its output, so every step can be repeated by hand.
 //! Everything it made is removed at the end.
 
-use crate::{Failure, EXIT_FAILURE};
+use crate::{Failure, EXIT_CONFIG, EXIT_FAILURE};
 use axum::extract::State;
 use axum::http::StatusCode;
 use outbox_store::sqlite::{SqliteOptions, SqliteStore};
@@ -453,6 +453,14 @@ async fn prepare(database_url: Option<String>, postgres: bool) -> Result<Place, 
 }
 
 pub async fn demo(database_url: Option<String>, postgres: bool) -> Result<u8, Failure> {
+    if let Some(url) = &database_url {
+        if super::StoreKind::of(url) != Some(super::StoreKind::Postgres) {
+            return Err(Failure::new(
+                EXIT_CONFIG,
+                "outbox demo --database-url takes a PostgreSQL server's URL (the demo works in a schema of its own there); without it the demo makes its own SQLite database",
+            ));
+        }
+    }
     println!("outbox demo: the transactional outbox, end to end, on a throwaway database.");
     // Ctrl-C, SIGTERM and SIGHUP (a closed terminal) from here on end the demo through the
     // clean-up below; SIGKILL, which cannot be caught, through the clean-up process.
