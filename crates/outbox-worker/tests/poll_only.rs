@@ -1,8 +1,10 @@
 //! A store without notifications (the `Store::listen` default): the worker asks once, then
-//! finds events by its poll alone — no reconnect loop.
+//! finds events by its poll alone — no reconnect loop. And a store whose notification
+//! stream ends as soon as it opens does not make the listener spin either.
 
 use outbox_core::{
-    Completion, Leased, Migrator, PolicyRows, Status, Store, StoreError, Unreadable,
+    Completion, Leased, Migrator, Notification, NotificationStream, PolicyRows, Status, Store,
+    StoreError, Unreadable,
 };
 use outbox_store::sqlite::{SqliteOptions, SqliteStore};
 use outbox_testkit::*;
@@ -11,10 +13,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The SQLite store with its notifications taken away, counting how often it is asked.
+/// The SQLite store with its notifications taken away (or, with `ending`, replaced by a
+/// stream that ends at once), counting how often it is asked.
 struct Quiet {
     inner: SqliteStore,
     claims: AtomicUsize,
+    ending: bool,
+    listens: AtomicUsize,
+}
+
+/// A notification stream that is over as soon as it is opened.
+struct Ended;
+
+#[async_trait]
+impl NotificationStream for Ended {
+    async fn next(&mut self) -> Option<Notification> {
+        None
+    }
 }
 
 #[async_trait]
@@ -70,6 +85,14 @@ impl Store for Quiet {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+    async fn listen(&self) -> Result<Box<dyn NotificationStream>, StoreError> {
+        self.listens.fetch_add(1, Ordering::Relaxed);
+        if self.ending {
+            Ok(Box::new(Ended))
+        } else {
+            Err(StoreError::PollOnly)
+        }
+    }
 }
 
 struct Counting(AtomicUsize);
@@ -84,6 +107,15 @@ impl Sink for Counting {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_without_notifications_is_polled() {
+    polled(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_stream_that_keeps_ending_is_reopened_with_backoff() {
+    polled(true).await;
+}
+
+async fn polled(ending: bool) {
     let dir = TempDir::new();
     let inner = SqliteStore::new(&SqliteOptions {
         path: dir.0.join("poll.db"),
@@ -98,6 +130,8 @@ async fn a_store_without_notifications_is_polled() {
     let store = Arc::new(Quiet {
         inner,
         claims: AtomicUsize::new(0),
+        ending,
+        listens: AtomicUsize::new(0),
     });
     let sink = Arc::new(Counting(AtomicUsize::new(0)));
     let options = WorkerOptions {
@@ -126,6 +160,13 @@ async fn a_store_without_notifications_is_polled() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = store.claims.load(Ordering::Relaxed) - before;
     assert!(idle <= 15, "{idle} claims in 2 s of quiet");
+    // Asked once (no notifications), or a handful of times with backoff, in the ~2.5 s.
+    let listens = store.listens.load(Ordering::Relaxed);
+    if ending {
+        assert!((2..=8).contains(&listens), "{listens} listens");
+    } else {
+        assert_eq!(listens, 1);
+    }
     let _ = stop.send(());
     running.await.unwrap();
 }
