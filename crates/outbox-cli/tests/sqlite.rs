@@ -357,3 +357,37 @@ async fn a_file_another_program_locks_is_waited_for_and_then_reported() {
     wait_row(&c, "after-the-lock", "SENT").await;
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_answers_for_a_sqlite_outbox() {
+    let dir = TempDir::new();
+    let (path, url) = database(&dir, &[(KEY, 2)]);
+    let server = TestServer::always(200).await;
+    let config = with_admin(&http_config(&url, &server.url("/a"), &[KEY], ""));
+    let mut worker = WorkerProcess::start(&config);
+    worker.wait_started().await;
+    let addr = admin_addr(&worker).await;
+    let (status, body) = http_get(&addr, "/readyz").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let c = open(&path);
+    for i in 0..3 {
+        insert(&c, &format!("m-{i}"), KEY, "{}");
+    }
+    wait_row(&c, "m-2", "SENT").await;
+    let delivered = format!("outbox_events_delivered_total{{routing_key=\"{KEY}\",sink=\"api\"}}");
+    wait_for("3 delivered in /metrics", LONG, || async {
+        let text = http_get(&addr, "/metrics")
+            .await
+            .map(|r| r.1)
+            .unwrap_or_default();
+        sample(&text, &delivered) == 3.0
+    })
+    .await;
+    // The backlog gauge is sampled from the store (shown once a sample succeeded).
+    let text = http_get(&addr, "/metrics").await.unwrap().1;
+    assert!(
+        text.contains("# TYPE outbox_pending_events gauge"),
+        "{text}"
+    );
+    worker.stop().await;
+}
