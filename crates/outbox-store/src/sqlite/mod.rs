@@ -43,7 +43,12 @@ impl SqliteOptions {
             .map(|_| &url[7..])
             .ok_or_else(|| format!("`{url}` is not a sqlite: URL"))?;
         let path = rest.strip_prefix("//").unwrap_or(rest);
-        if path.is_empty() || path.contains('?') || path.contains('#') {
+        if path.contains('?') || path.contains('#') {
+            return Err(format!(
+                "`{url}` has parameters, which a sqlite: URL does not take (the store sets WAL mode and its timeouts itself); name only the file"
+            ));
+        }
+        if path.is_empty() {
             return Err(format!(
                 "`{url}` names no file; write sqlite:///absolute/path/app.db or sqlite:relative/app.db"
             ));
@@ -663,7 +668,7 @@ mod tests {
         assert!(path("sqlite:").unwrap_err().contains("names no file"));
         assert!(path("sqlite:app.db?mode=ro")
             .unwrap_err()
-            .contains("names no file"));
+            .contains("does not take"));
         assert!(path("sqlite::memory:").unwrap_err().contains("in-memory"));
         assert!(path("postgres://x").is_err());
     }
