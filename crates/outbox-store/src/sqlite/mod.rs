@@ -236,9 +236,84 @@ fn json_list(keys: &[String]) -> String {
     serde_json::to_string(keys).unwrap_or_else(|_| "[]".into())
 }
 
-/// The lease a claim writes: `?1` owner, `?2` lease in ms.
-const LEASE_SETS: &str = r#""status" = 'PROCESSING', "lockedBy" = ?1, "retryCount" = COALESCE("retryCount", 0),
-       "lockedUntil" = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) + ?2"#;
+/// The statements of the claim and result path, built once.
+struct Statements {
+    /// `?1` owner, `?2` lease ms, `?3` paused keys (JSON), `?4` limit.
+    claim: String,
+    /// `?1` owner, `?2` lease ms, `?3` ordered keys, `?4` paused keys (JSON), `?5` limit.
+    claim_ordered: String,
+    /// `?1`: a JSON array of [id, lease owner, retryCount] triples, marked SENT.
+    sent: String,
+    /// `?1`: the same triples, deleted.
+    deleted: String,
+    /// One result: `?1` id, `?2` owner, `?3` retryCount claimed, `?4` status, `?5` error,
+    /// `?6` new retryCount, `?7` delay ms.
+    complete_one: String,
+}
+
+static SQL: std::sync::LazyLock<Statements> = std::sync::LazyLock::new(|| {
+    // The lease a claim writes: `?1` owner, `?2` lease in ms.
+    let lease_sets = format!(
+        r#""status" = 'PROCESSING', "lockedBy" = ?1, "retryCount" = COALESCE("retryCount", 0),
+       "lockedUntil" = {NOW_MS} + ?2"#
+    );
+    let batch =
+        r#"SELECT value ->> 0 AS id, value ->> 1 AS owner, value ->> 2 AS rc FROM json_each(?1)"#;
+    let batch_fence = r#"e."id" = a.id AND e."lockedBy" = a.owner AND e."retryCount" = a.rc AND e."status" = 'PROCESSING'"#;
+    let fence =
+        r#""id" = ?1 AND "lockedBy" = ?2 AND "retryCount" = ?3 AND "status" = 'PROCESSING'"#;
+    Statements {
+        claim: format!(
+            r#"UPDATE "OutboxEvent" SET {lease_sets}
+ WHERE rowid IN (
+       SELECT c.rowid FROM "OutboxEvent" AS c
+        WHERE c."status" = 'PENDING' AND c."nextRetryAt" <= {NOW_MS}
+          AND c."routingKey" NOT IN (SELECT value FROM json_each(?3))
+        ORDER BY c."nextRetryAt"
+        LIMIT ?4)
+RETURNING {EVENT_COLUMNS}"#
+        ),
+        claim_ordered: format!(
+            r#"UPDATE "OutboxEvent" SET {lease_sets}
+ WHERE rowid IN (
+       SELECT c.rowid FROM "OutboxEvent" AS c
+        WHERE c."status" = 'PENDING' AND c."nextRetryAt" <= {NOW_MS}
+          AND c."routingKey" IN (SELECT value FROM json_each(?3))
+          AND c."routingKey" NOT IN (SELECT value FROM json_each(?4))
+          AND NOT EXISTS (
+              SELECT 1 FROM "OutboxEvent" AS p
+               WHERE p."aggregateId" = c."aggregateId"
+                 AND p."status" IN ('PENDING', 'PROCESSING')
+                 AND p.rowid < c.rowid
+                 AND p."routingKey" IN (SELECT value FROM json_each(?3)))
+          AND NOT EXISTS (
+              SELECT 1 FROM "OutboxBlockedAggregate" AS b WHERE b."aggregateId" = c."aggregateId")
+        ORDER BY c."nextRetryAt"
+        LIMIT ?5)
+RETURNING {EVENT_COLUMNS}"#
+        ),
+        sent: format!(
+            r#"UPDATE "OutboxEvent" AS e
+   SET "status" = 'SENT', "lockedBy" = NULL, "lockedUntil" = NULL, "processedAt" = {NOW_MS}
+  FROM ({batch}) AS a
+ WHERE {batch_fence}"#
+        ),
+        deleted: format!(
+            r#"DELETE FROM "OutboxEvent" AS e
+ WHERE EXISTS (SELECT 1 FROM ({batch}) AS a WHERE {batch_fence})"#
+        ),
+        complete_one: format!(
+            r#"UPDATE "OutboxEvent"
+   SET "status" = ?4, "lockedBy" = NULL, "lockedUntil" = NULL,
+       "lastError" = COALESCE(?5, "lastError"),
+       "processedAt" = CASE WHEN ?4 IN ('SENT', 'FAILED') THEN {NOW_MS} END,
+       "retryCount" = ?6,
+       "nextRetryAt" = CASE WHEN ?4 = 'PENDING' THEN {NOW_MS} + ?7 ELSE "nextRetryAt" END
+ WHERE {fence}
+RETURNING "aggregateId", "routingKey""#
+        ),
+    }
+});
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -252,17 +327,7 @@ impl Store for SqliteStore {
         let owner = owner.to_string();
         let (lease, limit, paused) = (millis(lease), limit as i64, json_list(paused));
         self.write(move |tx| {
-            let sql = format!(
-                r#"UPDATE "OutboxEvent" SET {LEASE_SETS}
- WHERE rowid IN (
-       SELECT c.rowid FROM "OutboxEvent" AS c
-        WHERE c."status" = 'PENDING' AND c."nextRetryAt" <= {NOW_MS}
-          AND c."routingKey" NOT IN (SELECT value FROM json_each(?3))
-        ORDER BY c."nextRetryAt"
-        LIMIT ?4)
-RETURNING {EVENT_COLUMNS}"#
-            );
-            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut stmt = tx.prepare_cached(&SQL.claim)?;
             let mut rows = stmt.query(params![owner, lease, paused, limit])?;
             leased_rows(&mut rows, Some(&owner))
         })
@@ -283,26 +348,7 @@ RETURNING {EVENT_COLUMNS}"#
         // Writers take turns on SQLite: no producer transaction can be open while this runs,
         // so the earliest unfinished event of an aggregate is its head for certain.
         self.write(move |tx| {
-            let sql = format!(
-                r#"UPDATE "OutboxEvent" SET {LEASE_SETS}
- WHERE rowid IN (
-       SELECT c.rowid FROM "OutboxEvent" AS c
-        WHERE c."status" = 'PENDING' AND c."nextRetryAt" <= {NOW_MS}
-          AND c."routingKey" IN (SELECT value FROM json_each(?3))
-          AND c."routingKey" NOT IN (SELECT value FROM json_each(?4))
-          AND NOT EXISTS (
-              SELECT 1 FROM "OutboxEvent" AS p
-               WHERE p."aggregateId" = c."aggregateId"
-                 AND p."status" IN ('PENDING', 'PROCESSING')
-                 AND p.rowid < c.rowid
-                 AND p."routingKey" IN (SELECT value FROM json_each(?3)))
-          AND NOT EXISTS (
-              SELECT 1 FROM "OutboxBlockedAggregate" AS b WHERE b."aggregateId" = c."aggregateId")
-        ORDER BY c."nextRetryAt"
-        LIMIT ?5)
-RETURNING {EVENT_COLUMNS}"#
-            );
-            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut stmt = tx.prepare_cached(&SQL.claim_ordered)?;
             let mut rows = stmt.query(params![owner, lease, ordered, paused, limit])?;
             leased_rows(&mut rows, Some(&owner))
         })
@@ -332,38 +378,13 @@ RETURNING {EVENT_COLUMNS}"#
             .collect();
         self.write(move |tx| {
             let mut changed = 0u64;
-            // `?1`: a JSON array of [id, lease owner, retryCount] triples.
-            let batch = r#"SELECT value ->> 0 AS id, value ->> 1 AS owner, value ->> 2 AS rc FROM json_each(?1)"#;
-            let batch_fence = r#"e."id" = a.id AND e."lockedBy" = a.owner AND e."retryCount" = a.rc AND e."status" = 'PROCESSING'"#;
             if let Some(rows) = sent {
-                changed += tx
-                    .prepare_cached(&format!(
-                        r#"UPDATE "OutboxEvent" AS e
-   SET "status" = 'SENT', "lockedBy" = NULL, "lockedUntil" = NULL, "processedAt" = {NOW_MS}
-  FROM ({batch}) AS a
- WHERE {batch_fence}"#
-                    ))?
-                    .execute(params![rows])? as u64;
+                changed += tx.prepare_cached(&SQL.sent)?.execute(params![rows])? as u64;
             }
             if let Some(rows) = deleted {
-                changed += tx
-                    .prepare_cached(&format!(
-                        r#"DELETE FROM "OutboxEvent" AS e
- WHERE EXISTS (SELECT 1 FROM ({batch}) AS a WHERE {batch_fence})"#
-                    ))?
-                    .execute(params![rows])? as u64;
+                changed += tx.prepare_cached(&SQL.deleted)?.execute(params![rows])? as u64;
             }
-            let fence = r#""id" = ?1 AND "lockedBy" = ?2 AND "retryCount" = ?3 AND "status" = 'PROCESSING'"#;
-            let mut update = tx.prepare_cached(&format!(
-                r#"UPDATE "OutboxEvent"
-   SET "status" = ?4, "lockedBy" = NULL, "lockedUntil" = NULL,
-       "lastError" = COALESCE(?5, "lastError"),
-       "processedAt" = CASE WHEN ?4 IN ('SENT', 'FAILED') THEN {NOW_MS} END,
-       "retryCount" = ?6,
-       "nextRetryAt" = CASE WHEN ?4 = 'PENDING' THEN {NOW_MS} + ?7 ELSE "nextRetryAt" END
- WHERE {fence}
-RETURNING "aggregateId", "routingKey""#
-            ))?;
+            let mut update = tx.prepare_cached(&SQL.complete_one)?;
             for c in &completions {
                 let (status, rc, delay, error, block) = match &c.action {
                     CompletionAction::Sent | CompletionAction::Delete => continue,
@@ -371,18 +392,38 @@ RETURNING "aggregateId", "routingKey""#
                         retry_count,
                         delay,
                         error,
-                    } => (Status::Pending, *retry_count, millis(*delay), Some(error.as_str()), false),
+                    } => (
+                        Status::Pending,
+                        *retry_count,
+                        millis(*delay),
+                        Some(error.as_str()),
+                        false,
+                    ),
                     CompletionAction::Fail {
                         error,
                         block_aggregate,
-                    } => (Status::Failed, c.retry_count, 0, Some(error.as_str()), *block_aggregate),
+                    } => (
+                        Status::Failed,
+                        c.retry_count,
+                        0,
+                        Some(error.as_str()),
+                        *block_aggregate,
+                    ),
                     CompletionAction::Release { note } => {
                         (Status::Pending, c.retry_count, 0, note.as_deref(), false)
                     }
                 };
                 let done: Option<(Option<String>, Option<String>)> = update
                     .query_row(
-                        params![c.id, c.lease_owner, c.retry_count, status.as_str(), error, rc, delay],
+                        params![
+                            c.id,
+                            c.lease_owner,
+                            c.retry_count,
+                            status.as_str(),
+                            error,
+                            rc,
+                            delay
+                        ],
                         |r| Ok((r.get(0).ok(), r.get(1).ok())),
                     )
                     .map(Some)

@@ -52,12 +52,16 @@ fn event_json() -> String {
 
 /// The filter with parameters `?1`..`?6` (ids as a JSON array, status, routingKey,
 /// aggregateId, since in seconds, error text); a NULL or empty one does not filter.
-const FILTER: &str = r#"(json_array_length(?1) = 0 OR e."id" IN (SELECT value FROM json_each(?1)))
+fn filter_sql() -> String {
+    format!(
+        r#"(json_array_length(?1) = 0 OR e."id" IN (SELECT value FROM json_each(?1)))
    AND (?2 IS NULL OR e."status" = ?2)
    AND (?3 IS NULL OR e."routingKey" = ?3)
    AND (?4 IS NULL OR e."aggregateId" = ?4)
-   AND (?5 IS NULL OR e."occurredAt" >= CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) - ?5 * 1000)
-   AND (?6 IS NULL OR instr(lower(COALESCE(e."lastError", '')), lower(?6)) > 0)"#;
+   AND (?5 IS NULL OR e."occurredAt" >= {NOW_MS} - ?5 * 1000)
+   AND (?6 IS NULL OR instr(lower(COALESCE(e."lastError", '')), lower(?6)) > 0)"#
+    )
+}
 
 fn filter_params(f: &EventFilter) -> Vec<Sql> {
     let opt = |s: &Option<String>| s.clone().map_or(Sql::Null, Sql::Text);
@@ -107,7 +111,8 @@ fn failed_batch(
     let mut p = filter_params(filter);
     p.push(Sql::Integer(batch));
     let mut stmt = tx.prepare_cached(&format!(
-        r#"SELECT e."id", e."routingKey" FROM "OutboxEvent" AS e WHERE e."status" = 'FAILED' AND {FILTER} ORDER BY e."id" LIMIT ?7"#
+        r#"SELECT e."id", e."routingKey" FROM "OutboxEvent" AS e WHERE e."status" = 'FAILED' AND {} ORDER BY e."id" LIMIT ?7"#,
+        filter_sql()
     ))?;
     let rows = stmt.query_map(params_from_iter(p), |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
@@ -126,8 +131,9 @@ impl Operator for SqliteStore {
             r#"e."occurredAt" DESC, e."id" DESC"#
         };
         let sql = format!(
-            r#"SELECT {}, e."payload" FROM "OutboxEvent" AS e WHERE {FILTER} ORDER BY {order} LIMIT ?7"#,
-            event_json()
+            r#"SELECT {}, e."payload" FROM "OutboxEvent" AS e WHERE {} ORDER BY {order} LIMIT ?7"#,
+            event_json(),
+            filter_sql()
         );
         let mut p = filter_params(filter);
         p.push(Sql::Integer(limit));
@@ -152,7 +158,8 @@ impl Operator for SqliteStore {
         p.push(Sql::Integer(limit));
         self.call(false, move |c| {
             let mut stmt = c.prepare_cached(&format!(
-                r#"SELECT e."id" FROM "OutboxEvent" AS e WHERE {FILTER} AND (?7 IS NULL OR e."id" > ?7) ORDER BY e."id" LIMIT ?8"#
+                r#"SELECT e."id" FROM "OutboxEvent" AS e WHERE {} AND (?7 IS NULL OR e."id" > ?7) ORDER BY e."id" LIMIT ?8"#,
+                filter_sql()
             ))?;
             let rows = stmt.query_map(params_from_iter(p), |r| r.get(0))?;
             rows.collect()
@@ -164,7 +171,8 @@ impl Operator for SqliteStore {
         let p = filter_params(filter);
         self.call(false, move |c| {
             c.prepare_cached(&format!(
-                r#"SELECT count(*) FROM "OutboxEvent" AS e WHERE {FILTER}"#
+                r#"SELECT count(*) FROM "OutboxEvent" AS e WHERE {}"#,
+                filter_sql()
             ))?
             .query_row(params_from_iter(p), |r| r.get(0))
         })
