@@ -12,6 +12,7 @@ use chrono::{TimeZone, Utc};
 use outbox_core::{Drift, MigrationReport, Migrator, ProblemKind, SchemaStatus, StoreError};
 use rusqlite::{params, Connection, TransactionBehavior};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// Every migration of the SQLite store, in order. Files are never edited once released.
 pub const MIGRATIONS: &[Migration] = &[Migration {
@@ -152,16 +153,20 @@ fn drift(c: &Connection, applied: &[i64]) -> rusqlite::Result<Vec<Drift>> {
 
 /// In one `BEGIN IMMEDIATE` transaction: runs `first`, then applies every pending
 /// migration. Returns the ones applied.
-fn apply(c: &mut Connection, first: &[String]) -> Result<Vec<MigrationReport>, String> {
+fn apply(
+    c: &mut Connection,
+    first: &[String],
+    path: &Path,
+) -> Result<Vec<MigrationReport>, StoreError> {
+    let sql = |e: rusqlite::Error| classify(e, path);
     let tx = c
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| e.to_string())?;
+        .map_err(sql)?;
     for stmt in first {
-        tx.execute_batch(stmt).map_err(|e| e.to_string())?;
+        tx.execute_batch(stmt).map_err(sql)?;
     }
-    tx.execute_batch(&history_ddl())
-        .map_err(|e| e.to_string())?;
-    let history = read_history(&tx).map_err(|e| e.to_string())?;
+    tx.execute_batch(&history_ddl()).map_err(sql)?;
+    let history = read_history(&tx).map_err(sql)?;
     let status = SchemaStatus {
         schema: "main".into(),
         history: format!("\"{HISTORY_TABLE}\""),
@@ -173,7 +178,7 @@ fn apply(c: &mut Connection, first: &[String]) -> Result<Vec<MigrationReport>, S
         .into_iter()
         .find(|p| p.kind != ProblemKind::Pending)
     {
-        return Err(format!("{}; fix: {}", p.what, p.fix));
+        return Err(StoreError::Query(format!("{}; fix: {}", p.what, p.fix)));
     }
     let mut applied = Vec::new();
     for m in MIGRATIONS {
@@ -181,8 +186,12 @@ fn apply(c: &mut Connection, first: &[String]) -> Result<Vec<MigrationReport>, S
             continue;
         }
         let started = std::time::Instant::now();
-        tx.execute_batch(m.sql)
-            .map_err(|e| format!("migration {:04}_{} failed: {e}", m.version, m.name))?;
+        tx.execute_batch(m.sql).map_err(|e| match sql(e) {
+            StoreError::Query(e) => {
+                StoreError::Query(format!("migration {:04}_{} failed: {e}", m.version, m.name))
+            }
+            other => other,
+        })?;
         tx.execute(
             &format!(
                 r#"INSERT INTO "{HISTORY_TABLE}" ("version", "name", "checksum", "executionMs") VALUES (?1, ?2, ?3, ?4)"#
@@ -194,14 +203,14 @@ fn apply(c: &mut Connection, first: &[String]) -> Result<Vec<MigrationReport>, S
                 started.elapsed().as_millis() as i64
             ],
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(sql)?;
         applied.push(MigrationReport {
             version: m.version,
             name: m.name.to_string(),
             state: outbox_core::MigrationState::Applied { at: Utc::now() },
         });
     }
-    tx.commit().map_err(|e| e.to_string())?;
+    tx.commit().map_err(sql)?;
     Ok(applied)
 }
 
@@ -210,24 +219,12 @@ impl SqliteStore {
     async fn own<T, F>(&self, create: bool, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, String> + Send + 'static,
+        F: FnOnce(&mut Connection, &Path) -> Result<T, StoreError> + Send + 'static,
     {
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut c = open(&path, create)?;
-            f(&mut c).map_err(|e| {
-                if e.contains("database is locked") || e.contains("database is busy") {
-                    StoreError::Unavailable(format!(
-                        "the SQLite database {} is busy: {e}",
-                        path.display()
-                    ))
-                } else {
-                    StoreError::Query(e)
-                }
-            })
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("the SQLite call did not finish: {e}")))?
+        tokio::task::spawn_blocking(move || f(&mut open(&path, create)?, &path))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("the SQLite call did not finish: {e}")))?
     }
 
     fn reset_statements(c: &Connection) -> rusqlite::Result<Vec<String>> {
@@ -279,23 +276,20 @@ impl Migrator for SqliteStore {
     }
 
     async fn deploy(&self) -> Result<Vec<MigrationReport>, StoreError> {
-        self.own(true, |c| apply(c, &[])).await
+        self.own(true, |c, path| apply(c, &[], path)).await
     }
 
     async fn reset_plan(&self) -> Result<Vec<String>, StoreError> {
-        let path = self.path.clone();
-        self.own(false, move |c| {
-            SqliteStore::reset_statements(c).map_err(|e| classify(e, &path).to_string())
+        self.own(false, |c, path| {
+            SqliteStore::reset_statements(c).map_err(|e| classify(e, path))
         })
         .await
     }
 
     async fn reset(&self) -> Result<(Vec<String>, Vec<MigrationReport>), StoreError> {
-        let path = self.path.clone();
-        self.own(true, move |c| {
-            let plan =
-                SqliteStore::reset_statements(c).map_err(|e| classify(e, &path).to_string())?;
-            let applied = apply(c, &plan)?;
+        self.own(true, |c, path| {
+            let plan = SqliteStore::reset_statements(c).map_err(|e| classify(e, path))?;
+            let applied = apply(c, &plan, path)?;
             Ok((plan, applied))
         })
         .await
