@@ -1,6 +1,6 @@
 //! `outbox run`: check the schema, then relay until SIGINT/SIGTERM.
 
-use super::{admin, open_backend, open_store, origin};
+use super::{admin, open_backend, open_store, origin, store_kind, StoreKind};
 use crate::config::{Config, SchemaOwner};
 use crate::{Failure, EXIT_CONFIG, EXIT_FAILURE};
 use outbox_core::StoreError;
@@ -155,12 +155,13 @@ pub async fn run(config: Config, skip_schema_check: bool) -> Result<u8, Failure>
     if let Some(addr) = config.admin {
         let metrics = outbox_worker::Metrics::new();
         // A store of its own for the readiness probe (one connection at most).
-        let ping: Arc<dyn outbox_core::Store> = match open_store(&config) {
-            Ok(mut pg) => {
+        let ping: Arc<dyn outbox_core::Store> = match store_kind(&config)? {
+            StoreKind::Postgres => {
+                let mut pg = open_store(&config)?;
                 pg.set_pool_size(1);
                 Arc::new(pg)
             }
-            Err(_) => Arc::<dyn Backend>::from(open_backend(&config)?),
+            _ => Arc::<dyn Backend>::from(open_backend(&config)?),
         };
         let bound = admin::start(addr, metrics.clone(), readiness.clone(), ping)
             .await

@@ -158,7 +158,17 @@ pub(crate) fn open(path: &Path, create: bool) -> Result<Connection, StoreError> 
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
     let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(e, path))?;
-    if let Some(fs) = network_filesystem(path) {
+    // Said once per file: every connection (writer, reader, watcher) opens it.
+    static WARNED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let first = {
+        let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+        let first = !warned.iter().any(|p| p == path);
+        if first {
+            warned.push(path.to_path_buf());
+        }
+        first
+    };
+    if let Some(fs) = network_filesystem(path).filter(|_| first) {
         tracing::warn!(path = %path.display(), filesystem = fs, "The SQLite database is on a network filesystem: its locks and WAL's shared memory may not work there, and two hosts writing to it can corrupt it; keep it on a local disk");
     }
     let setup = |c: &Connection| -> rusqlite::Result<()> {
