@@ -582,8 +582,7 @@ RETURNING "aggregateId", "routingKey""#
             ))?;
             let rows = stmt.query_map([], |r| {
                 Ok((
-                    r.get::<_, Option<String>>(0)?
-                        .unwrap_or_else(|| "(NULL)".into()),
+                    row::shown(r, 0),
                     r.get::<_, i64>(1)?,
                     r.get::<_, Option<f64>>(2)?.unwrap_or(0.0).max(0.0),
                 ))

@@ -2,7 +2,7 @@
 //! events, unblocking aggregates and pausing policies — each action audited in the same
 //! transaction.
 
-use super::row::NOW_MS;
+use super::row::{json_safe, shown, NOW_MS};
 use super::SqliteStore;
 use async_trait::async_trait;
 use outbox_core::{Blocked, EventFilter, KeyStats, ListedEvent, Operator, Status, StoreError};
@@ -14,7 +14,7 @@ use std::time::Duration;
 /// A timestamp column as RFC 3339 text (integer milliseconds; other values as stored).
 fn ts(col: &str) -> String {
     format!(
-        r#"CASE typeof(e."{col}") WHEN 'integer' THEN strftime('%Y-%m-%dT%H:%M:%fZ', e."{col}" / 1000.0, 'unixepoch') ELSE e."{col}" END"#
+        r#"CASE typeof(e."{col}") WHEN 'integer' THEN strftime('%Y-%m-%dT%H:%M:%fZ', e."{col}" / 1000.0, 'unixepoch') WHEN 'blob' THEN '(a blob)' ELSE e."{col}" END"#
     )
 }
 
@@ -41,10 +41,13 @@ fn event_json() -> String {
         "processedAt",
         "createdAt",
     ];
-    let mut parts: Vec<String> = plain.iter().map(|c| format!(r#"'{c}', e."{c}""#)).collect();
+    let mut parts: Vec<String> = plain
+        .iter()
+        .map(|c| format!("'{c}', {}", json_safe(&format!(r#"e."{c}""#))))
+        .collect();
     parts.extend(times.iter().map(|c| format!("'{c}', {}", ts(c))));
     parts.push(
-        r#"'headers', CASE WHEN json_valid(e."headers") THEN json(e."headers") ELSE e."headers" END"#
+        r#"'headers', CASE WHEN json_valid(e."headers") THEN json(e."headers") WHEN typeof(e."headers") = 'blob' THEN '(a blob)' ELSE e."headers" END"#
             .into(),
     );
     format!("json_object({})", parts.join(", "))
@@ -114,8 +117,11 @@ fn failed_batch(
         r#"SELECT e."id", e."routingKey" FROM "OutboxEvent" AS e WHERE e."status" = 'FAILED' AND {} ORDER BY e."id" LIMIT ?7"#,
         filter_sql()
     ))?;
-    let rows = stmt.query_map(params_from_iter(p), |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
+    // A row whose id is not text cannot be addressed by it: left out, never failing the batch.
+    let rows = stmt.query_map(params_from_iter(p), |r| {
+        Ok(r.get::<_, String>(0).ok().map(|id| (id, Some(shown(r, 1)))))
+    })?;
+    rows.filter_map(Result::transpose).collect()
 }
 
 #[async_trait]
@@ -161,7 +167,7 @@ impl Operator for SqliteStore {
                 r#"SELECT e."id" FROM "OutboxEvent" AS e WHERE {} AND (?7 IS NULL OR e."id" > ?7) ORDER BY e."id" LIMIT ?8"#,
                 filter_sql()
             ))?;
-            let rows = stmt.query_map(params_from_iter(p), |r| r.get(0))?;
+            let rows = stmt.query_map(params_from_iter(p), |r| Ok(shown(r, 0)))?;
             rows.collect()
         })
         .await
@@ -190,7 +196,7 @@ impl Operator for SqliteStore {
             ))?;
             let rows = stmt.query_map([], |r| {
                 Ok(KeyStats {
-                    routing_key: r.get(0)?,
+                    routing_key: shown(r, 0),
                     pending: r.get(1)?,
                     processing: r.get(2)?,
                     sent: r.get(3)?,

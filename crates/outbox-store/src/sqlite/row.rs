@@ -98,6 +98,25 @@ pub(crate) fn bool_opt(row: &Row<'_>, i: usize, name: &str) -> Result<Option<boo
     }
 }
 
+/// A value as an operator's listing shows it, whatever it holds: text (invalid UTF-8
+/// replaced), a number's digits, `(NULL)`, or `(a blob)` — never an error, so one odd row
+/// never fails a listing.
+pub(crate) fn shown(row: &Row<'_>, i: usize) -> String {
+    match row.get_ref(i) {
+        Ok(ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
+        Ok(ValueRef::Integer(n)) => n.to_string(),
+        Ok(ValueRef::Real(f)) => f.to_string(),
+        Ok(ValueRef::Blob(_)) => "(a blob)".into(),
+        Ok(ValueRef::Null) | Err(_) => "(NULL)".into(),
+    }
+}
+
+/// A column as a JSON value of a listing: a blob (which `json_object` refuses, failing the
+/// whole listing) is shown as text.
+pub(crate) fn json_safe(expr: &str) -> String {
+    format!("CASE typeof({expr}) WHEN 'blob' THEN '(a blob)' ELSE {expr} END")
+}
+
 /// A timestamp: integer milliseconds since 1970 (what this store and Prisma write), or text
 /// in SQLite's `YYYY-MM-DD HH:MM:SS[.SSS]` or RFC 3339 form.
 pub(crate) fn timestamp(row: &Row<'_>, i: usize, name: &str) -> Result<DateTime<Utc>, String> {
