@@ -36,6 +36,7 @@ on_every_store!(
     check_operator,
     check_expiry_due_and_limits,
     check_unreadable_rows,
+    check_broken_policy_rows,
     check_migrations,
     check_notifications,
 );

@@ -45,6 +45,9 @@ pub trait Fixture: Send + Sync {
     /// Gives the event a value this store cannot read as an event (whatever its own
     /// constraints let through); returns the column it spoiled.
     async fn spoil(&self, id: &str) -> &'static str;
+    /// Gives the policy row of `key` a maxRetries this store's constraints let through but
+    /// the worker cannot use.
+    async fn spoil_policy(&self, key: &str);
 }
 
 /// What a test checks of one row.
@@ -544,6 +547,29 @@ pub async fn check_unreadable_rows(f: &dyn Fixture) {
     assert_eq!(expired.unreadable[0].lease_owner, "w2");
 }
 
+/// A policy row that cannot be used is reported beside the usable ones, naming its column,
+/// never failing the read of the others.
+pub async fn check_broken_policy_rows(f: &dyn Fixture) {
+    let s = f.backend();
+    policy(f, KEY, 3).await;
+    policy(f, "conf.broken", 3).await;
+    f.spoil_policy("conf.broken").await;
+    let rows = s.policies().await.unwrap();
+    let usable: Vec<&str> = rows
+        .policies
+        .iter()
+        .map(|p| p.routing_key.as_str())
+        .collect();
+    assert_eq!(usable, [KEY]);
+    assert_eq!(rows.broken.len(), 1);
+    assert_eq!(rows.broken[0].routing_key.as_deref(), Some("conf.broken"));
+    assert!(
+        rows.broken[0].problem.contains("maxRetries"),
+        "{:?}",
+        rows.broken
+    );
+}
+
 /// Migrations: a fresh deploy is clean, a second applies nothing, a dropped index is
 /// reported as drift, a reset plan names the tables.
 pub async fn check_migrations(f: &dyn Fixture) {
@@ -671,6 +697,13 @@ impl Fixture for PgFixture {
         .await;
         "occurredAt"
     }
+    async fn spoil_policy(&self, key: &str) {
+        self.exec(&format!(
+            r#"ALTER TABLE "OutboxRetryPolicy" ALTER COLUMN "maxRetries" DROP NOT NULL;
+               UPDATE "OutboxRetryPolicy" SET "maxRetries" = NULL WHERE "routingKey" = '{key}'"#
+        ))
+        .await;
+    }
 }
 
 /// SQLite: a database file of its own in a scratch folder, migrated.
@@ -747,5 +780,12 @@ impl Fixture for SqliteFixture {
         ))
         .await;
         "maxRetries"
+    }
+    async fn spoil_policy(&self, key: &str) {
+        // Text compares above every number in SQLite, so the `>= 0` check lets it through.
+        self.exec(&format!(
+            r#"UPDATE "OutboxRetryPolicy" SET "maxRetries" = 'many' WHERE "routingKey" = '{key}'"#
+        ))
+        .await;
     }
 }
