@@ -17,7 +17,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// How long a notification stream must have lasted for its loss to count as a fresh
-/// failure (the reconnect backoff starts over) rather than one more in a row.
+/// failure (the reconnect backoff starts over) rather than one more in a row, when it
+/// carried no notification. A stream that carried one was working: its loss is fresh too.
 const STABLE: Duration = Duration::from_secs(30);
 
 /// How the claimer and the listener share the leading role.
@@ -79,6 +80,7 @@ pub(crate) async fn run(
                     tracing::info!("LISTEN connection restored");
                 }
                 let opened = std::time::Instant::now();
+                let mut heard = false;
                 let mut leads = stream.try_lead().await;
                 leadership.leading.store(leads, Ordering::Relaxed);
                 tracing::debug!(leads, "Listening for notifications");
@@ -104,8 +106,11 @@ pub(crate) async fn run(
                             }
                         }
                         n = stream.next() => {
-                            if let (Some(m), Some(_)) = (&metrics, &n) {
-                                m.notified();
+                            if n.is_some() {
+                                heard = true;
+                                if let Some(m) = &metrics {
+                                    m.notified();
+                                }
                             }
                             match n {
                                 Some(Notification::Events) => {
@@ -133,8 +138,10 @@ pub(crate) async fn run(
                 // The lead went with the connection.
                 leadership.leading.store(false, Ordering::Relaxed);
                 // A stream that ends as soon as it opens must not make this loop spin: the
-                // backoff starts over only after a stream that lasted.
-                if opened.elapsed() >= STABLE {
+                // backoff starts over only after a stream that worked (it carried a
+                // notification, or it lasted). A connection killed again and again while
+                // events flow is reopened after the shortest delay each time.
+                if heard || opened.elapsed() >= STABLE {
                     backoff.reset();
                 }
                 let delay = backoff.next_delay();
