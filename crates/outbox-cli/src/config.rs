@@ -194,6 +194,7 @@ const DATABASE_KEYS: &[&str] = &[
     "pool_size",
     "columns",
     "tables",
+    "timestamp_format",
 ];
 const WORKER_KEYS: &[&str] = &[
     "batch_size",
@@ -489,6 +490,23 @@ fn read_database(
             );
         }
         overrides.tables.insert(logical, physical);
+    }
+    overrides.timestamp_format = s.string("timestamp_format");
+    if let Some(f) = overrides
+        .timestamp_format
+        .as_deref()
+        .filter(|f| !["unixepoch-ms", "iso8601"].contains(f))
+    {
+        s.issue(
+            "timestamp_format",
+            format!("\"{f}\" is not a timestamp format: use \"unixepoch-ms\" (integer milliseconds) or \"iso8601\" (text), as the app's SQLite client writes them"),
+        );
+    }
+    if owner == SchemaOwner::Worker && overrides.timestamp_format.is_some() {
+        s.issue(
+            "timestamp_format",
+            "applies to app-owned SQLite tables; set schema_owner = \"app\" or remove it",
+        );
     }
     if owner == SchemaOwner::Worker
         && !(overrides.columns.is_empty() && overrides.tables.is_empty())

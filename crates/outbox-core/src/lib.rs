@@ -14,8 +14,9 @@ pub mod throttle;
 pub use breaker::BreakerSettings;
 pub use event::{ClaimedEvent, OutboxEvent, Payload, Status};
 pub use operate::{
-    Backend, Blocked, Drift, EventFilter, KeyStats, ListedEvent, MigrationReport, MigrationState,
-    Migrator, Operator, Problem, ProblemKind, SchemaStatus,
+    Adoption, Backend, Blocked, Drift, EventFilter, Finding, KeyStats, ListedEvent, Mapped,
+    MigrationReport, MigrationState, Migrator, Operator, Overrides, Problem, ProblemKind,
+    SchemaStatus,
 };
 pub use policy::{Decision, RetryPolicy, RetrySettings};
 pub use sink::{Outcome, Sink};

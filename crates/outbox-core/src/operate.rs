@@ -8,6 +8,7 @@ use crate::store::{Store, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Which events an operator command is about. Empty fields do not filter.
@@ -334,6 +335,62 @@ pub trait Migrator: Send + Sync {
     /// Drops the outbox objects and applies every migration again, all or nothing. Returns
     /// the statements run and the migrations applied.
     async fn reset(&self) -> Result<(Vec<String>, Vec<MigrationReport>), StoreError>;
+
+    /// App-owned tables (`schema_owner = "app"`): finds the outbox tables and columns by
+    /// introspection (config overrides win), checks them, and when nothing blocks makes
+    /// every statement of this store use them. Runs no DDL.
+    async fn adopt(&mut self, overrides: &Overrides) -> Result<Adoption, StoreError>;
+}
+
+/// Names given in config where introspection of app-owned tables cannot tell
+/// (`[database.tables]`, `[database.columns]`).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Logical table (`OutboxEvent`, `OutboxRetryPolicy`) → physical table.
+    pub tables: BTreeMap<String, String>,
+    /// Logical column → physical column; `OutboxRetryPolicy.<column>` for the policy table,
+    /// a bare name for the event table.
+    pub columns: BTreeMap<String, String>,
+    /// How app-owned SQLite tables store timestamps (`unixepoch-ms` or `iso8601`;
+    /// `database.timestamp_format`); `None` tells from the rows.
+    pub timestamp_format: Option<String>,
+}
+
+/// One finding about app-owned tables, with its fix in SQL and as a Prisma model line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// What is wrong.
+    pub what: String,
+    /// SQL that fixes it.
+    pub sql: String,
+    /// The Prisma schema line(s) that fix it.
+    pub prisma: String,
+}
+
+/// How one logical column of app-owned tables was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapped {
+    /// `OutboxEvent` or `OutboxRetryPolicy`.
+    pub table: &'static str,
+    /// Logical column.
+    pub logical: String,
+    /// Physical column.
+    pub physical: String,
+    /// `exact`, `case-insensitive`, `snake_case` or `config`.
+    pub how: &'static str,
+}
+
+/// What adopting app-owned tables found.
+#[derive(Debug, Clone, Default)]
+pub struct Adoption {
+    /// Nothing blocks the worker: the store now uses these tables.
+    pub usable: bool,
+    /// Blocking problems.
+    pub errors: Vec<Finding>,
+    /// Things that work but are worse than they should be.
+    pub warnings: Vec<Finding>,
+    /// How each column was found.
+    pub mapping: Vec<Mapped>,
 }
 
 /// A store backend as the CLI opens it: the engine's [`Store`], the [`Operator`] commands

@@ -1,6 +1,7 @@
 //! The storage layer of the outbox relay. All SQL lives here, one module per backend.
 //! The engine only sees [`outbox_core::Store`]; a second backend implements that trait.
 
+pub mod adopt;
 pub mod migration;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -8,8 +9,9 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use outbox_core::operate::{
-    Backend, Blocked, Drift, EventFilter, KeyStats, ListedEvent, MigrationReport, MigrationState,
-    Migrator, Operator, Problem, ProblemKind, SchemaStatus,
+    Adoption, Backend, Blocked, Drift, EventFilter, Finding, KeyStats, ListedEvent, Mapped,
+    MigrationReport, MigrationState, Migrator, Operator, Overrides, Problem, ProblemKind,
+    SchemaStatus,
 };
 #[cfg(feature = "postgres")]
 pub use postgres::layout::Layout;
@@ -18,6 +20,6 @@ pub use postgres::local::LocalCluster;
 #[cfg(feature = "postgres")]
 pub use postgres::migrate::MIGRATIONS;
 #[cfg(feature = "postgres")]
-pub use postgres::resolve::{Finding, Mapped, Overrides, Resolution};
+pub use postgres::resolve::Resolution;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, PgStoreOptions};

@@ -789,3 +789,113 @@ impl Fixture for SqliteFixture {
         .await;
     }
 }
+
+/// The tables a Prisma app on SQLite creates from `outbox schema print --format prisma`
+/// (Prisma's DDL: DATETIME, JSONB, BOOLEAN, no checks, ids without a default), plus the
+/// printed extra SQL.
+pub const PRISMA_SQLITE_DDL: &str = r#"
+CREATE TABLE "OutboxEvent" (
+    "id" TEXT NOT NULL PRIMARY KEY, "eventName" TEXT NOT NULL, "eventType" TEXT NOT NULL,
+    "aggregateId" TEXT NOT NULL, "routingKey" TEXT NOT NULL, "payload" JSONB NOT NULL, "headers" JSONB,
+    "status" TEXT NOT NULL DEFAULT 'PENDING', "occurredAt" DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "retryCount" INTEGER NOT NULL DEFAULT 0, "maxRetries" INTEGER, "retryInterval" INTEGER, "maxInterval" INTEGER,
+    "nextRetryAt" DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP, "lockedBy" TEXT, "lockedUntil" DATETIME,
+    "lastError" TEXT, "processedAt" DATETIME, "createdAt" DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+CREATE TABLE "OutboxRetryPolicy" (
+    "routingKey" TEXT NOT NULL PRIMARY KEY, "maxRetries" INTEGER NOT NULL, "retryInterval" INTEGER NOT NULL,
+    "maxInterval" INTEGER NOT NULL, "backoffMultiplier" REAL NOT NULL DEFAULT 2, "jitter" REAL NOT NULL DEFAULT 0,
+    "ordered" BOOLEAN NOT NULL DEFAULT false, "paused" BOOLEAN NOT NULL DEFAULT false,
+    "blockOnFailure" BOOLEAN NOT NULL DEFAULT false, "description" TEXT,
+    "createdAt" DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP, "updatedAt" DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+CREATE TABLE "OutboxBlockedAggregate" (
+    "aggregateId" TEXT NOT NULL PRIMARY KEY, "eventId" TEXT NOT NULL, "routingKey" TEXT NOT NULL,
+    "reason" TEXT, "blockedAt" DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+CREATE TABLE "OutboxAudit" (
+    "id" INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, "at" DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "actor" TEXT NOT NULL, "action" TEXT NOT NULL, "eventId" TEXT, "routingKey" TEXT, "detail" TEXT
+);
+CREATE INDEX "OutboxEvent_status_nextRetryAt_idx" ON "OutboxEvent"("status", "nextRetryAt");
+CREATE INDEX "OutboxEvent_status_lockedUntil_idx" ON "OutboxEvent"("status", "lockedUntil");
+CREATE INDEX "OutboxEvent_aggregateId_status_idx" ON "OutboxEvent"("aggregateId", "status");
+CREATE INDEX "OutboxAudit_at_idx" ON "OutboxAudit"("at");
+"#;
+
+/// SQLite with app-owned tables as a Prisma app makes them, timestamps stored as ISO-8601
+/// text (Prisma's driver adapters' default), adopted by the store. The migration checks
+/// are not for it: the app's migrations own these tables.
+pub struct SqliteAppFixture(SqliteFixture);
+
+impl SqliteAppFixture {
+    pub async fn new() -> SqliteAppFixture {
+        let dir = TempDir::new();
+        let path = dir.0.join(format!("{}.db", unique("outbox-app")));
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(PRISMA_SQLITE_DDL).unwrap();
+        c.execute_batch(&outbox_store::sqlite::print::prisma_extra_sql())
+            .unwrap();
+        drop(c);
+        let mut store = SqliteStore::new(&SqliteOptions { path: path.clone() });
+        let overrides = outbox_core::Overrides {
+            timestamp_format: Some("iso8601".into()),
+            ..Default::default()
+        };
+        let adoption = store.adopt(&overrides).await.unwrap();
+        assert!(adoption.usable, "{:?}", adoption.errors);
+        assert!(adoption.warnings.is_empty(), "{:?}", adoption.warnings);
+        SqliteAppFixture(SqliteFixture {
+            _dir: dir,
+            path,
+            store,
+        })
+    }
+}
+
+/// `ms` from now as ISO-8601 text, the way Prisma's SQLite adapters store it.
+const ISO_FROM_NOW: &str =
+    "strftime('%Y-%m-%dT%H:%M:%f+00:00', (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) + (MS)) / 1000.0, 'unixepoch')";
+
+#[outbox_core::async_trait]
+impl Fixture for SqliteAppFixture {
+    fn backend(&self) -> &dyn Backend {
+        &self.0.store
+    }
+    async fn exec(&self, sql: &str) {
+        self.0.exec(sql).await
+    }
+    async fn set_time(&self, id: &str, column: &str, ms: i64) {
+        let at = ISO_FROM_NOW.replace("MS", &ms.to_string());
+        self.exec(&format!(
+            r#"UPDATE "OutboxEvent" SET "{column}" = {at} WHERE "id" = '{id}'"#
+        ))
+        .await;
+    }
+    async fn due_in(&self, id: &str) -> i64 {
+        self.0
+            .conn()
+            .query_row(
+                r#"SELECT CAST(round((julianday("nextRetryAt") - julianday('now')) * 86400000) AS INTEGER), typeof("nextRetryAt") FROM "OutboxEvent" WHERE "id" = ?1"#,
+                [id],
+                |r| {
+                    // The worker writes this table's timestamps in its own form.
+                    assert_eq!(r.get::<_, String>(1)?, "text");
+                    r.get(0)
+                },
+            )
+            .unwrap()
+    }
+    async fn state(&self, id: &str) -> Option<State> {
+        self.0.state(id).await
+    }
+    async fn drop_pending_index(&self) {
+        unreachable!("the migration checks are not run on app-owned tables")
+    }
+    async fn spoil(&self, id: &str) -> &'static str {
+        self.0.spoil(id).await
+    }
+    async fn spoil_policy(&self, key: &str) {
+        self.0.spoil_policy(key).await
+    }
+}

@@ -102,6 +102,17 @@ fn backend<'a>(pg: &'a Option<PgStore>, lite: &'a Option<SqliteStore>) -> &'a dy
     }
 }
 
+fn backend_mut<'a>(
+    pg: &'a mut Option<PgStore>,
+    lite: &'a mut Option<SqliteStore>,
+) -> &'a mut dyn Backend {
+    match (pg, lite) {
+        (Some(pg), _) => pg,
+        (None, Some(lite)) => lite,
+        (None, None) => unreachable!("one store is open"),
+    }
+}
+
 /// The queue's state from the store traits alone (stores without a summary query of their
 /// own): PENDING per routingKey and the oldest's age, FAILED, and leases expired for over
 /// [`outbox_store::postgres::inspect::STALE_LEASE`].
@@ -141,7 +152,7 @@ fn age(d: std::time::Duration) -> String {
 pub async fn doctor(config: &Config) -> Result<u8, Failure> {
     // PostgreSQL's own checks (server facts, autovacuum, app-owned tables, snapshots) run on
     // the PostgreSQL store; the rest on whichever store the URL names.
-    let (mut pg, lite): (Option<PgStore>, Option<SqliteStore>) = match store_kind(config)? {
+    let (mut pg, mut lite): (Option<PgStore>, Option<SqliteStore>) = match store_kind(config)? {
         StoreKind::Sqlite => (None, Some(open_sqlite(config)?)),
         _ => (Some(open_store(config)?), None),
     };
@@ -217,10 +228,8 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
             Err(e) => r.cannot_inspect(&schema, e),
         },
         SchemaOwner::App => {
-            let Some(store) = pg.as_mut() else {
-                unreachable!("app-owned tables are refused on SQLite when the store is opened")
-            };
-            match store.adopt_app_tables(&config.database.overrides).await {
+            let store = backend_mut(&mut pg, &mut lite);
+            match store.adopt(&config.database.overrides).await {
                 Ok(res) => {
                     if res.errors.is_empty() {
                         r.ok(&format!("schema \"{schema}\" (app-owned): every required table and column found"));
@@ -258,7 +267,7 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
                     } else {
                         r.ok(&format!("columns: {}", renamed.join(", ")));
                     }
-                    res.layout.is_some()
+                    res.usable
                 }
                 Err(e) => r.cannot_inspect(&schema, e),
             }
@@ -279,7 +288,17 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
     };
     let layout = match &pg {
         Some(pg) => pg.layout().clone(),
-        None => outbox_store::Layout::canonical("main"),
+        None => {
+            // The names the fixes below use, from the SQLite store's (maybe adopted) tables.
+            let mut names = outbox_store::Layout::canonical("main");
+            if let Some(l) = lite.as_ref().map(SqliteStore::layout) {
+                names.event_table = l.event_table().to_string();
+                names.policy_table = l.policy_table_name().to_string();
+                names.event_columns = l.event_columns().clone();
+                names.policy_columns = l.policy_columns().clone();
+            }
+            names
+        }
     };
     for b in &rows.broken {
         let (which, fix) = match &b.routing_key {

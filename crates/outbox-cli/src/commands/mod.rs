@@ -109,15 +109,6 @@ pub fn open_backend(config: &Config) -> Result<Box<dyn Backend>, Failure> {
 pub fn open_sqlite(config: &Config) -> Result<SqliteStore, Failure> {
     let (_, url) = database_url(config)?;
     let base = config.file.as_deref().and_then(|f| f.parent());
-    if config.database.owner == SchemaOwner::App {
-        return Err(Failure::new(
-            EXIT_CONFIG,
-            format!(
-                "invalid configuration ({}): database.schema_owner = \"app\" is not supported on SQLite in this version; let the worker own the tables (schema_owner = \"worker\") and run `outbox migrate deploy`",
-                origin(config)
-            ),
-        ));
-    }
     SqliteOptions::from_url(&url, base)
         .map(|o| SqliteStore::new(&o))
         .map_err(|e| {
@@ -140,6 +131,15 @@ pub fn open_store(config: &Config) -> Result<PgStore, Failure> {
             EXIT_CONFIG,
             format!(
                 "invalid configuration ({}): database.url names a SQLite database, and this needs PostgreSQL",
+                origin(config)
+            ),
+        ));
+    }
+    if config.database.overrides.timestamp_format.is_some() {
+        return Err(Failure::new(
+            EXIT_CONFIG,
+            format!(
+                "invalid configuration ({}): database.timestamp_format applies to SQLite only (PostgreSQL timestamps have a type); remove it",
                 origin(config)
             ),
         ));
@@ -174,25 +174,19 @@ pub fn require_worker_owned(config: &Config, command: &str) -> Result<(), Failur
 
 /// The backend, ready for operator queries: on app-owned tables, with the layout resolved.
 pub async fn query_store(config: &Config) -> Result<Box<dyn Backend>, Failure> {
-    if database_url(config)?.0 == StoreKind::Sqlite {
-        return Ok(Box::new(open_sqlite(config)?));
-    }
-    let mut store = open_store(config)?;
+    let mut store = open_backend(config)?;
     if config.database.owner == SchemaOwner::App {
-        let res = store
-            .adopt_app_tables(&config.database.overrides)
-            .await
-            .map_err(|e| {
-                Failure::new(EXIT_FAILURE, format!("cannot read the app's tables: {e}"))
-            })?;
-        if res.layout.is_none() {
+        let res = store.adopt(&config.database.overrides).await.map_err(|e| {
+            Failure::new(EXIT_FAILURE, format!("cannot read the app's tables: {e}"))
+        })?;
+        if !res.usable {
             return Err(Failure::new(
                 EXIT_FAILURE,
                 "the app-owned tables cannot be used; run `outbox doctor` for the fixes",
             ));
         }
     }
-    Ok(Box::new(store))
+    Ok(store)
 }
 
 /// A database failure of an operator command.

@@ -197,20 +197,23 @@ pub async fn run(config: Config, skip_schema_check: bool) -> Result<u8, Failure>
             store
         }
         SchemaOwner::App => {
-            let mut store = open_store(&config)?;
-            let overrides = config.database.overrides.clone();
-            let catalog = when_reachable(&mut shutdown, || store.live_catalog())
+            let mut store = store;
+            let cannot_read =
+                |e| Failure::new(EXIT_FAILURE, format!("cannot read the app's tables: {e}"));
+            let reached = when_reachable(&mut shutdown, || store.ping())
                 .await
-                .map_err(|e| {
-                    Failure::new(EXIT_FAILURE, format!("cannot read the app's tables: {e}"))
-                })?;
-            let Some(catalog) = catalog else { return Ok(0) };
-            let resolution =
-                outbox_store::postgres::resolve::resolve(&catalog, store.schema(), &overrides);
+                .map_err(cannot_read)?;
+            if reached.is_none() {
+                return Ok(0);
+            }
+            let resolution = store
+                .adopt(&config.database.overrides)
+                .await
+                .map_err(cannot_read)?;
             for w in &resolution.warnings {
                 tracing::warn!(fix = %w.sql, "{}", w.what);
             }
-            let Some(layout) = resolution.layout.clone() else {
+            if !resolution.usable {
                 let first = resolution
                     .errors
                     .first()
@@ -223,16 +226,15 @@ pub async fn run(config: Config, skip_schema_check: bool) -> Result<u8, Failure>
                 return Err(Failure::new(
                     EXIT_FAILURE,
                     format!(
-                        "the app-owned tables in schema \"{}\" cannot be used: {first}{more}; run `outbox doctor` for the SQL and Prisma lines that fix it",
-                        store.schema()
+                        "the app-owned tables in {} cannot be used: {first}{more}; run `outbox doctor` for the SQL and Prisma lines that fix it",
+                        store.location()
                     ),
                 ));
-            };
+            }
             for m in resolution.mapping.iter().filter(|m| m.how != "exact") {
                 tracing::info!(table = m.table, column = %m.logical, physical = %m.physical, how = m.how, "Column mapped");
             }
-            store.set_layout(layout);
-            Box::new(store)
+            store
         }
     };
 

@@ -1,6 +1,6 @@
 //! `outbox schema print`.
 
-use crate::{Failure, SchemaFormat, EXIT_CONFIG};
+use crate::{Failure, SchemaFormat};
 
 /// Prints the schema of the configured store (`sqlite`: SQLite's, else PostgreSQL's).
 pub fn print(format: SchemaFormat, schema: &str, sqlite: bool) -> Result<u8, Failure> {
@@ -8,12 +8,7 @@ pub fn print(format: SchemaFormat, schema: &str, sqlite: bool) -> Result<u8, Fai
         (SchemaFormat::Sql, false) => print!("{}", outbox_store::postgres::print::sql(schema)),
         (SchemaFormat::Prisma, false) => print!("{}", outbox_store::postgres::print::prisma()),
         (SchemaFormat::Sql, true) => print!("{}", outbox_store::sqlite::migrate::sql()),
-        (SchemaFormat::Prisma, true) => {
-            return Err(Failure::new(
-                EXIT_CONFIG,
-                "schema print --format prisma is for PostgreSQL in this version: on SQLite the worker owns the tables (outbox migrate deploy creates them); print them with --format sql",
-            ))
-        }
+        (SchemaFormat::Prisma, true) => print!("{}", outbox_store::sqlite::print::prisma()),
     }
     Ok(0)
 }

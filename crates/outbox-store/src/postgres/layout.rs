@@ -7,45 +7,10 @@ use super::quote_ident;
 use outbox_core::Status;
 use std::collections::BTreeMap;
 
-/// Logical columns of `"OutboxEvent"` the worker cannot run without.
-pub const EVENT_REQUIRED: &[&str] = &[
-    "id",
-    "eventName",
-    "eventType",
-    "aggregateId",
-    "routingKey",
-    "payload",
-    "status",
-    "occurredAt",
-    "retryCount",
-    "nextRetryAt",
-    "lockedBy",
-    "lockedUntil",
-];
-/// Logical columns of `"OutboxEvent"` used when present.
-pub const EVENT_OPTIONAL: &[&str] = &[
-    "maxRetries",
-    "retryInterval",
-    "maxInterval",
-    "headers",
-    "createdAt",
-    "seq",
-];
-/// Optional columns whose absence is worth a warning.
-pub const EVENT_RECOMMENDED: &[&str] = &["lastError", "processedAt"];
-/// Logical columns of `"OutboxRetryPolicy"` the worker cannot run without.
-pub const POLICY_REQUIRED: &[&str] = &["routingKey", "maxRetries", "retryInterval", "maxInterval"];
-/// Logical columns of `"OutboxRetryPolicy"` used when present (else their defaults).
-pub const POLICY_OPTIONAL: &[&str] = &[
-    "backoffMultiplier",
-    "jitter",
-    "ordered",
-    "paused",
-    "blockOnFailure",
-    "description",
-    "createdAt",
-    "updatedAt",
-];
+pub use crate::adopt::{
+    AUDIT_TABLE, BLOCKED_TABLE, EVENT_OPTIONAL, EVENT_RECOMMENDED, EVENT_REQUIRED, EVENT_TABLE,
+    POLICY_OPTIONAL, POLICY_REQUIRED, POLICY_TABLE,
+};
 /// Logical timestamp columns of `"OutboxEvent"`.
 pub const EVENT_TIMESTAMPS: &[&str] = &[
     "occurredAt",
@@ -88,14 +53,6 @@ pub const POLICY_READ: &[(&str, &str)] = &[
     ("blockOnFailure", "false"),
 ];
 
-/// Canonical table names.
-pub const EVENT_TABLE: &str = "OutboxEvent";
-/// Canonical table names.
-pub const POLICY_TABLE: &str = "OutboxRetryPolicy";
-/// Canonical table names.
-pub const BLOCKED_TABLE: &str = "OutboxBlockedAggregate";
-/// Canonical table names.
-pub const AUDIT_TABLE: &str = "OutboxAudit";
 /// The advisory-lock class (first key) of the aggregate buckets that order producers and
 /// ordered claims (see migration 0003).
 pub const ORDER_LOCK_CLASS: i32 = 1_869_968_482;

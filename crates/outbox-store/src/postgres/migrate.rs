@@ -280,6 +280,13 @@ impl Migrator for PgStore {
         let applied = self.locked(&plan).await?;
         Ok((plan, applied))
     }
+
+    async fn adopt(
+        &mut self,
+        overrides: &outbox_core::Overrides,
+    ) -> Result<outbox_core::Adoption, StoreError> {
+        self.adopt_app_tables(overrides).await.map(Into::into)
+    }
 }
 
 #[cfg(test)]

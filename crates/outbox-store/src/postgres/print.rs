@@ -24,10 +24,7 @@ pub fn sql(schema: &str) -> String {
     out
 }
 
-/// Marks the SQL block inside the Prisma output.
-pub const PRISMA_SQL_BEGIN: &str = "// BEGIN outbox SQL";
-/// Ends the SQL block inside the Prisma output.
-pub const PRISMA_SQL_END: &str = "// END outbox SQL";
+pub use crate::adopt::{PRISMA_SQL_BEGIN, PRISMA_SQL_END};
 
 /// The extra SQL a Prisma app adds to its migration: the NOTIFY triggers, the sequencing
 /// trigger of ordered delivery and the autovacuum settings, which Prisma's schema language

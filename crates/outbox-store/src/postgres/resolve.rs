@@ -9,41 +9,10 @@ use super::layout::{
     EVENT_TABLE, ORDER_LOCK_CLASS, POLICY_OPTIONAL, POLICY_REQUIRED, POLICY_TABLE,
 };
 use super::quote_ident;
+pub use crate::adopt::snake_case;
+use crate::adopt::{find_column, looked_for, Naming};
+pub use outbox_core::{Finding, Mapped, Overrides};
 use std::collections::BTreeMap;
-
-/// Names given in config where introspection cannot tell.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    /// Logical table (`OutboxEvent`, `OutboxRetryPolicy`) → physical table.
-    pub tables: BTreeMap<String, String>,
-    /// Logical column → physical column; `OutboxRetryPolicy.<column>` for the policy table,
-    /// a bare name for the event table.
-    pub columns: BTreeMap<String, String>,
-}
-
-/// One finding, with its fix in SQL and as a Prisma model line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    /// What is wrong.
-    pub what: String,
-    /// SQL that fixes it.
-    pub sql: String,
-    /// The Prisma schema line(s) that fix it.
-    pub prisma: String,
-}
-
-/// How one logical column was found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mapped {
-    /// `OutboxEvent` or `OutboxRetryPolicy`.
-    pub table: &'static str,
-    /// Logical column.
-    pub logical: String,
-    /// Physical column.
-    pub physical: String,
-    /// `exact`, `case-insensitive`, `snake_case` or `config`.
-    pub how: &'static str,
-}
 
 /// The outcome of resolving an app-owned schema.
 #[derive(Debug, Clone, Default)]
@@ -56,39 +25,6 @@ pub struct Resolution {
     pub warnings: Vec<Finding>,
     /// How each column was found.
     pub mapping: Vec<Mapped>,
-}
-
-/// `eventName` → `event_name`.
-pub fn snake_case(name: &str) -> String {
-    let mut out = String::new();
-    for (i, ch) in name.chars().enumerate() {
-        if ch.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.push(ch.to_ascii_lowercase());
-        } else {
-            out.push(ch);
-        }
-    }
-    out
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Naming {
-    Camel,
-    Lower,
-    Snake,
-}
-
-impl Naming {
-    fn apply(self, logical: &str) -> String {
-        match self {
-            Naming::Camel => logical.to_string(),
-            Naming::Lower => logical.to_ascii_lowercase(),
-            Naming::Snake => snake_case(logical),
-        }
-    }
 }
 
 /// Canonical SQL type and Prisma type of a logical column.
@@ -208,41 +144,14 @@ impl TableResolver<'_> {
         overrides: &Overrides,
         out: &mut Resolution,
     ) -> Option<(String, &'static str)> {
-        let key = if self.logical_table == EVENT_TABLE {
-            logical.to_string()
-        } else {
-            format!("{POLICY_TABLE}.{logical}")
-        };
-        if let Some(name) = overrides.columns.get(&key) {
-            if self.table.column(name).is_some() {
-                return Some((name.clone(), "config"));
-            }
-            out.errors.push(Finding {
-                what: format!(
-                    "database.columns.\"{key}\" names column \"{name}\", which {} does not have",
-                    quote_ident(&self.physical)
-                ),
-                sql: String::new(),
-                prisma: String::new(),
-            });
-            return None;
-        }
-        if self.table.column(logical).is_some() {
-            return Some((logical.to_string(), "exact"));
-        }
-        if let Some(c) = self
-            .table
-            .columns
-            .iter()
-            .find(|c| c.name.eq_ignore_ascii_case(logical))
-        {
-            return Some((c.name.clone(), "case-insensitive"));
-        }
-        let snake = snake_case(logical);
-        if let Some(c) = self.table.columns.iter().find(|c| c.name == snake) {
-            return Some((c.name.clone(), "snake_case"));
-        }
-        None
+        find_column(
+            self.table.columns.iter().map(|c| c.name.as_str()),
+            self.logical_table,
+            &self.physical,
+            logical,
+            overrides,
+            &mut out.errors,
+        )
     }
 
     fn add_column_fix(&self, logical: &str) -> (String, String) {
@@ -269,39 +178,8 @@ fn find_table<'a>(
     logical: &str,
     overrides: &Overrides,
 ) -> Option<(String, &'a Table)> {
-    if let Some(name) = overrides.tables.get(logical) {
-        return cat.tables.get(name).map(|t| (name.clone(), t));
-    }
-    let snake = snake_case(logical);
-    let candidates = [
-        logical.to_string(),
-        logical.to_ascii_lowercase(),
-        snake.clone(),
-        format!("{snake}s"),
-    ];
-    for c in &candidates {
-        if let Some(t) = cat.tables.get(c) {
-            return Some((c.clone(), t));
-        }
-    }
-    cat.tables
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(logical))
-        .map(|(n, t)| (n.clone(), t))
-}
-
-fn detect_naming(table: &Table) -> Naming {
-    let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
-    if names.iter().any(|n| n.contains('_')) {
-        Naming::Snake
-    } else if names
-        .iter()
-        .any(|n| n.chars().any(|c| c.is_ascii_uppercase()))
-    {
-        Naming::Camel
-    } else {
-        Naming::Lower
-    }
+    let name = crate::adopt::find_table(cat.tables.keys().map(String::as_str), logical, overrides)?;
+    cat.tables.get(&name).map(|t| (name, t))
 }
 
 /// The index columns of `CREATE INDEX ... USING btree (a, b) [WHERE ...]`, unquoted.
@@ -362,11 +240,9 @@ pub fn resolve(cat: &Catalog, schema: &str, overrides: &Overrides) -> Resolution
             blocked = true;
             out.errors.push(Finding {
                 what: format!(
-                    "table {} not found in schema \"{schema}\" (looked for {logical_table}, {}, {}, {}s; or set database.tables.{logical_table})",
+                    "table {} not found in schema \"{schema}\" ({})",
                     quote_ident(logical_table),
-                    logical_table.to_ascii_lowercase(),
-                    snake_case(logical_table),
-                    snake_case(logical_table)
+                    looked_for(logical_table)
                 ),
                 sql: "see `outbox schema print --format sql`".into(),
                 prisma: "see `outbox schema print --format prisma`".into(),
@@ -382,7 +258,7 @@ pub fn resolve(cat: &Catalog, schema: &str, overrides: &Overrides) -> Resolution
             logical_table,
             physical: physical.clone(),
             table,
-            naming: detect_naming(table),
+            naming: Naming::of(table.columns.iter().map(|c| c.name.as_str())),
             naive,
         };
         let mut columns = BTreeMap::new();
@@ -821,16 +697,20 @@ impl super::PgStore {
     }
 }
 
+impl From<Resolution> for outbox_core::Adoption {
+    fn from(r: Resolution) -> outbox_core::Adoption {
+        outbox_core::Adoption {
+            usable: r.layout.is_some(),
+            errors: r.errors,
+            warnings: r.warnings,
+            mapping: r.mapping,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn snake_case_splits_camel_words() {
-        assert_eq!(snake_case("eventName"), "event_name");
-        assert_eq!(snake_case("OutboxEvent"), "outbox_event");
-        assert_eq!(snake_case("id"), "id");
-    }
 
     #[test]
     fn index_columns_are_read_from_definitions() {

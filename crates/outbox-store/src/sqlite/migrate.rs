@@ -4,7 +4,7 @@
 //! migration once). Drift compares `sqlite_schema` with what the applied migrations build
 //! in a scratch in-memory database.
 
-use super::row::NOW_MS;
+use super::layout::NOW_MS;
 use super::{classify, open, SqliteStore};
 use crate::migration::{states, HistoryRow, Migration, HISTORY_TABLE};
 use async_trait::async_trait;
@@ -293,5 +293,12 @@ impl Migrator for SqliteStore {
             Ok((plan, applied))
         })
         .await
+    }
+
+    async fn adopt(
+        &mut self,
+        overrides: &outbox_core::Overrides,
+    ) -> Result<outbox_core::Adoption, StoreError> {
+        self.adopt_tables(overrides).await
     }
 }

@@ -5,16 +5,20 @@
 //! a watcher thread polls `PRAGMA data_version` (a few microseconds) and a policy counter
 //! kept by triggers. Calls run on tokio's blocking threads.
 
+pub mod adopt;
+pub mod layout;
 pub mod migrate;
 pub mod ops;
+pub mod print;
 mod row;
 
 use async_trait::async_trait;
+use layout::Layout;
 use outbox_core::{
     BrokenPolicy, Completion, CompletionAction, Leased, Notification, NotificationStream,
     PolicyRows, RetryPolicy, Status, Store, StoreError, Unreadable,
 };
-use row::{bool_opt, int32_opt, int_opt, leased_rows, real_opt, text_opt, EVENT_COLUMNS, NOW_MS};
+use row::{bool_opt, int32_opt, int_opt, leased_rows, real_opt, text_opt, EVENT_COLUMNS};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -73,16 +77,33 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Slot,
     reader: Slot,
+    /// Where the outbox tables are (the worker's own, unless adopted).
+    layout: Arc<Layout>,
+    sql: Arc<Statements>,
 }
 
 impl SqliteStore {
     /// The store for `options` (no file is opened yet).
     pub fn new(options: &SqliteOptions) -> SqliteStore {
+        let layout = Layout::canonical();
         SqliteStore {
             path: options.path.clone(),
             writer: Arc::default(),
             reader: Arc::default(),
+            sql: Arc::new(Statements::new(&layout)),
+            layout: Arc::new(layout),
         }
+    }
+
+    /// Makes every statement use `layout` (app-owned tables).
+    pub(crate) fn set_layout(&mut self, layout: Layout) {
+        self.sql = Arc::new(Statements::new(&layout));
+        self.layout = Arc::new(layout);
+    }
+
+    /// The layout in use.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// The database file.
@@ -246,8 +267,8 @@ fn json_list(keys: &[String]) -> String {
     serde_json::to_string(keys).unwrap_or_else(|_| "[]".into())
 }
 
-/// The statements of the claim and result path, built once.
-struct Statements {
+/// The statements of the claim and result path, rendered once per layout.
+pub(crate) struct Statements {
     /// `?1` owner, `?2` lease ms, `?3` paused keys (JSON), `?4` limit.
     claim: String,
     /// `?1` owner, `?2` lease ms, `?3` ordered keys, `?4` paused keys (JSON), `?5` limit.
@@ -259,71 +280,123 @@ struct Statements {
     /// One result: `?1` id, `?2` owner, `?3` retryCount claimed, `?4` status, `?5` error,
     /// `?6` new retryCount, `?7` delay ms.
     complete_one: String,
+    /// `?1` id, `?2` owner, `?3` error: an unreadable row, FAILED.
+    fail_unreadable: String,
+    /// `?1` limit: PROCESSING rows whose lease has run out.
+    expired: String,
+    policies: String,
+    /// `?1` paused keys (JSON).
+    next_due: String,
+    /// `?1` status, `?2` age ms, `?3` limit.
+    purge: String,
+    pending_summary: String,
+    /// `?1` aggregate, `?2` event, `?3` routingKey, `?4` reason (no statement without the
+    /// table).
+    block: Option<String>,
 }
 
-static SQL: std::sync::LazyLock<Statements> = std::sync::LazyLock::new(|| {
-    // The lease a claim writes: `?1` owner, `?2` lease in ms.
-    let lease_sets = format!(
-        r#""status" = 'PROCESSING', "lockedBy" = ?1, "retryCount" = COALESCE("retryCount", 0),
-       "lockedUntil" = {NOW_MS} + ?2"#
-    );
-    let batch =
-        r#"SELECT value ->> 0 AS id, value ->> 1 AS owner, value ->> 2 AS rc FROM json_each(?1)"#;
-    let batch_fence = r#"e."id" = a.id AND e."lockedBy" = a.owner AND e."retryCount" = a.rc AND e."status" = 'PROCESSING'"#;
-    let fence =
-        r#""id" = ?1 AND "lockedBy" = ?2 AND "retryCount" = ?3 AND "status" = 'PROCESSING'"#;
-    Statements {
-        claim: format!(
-            r#"UPDATE "OutboxEvent" SET {lease_sets}
- WHERE rowid IN (
-       SELECT c.rowid FROM "OutboxEvent" AS c
-        WHERE c."status" = 'PENDING' AND c."nextRetryAt" <= {NOW_MS}
-          AND c."routingKey" NOT IN (SELECT value FROM json_each(?3))
-        ORDER BY c."nextRetryAt"
-        LIMIT ?4)
-RETURNING {EVENT_COLUMNS}"#
-        ),
-        claim_ordered: format!(
-            r#"UPDATE "OutboxEvent" SET {lease_sets}
- WHERE rowid IN (
-       SELECT c.rowid FROM "OutboxEvent" AS c
-        WHERE c."status" = 'PENDING' AND c."nextRetryAt" <= {NOW_MS}
-          AND c."routingKey" IN (SELECT value FROM json_each(?3))
-          AND c."routingKey" NOT IN (SELECT value FROM json_each(?4))
-          AND NOT EXISTS (
-              SELECT 1 FROM "OutboxEvent" AS p
-               WHERE p."aggregateId" = c."aggregateId"
-                 AND p."status" IN ('PENDING', 'PROCESSING')
-                 AND p.rowid < c.rowid
-                 AND p."routingKey" IN (SELECT value FROM json_each(?3)))
-          AND NOT EXISTS (
-              SELECT 1 FROM "OutboxBlockedAggregate" AS b WHERE b."aggregateId" = c."aggregateId")
-        ORDER BY c."nextRetryAt"
-        LIMIT ?5)
-RETURNING {EVENT_COLUMNS}"#
-        ),
-        sent: format!(
-            r#"UPDATE "OutboxEvent" AS e
-   SET "status" = 'SENT', "lockedBy" = NULL, "lockedUntil" = NULL, "processedAt" = {NOW_MS}
-  FROM ({batch}) AS a
- WHERE {batch_fence}"#
-        ),
-        deleted: format!(
-            r#"DELETE FROM "OutboxEvent" AS e
- WHERE EXISTS (SELECT 1 FROM ({batch}) AS a WHERE {batch_fence})"#
-        ),
-        complete_one: format!(
-            r#"UPDATE "OutboxEvent"
-   SET "status" = ?4, "lockedBy" = NULL, "lockedUntil" = NULL,
-       "lastError" = COALESCE(?5, "lastError"),
-       "processedAt" = CASE WHEN ?4 IN ('SENT', 'FAILED') THEN {NOW_MS} END,
-       "retryCount" = ?6,
-       "nextRetryAt" = CASE WHEN ?4 = 'PENDING' THEN {NOW_MS} + ?7 ELSE "nextRetryAt" END
- WHERE {fence}
-RETURNING "aggregateId", "routingKey""#
-        ),
+/// The lease a claim writes: `?1` owner, `?2` lease in ms.
+const LEASE_SETS: &str = r#"{e.status} = 'PROCESSING', {e.lockedBy} = ?1, {e.retryCount} = COALESCE({e.retryCount}, 0),
+       {e.lockedUntil} = STAMP({now} + ?2)"#;
+/// The results of a batch, as rows `a(id, owner, rc)`.
+const BATCH: &str =
+    r#"SELECT value ->> 0 AS id, value ->> 1 AS owner, value ->> 2 AS rc FROM json_each(?1)"#;
+const BATCH_FENCE: &str = r#"e.{e.id} = a.id AND e.{e.lockedBy} = a.owner AND e.{e.retryCount} = a.rc AND e.{e.status} = 'PROCESSING'"#;
+const FENCE: &str =
+    r#"{e.id} = ?1 AND {e.lockedBy} = ?2 AND {e.retryCount} = ?3 AND {e.status} = 'PROCESSING'"#;
+
+/// The column that says when an event finished: processedAt, else occurredAt.
+pub(crate) fn finished_at(l: &Layout) -> &'static str {
+    if l.has_event_column("processedAt") {
+        "{e.processedAt}"
+    } else {
+        "{e.occurredAt}"
     }
-});
+}
+
+impl Statements {
+    pub(crate) fn new(l: &Layout) -> Statements {
+        let r = |t: &str| {
+            l.render(
+                &t.replace("$COLUMNS", EVENT_COLUMNS)
+                    .replace("$LEASE", LEASE_SETS)
+                    .replace("$BATCH_FENCE", BATCH_FENCE)
+                    .replace("$BATCH", BATCH)
+                    .replace("$FENCE", FENCE),
+            )
+        };
+        Statements {
+            claim: r(r#"UPDATE {E} SET $LEASE
+ WHERE rowid IN (
+       SELECT c.rowid FROM {E} AS c
+        WHERE c.{e.status} = 'PENDING' AND MS(c.{e.nextRetryAt}) <= {now}
+          AND c.{e.routingKey} NOT IN (SELECT value FROM json_each(?3))
+        ORDER BY MS(c.{e.nextRetryAt})
+        LIMIT ?4)
+RETURNING $COLUMNS"#),
+            claim_ordered: r(r#"UPDATE {E} SET $LEASE
+ WHERE rowid IN (
+       SELECT c.rowid FROM {E} AS c
+        WHERE c.{e.status} = 'PENDING' AND MS(c.{e.nextRetryAt}) <= {now}
+          AND c.{e.routingKey} IN (SELECT value FROM json_each(?3))
+          AND c.{e.routingKey} NOT IN (SELECT value FROM json_each(?4))
+          AND NOT EXISTS (
+              SELECT 1 FROM {E} AS p
+               WHERE p.{e.aggregateId} = c.{e.aggregateId}
+                 AND p.{e.status} IN ('PENDING', 'PROCESSING')
+                 AND p.rowid < c.rowid
+                 AND p.{e.routingKey} IN (SELECT value FROM json_each(?3)))
+          {?B}AND NOT EXISTS (SELECT 1 FROM {B} AS b WHERE b."aggregateId" = c.{e.aggregateId})
+        ORDER BY MS(c.{e.nextRetryAt})
+        LIMIT ?5)
+RETURNING $COLUMNS"#),
+            sent: r(r#"UPDATE {E} AS e
+   SET {?e.processedAt}{e.processedAt} = STAMP({now}),
+       {e.status} = 'SENT', {e.lockedBy} = NULL, {e.lockedUntil} = NULL
+  FROM ($BATCH) AS a
+ WHERE $BATCH_FENCE"#),
+            deleted: r(r#"DELETE FROM {E} AS e
+ WHERE EXISTS (SELECT 1 FROM ($BATCH) AS a WHERE $BATCH_FENCE)"#),
+            complete_one: r(r#"UPDATE {E}
+   SET {?e.lastError}{e.lastError} = COALESCE(?5, {e.lastError}),
+       {?e.processedAt}{e.processedAt} = CASE WHEN ?4 IN ('SENT', 'FAILED') THEN STAMP({now}) END,
+       {e.nextRetryAt} = CASE WHEN ?4 = 'PENDING' THEN STAMP({now} + ?7) ELSE {e.nextRetryAt} END,
+       {e.status} = ?4, {e.lockedBy} = NULL, {e.lockedUntil} = NULL, {e.retryCount} = ?6
+ WHERE $FENCE
+RETURNING {e.aggregateId}, {e.routingKey}"#),
+            fail_unreadable: r(r#"UPDATE {E}
+   SET {?e.lastError}{e.lastError} = ?3,
+       {?e.processedAt}{e.processedAt} = STAMP({now}),
+       {e.status} = 'FAILED', {e.lockedBy} = NULL, {e.lockedUntil} = NULL
+ WHERE {e.id} = ?1 AND {e.lockedBy} = ?2 AND {e.status} = 'PROCESSING'
+RETURNING {e.aggregateId}, {e.routingKey}"#),
+            expired: r(r#"SELECT $COLUMNS FROM {E}
+ WHERE {e.status} = 'PROCESSING' AND MS({e.lockedUntil}) < {now}
+ ORDER BY MS({e.lockedUntil}) LIMIT ?1"#),
+            policies: r(
+                r#"SELECT {p.routingKey}, {p.maxRetries}, {p.retryInterval}, {p.maxInterval}, {p.backoffMultiplier},
+       {p.jitter}, {p.ordered}, {p.paused}, {p.blockOnFailure} FROM {P}"#,
+            ),
+            next_due: r(r#"SELECT min(MS({e.nextRetryAt})) - {now} FROM {E}
+ WHERE {e.status} = 'PENDING' AND {e.routingKey} NOT IN (SELECT value FROM json_each(?1))"#),
+            // Without processedAt, a finished event's age is taken from occurredAt.
+            purge: r(&r#"DELETE FROM {E} WHERE rowid IN (
+       SELECT rowid FROM {E}
+        WHERE {e.status} = ?1 AND MS({e.processedAt}) < {now} - ?2 LIMIT ?3)"#
+                .replace("{e.processedAt}", finished_at(l))),
+            pending_summary: r(
+                r#"SELECT {e.routingKey}, count(*), ({now} - min(MS({e.occurredAt}))) / 1000.0
+  FROM {E} WHERE {e.status} = 'PENDING' GROUP BY {e.routingKey}"#,
+            ),
+            block: l.blocked.as_ref().map(|_| {
+                r(
+                    r#"INSERT INTO {B} ("aggregateId", "eventId", "routingKey", "reason")
+VALUES (?1, ?2, ?3, ?4) ON CONFLICT ("aggregateId") DO NOTHING"#,
+                )
+            }),
+        }
+    }
+}
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -336,8 +409,9 @@ impl Store for SqliteStore {
     ) -> Result<Leased, StoreError> {
         let owner = owner.to_string();
         let (lease, limit, paused) = (millis(lease), limit as i64, json_list(paused));
+        let sql = self.sql.clone();
         self.write(move |tx| {
-            let mut stmt = tx.prepare_cached(&SQL.claim)?;
+            let mut stmt = tx.prepare_cached(&sql.claim)?;
             let mut rows = stmt.query(params![owner, lease, paused, limit])?;
             leased_rows(&mut rows, Some(&owner))
         })
@@ -355,10 +429,11 @@ impl Store for SqliteStore {
         let owner = owner.to_string();
         let (lease, limit) = (millis(lease), limit as i64);
         let (ordered, paused) = (json_list(ordered), json_list(paused));
+        let sql = self.sql.clone();
         // Writers take turns on SQLite: no producer transaction can be open while this runs,
         // so the earliest unfinished event of an aggregate is its head for certain.
         self.write(move |tx| {
-            let mut stmt = tx.prepare_cached(&SQL.claim_ordered)?;
+            let mut stmt = tx.prepare_cached(&sql.claim_ordered)?;
             let mut rows = stmt.query(params![owner, lease, ordered, paused, limit])?;
             leased_rows(&mut rows, Some(&owner))
         })
@@ -386,15 +461,16 @@ impl Store for SqliteStore {
             .filter(|c| !matches!(c.action, CompletionAction::Sent | CompletionAction::Delete))
             .cloned()
             .collect();
+        let sql = self.sql.clone();
         self.write(move |tx| {
             let mut changed = 0u64;
             if let Some(rows) = sent {
-                changed += tx.prepare_cached(&SQL.sent)?.execute(params![rows])? as u64;
+                changed += tx.prepare_cached(&sql.sent)?.execute(params![rows])? as u64;
             }
             if let Some(rows) = deleted {
-                changed += tx.prepare_cached(&SQL.deleted)?.execute(params![rows])? as u64;
+                changed += tx.prepare_cached(&sql.deleted)?.execute(params![rows])? as u64;
             }
-            let mut update = tx.prepare_cached(&SQL.complete_one)?;
+            let mut update = tx.prepare_cached(&sql.complete_one)?;
             for c in &completions {
                 let (status, rc, delay, error, block) = match &c.action {
                     CompletionAction::Sent | CompletionAction::Delete => continue,
@@ -444,7 +520,7 @@ impl Store for SqliteStore {
                 if let Some((aggregate, routing)) = done {
                     changed += 1;
                     if let (true, Some(a), Some(r)) = (block, aggregate, routing) {
-                        block_aggregate(tx, &a, &c.id, &r, error)?;
+                        block_aggregate(tx, &sql, &a, &c.id, &r, error)?;
                     }
                 }
             }
@@ -458,14 +534,9 @@ impl Store for SqliteStore {
             return Ok(0);
         }
         let rows = rows.to_vec();
+        let sql = self.sql.clone();
         self.write(move |tx| {
-            let mut fail = tx.prepare_cached(&format!(
-                r#"UPDATE "OutboxEvent"
-   SET "status" = 'FAILED', "lockedBy" = NULL, "lockedUntil" = NULL, "lastError" = ?3,
-       "processedAt" = {NOW_MS}
- WHERE "id" = ?1 AND "lockedBy" = ?2 AND "status" = 'PROCESSING'
-RETURNING "aggregateId", "routingKey""#
-            ))?;
+            let mut fail = tx.prepare_cached(&sql.fail_unreadable)?;
             let mut changed = 0u64;
             for u in &rows {
                 let error = u.last_error();
@@ -475,7 +546,7 @@ RETURNING "aggregateId", "routingKey""#
                     let aggregate: Option<String> = r.get(0).ok();
                     let routing: Option<String> = r.get(1).ok();
                     if let (true, Some(a), Some(k)) = (u.block_aggregate, aggregate, routing) {
-                        block_aggregate(tx, &a, &u.id, &k, Some(&error))?;
+                        block_aggregate(tx, &sql, &a, &u.id, &k, Some(&error))?;
                     }
                 }
             }
@@ -486,12 +557,9 @@ RETURNING "aggregateId", "routingKey""#
 
     async fn expired_leases(&self, limit: usize) -> Result<Leased, StoreError> {
         let limit = limit as i64;
+        let sql = self.sql.clone();
         self.call(false, move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                r#"SELECT {EVENT_COLUMNS} FROM "OutboxEvent"
- WHERE "status" = 'PROCESSING' AND "lockedUntil" < {NOW_MS}
- ORDER BY "lockedUntil" LIMIT ?1"#
-            ))?;
+            let mut stmt = c.prepare_cached(&sql.expired)?;
             let mut rows = stmt.query(params![limit])?;
             leased_rows(&mut rows, None)
         })
@@ -499,11 +567,9 @@ RETURNING "aggregateId", "routingKey""#
     }
 
     async fn policies(&self) -> Result<PolicyRows, StoreError> {
-        self.call(false, |c| {
-            let mut stmt = c.prepare_cached(
-                r#"SELECT "routingKey", "maxRetries", "retryInterval", "maxInterval", "backoffMultiplier",
-       "jitter", "ordered", "paused", "blockOnFailure" FROM "OutboxRetryPolicy""#,
-            )?;
+        let sql = self.sql.clone();
+        self.call(false, move |c| {
+            let mut stmt = c.prepare_cached(&sql.policies)?;
             let mut rows = stmt.query([])?;
             let mut out = PolicyRows::default();
             while let Some(r) = rows.next()? {
@@ -545,11 +611,9 @@ RETURNING "aggregateId", "routingKey""#
 
     async fn next_due(&self, paused: &[String]) -> Result<Option<Duration>, StoreError> {
         let paused = json_list(paused);
+        let sql = self.sql.clone();
         self.call(false, move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                r#"SELECT min("nextRetryAt") - {NOW_MS} FROM "OutboxEvent"
- WHERE "status" = 'PENDING' AND "routingKey" NOT IN (SELECT value FROM json_each(?1))"#
-            ))?;
+            let mut stmt = c.prepare_cached(&sql.next_due)?;
             let ms: Option<i64> = stmt.query_row(params![paused], |r| r.get(0))?;
             Ok(ms.map(|ms| Duration::from_millis(ms.max(0) as u64)))
         })
@@ -563,23 +627,18 @@ RETURNING "aggregateId", "routingKey""#
         limit: usize,
     ) -> Result<u64, StoreError> {
         let (age, limit) = (millis(older_than), limit as i64);
+        let sql = self.sql.clone();
         self.write(move |tx| {
-            let mut stmt = tx.prepare_cached(&format!(
-                r#"DELETE FROM "OutboxEvent" WHERE rowid IN (
-       SELECT rowid FROM "OutboxEvent"
-        WHERE "status" = ?1 AND "processedAt" < {NOW_MS} - ?2 LIMIT ?3)"#
-            ))?;
+            let mut stmt = tx.prepare_cached(&sql.purge)?;
             Ok(stmt.execute(params![status.as_str(), age, limit])? as u64)
         })
         .await
     }
 
     async fn pending_summary(&self) -> Result<Vec<(String, i64, f64)>, StoreError> {
-        self.call(false, |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                r#"SELECT "routingKey", count(*), ({NOW_MS} - min("occurredAt")) / 1000.0
-  FROM "OutboxEvent" WHERE "status" = 'PENDING' GROUP BY "routingKey""#
-            ))?;
+        let sql = self.sql.clone();
+        self.call(false, move |c| {
+            let mut stmt = c.prepare_cached(&sql.pending_summary)?;
             let rows = stmt.query_map([], |r| {
                 Ok((
                     row::shown(r, 0),
@@ -614,18 +673,20 @@ RETURNING "aggregateId", "routingKey""#
 }
 
 /// Holds `aggregate` back behind its FAILED head `event` (once; an earlier block stays).
+/// Without a blocked-aggregates table (app-owned tables may lack it) the aggregate is
+/// released instead.
 fn block_aggregate(
     tx: &rusqlite::Transaction<'_>,
+    sql: &Statements,
     aggregate: &str,
     event: &str,
     routing: &str,
     reason: Option<&str>,
 ) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        r#"INSERT INTO "OutboxBlockedAggregate" ("aggregateId", "eventId", "routingKey", "reason")
-VALUES (?1, ?2, ?3, ?4) ON CONFLICT ("aggregateId") DO NOTHING"#,
-    )?
-    .execute(params![aggregate, event, routing, reason])?;
+    if let Some(block) = &sql.block {
+        tx.prepare_cached(block)?
+            .execute(params![aggregate, event, routing, reason])?;
+    }
     Ok(())
 }
 

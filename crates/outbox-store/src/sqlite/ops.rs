@@ -2,7 +2,8 @@
 //! events, unblocking aggregates and pausing policies — each action audited in the same
 //! transaction.
 
-use super::row::{json_safe, shown, NOW_MS};
+use super::layout::Layout;
+use super::row::{json_safe, shown};
 use super::SqliteStore;
 use async_trait::async_trait;
 use outbox_core::{Blocked, EventFilter, KeyStats, ListedEvent, Operator, Status, StoreError};
@@ -13,8 +14,9 @@ use std::time::Duration;
 
 /// A timestamp column as RFC 3339 text (integer milliseconds; other values as stored).
 fn ts(col: &str) -> String {
+    let c = format!("e.{{e.{col}}}");
     format!(
-        r#"CASE typeof(e."{col}") WHEN 'integer' THEN strftime('%Y-%m-%dT%H:%M:%fZ', e."{col}" / 1000.0, 'unixepoch') WHEN 'blob' THEN '(a blob)' ELSE e."{col}" END"#
+        r#"CASE typeof({c}) WHEN 'integer' THEN strftime('%Y-%m-%dT%H:%M:%fZ', {c} / 1000.0, 'unixepoch') WHEN 'blob' THEN '(a blob)' ELSE {c} END"#
     )
 }
 
@@ -43,11 +45,11 @@ fn event_json() -> String {
     ];
     let mut parts: Vec<String> = plain
         .iter()
-        .map(|c| format!("'{c}', {}", json_safe(&format!(r#"e."{c}""#))))
+        .map(|c| format!("'{c}', {}", json_safe(&format!("e.{{e.{c}}}"))))
         .collect();
     parts.extend(times.iter().map(|c| format!("'{c}', {}", ts(c))));
     parts.push(
-        r#"'headers', CASE WHEN json_valid(e."headers") THEN json(e."headers") WHEN typeof(e."headers") = 'blob' THEN '(a blob)' ELSE e."headers" END"#
+        r#"'headers', CASE WHEN json_valid(e.{e.headers}) THEN json(e.{e.headers}) WHEN typeof(e.{e.headers}) = 'blob' THEN '(a blob)' ELSE e.{e.headers} END"#
             .into(),
     );
     format!("json_object({})", parts.join(", "))
@@ -55,15 +57,16 @@ fn event_json() -> String {
 
 /// The filter with parameters `?1`..`?6` (ids as a JSON array, status, routingKey,
 /// aggregateId, since in seconds, error text); a NULL or empty one does not filter.
-fn filter_sql() -> String {
-    format!(
-        r#"(json_array_length(?1) = 0 OR e."id" IN (SELECT value FROM json_each(?1)))
-   AND (?2 IS NULL OR e."status" = ?2)
-   AND (?3 IS NULL OR e."routingKey" = ?3)
-   AND (?4 IS NULL OR e."aggregateId" = ?4)
-   AND (?5 IS NULL OR e."occurredAt" >= {NOW_MS} - ?5 * 1000)
-   AND (?6 IS NULL OR instr(lower(COALESCE(e."lastError", '')), lower(?6)) > 0)"#
-    )
+const FILTER: &str = r#"(json_array_length(?1) = 0 OR e.{e.id} IN (SELECT value FROM json_each(?1)))
+   AND (?2 IS NULL OR e.{e.status} = ?2)
+   AND (?3 IS NULL OR e.{e.routingKey} = ?3)
+   AND (?4 IS NULL OR e.{e.aggregateId} = ?4)
+   AND (?5 IS NULL OR MS(e.{e.occurredAt}) >= {now} - ?5 * 1000)
+   AND (?6 IS NULL OR instr(lower(COALESCE(e.{e.lastError}, '')), lower(?6)) > 0)"#;
+
+/// `template` for `layout`, with `$FILTER` the event filter (`filter_params`).
+fn sql(layout: &Layout, template: &str) -> String {
+    layout.render(&template.replace("$FILTER", FILTER))
 }
 
 fn filter_params(f: &EventFilter) -> Vec<Sql> {
@@ -90,17 +93,22 @@ fn listed(fields: Option<String>, payload: Option<String>) -> ListedEvent {
     ListedEvent { fields, payload }
 }
 
+/// Writes an audit row (none when app-owned tables lack the audit table).
 fn audit(
     tx: &Transaction<'_>,
+    layout: &Layout,
     actor: &str,
     action: &str,
     event: Option<&str>,
     routing: Option<&str>,
     detail: Option<&str>,
 ) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        r#"INSERT INTO "OutboxAudit" ("actor", "action", "eventId", "routingKey", "detail") VALUES (?1, ?2, ?3, ?4, ?5)"#,
-    )?
+    if layout.audit.is_none() {
+        return Ok(());
+    }
+    tx.prepare_cached(&layout.render(
+        r#"INSERT INTO {A} ("actor", "action", "eventId", "routingKey", "detail") VALUES (?1, ?2, ?3, ?4, ?5)"#,
+    ))?
     .execute(params![actor, action, event, routing, detail])?;
     Ok(())
 }
@@ -108,20 +116,30 @@ fn audit(
 /// Up to `batch` FAILED events matching `filter`: (id, routingKey).
 fn failed_batch(
     tx: &Transaction<'_>,
+    layout: &Layout,
     filter: &EventFilter,
     batch: i64,
 ) -> rusqlite::Result<Vec<(String, Option<String>)>> {
     let mut p = filter_params(filter);
     p.push(Sql::Integer(batch));
-    let mut stmt = tx.prepare_cached(&format!(
-        r#"SELECT e."id", e."routingKey" FROM "OutboxEvent" AS e WHERE e."status" = 'FAILED' AND {} ORDER BY e."id" LIMIT ?7"#,
-        filter_sql()
+    let mut stmt = tx.prepare_cached(&sql(
+        layout,
+        r#"SELECT e.{e.id}, e.{e.routingKey} FROM {E} AS e WHERE e.{e.status} = 'FAILED' AND $FILTER ORDER BY e.{e.id} LIMIT ?7"#,
     ))?;
     // A row whose id is not text cannot be addressed by it: left out, never failing the batch.
     let rows = stmt.query_map(params_from_iter(p), |r| {
         Ok(r.get::<_, String>(0).ok().map(|id| (id, Some(shown(r, 1)))))
     })?;
     rows.filter_map(Result::transpose).collect()
+}
+
+/// Releases the aggregate that `event` blocked, if any.
+fn release_by_event(tx: &Transaction<'_>, layout: &Layout, event: &str) -> rusqlite::Result<()> {
+    if layout.blocked.is_some() {
+        tx.prepare_cached(&layout.render(r#"DELETE FROM {B} WHERE "eventId" = ?1"#))?
+            .execute(params![event])?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -132,14 +150,16 @@ impl Operator for SqliteStore {
         limit: i64,
     ) -> Result<Vec<ListedEvent>, StoreError> {
         let order = if filter.status == Some(Status::Failed) {
-            r#"e."processedAt" DESC, e."occurredAt" DESC"#
+            "MS(e.{e.processedAt}) DESC, MS(e.{e.occurredAt}) DESC"
         } else {
-            r#"e."occurredAt" DESC, e."id" DESC"#
+            "MS(e.{e.occurredAt}) DESC, e.{e.id} DESC"
         };
-        let sql = format!(
-            r#"SELECT {}, e."payload" FROM "OutboxEvent" AS e WHERE {} ORDER BY {order} LIMIT ?7"#,
-            event_json(),
-            filter_sql()
+        let sql = sql(
+            &self.layout,
+            &format!(
+                "SELECT {}, e.{{e.payload}} FROM {{E}} AS e WHERE $FILTER ORDER BY {order} LIMIT ?7",
+                event_json()
+            ),
         );
         let mut p = filter_params(filter);
         p.push(Sql::Integer(limit));
@@ -162,11 +182,12 @@ impl Operator for SqliteStore {
         let mut p = filter_params(filter);
         p.push(after.map_or(Sql::Null, |a| Sql::Text(a.into())));
         p.push(Sql::Integer(limit));
+        let sql = sql(
+            &self.layout,
+            r#"SELECT e.{e.id} FROM {E} AS e WHERE $FILTER AND (?7 IS NULL OR e.{e.id} > ?7) ORDER BY e.{e.id} LIMIT ?8"#,
+        );
         self.call(false, move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                r#"SELECT e."id" FROM "OutboxEvent" AS e WHERE {} AND (?7 IS NULL OR e."id" > ?7) ORDER BY e."id" LIMIT ?8"#,
-                filter_sql()
-            ))?;
+            let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params_from_iter(p), |r| Ok(shown(r, 0)))?;
             rows.collect()
         })
@@ -175,25 +196,25 @@ impl Operator for SqliteStore {
 
     async fn count_events(&self, filter: &EventFilter) -> Result<i64, StoreError> {
         let p = filter_params(filter);
+        let sql = sql(&self.layout, "SELECT count(*) FROM {E} AS e WHERE $FILTER");
         self.call(false, move |c| {
-            c.prepare_cached(&format!(
-                r#"SELECT count(*) FROM "OutboxEvent" AS e WHERE {}"#,
-                filter_sql()
-            ))?
-            .query_row(params_from_iter(p), |r| r.get(0))
+            c.prepare_cached(&sql)?
+                .query_row(params_from_iter(p), |r| r.get(0))
         })
         .await
     }
 
     async fn stats(&self) -> Result<Vec<KeyStats>, StoreError> {
-        self.call(false, |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                r#"SELECT COALESCE("routingKey", '(NULL)'),
-       sum("status" = 'PENDING'), sum("status" = 'PROCESSING'), sum("status" = 'SENT'),
-       sum("status" = 'FAILED'), sum("status" = 'PENDING' AND "retryCount" > 0),
-       ({NOW_MS} - min(CASE WHEN "status" = 'PENDING' THEN "occurredAt" END)) / 1000.0
-  FROM "OutboxEvent" GROUP BY 1 ORDER BY 1"#
-            ))?;
+        let sql = sql(
+            &self.layout,
+            r#"SELECT COALESCE({e.routingKey}, '(NULL)'),
+       sum({e.status} = 'PENDING'), sum({e.status} = 'PROCESSING'), sum({e.status} = 'SENT'),
+       sum({e.status} = 'FAILED'), sum({e.status} = 'PENDING' AND {e.retryCount} > 0),
+       ({now} - min(CASE WHEN {e.status} = 'PENDING' THEN MS({e.occurredAt}) END)) / 1000.0
+  FROM {E} GROUP BY 1 ORDER BY 1"#,
+        );
+        self.call(false, move |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map([], |r| {
                 Ok(KeyStats {
                     routing_key: shown(r, 0),
@@ -211,10 +232,14 @@ impl Operator for SqliteStore {
     }
 
     async fn blocked_aggregates(&self) -> Result<Vec<Blocked>, StoreError> {
-        self.call(false, |c| {
-            let mut stmt = c.prepare_cached(
-                r#"SELECT "aggregateId", "eventId", "routingKey" FROM "OutboxBlockedAggregate" ORDER BY "blockedAt", "aggregateId""#,
-            )?;
+        if self.layout.blocked.is_none() {
+            return Ok(Vec::new());
+        }
+        let sql = self.layout.render(
+            r#"SELECT "aggregateId", "eventId", "routingKey" FROM {B} ORDER BY "blockedAt", "aggregateId""#,
+        );
+        self.call(false, move |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map([], |r| {
                 Ok(Blocked {
                     aggregate_id: r.get(0)?,
@@ -228,7 +253,7 @@ impl Operator for SqliteStore {
     }
 
     fn audits(&self) -> bool {
-        true
+        self.layout.audit.is_some()
     }
 
     async fn replay_failed(
@@ -238,21 +263,29 @@ impl Operator for SqliteStore {
         actor: &str,
     ) -> Result<Vec<String>, StoreError> {
         let (filter, actor) = (filter.clone(), actor.to_string());
+        let layout = self.layout.clone();
         self.write(move |tx| {
-            let picked = failed_batch(tx, &filter, batch)?;
-            let mut replay = tx.prepare_cached(&format!(
-                r#"UPDATE "OutboxEvent"
-   SET "status" = 'PENDING', "retryCount" = 0, "nextRetryAt" = {NOW_MS}, "lockedBy" = NULL,
-       "lockedUntil" = NULL, "processedAt" = NULL
- WHERE "id" = ?1 AND "status" = 'FAILED'"#
+            let picked = failed_batch(tx, &layout, &filter, batch)?;
+            let mut replay = tx.prepare_cached(&layout.render(
+                r#"UPDATE {E}
+   SET {?e.processedAt}{e.processedAt} = NULL,
+       {e.status} = 'PENDING', {e.retryCount} = 0, {e.nextRetryAt} = STAMP({now}),
+       {e.lockedBy} = NULL, {e.lockedUntil} = NULL
+ WHERE {e.id} = ?1 AND {e.status} = 'FAILED'"#,
             ))?;
-            let mut unblock =
-                tx.prepare_cached(r#"DELETE FROM "OutboxBlockedAggregate" WHERE "eventId" = ?1"#)?;
             let mut done = Vec::new();
             for (id, routing) in picked {
                 if replay.execute(params![id])? > 0 {
-                    unblock.execute(params![id])?;
-                    audit(tx, &actor, "replay", Some(&id), routing.as_deref(), None)?;
+                    release_by_event(tx, &layout, &id)?;
+                    audit(
+                        tx,
+                        &layout,
+                        &actor,
+                        "replay",
+                        Some(&id),
+                        routing.as_deref(),
+                        None,
+                    )?;
                     done.push(id);
                 }
             }
@@ -269,19 +302,27 @@ impl Operator for SqliteStore {
         unblock: bool,
     ) -> Result<Vec<String>, StoreError> {
         let (filter, actor) = (filter.clone(), actor.to_string());
+        let layout = self.layout.clone();
         self.write(move |tx| {
-            let picked = failed_batch(tx, &filter, batch)?;
-            let mut delete = tx.prepare_cached(r#"DELETE FROM "OutboxEvent" WHERE "id" = ?1"#)?;
-            let mut release =
-                tx.prepare_cached(r#"DELETE FROM "OutboxBlockedAggregate" WHERE "eventId" = ?1"#)?;
+            let picked = failed_batch(tx, &layout, &filter, batch)?;
+            let mut delete =
+                tx.prepare_cached(&layout.render("DELETE FROM {E} WHERE {e.id} = ?1"))?;
             let action = if unblock { "purge+unblock" } else { "purge" };
             let mut done = Vec::new();
             for (id, routing) in picked {
                 if delete.execute(params![id])? > 0 {
                     if unblock {
-                        release.execute(params![id])?;
+                        release_by_event(tx, &layout, &id)?;
                     }
-                    audit(tx, &actor, action, Some(&id), routing.as_deref(), None)?;
+                    audit(
+                        tx,
+                        &layout,
+                        &actor,
+                        action,
+                        Some(&id),
+                        routing.as_deref(),
+                        None,
+                    )?;
                     done.push(id);
                 }
             }
@@ -291,18 +332,30 @@ impl Operator for SqliteStore {
     }
 
     async fn unblock(&self, aggregates: &[String], actor: &str) -> Result<Vec<String>, StoreError> {
+        if self.layout.blocked.is_none() {
+            return Ok(Vec::new());
+        }
         let (aggregates, actor) = (aggregates.to_vec(), actor.to_string());
+        let layout = self.layout.clone();
         self.write(move |tx| {
-            let mut release = tx.prepare_cached(
-                r#"DELETE FROM "OutboxBlockedAggregate" WHERE "aggregateId" = ?1 RETURNING "eventId", "routingKey""#,
-            )?;
+            let mut release = tx.prepare_cached(&layout.render(
+                r#"DELETE FROM {B} WHERE "aggregateId" = ?1 RETURNING "eventId", "routingKey""#,
+            ))?;
             let mut done = Vec::new();
             for a in aggregates {
                 let mut rows = release.query(params![a])?;
                 if let Some(r) = rows.next()? {
                     let (event, routing): (String, String) = (r.get(0)?, r.get(1)?);
                     let detail = format!("aggregate {a}");
-                    audit(tx, &actor, "unblock", Some(&event), Some(&routing), Some(&detail))?;
+                    audit(
+                        tx,
+                        &layout,
+                        &actor,
+                        "unblock",
+                        Some(&event),
+                        Some(&routing),
+                        Some(&detail),
+                    )?;
                     done.push(a);
                 }
             }
@@ -317,16 +370,27 @@ impl Operator for SqliteStore {
         paused: bool,
         actor: &str,
     ) -> Result<bool, StoreError> {
+        if !self.layout.policy_columns.contains_key("paused") {
+            return Err(StoreError::Query(format!(
+                "the policy table {} has no paused column; add it: ALTER TABLE {} ADD COLUMN \"paused\" BOOLEAN NOT NULL DEFAULT false (Prisma: paused Boolean @default(false))",
+                self.layout.policy_table(),
+                self.layout.policy_table()
+            )));
+        }
         let (key, actor) = (routing_key.to_string(), actor.to_string());
+        let layout = self.layout.clone();
         self.write(move |tx| {
             let n = tx
-                .prepare_cached(&format!(
-                    r#"UPDATE "OutboxRetryPolicy" SET "paused" = ?2, "updatedAt" = {NOW_MS} WHERE "routingKey" = ?1"#
+                .prepare_cached(&layout.render(
+                    r#"UPDATE {P} SET
+       {?p.updatedAt}{p.updatedAt} = STAMP({now}),
+       {p.paused} = ?2
+ WHERE {p.routingKey} = ?1"#,
                 ))?
                 .execute(params![key, paused])?;
             if n > 0 {
                 let action = if paused { "pause" } else { "resume" };
-                audit(tx, &actor, action, None, Some(&key), None)?;
+                audit(tx, &layout, &actor, action, None, Some(&key), None)?;
             }
             Ok(n > 0)
         })
@@ -335,12 +399,14 @@ impl Operator for SqliteStore {
 
     async fn purgeable(&self, status: Status, older_than: Duration) -> Result<u64, StoreError> {
         let age = super::millis(older_than);
+        let sql = self.layout.render(
+            &"SELECT count(*) FROM {E} WHERE {e.status} = ?1 AND MS({e.processedAt}) < {now} - ?2"
+                .replace("{e.processedAt}", super::finished_at(&self.layout)),
+        );
         self.call(false, move |c| {
-            c.prepare_cached(&format!(
-                r#"SELECT count(*) FROM "OutboxEvent" WHERE "status" = ?1 AND "processedAt" < {NOW_MS} - ?2"#
-            ))?
-            .query_row(params![status.as_str(), age], |r| r.get::<_, i64>(0))
-            .map(|n| n.max(0) as u64)
+            c.prepare_cached(&sql)?
+                .query_row(params![status.as_str(), age], |r| r.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
         })
         .await
     }

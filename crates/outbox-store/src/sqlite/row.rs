@@ -6,11 +6,9 @@ use outbox_core::{ClaimedEvent, Leased, OutboxEvent, Payload, Unreadable};
 use rusqlite::types::ValueRef;
 use rusqlite::Row;
 
-/// The columns every event read selects, in this order (`lockedBy` last).
-pub(crate) const EVENT_COLUMNS: &str = r#""id", "eventName", "eventType", "aggregateId", "routingKey", "payload", "headers", "occurredAt", "retryCount", "maxRetries", "retryInterval", "maxInterval", "lockedBy""#;
-
-/// Milliseconds since 1970 by SQLite's clock (the database clock of this store).
-pub(crate) const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
+/// The columns every event read selects, in this order (`lockedBy` last), as a template
+/// of [`super::layout`].
+pub(crate) const EVENT_COLUMNS: &str = "{e.id}, {e.eventName}, {e.eventType}, {e.aggregateId}, {e.routingKey}, {e.payload}, {e.headers}, {e.occurredAt}, {e.retryCount}, {e.maxRetries}, {e.retryInterval}, {e.maxInterval}, {e.lockedBy}";
 
 fn what(v: ValueRef<'_>) -> &'static str {
     match v {
