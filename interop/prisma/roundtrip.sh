@@ -4,14 +4,42 @@
 #                                     prisma`; Prisma's own DDL for it plus the printed SQL
 #                                     block, applied with psql; the Prisma 7 client generated
 #   roundtrip.sh write                a Prisma Client transaction writes AuthLog + OutboxEvent
-# Needs DATABASE_URL and `npm ci` done in this folder. Prisma's native engines are never
-# downloaded: the /dev/null paths below make both CLIs skip them.
+#   roundtrip.sh prepare-sqlite OUTBOX_BIN   the same on the SQLite file $SQLITE_FILE (Prisma's
+#                                     DDL through the libsql adapter, applied with python3)
+#   roundtrip.sh write-sqlite | read-sqlite ID   the SQLite app's transaction / read-back
+# Needs DATABASE_URL (PostgreSQL) or SQLITE_FILE, and `npm ci` done in this folder. Prisma's
+# native engines are never downloaded: the /dev/null paths below make both CLIs skip them.
 set -euo pipefail
 cd "$(dirname "$0")"
-: "${DATABASE_URL:?set DATABASE_URL}"
 
 case "${1:-}" in
+  prepare-sqlite)
+    bin=${2:?usage: roundtrip.sh prepare-sqlite OUTBOX_BIN}
+    : "${SQLITE_FILE:?set SQLITE_FILE}"
+    mkdir -p work-sqlite
+    { cat header-sqlite.prisma; "$bin" --database-url "sqlite:$SQLITE_FILE" schema print --format prisma; } > work-sqlite/schema.prisma
+    # Prisma 6 wants a url in the datasource (never opened: the adapter is in memory).
+    sed 's|^  provider = "sqlite"$|  provider = "sqlite"\n  url      = "file:./unused.db"|' \
+      work-sqlite/schema.prisma > work-sqlite/schema6.prisma
+    PRISMA_QUERY_ENGINE_LIBRARY=/dev/null node node_modules/prisma6/build/index.js migrate diff \
+      --config prisma6-sqlite.config.ts --from-empty --to-schema-datamodel work-sqlite/schema6.prisma \
+      --script -o work-sqlite/prisma.sql
+    sed -n '/^\/\/ BEGIN outbox SQL$/,/^\/\/ END outbox SQL$/{//!p}' work-sqlite/schema.prisma \
+      | sed 's|^// ||' > work-sqlite/extra.sql
+    cat work-sqlite/prisma.sql work-sqlite/extra.sql > work-sqlite/migration.sql
+    python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.executescript(open(sys.argv[2]).read()); c.close()' \
+      "$SQLITE_FILE" work-sqlite/migration.sql
+    PRISMA_SCHEMA_ENGINE_BINARY=/dev/null node node_modules/prisma/build/index.js generate \
+      --config prisma-sqlite.config.ts >/dev/null
+    ;;
+  write-sqlite)
+    node node_modules/tsx/dist/cli.mjs write-sqlite.ts write
+    ;;
+  read-sqlite)
+    node node_modules/tsx/dist/cli.mjs write-sqlite.ts read "${2:?usage: roundtrip.sh read-sqlite ID}"
+    ;;
   prepare)
+    : "${DATABASE_URL:?set DATABASE_URL}"
     bin=${2:?usage: roundtrip.sh prepare OUTBOX_BIN}
     mkdir -p work
     { cat header.prisma; "$bin" schema print --format prisma; } > work/schema.prisma
@@ -29,10 +57,11 @@ case "${1:-}" in
     PRISMA_SCHEMA_ENGINE_BINARY=/dev/null node node_modules/prisma/build/index.js generate >/dev/null
     ;;
   write)
+    : "${DATABASE_URL:?set DATABASE_URL}"
     node node_modules/tsx/dist/cli.mjs write.ts
     ;;
   *)
-    echo "usage: roundtrip.sh prepare OUTBOX_BIN | write" >&2
+    echo "usage: roundtrip.sh prepare OUTBOX_BIN | write | prepare-sqlite OUTBOX_BIN | write-sqlite | read-sqlite ID" >&2
     exit 2
     ;;
 esac

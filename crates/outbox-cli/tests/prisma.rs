@@ -2,8 +2,12 @@
 //! a fresh database → `outbox doctor` (app mode) clean → Prisma Client writes a business row
 //! and an OutboxEvent in one transaction → the worker delivers it.
 //!
-//! Needs Node and `npm ci` in interop/prisma, so it is ignored by default; `scripts/test`
-//! installs the packages and runs it (`cargo nextest run --run-ignored all`).
+//! The same on SQLite: Prisma's DDL for the printed SQLite models, a Prisma 7 client with the
+//! libsql driver adapter writing ISO-8601 timestamps, the worker adopting the tables, and
+//! Prisma Client reading back what the worker wrote.
+//!
+//! Needs Node and `npm ci` in interop/prisma, so they are ignored by default; `scripts/test`
+//! installs the packages and runs them (`cargo nextest run --run-ignored all`).
 
 use outbox_testkit::*;
 use std::path::PathBuf;
@@ -17,9 +21,13 @@ fn interop_dir() -> PathBuf {
 }
 
 fn roundtrip(db_url: &str, args: &[&str]) -> String {
+    roundtrip_with(("DATABASE_URL", db_url), args)
+}
+
+fn roundtrip_with(env: (&str, &str), args: &[&str]) -> String {
     let out = Command::new(interop_dir().join("roundtrip.sh"))
         .args(args)
-        .env("DATABASE_URL", db_url)
+        .env(env.0, env.1)
         .output()
         .expect("run interop/prisma/roundtrip.sh");
     assert!(
@@ -91,4 +99,118 @@ async fn prisma_model_round_trip_and_a_prisma_client_transaction_is_relayed() {
         auth_logs, 1,
         "the business row was written in the same transaction"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node and `npm ci` in interop/prisma; scripts/test runs it"]
+async fn a_prisma_app_on_sqlite_is_relayed_and_reads_back_what_the_worker_wrote() {
+    assert!(
+        interop_dir()
+            .join("node_modules/@prisma/adapter-libsql")
+            .is_dir(),
+        "run `npm ci` in interop/prisma first (scripts/test does)"
+    );
+    let dir = TempDir::new();
+    let path = dir.0.join("app.db");
+    let file = path.to_str().unwrap();
+    let bin = bin();
+    roundtrip_with(
+        ("SQLITE_FILE", file),
+        &["prepare-sqlite", bin.to_str().unwrap()],
+    );
+
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    // Prisma made the tables: DATETIME columns, JSONB payload, no checks, no migration history.
+    let ddl: String = c
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'OutboxEvent'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        ddl.contains(r#""occurredAt" DATETIME"#) && ddl.contains(r#""payload" JSONB"#),
+        "{ddl}"
+    );
+    assert!(!ddl.contains("CHECK"), "{ddl}");
+    c.execute(
+        r#"INSERT INTO "OutboxRetryPolicy" ("routingKey", "maxRetries", "retryInterval", "maxInterval") VALUES (?1, 3, 100, 1000)"#,
+        [KEY],
+    )
+    .unwrap();
+
+    let server = TestServer::always(200).await;
+    let url = format!("sqlite:{file}");
+    let config = app_config(
+        &url,
+        &server.url("/audit"),
+        &[KEY],
+        "timestamp_format = \"iso8601\"",
+    );
+    let cfg = dir.write("outbox.toml", &config);
+    let out = outbox(&["--config", cfg.to_str().unwrap(), "doctor"]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(
+        doctor_problems(&report).is_empty(),
+        "the printed SQLite model is accepted with no warnings:\n{report}"
+    );
+
+    let mut worker = WorkerProcess::start(&config);
+    worker.wait_started().await;
+    let id = roundtrip_with(("SQLITE_FILE", file), &["write-sqlite"])
+        .trim()
+        .to_string();
+    assert!(!id.is_empty());
+    let status = || -> String {
+        c.query_row(
+            r#"SELECT "status" FROM "OutboxEvent" WHERE "id" = ?1"#,
+            [&id],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    wait_for(
+        "the Prisma-written event to be SENT",
+        Duration::from_secs(30),
+        || async { status() == "SENT" },
+    )
+    .await;
+    worker.stop().await;
+
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].header("idempotency-key"), Some(id.as_str()));
+    assert_eq!(
+        reqs[0].body["payload"],
+        serde_json::json!({"ip": "10.0.0.1"})
+    );
+    let (auth_logs, stamp_kind, stamp): (i64, String, String) = c
+        .query_row(
+            r#"SELECT (SELECT count(*) FROM "AuthLog"), typeof("processedAt"), "processedAt" FROM "OutboxEvent" WHERE "id" = ?1"#,
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        auth_logs, 1,
+        "the business row was written in the same transaction"
+    );
+    // The worker wrote its timestamp in the app's form, and Prisma Client reads it back.
+    assert_eq!(stamp_kind, "text", "{stamp}");
+    assert!(stamp.ends_with("+00:00"), "{stamp}");
+    let back: serde_json::Value = serde_json::from_str(&roundtrip_with(
+        ("SQLITE_FILE", file),
+        &["read-sqlite", &id],
+    ))
+    .unwrap();
+    assert_eq!(back["status"], "SENT", "{back}");
+    assert_eq!(back["lockedBy"], serde_json::Value::Null, "{back}");
+    let processed = back["processedAt"].as_str().unwrap_or_default();
+    let processed =
+        chrono::DateTime::parse_from_rfc3339(processed).unwrap_or_else(|e| panic!("{back}: {e}"));
+    let occurred =
+        chrono::DateTime::parse_from_rfc3339(back["occurredAt"].as_str().unwrap()).unwrap();
+    assert!(processed >= occurred, "{back}");
 }

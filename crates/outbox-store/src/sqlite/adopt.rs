@@ -235,6 +235,16 @@ pub(crate) fn resolve(
                     });
                 }
             }
+            if format.is_none() && table.newest_stamp.is_none() {
+                out.warnings.push(Finding {
+                    what: format!(
+                        "database.timestamp_format is not set and {t} has no event to tell it from: the worker writes its timestamps as {}; say what the app's client writes",
+                        layout.stamps.as_str()
+                    ),
+                    sql: "database.timestamp_format = \"iso8601\"  (or \"unixepoch-ms\")".into(),
+                    prisma: "(Prisma's SQLite driver adapters write iso8601 unless timestampFormat says otherwise)".into(),
+                });
+            }
             if let (Some(kind), Some(format)) = (table.newest_stamp.as_deref(), format) {
                 let stored = if kind == "text" {
                     Stamps::Iso8601
@@ -520,9 +530,11 @@ CREATE TABLE "OutboxRetryPolicy" ("routingKey" TEXT NOT NULL PRIMARY KEY, "maxRe
         assert_eq!(layout.stamps, Stamps::UnixMillis);
         assert!(layout.blocked.is_none() && layout.audit.is_none());
         assert!(a.mapping.iter().all(|m| m.how == "exact"));
-        // The reaper's index is missing, the claim's is there.
-        assert_eq!(a.warnings.len(), 1, "{:?}", a.warnings);
-        assert!(a.warnings[0].what.contains("lease reaper"));
+        // The reaper's index is missing, the claim's is there; an empty table cannot say how
+        // the app stores timestamps.
+        assert_eq!(a.warnings.len(), 2, "{:?}", a.warnings);
+        assert!(a.warnings[0].what.contains("timestamp_format is not set"));
+        assert!(a.warnings[1].what.contains("lease reaper"));
     }
 
     #[test]
