@@ -395,3 +395,109 @@ async fn the_admin_listener_answers_for_a_sqlite_outbox() {
     );
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_s_own_snake_case_tables_are_relayed_as_they_are() {
+    let dir = TempDir::new();
+    let path = dir.0.join("app.db");
+    let c = open(&path);
+    // An app's own tables: snake_case names, SQLite's CURRENT_TIMESTAMP text defaults, no
+    // lastError column, only the four required policy columns.
+    c.execute_batch(
+        r#"CREATE TABLE outbox_events (
+               id TEXT PRIMARY KEY, event_name TEXT NOT NULL, event_type TEXT NOT NULL,
+               aggregate_id TEXT NOT NULL, routing_key TEXT NOT NULL, payload TEXT NOT NULL,
+               status TEXT NOT NULL DEFAULT 'PENDING',
+               occurred_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+               retry_count INTEGER NOT NULL DEFAULT 0,
+               next_retry_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+               locked_by TEXT, locked_until TIMESTAMP, processed_at TIMESTAMP);
+           CREATE INDEX outbox_events_claim ON outbox_events (status, next_retry_at);
+           CREATE TABLE outbox_retry_policy (routing_key TEXT PRIMARY KEY, max_retries INT NOT NULL,
+               retry_interval INT NOT NULL, max_interval INT NOT NULL);
+           INSERT INTO outbox_retry_policy VALUES ('audit.record-auth-log', 0, 100, 1000);
+           INSERT INTO outbox_events (id, event_name, event_type, aggregate_id, routing_key, payload)
+               VALUES ('old', 'n', 't', 'a', 'audit.record-auth-log', '{"before": true}');"#,
+    )
+    .unwrap();
+    let url = format!("sqlite:{}", path.display());
+    let server = TestServer::start(|seen, _| match seen.id().as_str() {
+        "reject-me" => Reply::status(400),
+        _ => Reply::status(200),
+    })
+    .await;
+    let config = app_config(&url, &server.url("/audit"), &[KEY], "");
+    let cfg = dir.write("outbox.toml", &config);
+    let out = outbox(&["--config", cfg.to_str().unwrap(), "doctor"]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_contains_all(
+        &report,
+        &[
+            "OutboxEvent.eventName→event_name (snake_case)",
+            "column lastError is missing from \"outbox_events\"",
+            "ALTER TABLE \"outbox_events\" ADD COLUMN \"last_error\" TEXT;",
+            "no index serves the lease reaper",
+        ],
+    );
+    // Timestamps are text here (the newest event's): the worker writes ISO-8601 text too.
+    let mut worker = WorkerProcess::start(&config);
+    worker.wait_started().await;
+    c.execute_batch(
+        r#"INSERT INTO outbox_events (id, event_name, event_type, aggregate_id, routing_key, payload)
+               VALUES ('new', 'n', 't', 'a', 'audit.record-auth-log', '{}'),
+                      ('reject-me', 'n', 't', 'b', 'audit.record-auth-log', '{}');"#,
+    )
+    .unwrap();
+    let state = |id: &str| -> (String, String) {
+        c.query_row(
+            "SELECT status, COALESCE(processed_at, '') FROM outbox_events WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    for (id, want) in [("old", "SENT"), ("new", "SENT"), ("reject-me", "FAILED")] {
+        wait_for(&format!("{id} to be {want}"), LONG, || async {
+            state(id).0 == want
+        })
+        .await;
+        assert!(state(id).1.ends_with("+00:00"), "{:?}", state(id));
+    }
+    worker.stop().await;
+    assert_eq!(server.requests_for("old").len(), 1);
+    assert!(worker.logs().contains("Column mapped"), "{}", worker.logs());
+    // The operator commands go through the same names.
+    let out = outbox(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "stats",
+        "--format",
+        "json",
+    ]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["byStatus"]["SENT"], 2, "{stats}");
+    assert_eq!(stats["byStatus"]["FAILED"], 1, "{stats}");
+    let out = outbox(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "dlq",
+        "replay",
+        "--id",
+        "reject-me",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(state("reject-me").0, "PENDING");
+    // Pausing needs a paused column, which this policy table lacks: said, not half done.
+    let out = outbox(&["--config", cfg.to_str().unwrap(), "policy", "pause", KEY]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no paused column"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -351,21 +351,24 @@ RETURNING $COLUMNS"#),
         LIMIT ?5)
 RETURNING $COLUMNS"#),
             sent: r(r#"UPDATE {E} AS e
-   SET {?e.processedAt}{e.processedAt} = STAMP({now}),
+   SET
+       {?e.processedAt}{e.processedAt} = STAMP({now}),
        {e.status} = 'SENT', {e.lockedBy} = NULL, {e.lockedUntil} = NULL
   FROM ($BATCH) AS a
  WHERE $BATCH_FENCE"#),
             deleted: r(r#"DELETE FROM {E} AS e
  WHERE EXISTS (SELECT 1 FROM ($BATCH) AS a WHERE $BATCH_FENCE)"#),
             complete_one: r(r#"UPDATE {E}
-   SET {?e.lastError}{e.lastError} = COALESCE(?5, {e.lastError}),
+   SET
+       {?e.lastError}{e.lastError} = COALESCE(?5, {e.lastError}),
        {?e.processedAt}{e.processedAt} = CASE WHEN ?4 IN ('SENT', 'FAILED') THEN STAMP({now}) END,
        {e.nextRetryAt} = CASE WHEN ?4 = 'PENDING' THEN STAMP({now} + ?7) ELSE {e.nextRetryAt} END,
        {e.status} = ?4, {e.lockedBy} = NULL, {e.lockedUntil} = NULL, {e.retryCount} = ?6
  WHERE $FENCE
 RETURNING {e.aggregateId}, {e.routingKey}"#),
             fail_unreadable: r(r#"UPDATE {E}
-   SET {?e.lastError}{e.lastError} = ?3,
+   SET
+       {?e.lastError}{e.lastError} = ?3,
        {?e.processedAt}{e.processedAt} = STAMP({now}),
        {e.status} = 'FAILED', {e.lockedBy} = NULL, {e.lockedUntil} = NULL
  WHERE {e.id} = ?1 AND {e.lockedBy} = ?2 AND {e.status} = 'PROCESSING'
@@ -782,6 +785,39 @@ mod tests {
             .contains("does not take"));
         assert!(path("sqlite::memory:").unwrap_err().contains("in-memory"));
         assert!(path("postgres://x").is_err());
+    }
+
+    #[test]
+    fn every_statement_prepares_on_tables_with_only_the_required_columns() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            r#"CREATE TABLE outbox_event (id TEXT PRIMARY KEY, event_name TEXT, event_type TEXT,
+                 aggregate_id TEXT, routing_key TEXT, payload TEXT, status TEXT, occurred_at TEXT,
+                 retry_count INT, next_retry_at TEXT, locked_by TEXT, locked_until TEXT);
+               CREATE TABLE outbox_retry_policy (routing_key TEXT PRIMARY KEY, max_retries INT,
+                 retry_interval INT, max_interval INT);"#,
+        )
+        .unwrap();
+        let cat = adopt::read(&c, &Default::default()).unwrap();
+        let (layout, a) = adopt::resolve(&cat, &Default::default(), None);
+        assert!(a.usable, "{:?}", a.errors);
+        let s = Statements::new(&layout.unwrap());
+        for sql in [
+            &s.claim,
+            &s.claim_ordered,
+            &s.sent,
+            &s.deleted,
+            &s.complete_one,
+            &s.fail_unreadable,
+            &s.expired,
+            &s.policies,
+            &s.next_due,
+            &s.purge,
+            &s.pending_summary,
+        ] {
+            c.prepare(sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
+        }
+        assert!(s.block.is_none());
     }
 
     #[test]

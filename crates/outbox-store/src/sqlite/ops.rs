@@ -268,7 +268,8 @@ impl Operator for SqliteStore {
             let picked = failed_batch(tx, &layout, &filter, batch)?;
             let mut replay = tx.prepare_cached(&layout.render(
                 r#"UPDATE {E}
-   SET {?e.processedAt}{e.processedAt} = NULL,
+   SET
+       {?e.processedAt}{e.processedAt} = NULL,
        {e.status} = 'PENDING', {e.retryCount} = 0, {e.nextRetryAt} = STAMP({now}),
        {e.lockedBy} = NULL, {e.lockedUntil} = NULL
  WHERE {e.id} = ?1 AND {e.status} = 'FAILED'"#,
