@@ -201,7 +201,10 @@ pub(crate) fn open(path: &Path, create: bool) -> Result<Connection, StoreError> 
         }
         // A commit is durable against a crash of the process; a power cut may undo the last
         // few, which at-least-once tolerates (a result lost means one more delivery).
-        c.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;")?;
+        // Statement journals and the sorts of app-owned tables' claims stay in memory.
+        c.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+        )?;
         Ok(())
     };
     setup(&conn).map_err(|e| classify(e, path))?;
