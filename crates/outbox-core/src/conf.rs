@@ -72,11 +72,15 @@ pub fn format_duration(d: Duration) -> String {
     format!("{ms}ms")
 }
 
-/// A table being read, with the errors found so far.
+/// A table being read, with the errors found so far. It records the keys it is asked for;
+/// opened with [`Section::open`], [`Section::finish`] reports every other key as unknown,
+/// so a reader's list of keys is its reads and cannot drift from them.
 pub struct Section<'a> {
     path: String,
     table: &'a Table,
     issues: &'a mut Vec<Issue>,
+    /// The keys asked for, in the order first asked.
+    read: std::cell::RefCell<Vec<String>>,
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -94,11 +98,7 @@ fn type_name(v: &Value) -> &'static str {
 impl<'a> Section<'a> {
     /// Starts reading `table` found at `path`; every key not in `known` is reported.
     pub fn new(path: &str, table: &'a Table, known: &[&str], issues: &'a mut Vec<Issue>) -> Self {
-        let mut s = Section {
-            path: path.to_string(),
-            table,
-            issues,
-        };
+        let mut s = Section::open(path, table, issues);
         for key in table.keys() {
             if !known.contains(&key.as_str()) {
                 let msg = format!(
@@ -109,6 +109,49 @@ impl<'a> Section<'a> {
             }
         }
         s
+    }
+
+    /// Starts reading `table` found at `path`; which keys it has is settled by the reads
+    /// ([`Section::finish`]).
+    pub fn open(path: &str, table: &'a Table, issues: &'a mut Vec<Issue>) -> Self {
+        Section {
+            path: path.to_string(),
+            table,
+            issues,
+            read: Default::default(),
+        }
+    }
+
+    /// Reports every key of the table that no read asked for, naming the keys read.
+    pub fn finish(mut self) {
+        let read = self.read.take();
+        let unknown: Vec<String> = self
+            .table
+            .keys()
+            .filter(|k| !read.contains(k))
+            .cloned()
+            .collect();
+        for key in unknown {
+            let msg = format!(
+                "unknown key; the keys of [{}] are: {}",
+                self.path,
+                read.join(", ")
+            );
+            self.issue(&key, msg);
+        }
+    }
+
+    /// The number of problems recorded so far, this section's and those before it.
+    pub fn issue_count(&self) -> usize {
+        self.issues.len()
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        let mut read = self.read.borrow_mut();
+        if !read.iter().any(|k| k == key) {
+            read.push(key.to_string());
+        }
+        self.table.get(key)
     }
 
     /// The dotted name of `key` in this section.
@@ -131,12 +174,12 @@ impl<'a> Section<'a> {
 
     /// The raw value.
     pub fn value(&self, key: &str) -> Option<&'a Value> {
-        self.table.get(key)
+        self.get(key)
     }
 
     /// A string value.
     pub fn string(&mut self, key: &str) -> Option<String> {
-        match self.table.get(key)? {
+        match self.get(key)? {
             Value::String(s) => Some(s.clone()),
             other => {
                 let msg = format!("expected a string, found {}", type_name(other));
@@ -148,7 +191,7 @@ impl<'a> Section<'a> {
 
     /// A string value that must be present.
     pub fn required_string(&mut self, key: &str, example: &str) -> Option<String> {
-        if self.table.get(key).is_none() {
+        if self.get(key).is_none() {
             self.issue(key, format!("missing; add `{key} = {example}`"));
             return None;
         }
@@ -175,7 +218,7 @@ impl<'a> Section<'a> {
 
     /// An integer within `min..=max`, or `default`.
     pub fn int(&mut self, key: &str, min: i64, max: i64, default: i64) -> i64 {
-        let parsed = match self.table.get(key) {
+        let parsed = match self.get(key) {
             None => return default,
             Some(Value::Integer(i)) => Some(*i),
             Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
@@ -196,7 +239,7 @@ impl<'a> Section<'a> {
 
     /// A boolean, or `default`.
     pub fn boolean(&mut self, key: &str, default: bool) -> bool {
-        match self.table.get(key) {
+        match self.get(key) {
             None => default,
             Some(Value::Boolean(b)) => *b,
             Some(Value::String(s)) if s == "true" => true,
@@ -268,7 +311,7 @@ impl<'a> Section<'a> {
     /// A table of strings (e.g. HTTP headers).
     pub fn string_map(&mut self, key: &str) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
-        match self.table.get(key) {
+        match self.get(key) {
             None => {}
             Some(Value::Table(t)) => {
                 for (k, v) in t {
@@ -296,7 +339,7 @@ impl<'a> Section<'a> {
 
     /// A sub-table, reported when it is something else.
     pub fn table(&mut self, key: &str) -> Option<&'a Table> {
-        match self.table.get(key)? {
+        match self.get(key)? {
             Value::Table(t) => Some(t),
             other => {
                 let msg = format!("expected a table, found {}", type_name(other));

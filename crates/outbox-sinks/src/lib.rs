@@ -1,6 +1,8 @@
 //! The sinks of the outbox relay. Each sink is a folder with the same template: `config.rs`
-//! (its keys, validated without I/O, every problem reported) and `sink.rs` (the [`Sink`]
-//! implementation with one function that classifies its errors).
+//! (its keys, validated without I/O, every problem reported; its [`SinkType`] and
+//! [`SinkSettings`]) and `sink.rs` (the [`Sink`] implementation with one function that
+//! classifies its errors). Adding a sink is its folder plus one line in [`TYPES`]: the keys a
+//! sink accepts are the keys its reader asks for, and any other is reported as unknown.
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
@@ -78,151 +80,149 @@ pub(crate) fn unreachable(message: String) -> Outcome {
     }
 }
 
-/// The sink types this build knows, for messages.
-pub const SINK_TYPES: &[&str] = &[
+/// One kind of sink: the `type` values that select it and how its section is read. A sink is
+/// one folder plus one line in [`TYPES`].
+pub trait SinkType: Sync {
+    /// The `type` values that select it; the first is its name.
+    fn names(&self) -> &'static [&'static str];
+
+    /// Reads the section (its `type` already read): every key the sink accepts is read
+    /// here, whether set or not, and each problem recorded; `None` when it cannot be built.
+    fn read(&self, s: &mut Section<'_>) -> Option<Arc<dyn SinkSettings>>;
+}
+
+/// A validated `[sinks.NAME]` section of one kind.
+pub trait SinkSettings: std::fmt::Debug + Send + Sync {
+    /// How long one delivery may take at most, where the sink bounds it.
+    fn timeout(&self) -> Option<Duration>;
+
+    /// Whether [`outbox_core::Sink::health`] says something about the destination: a
+    /// broker connection can be opened without sending anything; an HTTP request would
+    /// deliver.
+    fn health_checked(&self) -> bool {
+        true
+    }
+
+    /// What is worth a warning in these settings (credentials sent in clear text).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Builds the sink (no I/O happens until the first delivery).
+    fn build(&self) -> Result<Arc<dyn Sink>, String>;
+
+    /// The settings themselves, for callers that know the kind.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// Every sink of this build.
+const TYPES: &[&dyn SinkType] = &[
     #[cfg(feature = "amqp")]
-    "amqp",
-    "blackhole",
+    &amqp::Type,
+    &blackhole::Type,
     #[cfg(feature = "http")]
-    "http",
+    &http::Type,
     #[cfg(feature = "mqtt")]
-    "mqtt",
+    &mqtt::Type,
     #[cfg(feature = "nats")]
-    "nats",
+    &nats::Type,
     #[cfg(feature = "redis")]
-    "redis",
+    &redis::Type,
 ];
+
+/// The sink types this build knows, for messages.
+pub fn sink_types() -> Vec<&'static str> {
+    TYPES.iter().map(|t| t.names()[0]).collect()
+}
+
+/// Reads the section `[path]` with `read`, then reports its keys that `read` did not ask
+/// for; `None` when anything in it is wrong.
+pub(crate) fn read_section<T>(
+    path: &str,
+    table: &toml::Table,
+    issues: &mut Vec<Issue>,
+    read: impl FnOnce(&mut Section<'_>) -> Option<T>,
+) -> Option<T> {
+    let before = issues.len();
+    let mut s = Section::open(path, table, issues);
+    let _ = s.value("type");
+    let out = read(&mut s);
+    s.finish();
+    if issues.len() > before {
+        return None;
+    }
+    out
+}
 
 /// A validated `[sinks.NAME]` section.
 #[derive(Debug, Clone)]
-pub enum SinkConfig {
-    /// `type = "blackhole"`.
-    Blackhole,
-    /// `type = "http"`.
-    #[cfg(feature = "http")]
-    Http(http::HttpSinkConfig),
-    /// `type = "amqp"` or `"rabbitmq"`.
-    #[cfg(feature = "amqp")]
-    Amqp(amqp::AmqpSinkConfig),
-    /// `type = "mqtt"` (MQTT 5).
-    #[cfg(feature = "mqtt")]
-    Mqtt(mqtt::MqttSinkConfig),
-    /// `type = "nats"` (JetStream).
-    #[cfg(feature = "nats")]
-    Nats(nats::NatsSinkConfig),
-    /// `type = "redis"` (Streams).
-    #[cfg(feature = "redis")]
-    Redis(redis::RedisSinkConfig),
+pub struct SinkConfig {
+    kind: &'static str,
+    settings: Arc<dyn SinkSettings>,
 }
 
 impl SinkConfig {
     /// Reads `[sinks.NAME]` (at `path`), adding every problem found to `issues`.
     pub fn from_table(path: &str, table: &toml::Table, issues: &mut Vec<Issue>) -> Option<Self> {
+        let types = sink_types().join(", ");
         let kind = match table.get("type") {
             Some(toml::Value::String(s)) => s.clone(),
             Some(_) => {
                 issues.push(Issue {
                     key: format!("{path}.type"),
-                    message: format!("expected a string, one of: {}", SINK_TYPES.join(", ")),
+                    message: format!("expected a string, one of: {types}"),
                 });
                 return None;
             }
             None => {
                 issues.push(Issue {
                     key: format!("{path}.type"),
-                    message: format!(
-                        "missing; add `type = \"http\"` (sink types: {})",
-                        SINK_TYPES.join(", ")
-                    ),
+                    message: format!("missing; add `type = \"http\"` (sink types: {types})"),
                 });
                 return None;
             }
         };
-        match kind.as_str() {
-            "blackhole" => {
-                Section::new(path, table, &["type"], issues);
-                Some(SinkConfig::Blackhole)
-            }
-            #[cfg(feature = "http")]
-            "http" => http::HttpSinkConfig::from_table(path, table, issues).map(SinkConfig::Http),
-            #[cfg(feature = "amqp")]
-            "amqp" | "rabbitmq" => {
-                amqp::AmqpSinkConfig::from_table(path, table, issues).map(SinkConfig::Amqp)
-            }
-            #[cfg(feature = "mqtt")]
-            "mqtt" => mqtt::MqttSinkConfig::from_table(path, table, issues).map(SinkConfig::Mqtt),
-            #[cfg(feature = "nats")]
-            "nats" => nats::NatsSinkConfig::from_table(path, table, issues).map(SinkConfig::Nats),
-            #[cfg(feature = "redis")]
-            "redis" => {
-                redis::RedisSinkConfig::from_table(path, table, issues).map(SinkConfig::Redis)
-            }
-            other => {
-                let broker = ["kafka"];
-                let note = if broker.contains(&other) {
-                    " (broker sinks are not in this version yet)"
-                } else {
-                    ""
-                };
-                issues.push(Issue {
-                    key: format!("{path}.type"),
-                    message: format!(
-                        "unknown sink type '{other}'{note}; use one of: {}",
-                        SINK_TYPES.join(", ")
-                    ),
-                });
-                None
-            }
-        }
+        let Some(found) = TYPES.iter().find(|t| t.names().contains(&kind.as_str())) else {
+            let note = if kind == "kafka" {
+                " (the Kafka sink is not in this version yet)"
+            } else {
+                ""
+            };
+            issues.push(Issue {
+                key: format!("{path}.type"),
+                message: format!("unknown sink type '{kind}'{note}; use one of: {types}"),
+            });
+            return None;
+        };
+        read_section(path, table, issues, |s| found.read(s)).map(|settings| SinkConfig {
+            kind: found.names()[0],
+            settings,
+        })
     }
 
-    /// The sink's `type`.
+    /// The sink's `type` (its canonical name).
     pub fn kind(&self) -> &'static str {
-        match self {
-            SinkConfig::Blackhole => "blackhole",
-            #[cfg(feature = "http")]
-            SinkConfig::Http(_) => "http",
-            #[cfg(feature = "nats")]
-            SinkConfig::Nats(_) => "nats",
-            #[cfg(feature = "amqp")]
-            SinkConfig::Amqp(_) => "amqp",
-            #[cfg(feature = "redis")]
-            SinkConfig::Redis(_) => "redis",
-            #[cfg(feature = "mqtt")]
-            SinkConfig::Mqtt(_) => "mqtt",
-        }
+        self.kind
     }
 
-    /// Whether [`outbox_core::Sink::health`] says something about the destination: a broker
-    /// connection can be opened without sending anything; an HTTP request would deliver.
+    /// The settings of a sink of a known kind, e.g. `settings::<http::HttpSinkConfig>()`.
+    pub fn settings<T: 'static>(&self) -> Option<&T> {
+        self.settings.as_any().downcast_ref()
+    }
+
+    /// Whether [`outbox_core::Sink::health`] says something about the destination.
     pub fn has_health_check(&self) -> bool {
-        !matches!(self.kind(), "blackhole" | "http")
+        self.settings.health_checked()
     }
 
     /// What is worth a warning in this sink's settings (credentials sent in clear text).
     pub fn warnings(&self) -> Vec<String> {
-        match self {
-            #[cfg(feature = "http")]
-            SinkConfig::Http(c) => c.cleartext_warning().into_iter().collect(),
-            _ => Vec::new(),
-        }
+        self.settings.warnings()
     }
 
     /// How long one delivery may take at most, where the sink bounds it.
     pub fn timeout(&self) -> Option<Duration> {
-        match self {
-            SinkConfig::Blackhole => None,
-            #[cfg(feature = "http")]
-            SinkConfig::Http(c) => Some(c.timeout),
-            #[cfg(feature = "nats")]
-            SinkConfig::Nats(c) => Some(c.timeout),
-            #[cfg(feature = "amqp")]
-            SinkConfig::Amqp(c) => Some(c.timeout),
-            #[cfg(feature = "redis")]
-            SinkConfig::Redis(c) => Some(c.timeout),
-            #[cfg(feature = "mqtt")]
-            SinkConfig::Mqtt(c) => Some(c.timeout),
-        }
+        self.settings.timeout()
     }
 
     /// Reads a `[sinks.NAME]` section given as TOML text (its keys) and builds the sink:
@@ -244,18 +244,61 @@ impl SinkConfig {
 
     /// Builds the sink (no I/O happens until the first delivery).
     pub fn build(&self) -> Result<Arc<dyn Sink>, String> {
-        match self {
-            SinkConfig::Blackhole => Ok(Arc::new(blackhole::BlackholeSink)),
-            #[cfg(feature = "http")]
-            SinkConfig::Http(c) => Ok(Arc::new(http::HttpSink::new(c)?)),
-            #[cfg(feature = "nats")]
-            SinkConfig::Nats(c) => Ok(Arc::new(nats::NatsSink::new(c)?)),
-            #[cfg(feature = "amqp")]
-            SinkConfig::Amqp(c) => Ok(Arc::new(amqp::AmqpSink::new(c)?)),
-            #[cfg(feature = "redis")]
-            SinkConfig::Redis(c) => Ok(Arc::new(redis::RedisSink::new(c)?)),
-            #[cfg(feature = "mqtt")]
-            SinkConfig::Mqtt(c) => Ok(Arc::new(mqtt::MqttSink::new(c)?)),
+        self.settings.build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> (Option<SinkConfig>, Vec<String>) {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        let mut issues = Vec::new();
+        let c = SinkConfig::from_table("sinks.s", &table, &mut issues);
+        (c, issues.iter().map(|i| i.to_string()).collect())
+    }
+
+    #[test]
+    fn a_key_no_reader_asks_for_is_unknown_and_the_keys_read_are_listed() {
+        let (c, issues) = read("type = \"blackhole\"\ncolour = \"red\"");
+        assert!(c.is_none());
+        assert_eq!(
+            issues,
+            ["sinks.s.colour: unknown key; the keys of [sinks.s] are: type"]
+        );
+        #[cfg(feature = "http")]
+        {
+            let (c, issues) = read("type = \"http\"\nurl = \"http://127.0.0.1:1/\"\nretries = 3");
+            assert!(c.is_none());
+            assert_eq!(issues.len(), 1, "{issues:?}");
+            assert!(
+                issues[0].starts_with(
+                    "sinks.s.retries: unknown key; the keys of [sinks.s] are: type, url, method, timeout, headers, format, source"
+                ),
+                "{issues:?}"
+            );
+            let (c, issues) = read("type = \"http\"\nurl = \"http://127.0.0.1:1/\"");
+            assert!(issues.is_empty(), "{issues:?}");
+            let c = c.unwrap();
+            assert_eq!(c.kind(), "http");
+            assert!(!c.has_health_check());
+            assert!(c.settings::<http::HttpSinkConfig>().is_some());
         }
+    }
+
+    #[test]
+    fn every_sink_type_is_selected_by_each_of_its_names() {
+        for t in TYPES {
+            for name in t.names() {
+                let (_, issues) = read(&format!("type = \"{name}\""));
+                assert!(
+                    issues.iter().all(|i| !i.contains("unknown sink type")),
+                    "{name}: {issues:?}"
+                );
+            }
+        }
+        let (_, issues) = read("type = \"sqs\"");
+        assert!(issues[0].contains("unknown sink type 'sqs'"), "{issues:?}");
     }
 }

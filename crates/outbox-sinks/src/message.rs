@@ -29,9 +29,6 @@ pub struct Encoding {
 }
 
 impl Encoding {
-    /// The keys this reads.
-    pub const KEYS: &'static [&'static str] = &["format", "source"];
-
     /// Reads `format` (default `envelope`) and `source` (default `outbox`).
     pub fn read(s: &mut Section<'_>) -> Encoding {
         let format = match s

@@ -32,6 +32,11 @@ fn issues(text: &str, e: &Env) -> Vec<String> {
         .issues
 }
 
+fn http(c: &SinkConfig) -> &outbox_sinks::http::HttpSinkConfig {
+    c.settings()
+        .unwrap_or_else(|| panic!("an HTTP sink expected: {c:?}"))
+}
+
 #[test]
 fn a_good_file_loads_with_defaults_and_expanded_secrets() {
     let c = check(GOOD, &env(&[("AUDIT_TOKEN", "s3cret")])).unwrap();
@@ -45,10 +50,8 @@ fn a_good_file_loads_with_defaults_and_expanded_secrets() {
     assert_eq!(c.worker.poll_interval, Duration::from_millis(250));
     assert_eq!(c.worker.lease, Duration::from_secs(30));
     assert_eq!(c.routes.get("audit.record-auth-log").unwrap(), "audit-api");
-    match c.sinks.get("audit-api").unwrap() {
-        SinkConfig::Http(h) => assert_eq!(h.headers.get("Authorization").unwrap(), "Bearer s3cret"),
-        other => panic!("unexpected {other:?}"),
-    }
+    let h = http(&c.sinks["audit-api"]);
+    assert_eq!(h.headers.get("Authorization").unwrap(), "Bearer s3cret");
     assert!(c.warnings.is_empty());
 }
 
@@ -113,7 +116,7 @@ type = "kafka"
         "routes.\"a\".sink: sink 'missing' is not defined; defined sinks: api, q",
         "routes.\"b\": expected a table such as { sink = \"audit-api\" }",
         "sinks.api.url: scheme 'ftp' is not supported",
-        "sinks.q.type: unknown sink type 'kafka' (broker sinks are not in this version yet)",
+        "sinks.q.type: unknown sink type 'kafka' (the Kafka sink is not in this version yet)",
     ] {
         assert!(joined.contains(key), "missing {key:?} in:\n{joined}");
     }
@@ -190,10 +193,7 @@ fn outbox_variables_override_any_key() {
     assert_eq!(c.worker.batch_size, 200);
     assert_eq!(c.worker.on_success, OnSuccess::Delete);
     assert_eq!(c.database.schema, "relay");
-    match c.sinks.get("audit-api").unwrap() {
-        SinkConfig::Http(h) => assert_eq!(h.url, "http://127.0.0.1:9999/x"),
-        other => panic!("unexpected {other:?}"),
-    }
+    assert_eq!(http(&c.sinks["audit-api"]).url, "http://127.0.0.1:9999/x");
 }
 
 #[test]
@@ -413,8 +413,8 @@ fn values_from_outbox_variables_are_taken_as_they_are() {
         ),
     ]);
     let c = check(GOOD, &e).unwrap();
-    match &c.sinks["audit-api"] {
-        SinkConfig::Http(h) => assert_eq!(h.url, "http://h/x?k=a$$b${NOT_EXPANDED}"),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        http(&c.sinks["audit-api"]).url,
+        "http://h/x?k=a$$b${NOT_EXPANDED}"
+    );
 }

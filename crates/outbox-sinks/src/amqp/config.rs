@@ -23,24 +23,16 @@ pub struct AmqpSinkConfig {
     pub encoding: Encoding,
 }
 
-/// The keys this sink accepts.
-pub const KEYS: &[&str] = &[
-    "type",
-    "url",
-    "exchange",
-    "routing_key",
-    "timeout",
-    "persistent",
-    "mandatory",
-    "format",
-    "source",
-];
-
 impl AmqpSinkConfig {
-    /// Reads and validates the section, reporting every problem.
+    /// Reads and validates the section `[path]`, reporting every problem (its unknown
+    /// keys too).
     pub fn from_table(path: &str, table: &toml::Table, issues: &mut Vec<Issue>) -> Option<Self> {
-        let before = issues.len();
-        let mut s = Section::new(path, table, KEYS, issues);
+        crate::read_section(path, table, issues, Self::read)
+    }
+
+    /// Reads every key of the section (`type` is the caller's), reporting every problem.
+    pub fn read(s: &mut Section<'_>) -> Option<Self> {
+        let before = s.issue_count();
         let url = s.required_string("url", "\"amqp://guest:guest@127.0.0.1:5672/%2f\"");
         if let Some(u) = &url {
             if let Err(e) = u.parse::<lapin::uri::AMQPUri>() {
@@ -55,13 +47,13 @@ impl AmqpSinkConfig {
         if exchange.len() > 255 {
             s.issue("exchange", "is longer than 255 bytes");
         }
-        let routing_key = Template::read(&mut s, "routing_key", "{routingKey}");
-        routing_key.check_config(&mut s, "routing_key", Destination::AmqpRoutingKey);
+        let routing_key = Template::read(s, "routing_key", "{routingKey}");
+        routing_key.check_config(s, "routing_key", Destination::AmqpRoutingKey);
         let timeout = s.duration("timeout", Duration::from_millis(1), Duration::from_secs(5));
         let persistent = s.boolean("persistent", true);
         let mandatory = s.boolean("mandatory", true);
-        let encoding = Encoding::read(&mut s);
-        if issues.len() > before {
+        let encoding = Encoding::read(s);
+        if s.issue_count() > before {
             return None;
         }
         Some(AmqpSinkConfig {
@@ -73,6 +65,33 @@ impl AmqpSinkConfig {
             mandatory,
             encoding,
         })
+    }
+}
+
+/// `type = "amqp"`.
+pub struct Type;
+
+impl crate::SinkType for Type {
+    fn names(&self) -> &'static [&'static str] {
+        &["amqp", "rabbitmq"]
+    }
+
+    fn read(&self, s: &mut Section<'_>) -> Option<std::sync::Arc<dyn crate::SinkSettings>> {
+        AmqpSinkConfig::read(s).map(|c| std::sync::Arc::new(c) as _)
+    }
+}
+
+impl crate::SinkSettings for AmqpSinkConfig {
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
+
+    fn build(&self) -> Result<std::sync::Arc<dyn outbox_core::Sink>, String> {
+        Ok(std::sync::Arc::new(super::AmqpSink::new(self)?))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -5,5 +5,5 @@
 mod config;
 mod sink;
 
-pub use config::AmqpSinkConfig;
+pub use config::{AmqpSinkConfig, Type};
 pub use sink::AmqpSink;

@@ -20,11 +20,6 @@ pub struct HttpSinkConfig {
     pub encoding: Encoding,
 }
 
-/// The keys this sink accepts.
-pub const KEYS: &[&str] = &[
-    "type", "url", "method", "timeout", "headers", "format", "source",
-];
-
 const METHODS: &[&str] = &["POST", "PUT", "PATCH"];
 
 impl HttpSinkConfig {
@@ -64,10 +59,15 @@ impl HttpSinkConfig {
         ))
     }
 
-    /// Reads and validates the section, reporting every problem.
+    /// Reads and validates the section `[path]`, reporting every problem (its unknown
+    /// keys too).
     pub fn from_table(path: &str, table: &toml::Table, issues: &mut Vec<Issue>) -> Option<Self> {
-        let before = issues.len();
-        let mut s = Section::new(path, table, KEYS, issues);
+        crate::read_section(path, table, issues, Self::read)
+    }
+
+    /// Reads every key of the section (`type` is the caller's), reporting every problem.
+    pub fn read(s: &mut Section<'_>) -> Option<Self> {
+        let before = s.issue_count();
         let url = s.required_string("url", "\"http://127.0.0.1:8081/events\"");
         if let Some(u) = &url {
             match reqwest::Url::parse(u) {
@@ -116,8 +116,8 @@ impl HttpSinkConfig {
                 );
             }
         }
-        let encoding = Encoding::read(&mut s);
-        if issues.len() > before {
+        let encoding = Encoding::read(s);
+        if s.issue_count() > before {
             return None;
         }
         Some(HttpSinkConfig {
@@ -127,6 +127,41 @@ impl HttpSinkConfig {
             headers,
             encoding,
         })
+    }
+}
+
+/// `type = "http"`.
+pub struct Type;
+
+impl crate::SinkType for Type {
+    fn names(&self) -> &'static [&'static str] {
+        &["http"]
+    }
+
+    fn read(&self, s: &mut Section<'_>) -> Option<std::sync::Arc<dyn crate::SinkSettings>> {
+        HttpSinkConfig::read(s).map(|c| std::sync::Arc::new(c) as _)
+    }
+}
+
+impl crate::SinkSettings for HttpSinkConfig {
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
+
+    fn health_checked(&self) -> bool {
+        false
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.cleartext_warning().into_iter().collect()
+    }
+
+    fn build(&self) -> Result<std::sync::Arc<dyn outbox_core::Sink>, String> {
+        Ok(std::sync::Arc::new(super::HttpSink::new(self)?))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -4,5 +4,5 @@ mod config;
 mod sink;
 
 pub use crate::message::BodyFormat;
-pub use config::HttpSinkConfig;
+pub use config::{HttpSinkConfig, Type};
 pub use sink::{classify_status, HttpSink};

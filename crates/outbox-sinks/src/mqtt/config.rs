@@ -35,21 +35,6 @@ pub struct MqttSinkConfig {
     pub shown: String,
 }
 
-/// The keys this sink accepts.
-pub const KEYS: &[&str] = &[
-    "type",
-    "url",
-    "protocol",
-    "ca_file",
-    "topic",
-    "client_id",
-    "retain",
-    "max_size",
-    "timeout",
-    "format",
-    "source",
-];
-
 /// A user name and password.
 type Credentials = (String, String);
 
@@ -97,10 +82,15 @@ fn parse_url(url: &str) -> Result<Address, String> {
 }
 
 impl MqttSinkConfig {
-    /// Reads and validates the section, reporting every problem.
+    /// Reads and validates the section `[path]`, reporting every problem (its unknown
+    /// keys too).
     pub fn from_table(path: &str, table: &toml::Table, issues: &mut Vec<Issue>) -> Option<Self> {
-        let before = issues.len();
-        let mut s = Section::new(path, table, KEYS, issues);
+        crate::read_section(path, table, issues, Self::read)
+    }
+
+    /// Reads every key of the section (`type` is the caller's), reporting every problem.
+    pub fn read(s: &mut Section<'_>) -> Option<Self> {
+        let before = s.issue_count();
         let url = s.required_string("url", "\"mqtt://127.0.0.1:1883\"");
         let shown = url
             .as_deref()
@@ -113,7 +103,7 @@ impl MqttSinkConfig {
                 None
             }
         });
-        let ca_file = crate::tls::read_ca_file(&mut s);
+        let ca_file = crate::tls::read_ca_file(s);
         if ca_file.is_some() && parsed.as_ref().is_some_and(|a| !a.tls) {
             s.issue("ca_file", "is for TLS: use an mqtts:// url");
         }
@@ -125,13 +115,13 @@ impl MqttSinkConfig {
                 _ => super::Version::V5,
             },
         };
-        let topic = Template::read(&mut s, "topic", "{routingKey}");
-        topic.check_config(&mut s, "topic", Destination::MqttTopic);
+        let topic = Template::read(s, "topic", "{routingKey}");
+        topic.check_config(s, "topic", Destination::MqttTopic);
         let client_id = s.string("client_id");
         let retain = s.boolean("retain", false);
         let max_size = s.int("max_size", 1, 256 * 1024 * 1024, 256 * 1024) as usize;
         let timeout = s.duration("timeout", Duration::from_millis(1), Duration::from_secs(5));
-        let encoding = Encoding::read(&mut s);
+        let encoding = Encoding::read(s);
         if version == super::Version::V311 && encoding.format == crate::message::BodyFormat::Payload
         {
             s.issue(
@@ -139,7 +129,7 @@ impl MqttSinkConfig {
                 "MQTT 3.1.1 has no properties, so with \"payload\" the event id would travel nowhere; use \"envelope\" or \"cloudevents\", or protocol = \"5\"",
             );
         }
-        if issues.len() > before {
+        if s.issue_count() > before {
             return None;
         }
         let Address {
@@ -163,6 +153,33 @@ impl MqttSinkConfig {
             encoding,
             shown,
         })
+    }
+}
+
+/// `type = "mqtt"`.
+pub struct Type;
+
+impl crate::SinkType for Type {
+    fn names(&self) -> &'static [&'static str] {
+        &["mqtt"]
+    }
+
+    fn read(&self, s: &mut Section<'_>) -> Option<std::sync::Arc<dyn crate::SinkSettings>> {
+        MqttSinkConfig::read(s).map(|c| std::sync::Arc::new(c) as _)
+    }
+}
+
+impl crate::SinkSettings for MqttSinkConfig {
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
+
+    fn build(&self) -> Result<std::sync::Arc<dyn outbox_core::Sink>, String> {
+        Ok(std::sync::Arc::new(super::MqttSink::new(self)?))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -7,5 +7,5 @@ mod sink;
 
 pub use protocol::Version;
 
-pub use config::MqttSinkConfig;
+pub use config::{MqttSinkConfig, Type};
 pub use sink::MqttSink;

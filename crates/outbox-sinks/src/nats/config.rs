@@ -21,16 +21,16 @@ pub struct NatsSinkConfig {
     pub encoding: Encoding,
 }
 
-/// The keys this sink accepts.
-pub const KEYS: &[&str] = &[
-    "type", "url", "subject", "timeout", "token", "ca_file", "format", "source",
-];
-
 impl NatsSinkConfig {
-    /// Reads and validates the section, reporting every problem.
+    /// Reads and validates the section `[path]`, reporting every problem (its unknown
+    /// keys too).
     pub fn from_table(path: &str, table: &toml::Table, issues: &mut Vec<Issue>) -> Option<Self> {
-        let before = issues.len();
-        let mut s = Section::new(path, table, KEYS, issues);
+        crate::read_section(path, table, issues, Self::read)
+    }
+
+    /// Reads every key of the section (`type` is the caller's), reporting every problem.
+    pub fn read(s: &mut Section<'_>) -> Option<Self> {
+        let before = s.issue_count();
         let url = s.required_string("url", "\"nats://127.0.0.1:4222\"");
         if let Some(u) = &url {
             for one in u.split(',') {
@@ -45,13 +45,13 @@ impl NatsSinkConfig {
                 }
             }
         }
-        let subject = Template::read(&mut s, "subject", "{routingKey}");
-        subject.check_config(&mut s, "subject", Destination::NatsSubject);
+        let subject = Template::read(s, "subject", "{routingKey}");
+        subject.check_config(s, "subject", Destination::NatsSubject);
         let timeout = s.duration("timeout", Duration::from_millis(1), Duration::from_secs(5));
         let token = s.string("token");
-        let ca_file = crate::tls::read_ca_file(&mut s);
-        let encoding = Encoding::read(&mut s);
-        if issues.len() > before {
+        let ca_file = crate::tls::read_ca_file(s);
+        let encoding = Encoding::read(s);
+        if s.issue_count() > before {
             return None;
         }
         Some(NatsSinkConfig {
@@ -62,6 +62,33 @@ impl NatsSinkConfig {
             ca_file,
             encoding,
         })
+    }
+}
+
+/// `type = "nats"`.
+pub struct Type;
+
+impl crate::SinkType for Type {
+    fn names(&self) -> &'static [&'static str] {
+        &["nats"]
+    }
+
+    fn read(&self, s: &mut Section<'_>) -> Option<std::sync::Arc<dyn crate::SinkSettings>> {
+        NatsSinkConfig::read(s).map(|c| std::sync::Arc::new(c) as _)
+    }
+}
+
+impl crate::SinkSettings for NatsSinkConfig {
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
+
+    fn build(&self) -> Result<std::sync::Arc<dyn outbox_core::Sink>, String> {
+        Ok(std::sync::Arc::new(super::NatsSink::new(self)?))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -5,5 +5,5 @@
 mod config;
 mod sink;
 
-pub use config::NatsSinkConfig;
+pub use config::{NatsSinkConfig, Type};
 pub use sink::NatsSink;

@@ -23,16 +23,16 @@ pub struct RedisSinkConfig {
     pub encoding: Encoding,
 }
 
-/// The keys this sink accepts.
-pub const KEYS: &[&str] = &[
-    "type", "url", "ca_file", "stream", "maxlen", "replicas", "timeout", "format", "source",
-];
-
 impl RedisSinkConfig {
-    /// Reads and validates the section, reporting every problem.
+    /// Reads and validates the section `[path]`, reporting every problem (its unknown
+    /// keys too).
     pub fn from_table(path: &str, table: &toml::Table, issues: &mut Vec<Issue>) -> Option<Self> {
-        let before = issues.len();
-        let mut s = Section::new(path, table, KEYS, issues);
+        crate::read_section(path, table, issues, Self::read)
+    }
+
+    /// Reads every key of the section (`type` is the caller's), reporting every problem.
+    pub fn read(s: &mut Section<'_>) -> Option<Self> {
+        let before = s.issue_count();
         let url = s.required_string("url", "\"redis://127.0.0.1:6379\"");
         if let Some(u) = &url {
             let shown = outbox_core::conf::redact_secrets(u);
@@ -48,19 +48,19 @@ impl RedisSinkConfig {
                 ),
             }
         }
-        let ca_file = crate::tls::read_ca_file(&mut s);
+        let ca_file = crate::tls::read_ca_file(s);
         if ca_file.is_some() && url.as_deref().is_some_and(|u| !u.starts_with("rediss://")) {
             s.issue("ca_file", "is for TLS: use a rediss:// url");
         }
-        let stream = Template::read(&mut s, "stream", "{routingKey}");
-        stream.check_config(&mut s, "stream", Destination::RedisKey);
+        let stream = Template::read(s, "stream", "{routingKey}");
+        stream.check_config(s, "stream", Destination::RedisKey);
         let maxlen = s
             .value("maxlen")
             .map(|_| s.int("maxlen", 1, i64::MAX, 1) as u64);
         let replicas = s.int("replicas", 0, 100, 0) as u32;
         let timeout = s.duration("timeout", Duration::from_millis(1), Duration::from_secs(5));
-        let encoding = Encoding::read(&mut s);
-        if issues.len() > before {
+        let encoding = Encoding::read(s);
+        if s.issue_count() > before {
             return None;
         }
         Some(RedisSinkConfig {
@@ -72,6 +72,33 @@ impl RedisSinkConfig {
             timeout,
             encoding,
         })
+    }
+}
+
+/// `type = "redis"`.
+pub struct Type;
+
+impl crate::SinkType for Type {
+    fn names(&self) -> &'static [&'static str] {
+        &["redis"]
+    }
+
+    fn read(&self, s: &mut Section<'_>) -> Option<std::sync::Arc<dyn crate::SinkSettings>> {
+        RedisSinkConfig::read(s).map(|c| std::sync::Arc::new(c) as _)
+    }
+}
+
+impl crate::SinkSettings for RedisSinkConfig {
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
+
+    fn build(&self) -> Result<std::sync::Arc<dyn outbox_core::Sink>, String> {
+        Ok(std::sync::Arc::new(super::RedisSink::new(self)?))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

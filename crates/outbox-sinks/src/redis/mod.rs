@@ -4,5 +4,5 @@
 mod config;
 mod sink;
 
-pub use config::RedisSinkConfig;
+pub use config::{RedisSinkConfig, Type};
 pub use sink::RedisSink;
