@@ -337,6 +337,17 @@ impl<'a> Section<'a> {
         out
     }
 
+    /// Reads the sub-table `key` with `read` as a section of its own (`path.key`), whose
+    /// keys are those `read` asks for; `None` when absent (or not a table, reported).
+    pub fn sub<R>(&mut self, key: &str, read: impl FnOnce(&mut Section<'_>) -> R) -> Option<R> {
+        let table = self.table(key)?;
+        let path = self.key_path(key);
+        let mut sub = Section::open(&path, table, self.issues);
+        let out = read(&mut sub);
+        sub.finish();
+        Some(out)
+    }
+
     /// A sub-table, reported when it is something else.
     pub fn table(&mut self, key: &str) -> Option<&'a Table> {
         match self.get(key)? {

@@ -63,4 +63,10 @@ pub trait Sink: Send + Sync + 'static {
     async fn health(&self) -> Result<(), String> {
         Ok(())
     }
+
+    /// What the sink can tell before any delivery about where events of these routing keys
+    /// go (e.g. a Kafka topic that does not exist), one line each. Defaults to nothing.
+    async fn check_routes(&self, _routing_keys: &[String]) -> Vec<String> {
+        Vec::new()
+    }
 }

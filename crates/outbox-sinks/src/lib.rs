@@ -9,6 +9,8 @@ pub mod amqp;
 pub mod blackhole;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod message;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
@@ -122,6 +124,8 @@ const TYPES: &[&dyn SinkType] = &[
     &blackhole::Type,
     #[cfg(feature = "http")]
     &http::Type,
+    #[cfg(feature = "kafka")]
+    &kafka::Type,
     #[cfg(feature = "mqtt")]
     &mqtt::Type,
     #[cfg(feature = "nats")]
@@ -183,14 +187,9 @@ impl SinkConfig {
             }
         };
         let Some(found) = TYPES.iter().find(|t| t.names().contains(&kind.as_str())) else {
-            let note = if kind == "kafka" {
-                " (the Kafka sink is not in this version yet)"
-            } else {
-                ""
-            };
             issues.push(Issue {
                 key: format!("{path}.type"),
-                message: format!("unknown sink type '{kind}'{note}; use one of: {types}"),
+                message: format!("unknown sink type '{kind}'; use one of: {types}"),
             });
             return None;
         };

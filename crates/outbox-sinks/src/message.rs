@@ -273,6 +273,19 @@ impl Template {
         out
     }
 
+    /// The name for events of `routing_key`, when that is all the template depends on.
+    pub fn for_routing_key(&self, routing_key: &str) -> Option<String> {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::RoutingKey => out.push_str(routing_key),
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
     /// Whether the template has no placeholder (the same name for every event).
     pub fn is_fixed(&self) -> bool {
         self.parts.iter().all(|p| matches!(p, Part::Text(_)))
@@ -345,6 +358,8 @@ pub enum Destination {
     RedisKey,
     /// An AMQP routing key (a short string: 255 bytes).
     AmqpRoutingKey,
+    /// A Kafka topic: letters, digits, `.`, `_` and `-`, at most 249 of them.
+    KafkaTopic,
 }
 
 impl Destination {
@@ -354,6 +369,7 @@ impl Destination {
             Destination::MqttTopic => "MQTT topic",
             Destination::RedisKey => "Redis key",
             Destination::AmqpRoutingKey => "AMQP routing key",
+            Destination::KafkaTopic => "Kafka topic",
         }
     }
 
@@ -363,6 +379,7 @@ impl Destination {
     pub fn max_len(self) -> usize {
         match self {
             Destination::AmqpRoutingKey => 255,
+            Destination::KafkaTopic => 249,
             _ => 1024,
         }
     }
@@ -406,6 +423,15 @@ impl Destination {
                 if name.contains(['+', '#']) {
                     return Err(format!(
                         "'{}' is not an MQTT topic to publish to (it has a wildcard, + or #)",
+                        shorten(name)
+                    ));
+                }
+            }
+            Destination::KafkaTopic => {
+                let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+                if !name.chars().all(legal) || name == "." || name == ".." {
+                    return Err(format!(
+                        "'{}' is not a Kafka topic name (letters, digits, '.', '_' and '-' only; not '.' or '..')",
                         shorten(name)
                     ));
                 }

