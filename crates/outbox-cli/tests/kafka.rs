@@ -67,6 +67,14 @@ async fn consume(
             .set("enable.auto.commit", "false")
             .create()
             .unwrap();
+        // The topic's partitions as the broker has them now (one it made itself at the first
+        // message may have more than the test asked for).
+        let partitions = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .ok()
+            .and_then(|m| m.topics().first().map(|t| t.partitions().len() as i32))
+            .filter(|n| *n > 0)
+            .unwrap_or(partitions);
         let mut tpl = TopicPartitionList::new();
         for p in 0..partitions {
             tpl.add_partition_offset(&topic, p, Offset::Beginning)
@@ -259,4 +267,184 @@ async fn what_kafka_refuses_fails_the_event_alone() {
     let fine = consume(BROKERS, &topic, 1, 1, LONG).await;
     assert_eq!(header(&fine[0], "Idempotency-Key").as_deref(), Some("fine"));
     delete_topic(BROKERS, &topic).await;
+}
+
+/// A tansu broker of the test's own on a free port (in memory: a restart empties it).
+struct PrivateBroker {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl PrivateBroker {
+    fn start(port: Option<u16>) -> PrivateBroker {
+        let port = port.unwrap_or_else(|| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        });
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = std::process::Command::new(tansu_bin())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tansu (scripts/python-tools installs it)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "tansu did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        PrivateBroker { port, child }
+    }
+
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn sent_ids(c: &tokio_postgres::Client) -> std::collections::BTreeSet<String> {
+    c.query(
+        r#"SELECT "id" FROM "OutboxEvent" WHERE "status" = 'SENT'"#,
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_stream_loses_nothing() {
+    let mut broker = PrivateBroker::start(None);
+    let topic = topic_name("restart");
+    create_topic(&broker.brokers(), &topic, 1).await;
+    let db = TestDb::with_policies(&[(KEY, 50, 200)]).await;
+    let c = db.client().await;
+    let sink = format!(
+        "type = \"kafka\"\nbrokers = \"{}\"\ntopic = \"{topic}\"\ntimeout = \"10s\"",
+        broker.brokers()
+    );
+    let config = sink_config(&db.url, &[KEY], "concurrency = 4", &sink);
+    let mut worker = WorkerProcess::start(&config);
+    worker.wait_started().await;
+    insert_many(&c, "r", KEY, 2000).await;
+    wait_for("a third SENT", LONG, || async {
+        count_status(&c, "SENT").await >= 600
+    })
+    .await;
+    broker.kill();
+    // Results of what the old broker acknowledged before it died are recorded by now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let acked_before = sent_ids(&c).await;
+    assert!(acked_before.len() < 2000, "the stream was cut mid-way");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let broker = PrivateBroker::start(Some(broker.port));
+    let started = Instant::now();
+    while count_status(&c, "SENT").await < 2000 {
+        if started.elapsed() > LONG {
+            let errors: Vec<String> = c
+                .query(r#"SELECT DISTINCT "status"::text || ': ' || COALESCE("lastError", '') FROM "OutboxEvent" WHERE "status" <> 'SENT' LIMIT 5"#, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            panic!(
+                "not all SENT after the restart: {errors:?}\n{}",
+                worker.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    worker.stop().await;
+    assert_eq!(count_status(&c, "FAILED").await, 0);
+    let retried: i64 = c
+        .query_one(
+            r#"SELECT count(*) FROM "OutboxEvent" WHERE "retryCount" > 0"#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        retried > 0,
+        "deliveries failed while the broker was down, and were retried"
+    );
+    // Every event not acknowledged by the old broker is in the new one (tansu keeps its
+    // log in memory, so what the old one acknowledged went with it).
+    let want = 2000 - acked_before.len();
+    let after: std::collections::BTreeSet<String> =
+        consume(&broker.brokers(), &topic, 1, want, LONG)
+            .await
+            .iter()
+            .filter_map(|m| header(m, "Idempotency-Key"))
+            .collect();
+    let missing: Vec<String> = (1..=2000)
+        .map(|i| format!("r-{i}"))
+        .filter(|id| !acked_before.contains(id) && !after.contains(id))
+        .collect();
+    assert!(missing.is_empty(), "lost: {missing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_brokers_and_the_routed_topics() {
+    let topic = topic_name("doctor");
+    let routed = format!("{topic}{KEY}");
+    create_topic(BROKERS, &routed, 1).await;
+    let db = TestDb::with_policies(&[(KEY, 3, 100)]).await;
+    let dir = TempDir::new();
+    // The route's topic exists; another route's does not yet.
+    let config = kafka_config(
+        &db.url,
+        &[KEY, "billing.invoice"],
+        &format!("topic = \"{{routingKey}}\""),
+    )
+    .replace(
+        "topic = \"{routingKey}\"",
+        &format!("topic = \"{topic}{{routingKey}}\""),
+    );
+    let cfg = dir.write("outbox.toml", &config);
+    let out = outbox(&["--config", cfg.to_str().unwrap(), "doctor"]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_contains_all(
+        &report,
+        &[
+            "sink 'api' (kafka) reachable",
+            &format!("topic '{topic}billing.invoice' (routingKey 'billing.invoice') does not exist on the brokers yet"),
+        ],
+    );
+    assert!(!report.contains(&format!("topic '{routed}'")), "{report}");
+    let down = kafka_config(&db.url, &[KEY], "").replace(BROKERS, "127.0.0.1:1");
+    let cfg = dir.write("down.toml", &down);
+    let out = outbox(&["--config", cfg.to_str().unwrap(), "doctor"]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("sink 'api' (kafka) not reachable"),
+        "{report}"
+    );
+    delete_topic(BROKERS, &routed).await;
 }

@@ -13,7 +13,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Produces to Kafka through one producer, made at the first delivery and kept (librdkafka
@@ -26,7 +27,10 @@ pub struct KafkaSink {
     encoding: Encoding,
     cloudevents: CloudEventsMode,
     properties: BTreeMap<String, String>,
-    producer: OnceLock<Result<FutureProducer, String>>,
+    /// The producer and its generation: one that stopped delivering (a delivery timed out,
+    /// or librdkafka reported a fatal error) is replaced at the next delivery.
+    producer: Mutex<Option<(FutureProducer, u64)>>,
+    generations: AtomicU64,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -49,7 +53,8 @@ impl KafkaSink {
             encoding: config.encoding.clone(),
             cloudevents: config.cloudevents,
             properties: config.properties.clone(),
-            producer: OnceLock::new(),
+            producer: Mutex::new(None),
+            generations: AtomicU64::new(0),
         };
         // Unknown or invalid properties are found now, not at the first event.
         sink.client_config()
@@ -75,18 +80,30 @@ impl KafkaSink {
         c
     }
 
-    fn producer(&self) -> Result<&FutureProducer, String> {
-        self.producer
-            .get_or_init(|| {
-                self.client_config().create().map_err(|e| {
-                    format!(
-                        "cannot make the Kafka producer: {}",
-                        redact(&e.to_string(), &self.properties)
-                    )
-                })
-            })
-            .as_ref()
-            .map_err(Clone::clone)
+    fn producer(&self) -> Result<(FutureProducer, u64), String> {
+        let mut slot = self.producer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((p, g)) = slot.as_ref() {
+            return Ok((p.clone(), *g));
+        }
+        let p: FutureProducer = self.client_config().create().map_err(|e| {
+            format!(
+                "cannot make the Kafka producer: {}",
+                redact(&e.to_string(), &self.properties)
+            )
+        })?;
+        let g = self.generations.fetch_add(1, Ordering::Relaxed);
+        *slot = Some((p.clone(), g));
+        Ok((p, g))
+    }
+
+    /// Drops producer `generation` (if still the current one): the next delivery makes a
+    /// new one. Deliveries still waiting on the old one finish on it.
+    fn renew(&self, generation: u64) {
+        let mut slot = self.producer.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_some_and(|(_, g)| *g == generation) {
+            tracing::info!(brokers = %self.brokers, "Kafka deliveries timed out; a new producer is made for the next one");
+            *slot = None;
+        }
     }
 
     /// The message headers: the event's own, then the relay's (which win).
@@ -208,7 +225,7 @@ impl Sink for KafkaSink {
             Ok(v) => v,
             Err(e) => return Outcome::reject(e),
         };
-        let producer = match self.producer() {
+        let (producer, generation) = match self.producer() {
             Ok(p) => p,
             Err(e) => return Outcome::reject(e),
         };
@@ -220,12 +237,21 @@ impl Sink for KafkaSink {
             .headers(headers);
         match producer.send(record, Timeout::After(self.timeout)).await {
             Ok(_) => Outcome::Delivered,
-            Err((e, _)) => classify(&e, &topic, size, self.timeout),
+            Err((e, _)) => {
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::MessageTimedOut | RDKafkaErrorCode::Fatal)
+                ) || producer.client().fatal_error().is_some()
+                {
+                    self.renew(generation);
+                }
+                classify(&e, &topic, size, self.timeout)
+            }
         }
     }
 
     async fn health(&self) -> Result<(), String> {
-        let producer = self.producer()?.clone();
+        let (producer, _) = self.producer()?;
         let timeout = self.timeout;
         let brokers = self.brokers.clone();
         tokio::task::spawn_blocking(move || {
@@ -240,7 +266,7 @@ impl Sink for KafkaSink {
     }
 
     async fn check_routes(&self, routing_keys: &[String]) -> Vec<String> {
-        let Ok(producer) = self.producer().cloned() else {
+        let Ok((producer, _)) = self.producer() else {
             return Vec::new();
         };
         let topics: Vec<(String, String)> = routing_keys
