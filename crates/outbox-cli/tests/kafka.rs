@@ -421,10 +421,6 @@ async fn doctor_checks_the_brokers_and_the_routed_topics() {
     let config = kafka_config(
         &db.url,
         &[KEY, "billing.invoice"],
-        &format!("topic = \"{{routingKey}}\""),
-    )
-    .replace(
-        "topic = \"{routingKey}\"",
         &format!("topic = \"{topic}{{routingKey}}\""),
     );
     let cfg = dir.write("outbox.toml", &config);
