@@ -1,6 +1,7 @@
 //! (9) The relay draining a backlog into each broker on this machine, next to the null sink:
-//! NATS JetStream, RabbitMQ, Redis Streams and MQTT, each with a destination of its own that
-//! is removed afterwards. A broker that is not running is reported and skipped.
+//! NATS JetStream, RabbitMQ, Redis Streams, MQTT and Kafka (tansu, in memory), each with a
+//! destination of its own (removed afterwards where the broker allows). A broker that is not
+//! running is reported and skipped.
 
 use crate::db::BenchDb;
 use crate::relay;
@@ -107,6 +108,23 @@ async fn mqtt(db: &BenchDb, events: u64, tag: &str) -> Result<f64> {
     .await
 }
 
+async fn kafka(db: &BenchDb, events: u64, tag: &str) -> Result<f64> {
+    // tansu makes the topic at its first message.
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect("127.0.0.1:19092"),
+    )
+    .await
+    .context("tansu (Kafka) on 127.0.0.1:19092")?
+    .context("tansu (Kafka) on 127.0.0.1:19092")?;
+    drain_into(
+        db,
+        events,
+        &format!("type = \"kafka\"\nbrokers = \"127.0.0.1:19092\"\ntopic = \"outbox-bench-{tag}\""),
+    )
+    .await
+}
+
 /// Drains `events` into each broker in turn.
 pub async fn run(db: &BenchDb, events: u64) -> Vec<Measured> {
     let tag = format!("{:x}", std::process::id());
@@ -130,6 +148,11 @@ pub async fn run(db: &BenchDb, events: u64) -> Vec<Measured> {
             broker: "MQTT 5 (Mosquitto)",
             what: "QoS 1 PUBACK".into(),
             rate: mqtt(db, events, &tag).await,
+        },
+        Measured {
+            broker: "Kafka (tansu, in memory)",
+            what: "acks=all, idempotent, delivery report".into(),
+            rate: kafka(db, events, &tag).await,
         },
     ]
 }
