@@ -101,7 +101,7 @@ type = "http"
 url = "ftp://nowhere"
 
 [sinks.q]
-type = "kafka"
+type = "sqs"
 
 [extra]
 "#;
@@ -116,7 +116,7 @@ type = "kafka"
         "routes.\"a\".sink: sink 'missing' is not defined; defined sinks: api, q",
         "routes.\"b\": expected a table such as { sink = \"audit-api\" }",
         "sinks.api.url: scheme 'ftp' is not supported",
-        "sinks.q.type: unknown sink type 'kafka' (the Kafka sink is not in this version yet)",
+        "sinks.q.type: unknown sink type 'sqs'; use one of: amqp, blackhole, http, kafka, mqtt, nats, redis",
     ] {
         assert!(joined.contains(key), "missing {key:?} in:\n{joined}");
     }
