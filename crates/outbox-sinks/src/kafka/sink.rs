@@ -328,6 +328,67 @@ mod tests {
         ));
     }
 
+    use rdkafka::message::Headers;
+
+    fn sink(extra: &str) -> KafkaSink {
+        let table: toml::Table = toml::from_str(&format!(
+            "type = \"kafka\"\nbrokers = \"127.0.0.1:1\"\n{extra}"
+        ))
+        .unwrap();
+        let mut issues = Vec::new();
+        let c = KafkaSinkConfig::from_table("sinks.k", &table, &mut issues).unwrap();
+        KafkaSink::new(&c).unwrap()
+    }
+
+    fn header(h: &OwnedHeaders, name: &str) -> Option<String> {
+        (0..h.count())
+            .map(|i| h.get(i))
+            .find(|x| x.key == name)
+            .and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+    }
+
+    #[test]
+    fn cloudevents_binary_mode_carries_the_attributes_as_ce_headers() {
+        let mut claimed = outbox_testkit::claimed_event("e-1");
+        claimed.event.headers = Some(serde_json::json!({ "ce_id": "forged", "tenant": "t1" }));
+        let s = sink("format = \"cloudevents\"\ncloudevents = \"binary\"\nsource = \"billing\"");
+        let (value, content_type) = s.value(&claimed).unwrap();
+        assert_eq!(
+            value,
+            claimed.event.payload.get().as_bytes(),
+            "the payload alone"
+        );
+        let h = s.headers(&claimed, content_type);
+        assert_eq!(
+            header(&h, "ce_id").as_deref(),
+            Some("e-1"),
+            "the relay's attribute wins"
+        );
+        assert_eq!(header(&h, "ce_source").as_deref(), Some("billing"));
+        assert_eq!(
+            header(&h, "ce_type").as_deref(),
+            Some(claimed.event.event_type.as_str())
+        );
+        assert_eq!(header(&h, "ce_specversion").as_deref(), Some("1.0"));
+        assert_eq!(
+            header(&h, "content-type").as_deref(),
+            Some("application/json")
+        );
+        assert_eq!(header(&h, "tenant").as_deref(), Some("t1"));
+        assert_eq!(
+            (0..h.count()).filter(|i| h.get(*i).key == "ce_id").count(),
+            1
+        );
+        // Structured mode: the CloudEvent is the value, no ce_ headers.
+        let s = sink("format = \"cloudevents\"");
+        let (value, content_type) = s.value(&claimed).unwrap();
+        assert_eq!(content_type, "application/cloudevents+json");
+        assert!(String::from_utf8(value)
+            .unwrap()
+            .contains("\"specversion\":\"1.0\""));
+        assert!(header(&s.headers(&claimed, content_type), "ce_type").is_none());
+    }
+
     #[test]
     fn an_unknown_property_is_an_error_and_secrets_are_masked() {
         let table: toml::Table = toml::from_str(
