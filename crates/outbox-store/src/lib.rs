@@ -3,6 +3,8 @@
 
 pub mod adopt;
 pub mod migration;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]

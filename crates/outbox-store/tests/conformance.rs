@@ -29,6 +29,21 @@ macro_rules! on_every_store {
     };
 }
 
+macro_rules! on_mysql {
+    ($($check:ident),* $(,)?) => {
+        mod mysql {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let f = MysqlFixture::new().await;
+                    super::$check(&f).await;
+                }
+            )*
+        }
+    };
+}
+
 macro_rules! on_app_owned_tables {
     ($($check:ident),* $(,)?) => {
         mod sqlite_app {
@@ -67,4 +82,16 @@ on_app_owned_tables!(
     check_unreadable_rows,
     check_broken_policy_rows,
     check_notifications,
+);
+
+on_mysql!(
+    check_claim,
+    check_fenced_results,
+    check_result_kinds,
+    check_ordered,
+    check_operator,
+    check_expiry_due_and_limits,
+    check_unreadable_rows,
+    check_broken_policy_rows,
+    check_migrations,
 );

@@ -899,3 +899,144 @@ impl Fixture for SqliteAppFixture {
         self.0.spoil_policy(key).await
     }
 }
+
+/// MySQL / MariaDB: a database of its own on the local server (127.0.0.1:3306, root without
+/// a password; scripts/services starts it), with the worker's migrations; dropped at the end.
+pub struct MysqlFixture {
+    name: String,
+    pool: mysql_async::Pool,
+    store: outbox_store::mysql::MysqlStore,
+}
+
+/// The local MySQL / MariaDB server for tests.
+pub const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306";
+
+impl MysqlFixture {
+    pub async fn new() -> MysqlFixture {
+        use mysql_async::prelude::Queryable;
+        let name = unique("outbox_t");
+        let admin = mysql_async::Pool::new(MYSQL_URL);
+        let mut c = admin
+            .get_conn()
+            .await
+            .expect("MariaDB on 127.0.0.1:3306 (scripts/services starts it)");
+        c.query_drop(format!("CREATE DATABASE `{name}`"))
+            .await
+            .unwrap();
+        drop(c);
+        admin.disconnect().await.unwrap();
+        let url = format!("{MYSQL_URL}/{name}");
+        let store = outbox_store::mysql::MysqlStore::new(&url, 4).unwrap();
+        store.deploy().await.unwrap();
+        // The fixture's own connections: UTC, ANSI quotes (the suite's SQL quotes names with
+        // double quotes), and checks that can be switched off to spoil rows.
+        let opts = mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(&url).unwrap())
+            .init(vec![
+                "SET time_zone = '+00:00'",
+                "SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')",
+            ])
+            .pool_opts(mysql_async::PoolOpts::default().with_reset_connection(false));
+        MysqlFixture {
+            name,
+            pool: mysql_async::Pool::new(opts),
+            store,
+        }
+    }
+
+    async fn conn(&self) -> mysql_async::Conn {
+        self.pool.get_conn().await.unwrap()
+    }
+}
+
+impl Drop for MysqlFixture {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // A runtime of its own: the test's may be shutting down.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use mysql_async::prelude::Queryable;
+                if let Ok(mut c) = mysql_async::Conn::from_url(MYSQL_URL).await {
+                    let _ = c
+                        .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+                        .await;
+                    let _ = c.disconnect().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+#[outbox_core::async_trait]
+impl Fixture for MysqlFixture {
+    fn backend(&self) -> &dyn Backend {
+        &self.store
+    }
+    async fn exec(&self, sql: &str) {
+        use mysql_async::prelude::Queryable;
+        self.conn().await.query_drop(sql).await.unwrap();
+    }
+    async fn set_time(&self, id: &str, column: &str, ms: i64) {
+        self.exec(&format!(
+            r#"UPDATE "OutboxEvent" SET "{column}" = NOW(3) + INTERVAL ({ms}) * 1000 MICROSECOND WHERE "id" = '{id}'"#
+        ))
+        .await;
+    }
+    async fn due_in(&self, id: &str) -> i64 {
+        use mysql_async::prelude::Queryable;
+        let ms: Option<i64> = self
+            .conn()
+            .await
+            .exec_first(
+                r#"SELECT TIMESTAMPDIFF(MICROSECOND, NOW(3), "nextRetryAt") DIV 1000 FROM "OutboxEvent" WHERE "id" = ?"#,
+                (id,),
+            )
+            .await
+            .unwrap();
+        ms.unwrap()
+    }
+    async fn state(&self, id: &str) -> Option<State> {
+        use mysql_async::prelude::Queryable;
+        type Row = (String, i64, Option<String>, Option<String>, bool);
+        let row: Option<Row> = self
+            .conn()
+            .await
+            .exec_first(
+                r#"SELECT "status", "retryCount", "lockedBy", "lastError", "processedAt" IS NOT NULL FROM "OutboxEvent" WHERE "id" = ?"#,
+                (id,),
+            )
+            .await
+            .unwrap();
+        row.map(
+            |(status, retry_count, locked_by, last_error, processed)| State {
+                status,
+                retry_count,
+                locked_by,
+                last_error,
+                processed,
+            },
+        )
+    }
+    async fn drop_pending_index(&self) {
+        self.exec(r#"DROP INDEX "OutboxEvent_pending_idx" ON "OutboxEvent""#)
+            .await;
+    }
+    async fn spoil(&self, id: &str) -> &'static str {
+        // MariaDB lets a session switch its checks off (as an import or an old row would).
+        self.exec(&format!(
+            r#"SET SESSION check_constraint_checks = OFF; UPDATE "OutboxEvent" SET "payload" = 'not json' WHERE "id" = '{id}'"#
+        ))
+        .await;
+        "payload"
+    }
+    async fn spoil_policy(&self, key: &str) {
+        self.exec(&format!(
+            r#"SET SESSION check_constraint_checks = OFF; UPDATE "OutboxRetryPolicy" SET "maxRetries" = -1 WHERE "routingKey" = '{key}'"#
+        ))
+        .await;
+    }
+}

@@ -1,0 +1,526 @@
+//! MySQL 8.0+ / MariaDB 10.6+ backend (in progress: the engine's calls; the operator and
+//! migration commands, app-owned tables and the CLI come next). Claims are `SELECT … FOR
+//! UPDATE SKIP LOCKED` then `UPDATE` in one short transaction (neither server has
+//! `UPDATE … RETURNING`); every connection works in UTC (`time_zone = '+00:00'`); deadlocks,
+//! lock wait timeouts and lost connections come back as [`StoreError::Unavailable`], which
+//! the engine retries with backoff — never an event failure.
+
+pub mod migrate;
+pub mod ops;
+mod row;
+
+use async_trait::async_trait;
+use mysql_async::prelude::{Queryable, ToValue};
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, TxOpts, Value};
+use outbox_core::{
+    BrokenPolicy, Completion, CompletionAction, Leased, NotificationStream, PolicyRows,
+    RetryPolicy, Status, Store, StoreError, Unreadable,
+};
+use row::{bool_opt, int32_opt, int_opt, leased_rows, real_opt, text_opt, EVENT_COLUMNS};
+use std::time::Duration;
+
+/// The store. Cheap to create: connections are opened on first use.
+pub struct MysqlStore {
+    pool: Pool,
+    /// The URL with its password masked, for messages.
+    shown: String,
+    database: String,
+}
+
+/// Server error codes worth a retry: deadlock, lock wait timeout, too many connections,
+/// server shutting down, connection killed, read-only (fail-over in progress).
+const RETRYABLE: &[u16] = &[1213, 1205, 1040, 1053, 1927, 1290, 1836];
+
+/// A mysql_async error as the engine needs it.
+pub(crate) fn classify(e: mysql_async::Error) -> StoreError {
+    use mysql_async::Error as E;
+    let text = outbox_core::conf::redact_secrets(&e.to_string());
+    match &e {
+        E::Io(_) | E::Driver(_) => StoreError::Unavailable(format!("MySQL: {text}")),
+        E::Server(s) if RETRYABLE.contains(&s.code) => {
+            StoreError::Unavailable(format!("MySQL: {text}"))
+        }
+        _ => StoreError::Query(format!("MySQL: {text}")),
+    }
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn json_list(keys: &[String]) -> String {
+    serde_json::to_string(keys).unwrap_or_else(|_| "[]".into())
+}
+
+/// `?, ?, …` for `n` values.
+fn marks(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// Rows of the keys in a JSON array parameter, for `IN (…)`.
+const KEYS_OF: &str = "SELECT k FROM JSON_TABLE(?, '$[*]' COLUMNS (k VARCHAR(191) PATH '$')) AS j";
+
+impl MysqlStore {
+    /// The store for `url` (`mysql://user:pass@host:3306/db`, or `mariadb://…`); nothing is
+    /// opened yet.
+    pub fn new(url: &str, pool_size: usize) -> Result<MysqlStore, String> {
+        let shown = outbox_core::conf::redact_secrets(url);
+        let url = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("mariadb") => {
+                format!("mysql://{rest}")
+            }
+            _ => url.to_string(),
+        };
+        let opts =
+            Opts::from_url(&url).map_err(|e| format!("`{shown}` is not a MySQL URL: {e}"))?;
+        let database = opts.db_name().map(str::to_string).ok_or_else(|| {
+            format!("`{shown}` names no database; write mysql://user:pass@host:3306/dbname")
+        })?;
+        let constraints = PoolConstraints::new(0, pool_size.max(2))
+            .ok_or_else(|| "pool_size must be at least 2".to_string())?;
+        let opts = OptsBuilder::from_opts(opts)
+            .init(vec![
+                "SET time_zone = '+00:00'",
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                // MariaDB re-checks a row's CHECK constraints on every UPDATE: a row stored
+                // while checks were off (an invalid payload, say) would fail each claim that
+                // picks it, and with it the whole batch. The worker's own writes keep every
+                // check; with this it can lease such a row, find it unreadable and fail it
+                // alone. (MySQL ignores the comment.)
+                "/*M! SET SESSION check_constraint_checks = OFF */",
+            ])
+            // A connection keeps its session (UTC, READ COMMITTED) when it goes back to the
+            // pool: a reset would drop what `init` set.
+            .pool_opts(
+                PoolOpts::default()
+                    .with_constraints(constraints)
+                    .with_reset_connection(false),
+            );
+        Ok(MysqlStore {
+            pool: Pool::new(opts),
+            shown,
+            database,
+        })
+    }
+
+    /// The database holding the outbox tables.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    pub(crate) async fn conn(&self) -> Result<Conn, StoreError> {
+        self.pool.get_conn().await.map_err(classify)
+    }
+
+    /// Runs `sql` (a script of statements) on one connection: for tests and `outbox demo`.
+    pub async fn run_script(&self, sql: &str) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        c.query_drop(sql).await.map_err(classify)
+    }
+
+    /// Leases `ids` (locked by the caller's transaction) to `owner` and reads them.
+    async fn lease(
+        tx: &mut mysql_async::Transaction<'_>,
+        ids: Vec<String>,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Vec<Row>, mysql_async::Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut params: Vec<Value> = vec![owner.into(), micros(lease).into()];
+        params.extend(ids.iter().map(|id| id.to_value()));
+        tx.exec_drop(
+            format!(
+                "UPDATE `OutboxEvent` SET `status` = 'PROCESSING', `lockedBy` = ?, `retryCount` = COALESCE(`retryCount`, 0),
+                        `lockedUntil` = NOW(3) + INTERVAL ? MICROSECOND
+                  WHERE `id` IN ({})",
+                marks(ids.len())
+            ),
+            params,
+        )
+        .await?;
+        let ids: Vec<Value> = ids.iter().map(|id| id.to_value()).collect();
+        tx.exec(
+            format!(
+                "SELECT {EVENT_COLUMNS} FROM `OutboxEvent` WHERE `id` IN ({}) ORDER BY `nextRetryAt`, `seq`",
+                marks(ids.len())
+            ),
+            ids,
+        )
+        .await
+    }
+
+    async fn claim_with(
+        &self,
+        select: String,
+        params: Vec<Value>,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Leased, StoreError> {
+        let mut c = self.conn().await?;
+        let mut tx = c
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(classify)?;
+        let ids: Vec<String> = tx.exec(select, params).await.map_err(classify)?;
+        let rows = Self::lease(&mut tx, ids, owner, lease)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(leased_rows(&rows, Some(owner)))
+    }
+}
+
+/// Holds `aggregate` back behind its FAILED head `event` (once; an earlier block stays).
+async fn block_aggregate(
+    tx: &mut mysql_async::Transaction<'_>,
+    aggregate: &str,
+    event: &str,
+    routing: &str,
+    reason: Option<&str>,
+) -> Result<(), mysql_async::Error> {
+    tx.exec_drop(
+        "INSERT IGNORE INTO `OutboxBlockedAggregate` (`aggregateId`, `eventId`, `routingKey`, `reason`) VALUES (?, ?, ?, ?)",
+        (aggregate, event, routing, reason),
+    )
+    .await
+}
+
+#[async_trait]
+impl Store for MysqlStore {
+    async fn claim(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+        paused: &[String],
+    ) -> Result<Leased, StoreError> {
+        let select = format!(
+            "SELECT `id` FROM `OutboxEvent`
+              WHERE `status` = 'PENDING' AND `nextRetryAt` <= NOW(3)
+                AND `routingKey` NOT IN ({KEYS_OF})
+              ORDER BY `nextRetryAt` LIMIT {}
+              FOR UPDATE SKIP LOCKED",
+            limit.max(1)
+        );
+        self.claim_with(select, vec![json_list(paused).into()], owner, lease)
+            .await
+    }
+
+    async fn claim_ordered(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+        ordered: &[String],
+        paused: &[String],
+    ) -> Result<Leased, StoreError> {
+        // An aggregate's head is its earliest unfinished event (by seq) under the ordered
+        // keys, not held back by a blocked aggregate.
+        let select = format!(
+            "SELECT c.`id` FROM `OutboxEvent` AS c
+              WHERE c.`status` = 'PENDING' AND c.`nextRetryAt` <= NOW(3)
+                AND c.`routingKey` IN ({KEYS_OF})
+                AND c.`routingKey` NOT IN ({KEYS_OF})
+                AND NOT EXISTS (
+                    SELECT 1 FROM `OutboxEvent` AS p
+                     WHERE p.`aggregateId` = c.`aggregateId` AND p.`seq` < c.`seq`
+                       AND p.`status` IN ('PENDING', 'PROCESSING')
+                       AND p.`routingKey` IN ({KEYS_OF}))
+                AND NOT EXISTS (
+                    SELECT 1 FROM `OutboxBlockedAggregate` AS b WHERE b.`aggregateId` = c.`aggregateId`)
+              ORDER BY c.`nextRetryAt` LIMIT {}
+              FOR UPDATE SKIP LOCKED",
+            limit.max(1)
+        );
+        let (ordered, paused) = (json_list(ordered), json_list(paused));
+        self.claim_with(
+            select,
+            vec![ordered.clone().into(), paused.into(), ordered.into()],
+            owner,
+            lease,
+        )
+        .await
+    }
+
+    async fn complete(&self, completions: &[Completion]) -> Result<u64, StoreError> {
+        if completions.is_empty() {
+            return Ok(0);
+        }
+        let fenced = |action: fn(&CompletionAction) -> bool| {
+            let rows: Vec<(&str, &str, i32)> = completions
+                .iter()
+                .filter(|c| action(&c.action))
+                .map(|c| (c.id.as_str(), c.lease_owner.as_str(), c.retry_count))
+                .collect();
+            (!rows.is_empty()).then(|| serde_json::to_string(&rows).unwrap_or_default())
+        };
+        let batch = "JSON_TABLE(?, '$[*]' COLUMNS (id VARCHAR(191) PATH '$[0]', owner VARCHAR(191) PATH '$[1]', rc INT PATH '$[2]')) AS a";
+        let fence = "e.`id` = a.id AND e.`lockedBy` = a.owner AND e.`retryCount` = a.rc AND e.`status` = 'PROCESSING'";
+        let mut c = self.conn().await?;
+        let mut tx = c
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(classify)?;
+        let mut changed = 0u64;
+        if let Some(rows) = fenced(|a| matches!(a, CompletionAction::Sent)) {
+            tx.exec_drop(
+                format!(
+                    "UPDATE `OutboxEvent` AS e JOIN {batch} ON {fence}
+                        SET e.`status` = 'SENT', e.`lockedBy` = NULL, e.`lockedUntil` = NULL, e.`processedAt` = NOW(3)"
+                ),
+                (rows,),
+            )
+            .await
+            .map_err(classify)?;
+            changed += tx.affected_rows();
+        }
+        if let Some(rows) = fenced(|a| matches!(a, CompletionAction::Delete)) {
+            tx.exec_drop(
+                format!("DELETE e FROM `OutboxEvent` AS e JOIN {batch} ON {fence}"),
+                (rows,),
+            )
+            .await
+            .map_err(classify)?;
+            changed += tx.affected_rows();
+        }
+        for c in completions {
+            let (status, rc, delay, error, block) = match &c.action {
+                CompletionAction::Sent | CompletionAction::Delete => continue,
+                CompletionAction::Retry {
+                    retry_count,
+                    delay,
+                    error,
+                } => (
+                    Status::Pending,
+                    *retry_count,
+                    micros(*delay),
+                    Some(error.as_str()),
+                    false,
+                ),
+                CompletionAction::Fail {
+                    error,
+                    block_aggregate,
+                } => (
+                    Status::Failed,
+                    c.retry_count,
+                    0,
+                    Some(error.as_str()),
+                    *block_aggregate,
+                ),
+                CompletionAction::Release { note } => {
+                    (Status::Pending, c.retry_count, 0, note.as_deref(), false)
+                }
+            };
+            let finished = matches!(status, Status::Sent | Status::Failed);
+            let head: Option<(Option<String>, Option<String>)> = tx
+                .exec_first(
+                    "SELECT `aggregateId`, `routingKey` FROM `OutboxEvent`
+                      WHERE `id` = ? AND `lockedBy` = ? AND `retryCount` = ? AND `status` = 'PROCESSING' FOR UPDATE",
+                    (&c.id, &c.lease_owner, c.retry_count),
+                )
+                .await
+                .map_err(classify)?;
+            let Some((aggregate, routing)) = head else {
+                continue;
+            };
+            tx.exec_drop(
+                "UPDATE `OutboxEvent`
+                    SET `status` = ?, `lockedBy` = NULL, `lockedUntil` = NULL,
+                        `lastError` = COALESCE(?, `lastError`),
+                        `processedAt` = CASE WHEN ? THEN NOW(3) END,
+                        `nextRetryAt` = CASE WHEN ? = 'PENDING' THEN NOW(3) + INTERVAL ? MICROSECOND ELSE `nextRetryAt` END,
+                        `retryCount` = ?
+                  WHERE `id` = ?",
+                (status.as_str(), error, finished, status.as_str(), delay, rc, &c.id),
+            )
+            .await
+            .map_err(classify)?;
+            changed += 1;
+            if let (true, Some(a), Some(r)) = (block, aggregate, routing) {
+                block_aggregate(&mut tx, &a, &c.id, &r, error)
+                    .await
+                    .map_err(classify)?;
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(changed)
+    }
+
+    async fn fail_unreadable(&self, rows: &[Unreadable]) -> Result<u64, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut c = self.conn().await?;
+        let mut tx = c
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(classify)?;
+        let mut changed = 0;
+        for u in rows {
+            let error = u.last_error();
+            let head: Option<(Option<String>, Option<String>)> = tx
+                .exec_first(
+                    "SELECT `aggregateId`, `routingKey` FROM `OutboxEvent`
+                      WHERE `id` = ? AND `lockedBy` = ? AND `status` = 'PROCESSING' FOR UPDATE",
+                    (&u.id, &u.lease_owner),
+                )
+                .await
+                .map_err(classify)?;
+            let Some((aggregate, routing)) = head else {
+                continue;
+            };
+            tx.exec_drop(
+                "UPDATE `OutboxEvent` SET `status` = 'FAILED', `lockedBy` = NULL, `lockedUntil` = NULL,
+                        `lastError` = ?, `processedAt` = NOW(3) WHERE `id` = ?",
+                (&error, &u.id),
+            )
+            .await
+            .map_err(classify)?;
+            changed += 1;
+            if let (true, Some(a), Some(k)) = (u.block_aggregate, aggregate, routing) {
+                block_aggregate(&mut tx, &a, &u.id, &k, Some(&error))
+                    .await
+                    .map_err(classify)?;
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(changed)
+    }
+
+    async fn expired_leases(&self, limit: usize) -> Result<Leased, StoreError> {
+        let mut c = self.conn().await?;
+        let rows: Vec<Row> = c
+            .exec(
+                format!(
+                    "SELECT {EVENT_COLUMNS} FROM `OutboxEvent`
+                      WHERE `status` = 'PROCESSING' AND `lockedUntil` < NOW(3)
+                      ORDER BY `lockedUntil` LIMIT {}",
+                    limit.max(1)
+                ),
+                (),
+            )
+            .await
+            .map_err(classify)?;
+        Ok(leased_rows(&rows, None))
+    }
+
+    async fn policies(&self) -> Result<PolicyRows, StoreError> {
+        let mut c = self.conn().await?;
+        let rows: Vec<Row> = c
+            .query(
+                "SELECT `routingKey`, `maxRetries`, `retryInterval`, `maxInterval`, `backoffMultiplier`,
+                        `jitter`, `ordered`, `paused`, `blockOnFailure` FROM `OutboxRetryPolicy`",
+            )
+            .await
+            .map_err(classify)?;
+        let mut out = PolicyRows::default();
+        for r in &rows {
+            let read = || -> Result<RetryPolicy, String> {
+                let need = |v: Option<i64>, name: &str| {
+                    v.ok_or_else(|| format!("column {name}: NULL in a required column"))
+                };
+                let policy = RetryPolicy {
+                    routing_key: text_opt(r, 0, "routingKey")?.ok_or("column routingKey: NULL")?,
+                    max_retries: int32_opt(r, 1, "maxRetries")?
+                        .ok_or("column maxRetries: NULL in a required column")?,
+                    retry_interval_ms: need(int_opt(r, 2, "retryInterval")?, "retryInterval")?,
+                    max_interval_ms: need(int_opt(r, 3, "maxInterval")?, "maxInterval")?,
+                    backoff_multiplier: real_opt(r, 4, "backoffMultiplier")?.unwrap_or(2.0),
+                    jitter: real_opt(r, 5, "jitter")?.unwrap_or(0.0),
+                    ordered: bool_opt(r, 6, "ordered")?.unwrap_or(false),
+                    paused: bool_opt(r, 7, "paused")?.unwrap_or(false),
+                    block_on_failure: bool_opt(r, 8, "blockOnFailure")?.unwrap_or(false),
+                };
+                match policy.problem() {
+                    Some(p) => Err(p),
+                    None => Ok(policy),
+                }
+            };
+            match read() {
+                Ok(p) => out.policies.push(p),
+                Err(problem) => out.broken.push(BrokenPolicy {
+                    routing_key: text_opt(r, 0, "routingKey").ok().flatten(),
+                    problem,
+                    ordered: bool_opt(r, 6, "ordered").ok().flatten().unwrap_or(false),
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn next_due(&self, paused: &[String]) -> Result<Option<Duration>, StoreError> {
+        let mut c = self.conn().await?;
+        let us: Option<Option<i64>> = c
+            .exec_first(
+                format!(
+                    "SELECT TIMESTAMPDIFF(MICROSECOND, NOW(3), MIN(`nextRetryAt`)) FROM `OutboxEvent`
+                      WHERE `status` = 'PENDING' AND `routingKey` NOT IN ({KEYS_OF})"
+                ),
+                (json_list(paused),),
+            )
+            .await
+            .map_err(classify)?;
+        Ok(us
+            .flatten()
+            .map(|us| Duration::from_micros(us.max(0) as u64)))
+    }
+
+    async fn purge(
+        &self,
+        status: Status,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let mut c = self.conn().await?;
+        c.exec_drop(
+            format!(
+                "DELETE FROM `OutboxEvent` WHERE `status` = ? AND `processedAt` < NOW(3) - INTERVAL ? MICROSECOND LIMIT {}",
+                limit.max(1)
+            ),
+            (status.as_str(), micros(older_than)),
+        )
+        .await
+        .map_err(classify)?;
+        Ok(c.affected_rows())
+    }
+
+    async fn pending_summary(&self) -> Result<Vec<(String, i64, f64)>, StoreError> {
+        let mut c = self.conn().await?;
+        let rows: Vec<Row> = c
+            .query(
+                "SELECT `routingKey`, COUNT(*), TIMESTAMPDIFF(MICROSECOND, MIN(`occurredAt`), NOW(3)) / 1e6
+                   FROM `OutboxEvent` WHERE `status` = 'PENDING' GROUP BY `routingKey`",
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    row::shown(r, 0),
+                    int_opt(r, 1, "count").ok().flatten().unwrap_or(0),
+                    real_opt(r, 2, "age").ok().flatten().unwrap_or(0.0).max(0.0),
+                )
+            })
+            .collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        c.ping().await.map_err(classify)
+    }
+
+    async fn listen(&self) -> Result<Box<dyn NotificationStream>, StoreError> {
+        Err(StoreError::PollOnly)
+    }
+}
+
+impl std::fmt::Debug for MysqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlStore")
+            .field("url", &self.shown)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,444 @@
+//! The operator commands on MySQL / MariaDB: listings, statistics, replaying and purging
+//! FAILED events, unblocking aggregates and pausing policies — each action audited in the
+//! same transaction.
+
+use super::row::{int_opt, shown, text_opt};
+use super::{classify, marks, micros, MysqlStore};
+use async_trait::async_trait;
+use mysql_async::prelude::{Queryable, ToValue};
+use mysql_async::{Row, TxOpts, Value};
+use outbox_core::{Blocked, EventFilter, KeyStats, ListedEvent, Operator, Status, StoreError};
+use serde_json::{Map, Value as Json};
+use std::time::Duration;
+
+/// The columns a listing shows, in order (the payload last).
+const LISTED: &[&str] = &[
+    "id",
+    "eventName",
+    "eventType",
+    "aggregateId",
+    "routingKey",
+    "status",
+    "retryCount",
+    "maxRetries",
+    "retryInterval",
+    "maxInterval",
+    "lockedBy",
+    "lastError",
+    "occurredAt",
+    "nextRetryAt",
+    "lockedUntil",
+    "processedAt",
+    "createdAt",
+    "headers",
+    "payload",
+];
+
+/// The filter's condition and its parameters: ids, status, routingKey, aggregateId, since
+/// (seconds), error text; an empty or absent one does not filter.
+fn filter(f: &EventFilter) -> (String, Vec<Value>) {
+    let mut clauses = vec!["TRUE".to_string()];
+    let mut params: Vec<Value> = Vec::new();
+    if !f.ids.is_empty() {
+        clauses.push(format!("e.`id` IN ({})", marks(f.ids.len())));
+        params.extend(f.ids.iter().map(|i| i.to_value()));
+    }
+    if let Some(s) = f.status {
+        clauses.push("e.`status` = ?".into());
+        params.push(s.as_str().into());
+    }
+    if let Some(k) = &f.routing_key {
+        clauses.push("e.`routingKey` = ?".into());
+        params.push(k.to_value());
+    }
+    if let Some(a) = &f.aggregate_id {
+        clauses.push("e.`aggregateId` = ?".into());
+        params.push(a.to_value());
+    }
+    if let Some(since) = f.since {
+        clauses.push("e.`occurredAt` >= NOW(3) - INTERVAL ? MICROSECOND".into());
+        params.push(micros(since).into());
+    }
+    if let Some(text) = &f.error_contains {
+        clauses.push("LOCATE(LOWER(?), LOWER(COALESCE(e.`lastError`, ''))) > 0".into());
+        params.push(text.to_value());
+    }
+    (clauses.join(" AND "), params)
+}
+
+/// One listed row as the contract's JSON fields and the raw payload.
+fn listed(r: &Row) -> ListedEvent {
+    let mut fields = Map::new();
+    for (i, name) in LISTED.iter().enumerate().take(LISTED.len() - 1) {
+        let v = match r.as_ref(i) {
+            None | Some(Value::NULL) => Json::Null,
+            Some(Value::Int(n)) => Json::from(*n),
+            Some(Value::UInt(n)) => Json::from(*n),
+            Some(Value::Date(y, mo, d, h, mi, s, us)) => Json::String(format!(
+                "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z",
+                us / 1000
+            )),
+            Some(_) if *name == "headers" => {
+                let text = shown(r, i);
+                serde_json::from_str(&text).unwrap_or(Json::String(text))
+            }
+            Some(_) => Json::String(shown(r, i)),
+        };
+        fields.insert(name.to_string(), v);
+    }
+    let payload = text_opt(r, LISTED.len() - 1, "payload")
+        .ok()
+        .flatten()
+        .and_then(|p| serde_json::value::RawValue::from_string(p).ok());
+    ListedEvent {
+        fields: Json::Object(fields),
+        payload,
+    }
+}
+
+async fn audit(
+    tx: &mut mysql_async::Transaction<'_>,
+    actor: &str,
+    action: &str,
+    event: Option<&str>,
+    routing: Option<&str>,
+    detail: Option<&str>,
+) -> Result<(), mysql_async::Error> {
+    tx.exec_drop(
+        "INSERT INTO `OutboxAudit` (`actor`, `action`, `eventId`, `routingKey`, `detail`) VALUES (?, ?, ?, ?, ?)",
+        (actor, action, event, routing, detail),
+    )
+    .await
+}
+
+/// Up to `batch` FAILED events matching `f`, locked: (id, routingKey).
+async fn failed_batch(
+    tx: &mut mysql_async::Transaction<'_>,
+    f: &EventFilter,
+    batch: i64,
+) -> Result<Vec<(String, Option<String>)>, mysql_async::Error> {
+    let (cond, params) = filter(f);
+    let rows: Vec<Row> = tx
+        .exec(
+            format!(
+                "SELECT e.`id`, e.`routingKey` FROM `OutboxEvent` AS e
+                  WHERE e.`status` = 'FAILED' AND {cond} ORDER BY e.`id` LIMIT {} FOR UPDATE",
+                batch.max(1)
+            ),
+            params,
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            text_opt(r, 0, "id")
+                .ok()
+                .flatten()
+                .map(|id| (id, Some(shown(r, 1))))
+        })
+        .collect())
+}
+
+#[async_trait]
+impl Operator for MysqlStore {
+    async fn list_events(
+        &self,
+        f: &EventFilter,
+        limit: i64,
+    ) -> Result<Vec<ListedEvent>, StoreError> {
+        let order = if f.status == Some(Status::Failed) {
+            "e.`processedAt` DESC, e.`occurredAt` DESC"
+        } else {
+            "e.`occurredAt` DESC, e.`id` DESC"
+        };
+        let (cond, params) = filter(f);
+        let columns: Vec<String> = LISTED.iter().map(|c| format!("e.`{c}`")).collect();
+        let mut c = self.conn().await?;
+        let rows: Vec<Row> = c
+            .exec(
+                format!(
+                    "SELECT {} FROM `OutboxEvent` AS e WHERE {cond} ORDER BY {order} LIMIT {}",
+                    columns.join(", "),
+                    limit.max(0)
+                ),
+                params,
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows.iter().map(listed).collect())
+    }
+
+    async fn matching_ids(
+        &self,
+        f: &EventFilter,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let (cond, mut params) = filter(f);
+        params.push(after.to_value());
+        params.push(after.to_value());
+        let mut c = self.conn().await?;
+        let rows: Vec<Row> = c
+            .exec(
+                format!(
+                    "SELECT e.`id` FROM `OutboxEvent` AS e WHERE {cond} AND (? IS NULL OR e.`id` > ?)
+                      ORDER BY e.`id` LIMIT {}",
+                    limit.max(0)
+                ),
+                params,
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows.iter().map(|r| shown(r, 0)).collect())
+    }
+
+    async fn count_events(&self, f: &EventFilter) -> Result<i64, StoreError> {
+        let (cond, params) = filter(f);
+        let mut c = self.conn().await?;
+        let n: Option<i64> = c
+            .exec_first(
+                format!("SELECT COUNT(*) FROM `OutboxEvent` AS e WHERE {cond}"),
+                params,
+            )
+            .await
+            .map_err(classify)?;
+        Ok(n.unwrap_or(0))
+    }
+
+    async fn stats(&self) -> Result<Vec<KeyStats>, StoreError> {
+        let mut c = self.conn().await?;
+        let rows: Vec<Row> = c
+            .query(
+                "SELECT COALESCE(`routingKey`, '(NULL)'),
+                        SUM(`status` = 'PENDING'), SUM(`status` = 'PROCESSING'), SUM(`status` = 'SENT'),
+                        SUM(`status` = 'FAILED'), SUM(`status` = 'PENDING' AND `retryCount` > 0),
+                        TIMESTAMPDIFF(MICROSECOND, MIN(CASE WHEN `status` = 'PENDING' THEN `occurredAt` END), NOW(3)) / 1e6
+                   FROM `OutboxEvent` GROUP BY 1 ORDER BY 1",
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let n = |i| int_opt(r, i, "count").ok().flatten().unwrap_or(0);
+                KeyStats {
+                    routing_key: shown(r, 0),
+                    pending: n(1),
+                    processing: n(2),
+                    sent: n(3),
+                    failed: n(4),
+                    retrying: n(5),
+                    oldest_pending_seconds: super::row::real_opt(r, 6, "age")
+                        .ok()
+                        .flatten()
+                        .map(|s| s.max(0.0)),
+                }
+            })
+            .collect())
+    }
+
+    async fn blocked_aggregates(&self) -> Result<Vec<Blocked>, StoreError> {
+        let mut c = self.conn().await?;
+        let rows: Vec<(String, String, String)> = c
+            .query("SELECT `aggregateId`, `eventId`, `routingKey` FROM `OutboxBlockedAggregate` ORDER BY `blockedAt`, `aggregateId`")
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|(aggregate_id, event_id, routing_key)| Blocked {
+                aggregate_id,
+                event_id,
+                routing_key,
+            })
+            .collect())
+    }
+
+    fn audits(&self) -> bool {
+        true
+    }
+
+    async fn replay_failed(
+        &self,
+        f: &EventFilter,
+        batch: i64,
+        actor: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn().await?;
+        let mut tx = c
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(classify)?;
+        let picked = failed_batch(&mut tx, f, batch).await.map_err(classify)?;
+        let mut done = Vec::new();
+        for (id, routing) in picked {
+            tx.exec_drop(
+                "UPDATE `OutboxEvent` SET `status` = 'PENDING', `retryCount` = 0, `nextRetryAt` = NOW(3),
+                        `lockedBy` = NULL, `lockedUntil` = NULL, `processedAt` = NULL
+                  WHERE `id` = ? AND `status` = 'FAILED'",
+                (&id,),
+            )
+            .await
+            .map_err(classify)?;
+            if tx.affected_rows() > 0 {
+                tx.exec_drop(
+                    "DELETE FROM `OutboxBlockedAggregate` WHERE `eventId` = ?",
+                    (&id,),
+                )
+                .await
+                .map_err(classify)?;
+                audit(
+                    &mut tx,
+                    actor,
+                    "replay",
+                    Some(&id),
+                    routing.as_deref(),
+                    None,
+                )
+                .await
+                .map_err(classify)?;
+                done.push(id);
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(done)
+    }
+
+    async fn purge_failed(
+        &self,
+        f: &EventFilter,
+        batch: i64,
+        actor: &str,
+        unblock: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn().await?;
+        let mut tx = c
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(classify)?;
+        let picked = failed_batch(&mut tx, f, batch).await.map_err(classify)?;
+        let action = if unblock { "purge+unblock" } else { "purge" };
+        let mut done = Vec::new();
+        for (id, routing) in picked {
+            tx.exec_drop("DELETE FROM `OutboxEvent` WHERE `id` = ?", (&id,))
+                .await
+                .map_err(classify)?;
+            if tx.affected_rows() > 0 {
+                if unblock {
+                    tx.exec_drop(
+                        "DELETE FROM `OutboxBlockedAggregate` WHERE `eventId` = ?",
+                        (&id,),
+                    )
+                    .await
+                    .map_err(classify)?;
+                }
+                audit(&mut tx, actor, action, Some(&id), routing.as_deref(), None)
+                    .await
+                    .map_err(classify)?;
+                done.push(id);
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(done)
+    }
+
+    async fn unblock(&self, aggregates: &[String], actor: &str) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn().await?;
+        let mut tx = c
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(classify)?;
+        let mut done = Vec::new();
+        for a in aggregates {
+            let row: Option<(String, String)> = tx
+                .exec_first(
+                    "SELECT `eventId`, `routingKey` FROM `OutboxBlockedAggregate` WHERE `aggregateId` = ? FOR UPDATE",
+                    (a,),
+                )
+                .await
+                .map_err(classify)?;
+            if let Some((event, routing)) = row {
+                tx.exec_drop(
+                    "DELETE FROM `OutboxBlockedAggregate` WHERE `aggregateId` = ?",
+                    (a,),
+                )
+                .await
+                .map_err(classify)?;
+                let detail = format!("aggregate {a}");
+                audit(
+                    &mut tx,
+                    actor,
+                    "unblock",
+                    Some(&event),
+                    Some(&routing),
+                    Some(&detail),
+                )
+                .await
+                .map_err(classify)?;
+                done.push(a.clone());
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(done)
+    }
+
+    async fn set_paused(
+        &self,
+        routing_key: &str,
+        paused: bool,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.conn().await?;
+        let mut tx = c
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(classify)?;
+        let found: Option<i64> = tx
+            .exec_first(
+                "SELECT COUNT(*) FROM `OutboxRetryPolicy` WHERE `routingKey` = ? FOR UPDATE",
+                (routing_key,),
+            )
+            .await
+            .map_err(classify)?;
+        let found = found.unwrap_or(0) > 0;
+        if found {
+            tx.exec_drop(
+                "UPDATE `OutboxRetryPolicy` SET `paused` = ?, `updatedAt` = NOW(3) WHERE `routingKey` = ?",
+                (paused, routing_key),
+            )
+            .await
+            .map_err(classify)?;
+            let action = if paused { "pause" } else { "resume" };
+            audit(&mut tx, actor, action, None, Some(routing_key), None)
+                .await
+                .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(found)
+    }
+
+    async fn purgeable(&self, status: Status, older_than: Duration) -> Result<u64, StoreError> {
+        let mut c = self.conn().await?;
+        let n: Option<i64> = c
+            .exec_first(
+                "SELECT COUNT(*) FROM `OutboxEvent` WHERE `status` = ? AND `processedAt` < NOW(3) - INTERVAL ? MICROSECOND",
+                (status.as_str(), micros(older_than)),
+            )
+            .await
+            .map_err(classify)?;
+        Ok(n.unwrap_or(0).max(0) as u64)
+    }
+}
+
+impl outbox_core::Backend for MysqlStore {
+    fn schema(&self) -> &str {
+        self.database()
+    }
+
+    fn location(&self) -> String {
+        format!("MySQL database `{}`", self.database())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}

@@ -1,0 +1,183 @@
+//! Reading MySQL values one by one: a column of the wrong type, a NULL where a value is
+//! required, a payload that is not JSON — each makes its own row unreadable, never the call.
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use mysql_async::{Row, Value};
+use outbox_core::{ClaimedEvent, Leased, OutboxEvent, Payload, Unreadable};
+
+/// The columns every event read selects, in this order (`lockedBy` last).
+pub(crate) const EVENT_COLUMNS: &str = "`id`, `eventName`, `eventType`, `aggregateId`, `routingKey`, `payload`, `headers`, `occurredAt`, `retryCount`, `maxRetries`, `retryInterval`, `maxInterval`, `lockedBy`";
+
+fn value<'a>(row: &'a Row, i: usize, name: &str) -> Result<&'a Value, String> {
+    row.as_ref(i)
+        .ok_or_else(|| format!("column {name}: missing"))
+}
+
+/// Text; `None` for NULL.
+pub(crate) fn text_opt(row: &Row, i: usize, name: &str) -> Result<Option<String>, String> {
+    match value(row, i, name)? {
+        Value::NULL => Ok(None),
+        Value::Bytes(b) => String::from_utf8(b.clone())
+            .map(Some)
+            .map_err(|_| format!("column {name}: text that is not UTF-8")),
+        Value::Int(n) => Ok(Some(n.to_string())),
+        Value::UInt(n) => Ok(Some(n.to_string())),
+        other => Err(format!("column {name}: {other:?} where text belongs")),
+    }
+}
+
+pub(crate) fn text(row: &Row, i: usize, name: &str) -> Result<String, String> {
+    text_opt(row, i, name)?.ok_or_else(|| format!("column {name}: NULL in a required column"))
+}
+
+/// An integer; `None` for NULL.
+pub(crate) fn int_opt(row: &Row, i: usize, name: &str) -> Result<Option<i64>, String> {
+    match value(row, i, name)? {
+        Value::NULL => Ok(None),
+        Value::Int(n) => Ok(Some(*n)),
+        Value::UInt(n) => i64::try_from(*n)
+            .map(Some)
+            .map_err(|_| format!("column {name}: {n} is out of range")),
+        Value::Bytes(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .map(Some)
+            .ok_or_else(|| format!("column {name}: text that is not an integer")),
+        other => Err(format!("column {name}: {other:?} where an integer belongs")),
+    }
+}
+
+/// A 32-bit integer; `None` for NULL.
+pub(crate) fn int32_opt(row: &Row, i: usize, name: &str) -> Result<Option<i32>, String> {
+    match int_opt(row, i, name)? {
+        None => Ok(None),
+        Some(n) => i32::try_from(n)
+            .map(Some)
+            .map_err(|_| format!("column {name}: {n} is out of range for a 32-bit integer")),
+    }
+}
+
+/// A number; `None` for NULL.
+pub(crate) fn real_opt(row: &Row, i: usize, name: &str) -> Result<Option<f64>, String> {
+    match value(row, i, name)? {
+        Value::NULL => Ok(None),
+        Value::Double(f) => Ok(Some(*f)),
+        Value::Float(f) => Ok(Some(f64::from(*f))),
+        Value::Int(n) => Ok(Some(*n as f64)),
+        Value::UInt(n) => Ok(Some(*n as f64)),
+        Value::Bytes(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .map(Some)
+            .ok_or_else(|| format!("column {name}: text that is not a number")),
+        other => Err(format!("column {name}: {other:?} where a number belongs")),
+    }
+}
+
+/// A boolean (TINYINT 0/1); `None` for NULL.
+pub(crate) fn bool_opt(row: &Row, i: usize, name: &str) -> Result<Option<bool>, String> {
+    match int_opt(row, i, name)? {
+        None => Ok(None),
+        Some(0) => Ok(Some(false)),
+        Some(1) => Ok(Some(true)),
+        Some(n) => Err(format!(
+            "column {name}: {n} where a boolean (0 or 1) belongs"
+        )),
+    }
+}
+
+/// A DATETIME as UTC (the worker's connections use time_zone = '+00:00').
+pub(crate) fn timestamp(row: &Row, i: usize, name: &str) -> Result<DateTime<Utc>, String> {
+    match value(row, i, name)? {
+        Value::Date(y, mo, d, h, mi, s, us) => {
+            NaiveDate::from_ymd_opt(i32::from(*y), u32::from(*mo), u32::from(*d))
+                .and_then(|date| {
+                    date.and_hms_micro_opt(u32::from(*h), u32::from(*mi), u32::from(*s), *us)
+                })
+                .map(|n| Utc.from_utc_datetime(&n))
+                .ok_or_else(|| format!("column {name}: not a valid date and time"))
+        }
+        Value::Bytes(b) => {
+            let s = String::from_utf8_lossy(b);
+            chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S%.f")
+                .map(|n| Utc.from_utc_datetime(&n))
+                .map_err(|_| format!("column {name}: text that is not a timestamp"))
+        }
+        Value::NULL => Err(format!("column {name}: NULL in a required column")),
+        other => Err(format!(
+            "column {name}: {other:?} where a timestamp belongs"
+        )),
+    }
+}
+
+/// A value as an operator's listing shows it, whatever it holds.
+pub(crate) fn shown(row: &Row, i: usize) -> String {
+    match row.as_ref(i) {
+        Some(Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+        Some(Value::Int(n)) => n.to_string(),
+        Some(Value::UInt(n)) => n.to_string(),
+        Some(Value::Double(f)) => f.to_string(),
+        Some(Value::Float(f)) => f.to_string(),
+        Some(Value::NULL) | None => "(NULL)".into(),
+        Some(other) => other.as_sql(true),
+    }
+}
+
+/// One leased row (columns as [`EVENT_COLUMNS`]). `owner` is the lease token the claim
+/// wrote; `None` takes the row's own `lockedBy` (the lease reaper).
+pub(crate) fn leased_row(row: &Row, owner: Option<&str>) -> Result<ClaimedEvent, Unreadable> {
+    let id = text_opt(row, 0, "id").ok().flatten().unwrap_or_default();
+    let lease_owner = match owner {
+        Some(o) => o.to_string(),
+        None => text_opt(row, 12, "lockedBy")
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+    };
+    let read = || -> Result<OutboxEvent, String> {
+        let payload = Payload::from_json(text(row, 5, "payload")?)
+            .map_err(|e| format!("column payload: not JSON ({e})"))?;
+        let headers = match text_opt(row, 6, "headers")? {
+            None => None,
+            Some(h) => Some(
+                serde_json::from_str(&h).map_err(|e| format!("column headers: not JSON ({e})"))?,
+            ),
+        };
+        Ok(OutboxEvent {
+            id: text(row, 0, "id")?,
+            event_name: text(row, 1, "eventName")?,
+            event_type: text(row, 2, "eventType")?,
+            aggregate_id: text(row, 3, "aggregateId")?,
+            routing_key: text(row, 4, "routingKey")?,
+            payload,
+            headers,
+            occurred_at: timestamp(row, 7, "occurredAt")?,
+            retry_count: int32_opt(row, 8, "retryCount")?.unwrap_or(0),
+            max_retries: int32_opt(row, 9, "maxRetries")?,
+            retry_interval: int32_opt(row, 10, "retryInterval")?,
+            max_interval: int32_opt(row, 11, "maxInterval")?,
+        })
+    };
+    match read() {
+        Ok(event) => Ok(ClaimedEvent { event, lease_owner }),
+        Err(problem) => Err(Unreadable {
+            id,
+            lease_owner,
+            routing_key: text_opt(row, 4, "routingKey").ok().flatten(),
+            problem,
+            block_aggregate: false,
+        }),
+    }
+}
+
+/// Every row, each read on its own.
+pub(crate) fn leased_rows(rows: &[Row], owner: Option<&str>) -> Leased {
+    let mut out = Leased::default();
+    for row in rows {
+        match leased_row(row, owner) {
+            Ok(e) => out.events.push(e),
+            Err(u) => out.unreadable.push(u),
+        }
+    }
+    out
+}
