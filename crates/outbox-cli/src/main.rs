@@ -536,10 +536,12 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         } => {
             // The configured store's flavour; PostgreSQL when there is no usable config.
             let config = load().ok();
-            let sqlite = config.as_ref().and_then(|c| commands::store_kind(c).ok())
-                == Some(commands::StoreKind::Sqlite);
+            let kind = config
+                .as_ref()
+                .and_then(|c| commands::store_kind(c).ok())
+                .unwrap_or(commands::StoreKind::Postgres);
             let schema = config.map_or_else(|| "public".into(), |c| c.database.schema);
-            commands::schema::print(format, &schema, sqlite)
+            commands::schema::print(format, &schema, kind)
         }
         Command::Run { skip_schema_check } => commands::run::run(load()?, skip_schema_check).await,
         Command::Migrate { action } => {

@@ -46,13 +46,13 @@ fn a_bad_config_exits_2_naming_the_file_every_key_and_the_fix() {
 }
 
 #[test]
-fn a_url_of_a_store_not_built_or_of_no_known_form_is_a_config_error() {
+fn a_url_of_no_known_form_or_naming_no_database_is_a_config_error() {
     let dir = TempDir::new();
     let empty = dir.write("empty.toml", "");
     for (url, says) in [
         (
-            "mysql://root@127.0.0.1/app",
-            "the MySQL/MariaDB store is not in this version of outbox yet",
+            "mysql://root:hunter2@127.0.0.1:3306",
+            "names no database; write mysql://user:pass@host:3306/dbname",
         ),
         (
             "redis://:hunter2@127.0.0.1/0",

@@ -94,4 +94,5 @@ on_mysql!(
     check_unreadable_rows,
     check_broken_policy_rows,
     check_migrations,
+    check_notifications,
 );

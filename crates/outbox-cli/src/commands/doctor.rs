@@ -2,9 +2,10 @@
 //! the fix. Exits 0 when nothing is ✘; otherwise with the code of the first failed check.
 
 use super::migrate::search_path_note;
-use super::{open_sqlite, open_store, store_kind, StoreKind};
+use super::{open_mysql, open_sqlite, open_store, store_kind, StoreKind};
 use crate::config::{Config, SchemaOwner};
 use crate::Failure;
+use outbox_store::mysql::MysqlStore;
 use outbox_store::sqlite::SqliteStore;
 use outbox_store::{Backend, PgStore};
 use std::collections::BTreeSet;
@@ -107,22 +108,29 @@ async fn check_sinks(config: &Config, r: &mut Report) {
 }
 
 /// Whichever store is open, as the traits see it.
-fn backend<'a>(pg: &'a Option<PgStore>, lite: &'a Option<SqliteStore>) -> &'a dyn Backend {
-    match (pg, lite) {
-        (Some(pg), _) => pg,
-        (None, Some(lite)) => lite,
-        (None, None) => unreachable!("one store is open"),
+fn backend<'a>(
+    pg: &'a Option<PgStore>,
+    lite: &'a Option<SqliteStore>,
+    my: &'a Option<MysqlStore>,
+) -> &'a dyn Backend {
+    match (pg, lite, my) {
+        (Some(pg), _, _) => pg,
+        (None, Some(lite), _) => lite,
+        (None, None, Some(my)) => my,
+        (None, None, None) => unreachable!("one store is open"),
     }
 }
 
 fn backend_mut<'a>(
     pg: &'a mut Option<PgStore>,
     lite: &'a mut Option<SqliteStore>,
+    my: &'a mut Option<MysqlStore>,
 ) -> &'a mut dyn Backend {
-    match (pg, lite) {
-        (Some(pg), _) => pg,
-        (None, Some(lite)) => lite,
-        (None, None) => unreachable!("one store is open"),
+    match (pg, lite, my) {
+        (Some(pg), _, _) => pg,
+        (None, Some(lite), _) => lite,
+        (None, None, Some(my)) => my,
+        (None, None, None) => unreachable!("one store is open"),
     }
 }
 
@@ -165,18 +173,21 @@ fn age(d: std::time::Duration) -> String {
 pub async fn doctor(config: &Config) -> Result<u8, Failure> {
     // PostgreSQL's own checks (server facts, autovacuum, app-owned tables, snapshots) run on
     // the PostgreSQL store; the rest on whichever store the URL names.
-    let (mut pg, mut lite): (Option<PgStore>, Option<SqliteStore>) = match store_kind(config)? {
-        StoreKind::Sqlite => (None, Some(open_sqlite(config)?)),
-        _ => (Some(open_store(config)?), None),
+    type Open = (Option<PgStore>, Option<SqliteStore>, Option<MysqlStore>);
+    let (mut pg, mut lite, mut my): Open = match store_kind(config)? {
+        StoreKind::Sqlite => (None, Some(open_sqlite(config)?), None),
+        StoreKind::Mysql => (None, None, Some(open_mysql(config)?)),
+        StoreKind::Postgres => (Some(open_store(config)?), None, None),
     };
     let mut r = Report::default();
 
-    let reached = match (&pg, &lite) {
-        (Some(pg), _) => pg.server_info().await,
-        (None, Some(lite)) => outbox_core::Store::ping(lite)
+    let reached = match (&pg, &lite, &my) {
+        (Some(pg), _, _) => pg.server_info().await,
+        (None, Some(lite), _) => outbox_core::Store::ping(lite)
             .await
             .map(|()| format!("SQLite database {}", lite.path().display())),
-        (None, None) => unreachable!("one store is open"),
+        (None, None, Some(my)) => my.server_info().await,
+        (None, None, None) => unreachable!("one store is open"),
     };
     match reached {
         Ok(info) => r.ok(&format!("database reachable: {info}")),
@@ -196,6 +207,12 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
         }
     }
 
+    if let Some(my) = &my {
+        for (problem, fix) in my.server_problems().await {
+            r.warn(&problem, &[&fix]);
+        }
+    }
+
     if let Some(Ok(false)) = match &pg {
         Some(pg) => Some(pg.autovacuum_enabled().await),
         None => None,
@@ -206,12 +223,9 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
         );
     }
 
-    let schema = match (&pg, &lite) {
-        (Some(pg), _) => pg.schema().to_string(),
-        _ => "main".to_string(),
-    };
+    let schema = backend(&pg, &lite, &my).schema().to_string();
     let usable = match config.database.owner {
-        SchemaOwner::Worker => match backend(&pg, &lite).schema_status().await {
+        SchemaOwner::Worker => match backend(&pg, &lite, &my).schema_status().await {
             Ok(st) => {
                 let problems = st.problems();
                 if problems.is_empty() {
@@ -241,7 +255,7 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
             Err(e) => r.cannot_inspect(&schema, e),
         },
         SchemaOwner::App => {
-            let store = backend_mut(&mut pg, &mut lite);
+            let store = backend_mut(&mut pg, &mut lite, &mut my);
             match store.adopt(&config.database.overrides).await {
                 Ok(res) => {
                     if res.errors.is_empty() {
@@ -291,7 +305,7 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
         return Ok(r.code);
     }
 
-    let store = backend(&pg, &lite);
+    let store = backend(&pg, &lite, &my);
     let rows = match store.policies().await {
         Ok(rows) => rows,
         Err(e) => {

@@ -13,6 +13,7 @@ pub mod schema;
 
 use crate::config::{Config, SchemaOwner};
 use crate::{Failure, EXIT_CONFIG, EXIT_FAILURE};
+use outbox_store::mysql::MysqlStore;
 use outbox_store::sqlite::{SqliteOptions, SqliteStore};
 use outbox_store::{Backend, PgStore, PgStoreOptions};
 use std::time::Duration;
@@ -67,22 +68,12 @@ fn database_url(config: &Config) -> Result<(StoreKind, String), Failure> {
             ),
         ));
     };
-    let unbuilt = |name: &str| {
-        Failure::new(
-            EXIT_CONFIG,
-            format!(
-                "invalid configuration ({}): database.url: the {name} store is not in this version of outbox yet; use a PostgreSQL URL (postgres://user@host:5432/db)",
-                origin(config)
-            ),
-        )
-    };
     match StoreKind::of(&url) {
-        Some(StoreKind::Mysql) => Err(unbuilt("MySQL/MariaDB")),
         Some(kind) => Ok((kind, url)),
         None => Err(Failure::new(
             EXIT_CONFIG,
             format!(
-                "invalid configuration ({}): database.url: `{}` is not a database URL; use postgres://user@host:5432/db (or a libpq key=value string) or sqlite:///path/app.db",
+                "invalid configuration ({}): database.url: `{}` is not a database URL; use postgres://user@host:5432/db (or a libpq key=value string), sqlite:///path/app.db or mysql://user:pass@host:3306/db",
                 origin(config),
                 outbox_core::conf::redact_secrets(&url)
             ),
@@ -100,8 +91,33 @@ pub fn store_kind(config: &Config) -> Result<StoreKind, Failure> {
 pub fn open_backend(config: &Config) -> Result<Box<dyn Backend>, Failure> {
     match database_url(config)?.0 {
         StoreKind::Sqlite => Ok(Box::new(open_sqlite(config)?)),
-        _ => Ok(Box::new(open_store(config)?)),
+        StoreKind::Mysql => Ok(Box::new(open_mysql(config)?)),
+        StoreKind::Postgres => Ok(Box::new(open_store(config)?)),
     }
+}
+
+/// The MySQL / MariaDB store for a `mysql://` (or `mariadb://`) database.url (no connection
+/// yet).
+pub fn open_mysql(config: &Config) -> Result<MysqlStore, Failure> {
+    let (_, url) = database_url(config)?;
+    if config.database.overrides.timestamp_format.is_some() {
+        return Err(Failure::new(
+            EXIT_CONFIG,
+            format!(
+                "invalid configuration ({}): database.timestamp_format applies to SQLite only (MySQL timestamps have a type); remove it",
+                origin(config)
+            ),
+        ));
+    }
+    MysqlStore::new(&url, config.database.pool_size).map_err(|e| {
+        Failure::new(
+            EXIT_CONFIG,
+            format!(
+                "invalid configuration ({}): database.url: {e}",
+                origin(config)
+            ),
+        )
+    })
 }
 
 /// The SQLite store for a `sqlite:` database.url: a relative path is taken from the config
@@ -130,8 +146,9 @@ pub fn open_store(config: &Config) -> Result<PgStore, Failure> {
         return Err(Failure::new(
             EXIT_CONFIG,
             format!(
-                "invalid configuration ({}): database.url names a SQLite database, and this needs PostgreSQL",
-                origin(config)
+                "invalid configuration ({}): database.url names a {} database, and this needs PostgreSQL",
+                origin(config),
+                if kind == StoreKind::Sqlite { "SQLite" } else { "MySQL/MariaDB" }
             ),
         ));
     }

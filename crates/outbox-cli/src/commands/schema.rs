@@ -1,14 +1,28 @@
 //! `outbox schema print`.
 
-use crate::{Failure, SchemaFormat};
+use super::StoreKind;
+use crate::{Failure, SchemaFormat, EXIT_CONFIG};
 
-/// Prints the schema of the configured store (`sqlite`: SQLite's, else PostgreSQL's).
-pub fn print(format: SchemaFormat, schema: &str, sqlite: bool) -> Result<u8, Failure> {
-    match (format, sqlite) {
-        (SchemaFormat::Sql, false) => print!("{}", outbox_store::postgres::print::sql(schema)),
-        (SchemaFormat::Prisma, false) => print!("{}", outbox_store::postgres::print::prisma()),
-        (SchemaFormat::Sql, true) => print!("{}", outbox_store::sqlite::migrate::sql()),
-        (SchemaFormat::Prisma, true) => print!("{}", outbox_store::sqlite::print::prisma()),
+/// Prints the schema of the configured store's kind.
+pub fn print(format: SchemaFormat, schema: &str, kind: StoreKind) -> Result<u8, Failure> {
+    match (format, kind) {
+        (SchemaFormat::Sql, StoreKind::Postgres) => {
+            print!("{}", outbox_store::postgres::print::sql(schema))
+        }
+        (SchemaFormat::Prisma, StoreKind::Postgres) => {
+            print!("{}", outbox_store::postgres::print::prisma())
+        }
+        (SchemaFormat::Sql, StoreKind::Sqlite) => print!("{}", outbox_store::sqlite::migrate::sql()),
+        (SchemaFormat::Prisma, StoreKind::Sqlite) => {
+            print!("{}", outbox_store::sqlite::print::prisma())
+        }
+        (SchemaFormat::Sql, StoreKind::Mysql) => print!("{}", outbox_store::mysql::migrate::sql()),
+        (SchemaFormat::Prisma, StoreKind::Mysql) => {
+            return Err(Failure::new(
+                EXIT_CONFIG,
+                "schema print --format prisma is not in this version for MySQL/MariaDB: the worker owns the tables there (outbox migrate deploy); print them with --format sql",
+            ))
+        }
     }
     Ok(0)
 }

@@ -305,6 +305,8 @@ const TABLES: &[&str] = &[
 impl Migrator for MysqlStore {
     async fn schema_status(&self) -> Result<SchemaStatus, StoreError> {
         let mut c = self.conn().await?;
+        let version: Option<String> = c.query_first("SELECT VERSION()").await.map_err(classify)?;
+        super::check_version(&version.unwrap_or_default())?;
         let migrations = states(MIGRATIONS, &read_history(&mut c, self.database()).await?);
         let unsure = migrations.iter().any(|m| {
             matches!(
@@ -331,6 +333,7 @@ impl Migrator for MysqlStore {
     }
 
     async fn deploy(&self) -> Result<Vec<MigrationReport>, StoreError> {
+        self.server_info().await?;
         self.apply(&[]).await
     }
 
@@ -355,5 +358,21 @@ impl Migrator for MysqlStore {
         Err(StoreError::Query(
             "app-owned tables (schema_owner = \"app\") are not supported on MySQL in this version; let the worker own the tables and run `outbox migrate deploy`".into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn servers_without_skip_locked_are_refused() {
+        use super::super::check_version;
+        assert!(check_version("10.11.19-MariaDB-0+deb12u1").is_ok());
+        assert!(check_version("10.6.0-MariaDB").is_ok());
+        assert!(check_version("8.0.36").is_ok());
+        assert!(check_version("8.4.2").is_ok());
+        let e = check_version("10.5.22-MariaDB").unwrap_err().to_string();
+        assert!(e.contains("MariaDB 10.5.22 is too old"), "{e}");
+        assert!(check_version("5.7.44-log").is_err());
+        assert!(check_version("8.0.3").is_err());
     }
 }

@@ -1,9 +1,9 @@
-//! MySQL 8.0+ / MariaDB 10.6+ backend (in progress: the engine's calls; the operator and
-//! migration commands, app-owned tables and the CLI come next). Claims are `SELECT … FOR
-//! UPDATE SKIP LOCKED` then `UPDATE` in one short transaction (neither server has
-//! `UPDATE … RETURNING`); every connection works in UTC (`time_zone = '+00:00'`); deadlocks,
-//! lock wait timeouts and lost connections come back as [`StoreError::Unavailable`], which
-//! the engine retries with backoff — never an event failure.
+//! MySQL 8.0+ / MariaDB 10.6+ backend. Claims are `SELECT … FOR UPDATE SKIP LOCKED` then
+//! `UPDATE` in one short transaction (neither server has `UPDATE … RETURNING`); every
+//! connection works in UTC (`time_zone = '+00:00'`); deadlocks, lock wait timeouts and lost
+//! connections come back as [`StoreError::Unavailable`], which the engine retries with
+//! backoff — never an event failure. No LISTEN: a watcher polls the newest event's seq.
+//! App-owned tables are not supported yet (the worker owns the tables).
 
 pub mod migrate;
 pub mod ops;
@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use mysql_async::prelude::{Queryable, ToValue};
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, TxOpts, Value};
 use outbox_core::{
-    BrokenPolicy, Completion, CompletionAction, Leased, NotificationStream, PolicyRows,
-    RetryPolicy, Status, Store, StoreError, Unreadable,
+    BrokenPolicy, Completion, CompletionAction, Leased, Notification, NotificationStream,
+    PolicyRows, RetryPolicy, Status, Store, StoreError, Unreadable,
 };
 use row::{bool_opt, int32_opt, int_opt, leased_rows, real_opt, text_opt, EVENT_COLUMNS};
 use std::time::Duration;
@@ -112,6 +112,56 @@ impl MysqlStore {
         self.pool.get_conn().await.map_err(classify)
     }
 
+    /// The server's kind and version, e.g. `MariaDB 10.11.19, database outbox`, or why it
+    /// cannot serve the relay (a server without `SKIP LOCKED`).
+    pub async fn server_info(&self) -> Result<String, StoreError> {
+        let mut c = self.conn().await?;
+        let version: Option<String> = c.query_first("SELECT VERSION()").await.map_err(classify)?;
+        let version = version.unwrap_or_default();
+        check_version(&version)?;
+        let (kind, number) = describe(&version);
+        Ok(format!("{kind} {number}, database `{}`", self.database))
+    }
+
+    /// Server settings that would corrupt timestamps or lose data, each with its fix:
+    /// checked by `outbox doctor`.
+    pub async fn server_problems(&self) -> Vec<(String, String)> {
+        let Ok(mut c) = self.conn().await else {
+            return Vec::new();
+        };
+        let row: Option<(String, String, String)> = c
+            .query_first("SELECT @@session.time_zone, @@global.sql_mode, @@session.sql_mode")
+            .await
+            .ok()
+            .flatten();
+        let Some((tz, global_mode, session_mode)) = row else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if tz != "+00:00" {
+            out.push((
+                format!(
+                    "the worker's session time zone is {tz}, not UTC: timestamps would be shifted"
+                ),
+                "report this: every connection of the worker sets time_zone = '+00:00'".into(),
+            ));
+        }
+        let strict = |m: &str| m.contains("STRICT_TRANS_TABLES") || m.contains("STRICT_ALL_TABLES");
+        if !strict(&global_mode) || !strict(&session_mode) {
+            out.push((
+                format!("sql_mode is not strict ({global_mode}): the server may store a truncated or zero value instead of refusing a bad one"),
+                "fix: SET GLOBAL sql_mode = CONCAT(@@global.sql_mode, ',STRICT_TRANS_TABLES') (and in the server's config)".into(),
+            ));
+        }
+        if global_mode.contains("ALLOW_INVALID_DATES") {
+            out.push((
+                "sql_mode has ALLOW_INVALID_DATES: impossible dates can be stored in the outbox's timestamps".into(),
+                "fix: remove ALLOW_INVALID_DATES from sql_mode".into(),
+            ));
+        }
+        out
+    }
+
     /// Runs `sql` (a script of statements) on one connection: for tests and `outbox demo`.
     pub async fn run_script(&self, sql: &str) -> Result<(), StoreError> {
         let mut c = self.conn().await?;
@@ -169,6 +219,49 @@ impl MysqlStore {
             .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
         Ok(leased_rows(&rows, Some(owner)))
+    }
+}
+
+/// `("MariaDB", "10.11.19")` or `("MySQL", "8.0.36")` from `SELECT VERSION()`.
+fn describe(version: &str) -> (&'static str, &str) {
+    let number = version.split('-').next().unwrap_or(version);
+    if version.to_ascii_lowercase().contains("mariadb") {
+        ("MariaDB", number)
+    } else {
+        ("MySQL", number)
+    }
+}
+
+/// Refuses a server without `FOR UPDATE SKIP LOCKED`: MySQL before 8.0.1, MariaDB before
+/// 10.6 (and JSON_TABLE, which result writes use: MySQL 8.0.4, MariaDB 10.6).
+pub(crate) fn check_version(version: &str) -> Result<(), StoreError> {
+    let (kind, number) = describe(version);
+    let parts: Vec<u32> = number.split('.').filter_map(|p| p.parse().ok()).collect();
+    let at_least = |want: &[u32]| parts.as_slice() >= want;
+    let ok = match kind {
+        "MariaDB" => at_least(&[10, 6]),
+        _ => at_least(&[8, 0, 4]),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Query(format!(
+            "{kind} {number} is too old for the outbox relay: it needs SELECT ... FOR UPDATE SKIP LOCKED and JSON_TABLE (MySQL 8.0.4 or later, MariaDB 10.6 or later)"
+        )))
+    }
+}
+
+/// How often the change watcher looks after a change, and at most while nothing changes.
+const WATCH_FAST: Duration = Duration::from_millis(5);
+const WATCH_IDLE: Duration = Duration::from_millis(200);
+
+/// The notifications of one watcher task.
+struct Watch(tokio::sync::mpsc::UnboundedReceiver<Notification>);
+
+#[async_trait]
+impl NotificationStream for Watch {
+    async fn next(&mut self) -> Option<Notification> {
+        self.0.recv().await
     }
 }
 
@@ -512,8 +605,46 @@ impl Store for MysqlStore {
         c.ping().await.map_err(classify)
     }
 
+    /// MySQL has no LISTEN: a watcher task on a connection of its own looks at the newest
+    /// event's seq (one index probe) every 5 ms after a change, backing off to every 200 ms
+    /// while nothing changes, and at the policy table's row count and last update.
     async fn listen(&self) -> Result<Box<dyn NotificationStream>, StoreError> {
-        Err(StoreError::PollOnly)
+        let mut conn = self.conn().await?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        const LOOK: &str = "SELECT (SELECT COALESCE(MAX(`seq`), 0) FROM `OutboxEvent`),
+                                   (SELECT COUNT(*) FROM `OutboxRetryPolicy`),
+                                   (SELECT COALESCE(CAST(MAX(`updatedAt`) AS CHAR), '') FROM `OutboxRetryPolicy`)";
+        let mut last: (i64, i64, String) = conn
+            .query_first(LOOK)
+            .await
+            .map_err(classify)?
+            .unwrap_or_default();
+        tokio::spawn(async move {
+            let mut every = WATCH_FAST;
+            while !tx.is_closed() {
+                tokio::time::sleep(every).await;
+                let now: (i64, i64, String) = match conn.query_first(LOOK).await {
+                    Ok(row) => row.unwrap_or_default(),
+                    Err(e) => {
+                        tracing::warn!(error = %classify(e), "The MySQL change watcher stopped");
+                        return;
+                    }
+                };
+                if now == last {
+                    every = (every * 2).min(WATCH_IDLE);
+                    continue;
+                }
+                every = WATCH_FAST;
+                let events = now.0 != last.0 && tx.send(Notification::Events).is_err();
+                let policies = (now.1, &now.2) != (last.1, &last.2)
+                    && tx.send(Notification::Policies).is_err();
+                last = now;
+                if events || policies {
+                    return;
+                }
+            }
+        });
+        Ok(Box::new(Watch(rx)))
     }
 }
 
