@@ -902,3 +902,142 @@ pub fn tansu_bin() -> PathBuf {
     );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
+
+/// A MySQL / MariaDB database of a test's own on the local server (127.0.0.1:3306, root
+/// without a password), with the worker's migrations when asked; dropped at the end.
+pub struct MysqlDb {
+    pub name: String,
+    pub url: String,
+    pool: mysql_async::Pool,
+}
+
+impl MysqlDb {
+    /// A fresh, empty database.
+    pub async fn new() -> MysqlDb {
+        use mysql_async::prelude::Queryable;
+        let name = unique("outbox_t");
+        let mut c = mysql_async::Conn::from_url(conformance::MYSQL_URL)
+            .await
+            .expect("MariaDB on 127.0.0.1:3306 (scripts/services starts it)");
+        c.query_drop(format!("CREATE DATABASE `{name}`"))
+            .await
+            .unwrap();
+        c.disconnect().await.unwrap();
+        let url = format!("{}/{name}", conformance::MYSQL_URL);
+        let opts = mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(&url).unwrap())
+            .init(vec!["SET time_zone = '+00:00'"])
+            .pool_opts(mysql_async::PoolOpts::default().with_reset_connection(false));
+        MysqlDb {
+            name,
+            url,
+            pool: mysql_async::Pool::new(opts),
+        }
+    }
+
+    /// A fresh database with the worker's migrations and one policy per `(key, maxRetries,
+    /// retryInterval ms)`.
+    pub async fn with_policies(policies: &[(&str, i32, i32)]) -> MysqlDb {
+        let db = MysqlDb::new().await;
+        let out = outbox(&["--database-url", &db.url, "migrate", "deploy"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for (key, retries, interval) in policies {
+            db.exec_params(
+                "INSERT INTO `OutboxRetryPolicy` (`routingKey`, `maxRetries`, `retryInterval`, `maxInterval`) VALUES (?, ?, ?, 60000)",
+                mysql_async::Params::Positional(vec![key.into(), (*retries).into(), (*interval).into()]),
+            )
+            .await;
+        }
+        db
+    }
+
+    pub async fn conn(&self) -> mysql_async::Conn {
+        self.pool.get_conn().await.unwrap()
+    }
+
+    pub async fn exec(&self, sql: &str) {
+        use mysql_async::prelude::Queryable;
+        self.conn().await.query_drop(sql).await.unwrap();
+    }
+
+    pub async fn exec_params(&self, sql: &str, params: mysql_async::Params) {
+        use mysql_async::prelude::Queryable;
+        self.conn().await.exec_drop(sql, params).await.unwrap();
+    }
+
+    /// (status, retryCount, lastError) of one event.
+    pub async fn row(&self, id: &str) -> Option<(String, i64, Option<String>)> {
+        use mysql_async::prelude::Queryable;
+        self.conn()
+            .await
+            .exec_first(
+                "SELECT `status`, `retryCount`, `lastError` FROM `OutboxEvent` WHERE `id` = ?",
+                (id,),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// How many events are in `status`.
+    pub async fn count(&self, status: &str) -> i64 {
+        use mysql_async::prelude::Queryable;
+        let n: Option<i64> = self
+            .conn()
+            .await
+            .exec_first(
+                "SELECT COUNT(*) FROM `OutboxEvent` WHERE `status` = ?",
+                (status,),
+            )
+            .await
+            .unwrap();
+        n.unwrap_or(0)
+    }
+
+    /// Waits until event `id` is in `status`; its row.
+    pub async fn wait_row(
+        &self,
+        id: &str,
+        status: &str,
+        limit: Duration,
+    ) -> (String, i64, Option<String>) {
+        let start = Instant::now();
+        loop {
+            if let Some(row) = self.row(id).await {
+                if row.0 == status {
+                    return row;
+                }
+                assert!(
+                    start.elapsed() < limit,
+                    "{id} is {row:?}, not {status}, after {limit:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for MysqlDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use mysql_async::prelude::Queryable;
+                if let Ok(mut c) = mysql_async::Conn::from_url(conformance::MYSQL_URL).await {
+                    let _ = c
+                        .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+                        .await;
+                    let _ = c.disconnect().await;
+                }
+            });
+        })
+        .join();
+    }
+}

@@ -1,9 +1,13 @@
 -- outbox on MySQL 8.0+ / MariaDB 10.6+: the event table, the retry-policy table, the tables
 -- of ordered delivery and operator audits. Same table and column names as on PostgreSQL
--- (camelCase, as Prisma names them). Timestamps are DATETIME(3) in UTC (every connection of
--- the worker sets time_zone = '+00:00'). The payload is LONGTEXT checked to be JSON: MySQL's
--- JSON type rewrites documents, and the relay passes payloads on byte for byte.
--- Delivery order within an aggregate is insertion order: the AUTO_INCREMENT column seq.
+-- (camelCase, as Prisma names them). Timestamps are DATETIME(3) in UTC: defaults use
+-- UTC_TIMESTAMP(3), whatever the inserting session's time zone, and every connection of the
+-- worker sets time_zone = '+00:00'. The payload is LONGTEXT checked to be JSON: MySQL's JSON
+-- type rewrites documents, and the relay passes payloads on byte for byte.
+-- Delivery order within an aggregate is insertion order: the AUTO_INCREMENT column seq. So
+-- that an event committed late is never overtaken, each insert takes a shared lock on its
+-- aggregate's bucket row (a trigger) and an ordered claim takes every bucket exclusively: it
+-- waits for producers still inside their transactions, and none starts meanwhile.
 
 CREATE TABLE `OutboxEvent` (
     `id`            VARCHAR(191) NOT NULL DEFAULT (UUID()),
@@ -14,17 +18,17 @@ CREATE TABLE `OutboxEvent` (
     `payload`       LONGTEXT     NOT NULL DEFAULT ('{}'),
     `headers`       LONGTEXT     NULL,
     `status`        VARCHAR(16)  NOT NULL DEFAULT 'PENDING',
-    `occurredAt`    DATETIME(3)  NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    `occurredAt`    DATETIME(3)  NOT NULL DEFAULT (UTC_TIMESTAMP(3)),
     `retryCount`    INT          NOT NULL DEFAULT 0,
     `maxRetries`    INT          NULL,
     `retryInterval` INT          NULL,
     `maxInterval`   INT          NULL,
-    `nextRetryAt`   DATETIME(3)  NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    `nextRetryAt`   DATETIME(3)  NOT NULL DEFAULT (UTC_TIMESTAMP(3)),
     `lockedBy`      VARCHAR(191) NULL,
     `lockedUntil`   DATETIME(3)  NULL,
     `lastError`     TEXT         NULL,
     `processedAt`   DATETIME(3)  NULL,
-    `createdAt`     DATETIME(3)  NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    `createdAt`     DATETIME(3)  NOT NULL DEFAULT (UTC_TIMESTAMP(3)),
     `seq`           BIGINT       NOT NULL AUTO_INCREMENT,
     PRIMARY KEY (`id`),
     UNIQUE KEY `OutboxEvent_seq_key` (`seq`),
@@ -50,8 +54,8 @@ CREATE TABLE `OutboxRetryPolicy` (
     `paused`            BOOLEAN      NOT NULL DEFAULT FALSE,
     `blockOnFailure`    BOOLEAN      NOT NULL DEFAULT FALSE,
     `description`       TEXT         NULL,
-    `createdAt`         DATETIME(3)  NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
-    `updatedAt`         DATETIME(3)  NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
+    `createdAt`         DATETIME(3)  NOT NULL DEFAULT (UTC_TIMESTAMP(3)),
+    `updatedAt`         DATETIME(3)  NOT NULL DEFAULT (UTC_TIMESTAMP(3)) ON UPDATE CURRENT_TIMESTAMP(3),
     PRIMARY KEY (`routingKey`),
     CONSTRAINT `OutboxRetryPolicy_values_check` CHECK (`maxRetries` >= 0 AND `retryInterval` >= 0 AND `maxInterval` >= 0
         AND `backoffMultiplier` >= 1 AND `jitter` >= 0 AND `jitter` <= 1)
@@ -62,13 +66,13 @@ CREATE TABLE `OutboxBlockedAggregate` (
     `eventId`     VARCHAR(191) NOT NULL,
     `routingKey`  VARCHAR(191) NOT NULL,
     `reason`      TEXT         NULL,
-    `blockedAt`   DATETIME(3)  NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    `blockedAt`   DATETIME(3)  NOT NULL DEFAULT (UTC_TIMESTAMP(3)),
     PRIMARY KEY (`aggregateId`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 CREATE TABLE `OutboxAudit` (
     `id`         BIGINT       NOT NULL AUTO_INCREMENT,
-    `at`         DATETIME(3)  NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    `at`         DATETIME(3)  NOT NULL DEFAULT (UTC_TIMESTAMP(3)),
     `actor`      VARCHAR(255) NOT NULL,
     `action`     VARCHAR(64)  NOT NULL,
     `eventId`    VARCHAR(191) NULL,
@@ -77,3 +81,20 @@ CREATE TABLE `OutboxAudit` (
     PRIMARY KEY (`id`),
     KEY `OutboxAudit_at_idx` (`at`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Ordered delivery: 1024 buckets of aggregates (CRC32 of aggregateId).
+CREATE TABLE `OutboxOrderLock` (
+    `bucket` SMALLINT UNSIGNED NOT NULL,
+    PRIMARY KEY (`bucket`)
+) ENGINE = InnoDB;
+INSERT INTO `OutboxOrderLock` (`bucket`)
+SELECT a.i + 4 * b.i + 16 * c.i + 64 * d.i + 256 * e.i
+  FROM (SELECT 0 AS i UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) AS a
+ CROSS JOIN (SELECT 0 AS i UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) AS b
+ CROSS JOIN (SELECT 0 AS i UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) AS c
+ CROSS JOIN (SELECT 0 AS i UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) AS d
+ CROSS JOIN (SELECT 0 AS i UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) AS e;
+
+CREATE TRIGGER `OutboxEvent_order` BEFORE INSERT ON `OutboxEvent` FOR EACH ROW
+SELECT `bucket` INTO @outbox_order_bucket FROM `OutboxOrderLock`
+ WHERE `bucket` = CRC32(NEW.`aggregateId`) % 1024 LOCK IN SHARE MODE;

@@ -137,6 +137,22 @@ async fn objects(
         )
         .await
         .map_err(classify)?;
+    let triggers: Vec<Row> = c
+        .exec(
+            "SELECT EVENT_OBJECT_TABLE, TRIGGER_NAME, ACTION_TIMING, EVENT_MANIPULATION, ACTION_STATEMENT
+               FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?",
+            (db,),
+        )
+        .await
+        .map_err(classify)?;
+    for r in &triggers {
+        let s = |i| super::row::shown(r, i);
+        let body = s(4).split_whitespace().collect::<Vec<_>>().join(" ");
+        out.insert(
+            ("trigger".to_string(), format!("{}.{}", s(0), s(1))),
+            (s(0), format!("{} {} {body}", s(2), s(3))),
+        );
+    }
     for r in &checks {
         let s = |i| super::row::shown(r, i);
         // MariaDB lists a column's JSON check under the column's name: keep named ones.
@@ -299,6 +315,7 @@ const TABLES: &[&str] = &[
     "OutboxBlockedAggregate",
     "OutboxRetryPolicy",
     "OutboxEvent",
+    "OutboxOrderLock",
 ];
 
 #[async_trait]

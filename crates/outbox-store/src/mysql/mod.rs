@@ -328,13 +328,24 @@ impl Store for MysqlStore {
             limit.max(1)
         );
         let (ordered, paused) = (json_list(ordered), json_list(paused));
-        self.claim_with(
-            select,
-            vec![ordered.clone().into(), paused.into(), ordered.into()],
-            owner,
-            lease,
-        )
-        .await
+        let params: Vec<Value> = vec![ordered.clone().into(), paused.into(), ordered.into()];
+        let mut c = self.conn().await?;
+        let mut tx = c
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(classify)?;
+        // Every producer holds its bucket shared until it commits: with all buckets ours, no
+        // event is inserted but uncommitted, so an aggregate's earliest unfinished event is
+        // its head for certain.
+        tx.query_drop("SELECT COUNT(*) FROM (SELECT `bucket` FROM `OutboxOrderLock` ORDER BY `bucket` FOR UPDATE) AS l")
+            .await
+            .map_err(classify)?;
+        let ids: Vec<String> = tx.exec(select, params).await.map_err(classify)?;
+        let rows = Self::lease(&mut tx, ids, owner, lease)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(leased_rows(&rows, Some(owner)))
     }
 
     async fn complete(&self, completions: &[Completion]) -> Result<u64, StoreError> {
