@@ -617,15 +617,18 @@ impl Store for MysqlStore {
     }
 
     /// MySQL has no LISTEN: a watcher task on a connection of its own looks at the newest
-    /// event's seq (one index probe) every 5 ms after a change, backing off to every 200 ms
-    /// while nothing changes, and at the policy table's row count and last update.
+    /// event's seq and whether a PENDING event is due (two index probes; an event committed
+    /// late under a lower seq is found by the second), every 5 ms while there is something
+    /// to tell, backing off to every 200 ms while nothing changes, and at the policy table's
+    /// row count and last update.
     async fn listen(&self) -> Result<Box<dyn NotificationStream>, StoreError> {
         let mut conn = self.conn().await?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         const LOOK: &str = "SELECT (SELECT COALESCE(MAX(`seq`), 0) FROM `OutboxEvent`),
                                    (SELECT COUNT(*) FROM `OutboxRetryPolicy`),
-                                   (SELECT COALESCE(CAST(MAX(`updatedAt`) AS CHAR), '') FROM `OutboxRetryPolicy`)";
-        let mut last: (i64, i64, String) = conn
+                                   (SELECT COALESCE(CAST(MAX(`updatedAt`) AS CHAR), '') FROM `OutboxRetryPolicy`),
+                                   EXISTS (SELECT 1 FROM `OutboxEvent` WHERE `status` = 'PENDING' AND `nextRetryAt` <= NOW(3))";
+        let mut last: (i64, i64, String, bool) = conn
             .query_first(LOOK)
             .await
             .map_err(classify)?
@@ -634,21 +637,31 @@ impl Store for MysqlStore {
             let mut every = WATCH_FAST;
             while !tx.is_closed() {
                 tokio::time::sleep(every).await;
-                let now: (i64, i64, String) = match conn.query_first(LOOK).await {
+                let now: (i64, i64, String, bool) = match conn.query_first(LOOK).await {
                     Ok(row) => row.unwrap_or_default(),
                     Err(e) => {
                         tracing::warn!(error = %classify(e), "The MySQL change watcher stopped");
                         return;
                     }
                 };
-                if now == last {
+                let events_changed = now.0 != last.0 || (now.3 && !last.3);
+                let policies_changed = (now.1, &now.2) != (last.1, &last.2);
+                // Due events the worker has not taken yet (it may be busy, or one was
+                // committed late under a lower seq) are told again, at the slower pace.
+                let due_again = now.3 && every >= WATCH_IDLE;
+                if !events_changed && !policies_changed && !due_again {
                     every = (every * 2).min(WATCH_IDLE);
+                    last = now;
                     continue;
                 }
-                every = WATCH_FAST;
-                let events = now.0 != last.0 && tx.send(Notification::Events).is_err();
-                let policies = (now.1, &now.2) != (last.1, &last.2)
-                    && tx.send(Notification::Policies).is_err();
+                every = if events_changed || policies_changed {
+                    WATCH_FAST
+                } else {
+                    WATCH_IDLE
+                };
+                let events =
+                    (events_changed || due_again) && tx.send(Notification::Events).is_err();
+                let policies = policies_changed && tx.send(Notification::Policies).is_err();
                 last = now;
                 if events || policies {
                     return;
