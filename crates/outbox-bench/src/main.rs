@@ -11,6 +11,7 @@ mod floor;
 mod graphile;
 mod latency;
 mod memory;
+mod mysql;
 mod relay;
 mod sqlite;
 mod sustained;
@@ -69,10 +70,10 @@ struct Args {
     aggregates: u64,
     /// Measurements to run (comma-separated:
     /// floor,pgfloor,relay,graphile,http,brokers,latency,wakeups,memory,ordered,scale,stale,history,sqlite,
-    /// sustained).
+    /// mysql,sustained).
     #[arg(
         long,
-        default_value = "floor,relay,graphile,http,brokers,latency,wakeups,memory,ordered,scale,stale,sqlite,sustained"
+        default_value = "floor,relay,graphile,http,brokers,latency,wakeups,memory,ordered,scale,stale,sqlite,mysql,sustained"
     )]
     only: String,
     /// SENT rows beside the backlog in the table-size measurement (13).
@@ -382,6 +383,16 @@ async fn run(
         println!("| (14) SQLite SQL floor, batch 100, one connection | {floor:.0} rows/s | the baseline |");
         println!(
             "| (14) relay on SQLite, null sink, on_success = mark | {relay:.0} events/s | {} of the SQLite floor |",
+            ratio(relay, floor)
+        );
+    }
+    if want("mysql") {
+        let n = args.events.min(100_000);
+        eprintln!("(15) MySQL/MariaDB: {n} events, the floor then the relay ...");
+        let (floor, relay) = mysql::measure(n).await?;
+        println!("| (15) MySQL/MariaDB SQL floor, batch 100, 2 connections | {floor:.0} rows/s | the baseline |");
+        println!(
+            "| (15) relay on MySQL/MariaDB, null sink, on_success = mark | {relay:.0} events/s | {} of the MySQL floor |",
             ratio(relay, floor)
         );
     }
