@@ -79,16 +79,17 @@ async fn floor(url: &str, events: u64) -> Result<f64> {
                 }
                 let list = serde_json::to_string(&ids)?;
                 tx.exec_drop(
-                    "UPDATE `OutboxEvent` SET `status` = 'PROCESSING', `lockedBy` = ?, `lockedUntil` = NOW(3) + INTERVAL 30 SECOND
-                      WHERE `id` IN (SELECT k FROM JSON_TABLE(?, '$[*]' COLUMNS (k VARCHAR(191) PATH '$')) AS j)",
-                    (&owner, &list),
+                    "UPDATE `OutboxEvent` AS e JOIN JSON_TABLE(?, '$[*]' COLUMNS (k VARCHAR(191) PATH '$')) AS j ON e.`id` = j.k
+                        SET e.`status` = 'PROCESSING', e.`lockedBy` = ?, e.`lockedUntil` = NOW(3) + INTERVAL 30 SECOND",
+                    (&list, &owner),
                 )
                 .await?;
                 tx.commit().await?;
                 let mut tx = c.start_transaction(Default::default()).await?;
                 tx.exec_drop(
-                    "UPDATE `OutboxEvent` SET `status` = 'SENT', `processedAt` = NOW(3), `lockedBy` = NULL, `lockedUntil` = NULL
-                      WHERE `id` IN (SELECT k FROM JSON_TABLE(?, '$[*]' COLUMNS (k VARCHAR(191) PATH '$')) AS j) AND `lockedBy` = ?",
+                    "UPDATE `OutboxEvent` AS e JOIN JSON_TABLE(?, '$[*]' COLUMNS (k VARCHAR(191) PATH '$')) AS j ON e.`id` = j.k
+                        SET e.`status` = 'SENT', e.`processedAt` = NOW(3), e.`lockedBy` = NULL, e.`lockedUntil` = NULL
+                      WHERE e.`lockedBy` = ?",
                     (&list, &owner),
                 )
                 .await?;
