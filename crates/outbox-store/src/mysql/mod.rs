@@ -253,7 +253,7 @@ pub(crate) fn check_version(version: &str) -> Result<(), StoreError> {
 
 /// How often the change watcher looks after a change, and at most while nothing changes.
 const WATCH_FAST: Duration = Duration::from_millis(5);
-const WATCH_IDLE: Duration = Duration::from_millis(200);
+const WATCH_IDLE: Duration = Duration::from_millis(50);
 
 /// The notifications of one watcher task.
 struct Watch(tokio::sync::mpsc::UnboundedReceiver<Notification>);
@@ -619,7 +619,7 @@ impl Store for MysqlStore {
     /// MySQL has no LISTEN: a watcher task on a connection of its own looks at the newest
     /// event's seq and whether a PENDING event is due (two index probes; an event committed
     /// late under a lower seq is found by the second), every 5 ms while there is something
-    /// to tell, backing off to every 200 ms while nothing changes, and at the policy table's
+    /// to tell, backing off to every 50 ms while nothing changes, and at the policy table's
     /// row count and last update.
     async fn listen(&self) -> Result<Box<dyn NotificationStream>, StoreError> {
         let mut conn = self.conn().await?;
