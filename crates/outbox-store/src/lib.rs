@@ -2,6 +2,8 @@
 //! The engine only sees [`outbox_core::Store`]; a second backend implements that trait.
 
 pub mod adopt;
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+mod cells;
 pub mod migration;
 #[cfg(feature = "mysql")]
 pub mod mysql;

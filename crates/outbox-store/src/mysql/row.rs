@@ -1,9 +1,10 @@
 //! Reading MySQL values one by one: a column of the wrong type, a NULL where a value is
 //! required, a payload that is not JSON — each makes its own row unreadable, never the call.
 
+use crate::cells::Cells;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use mysql_async::{Row, Value};
-use outbox_core::{ClaimedEvent, Leased, OutboxEvent, Payload, Unreadable};
+use outbox_core::Leased;
 
 /// The columns every event read selects, in this order (`lockedBy` last).
 pub(crate) const EVENT_COLUMNS: &str = "`id`, `eventName`, `eventType`, `aggregateId`, `routingKey`, `payload`, `headers`, `occurredAt`, `retryCount`, `maxRetries`, `retryInterval`, `maxInterval`, `lockedBy`";
@@ -26,10 +27,6 @@ pub(crate) fn text_opt(row: &Row, i: usize, name: &str) -> Result<Option<String>
     }
 }
 
-pub(crate) fn text(row: &Row, i: usize, name: &str) -> Result<String, String> {
-    text_opt(row, i, name)?.ok_or_else(|| format!("column {name}: NULL in a required column"))
-}
-
 /// An integer; `None` for NULL.
 pub(crate) fn int_opt(row: &Row, i: usize, name: &str) -> Result<Option<i64>, String> {
     match value(row, i, name)? {
@@ -44,16 +41,6 @@ pub(crate) fn int_opt(row: &Row, i: usize, name: &str) -> Result<Option<i64>, St
             .map(Some)
             .ok_or_else(|| format!("column {name}: text that is not an integer")),
         other => Err(format!("column {name}: {other:?} where an integer belongs")),
-    }
-}
-
-/// A 32-bit integer; `None` for NULL.
-pub(crate) fn int32_opt(row: &Row, i: usize, name: &str) -> Result<Option<i32>, String> {
-    match int_opt(row, i, name)? {
-        None => Ok(None),
-        Some(n) => i32::try_from(n)
-            .map(Some)
-            .map_err(|_| format!("column {name}: {n} is out of range for a 32-bit integer")),
     }
 }
 
@@ -123,61 +110,25 @@ pub(crate) fn shown(row: &Row, i: usize) -> String {
     }
 }
 
-/// One leased row (columns as [`EVENT_COLUMNS`]). `owner` is the lease token the claim
-/// wrote; `None` takes the row's own `lockedBy` (the lease reaper).
-pub(crate) fn leased_row(row: &Row, owner: Option<&str>) -> Result<ClaimedEvent, Unreadable> {
-    let id = text_opt(row, 0, "id").ok().flatten().unwrap_or_default();
-    let lease_owner = match owner {
-        Some(o) => o.to_string(),
-        None => text_opt(row, 12, "lockedBy")
-            .ok()
-            .flatten()
-            .unwrap_or_default(),
-    };
-    let read = || -> Result<OutboxEvent, String> {
-        let payload = Payload::from_json(text(row, 5, "payload")?)
-            .map_err(|e| format!("column payload: not JSON ({e})"))?;
-        let headers = match text_opt(row, 6, "headers")? {
-            None => None,
-            Some(h) => Some(
-                serde_json::from_str(&h).map_err(|e| format!("column headers: not JSON ({e})"))?,
-            ),
-        };
-        Ok(OutboxEvent {
-            id: text(row, 0, "id")?,
-            event_name: text(row, 1, "eventName")?,
-            event_type: text(row, 2, "eventType")?,
-            aggregate_id: text(row, 3, "aggregateId")?,
-            routing_key: text(row, 4, "routingKey")?,
-            payload,
-            headers,
-            occurred_at: timestamp(row, 7, "occurredAt")?,
-            retry_count: int32_opt(row, 8, "retryCount")?.unwrap_or(0),
-            max_retries: int32_opt(row, 9, "maxRetries")?,
-            retry_interval: int32_opt(row, 10, "retryInterval")?,
-            max_interval: int32_opt(row, 11, "maxInterval")?,
-        })
-    };
-    match read() {
-        Ok(event) => Ok(ClaimedEvent { event, lease_owner }),
-        Err(problem) => Err(Unreadable {
-            id,
-            lease_owner,
-            routing_key: text_opt(row, 4, "routingKey").ok().flatten(),
-            problem,
-            block_aggregate: false,
-        }),
-    }
-}
-
 /// Every row, each read on its own.
 pub(crate) fn leased_rows(rows: &[Row], owner: Option<&str>) -> Leased {
-    let mut out = Leased::default();
-    for row in rows {
-        match leased_row(row, owner) {
-            Ok(e) => out.events.push(e),
-            Err(u) => out.unreadable.push(u),
-        }
+    crate::cells::leased(rows, owner)
+}
+
+impl Cells for Row {
+    fn text_opt(&self, i: usize, name: &str) -> Result<Option<String>, String> {
+        text_opt(self, i, name)
     }
-    out
+    fn int_opt(&self, i: usize, name: &str) -> Result<Option<i64>, String> {
+        int_opt(self, i, name)
+    }
+    fn real_opt(&self, i: usize, name: &str) -> Result<Option<f64>, String> {
+        real_opt(self, i, name)
+    }
+    fn bool_opt(&self, i: usize, name: &str) -> Result<Option<bool>, String> {
+        bool_opt(self, i, name)
+    }
+    fn timestamp(&self, i: usize, name: &str) -> Result<DateTime<Utc>, String> {
+        timestamp(self, i, name)
+    }
 }

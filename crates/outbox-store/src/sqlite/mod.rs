@@ -15,10 +15,10 @@ mod row;
 use async_trait::async_trait;
 use layout::Layout;
 use outbox_core::{
-    BrokenPolicy, Completion, CompletionAction, Leased, Notification, NotificationStream,
-    PolicyRows, RetryPolicy, Status, Store, StoreError, Unreadable,
+    Completion, CompletionAction, Leased, Notification, NotificationStream, PolicyRows, Status,
+    Store, StoreError, Unreadable,
 };
-use row::{bool_opt, int32_opt, int_opt, leased_rows, real_opt, text_opt, EVENT_COLUMNS};
+use row::{leased_rows, EVENT_COLUMNS};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -581,35 +581,9 @@ impl Store for SqliteStore {
             let mut rows = stmt.query([])?;
             let mut out = PolicyRows::default();
             while let Some(r) = rows.next()? {
-                let read = || -> Result<RetryPolicy, String> {
-                    let need = |v: Option<i64>, name: &str| {
-                        v.ok_or_else(|| format!("column {name}: NULL in a required column"))
-                    };
-                    let policy = RetryPolicy {
-                        routing_key: text_opt(r, 0, "routingKey")?
-                            .ok_or("column routingKey: NULL")?,
-                        max_retries: int32_opt(r, 1, "maxRetries")?
-                            .ok_or("column maxRetries: NULL in a required column")?,
-                        retry_interval_ms: need(int_opt(r, 2, "retryInterval")?, "retryInterval")?,
-                        max_interval_ms: need(int_opt(r, 3, "maxInterval")?, "maxInterval")?,
-                        backoff_multiplier: real_opt(r, 4, "backoffMultiplier")?.unwrap_or(2.0),
-                        jitter: real_opt(r, 5, "jitter")?.unwrap_or(0.0),
-                        ordered: bool_opt(r, 6, "ordered")?.unwrap_or(false),
-                        paused: bool_opt(r, 7, "paused")?.unwrap_or(false),
-                        block_on_failure: bool_opt(r, 8, "blockOnFailure")?.unwrap_or(false),
-                    };
-                    match policy.problem() {
-                        Some(p) => Err(p),
-                        None => Ok(policy),
-                    }
-                };
-                match read() {
+                match crate::cells::policy_row(r) {
                     Ok(p) => out.policies.push(p),
-                    Err(problem) => out.broken.push(BrokenPolicy {
-                        routing_key: text_opt(r, 0, "routingKey").ok().flatten(),
-                        problem,
-                        ordered: bool_opt(r, 6, "ordered").ok().flatten().unwrap_or(false),
-                    }),
+                    Err(b) => out.broken.push(b),
                 }
             }
             Ok(out)
