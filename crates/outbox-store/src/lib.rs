@@ -27,3 +27,51 @@ pub use postgres::migrate::MIGRATIONS;
 pub use postgres::resolve::Resolution;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, PgStoreOptions};
+
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+/// What one non-success result writes: status, retryCount, delay before the next attempt,
+/// lastError, and whether the aggregate is blocked behind it; `None` for a success (written
+/// in bulk).
+pub(crate) fn result_fields(
+    c: &outbox_core::Completion,
+) -> Option<(
+    outbox_core::Status,
+    i32,
+    std::time::Duration,
+    Option<&str>,
+    bool,
+)> {
+    use outbox_core::{CompletionAction as A, Status};
+    use std::time::Duration;
+    Some(match &c.action {
+        A::Sent | A::Delete => return None,
+        A::Retry {
+            retry_count,
+            delay,
+            error,
+        } => (
+            Status::Pending,
+            *retry_count,
+            *delay,
+            Some(error.as_str()),
+            false,
+        ),
+        A::Fail {
+            error,
+            block_aggregate,
+        } => (
+            Status::Failed,
+            c.retry_count,
+            Duration::ZERO,
+            Some(error.as_str()),
+            *block_aggregate,
+        ),
+        A::Release { note } => (
+            Status::Pending,
+            c.retry_count,
+            Duration::ZERO,
+            note.as_deref(),
+            false,
+        ),
+    })
+}

@@ -28,6 +28,17 @@ impl Migration {
     }
 }
 
+/// The tables as SQL: `header`, then every migration, in order (`outbox schema print`).
+pub fn script(header: &str, migrations: &[Migration]) -> String {
+    let mut out = format!("{header}\n");
+    for m in migrations {
+        out.push_str(&format!("\n-- {:04}_{}\n", m.version, m.name));
+        out.push_str(m.sql.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// One row of the history table.
 pub(crate) struct HistoryRow {
     pub version: i64,

@@ -26,15 +26,10 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 
 /// The tables as SQL: every migration, in order (`outbox schema print` on MySQL).
 pub fn sql() -> String {
-    let mut out = String::from(
-        "-- outbox schema for MySQL 8.0+ / MariaDB 10.6+: the tables the worker's migrations create.\n",
-    );
-    for m in MIGRATIONS {
-        out.push_str(&format!("\n-- {:04}_{}\n", m.version, m.name));
-        out.push_str(m.sql.trim_end());
-        out.push('\n');
-    }
-    out
+    crate::migration::script(
+        "-- outbox schema for MySQL 8.0+ / MariaDB 10.6+: the tables the worker's migrations create.",
+        MIGRATIONS,
+    )
 }
 
 fn history_ddl() -> String {

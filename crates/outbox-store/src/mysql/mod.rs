@@ -390,33 +390,10 @@ impl Store for MysqlStore {
             changed += tx.affected_rows();
         }
         for c in completions {
-            let (status, rc, delay, error, block) = match &c.action {
-                CompletionAction::Sent | CompletionAction::Delete => continue,
-                CompletionAction::Retry {
-                    retry_count,
-                    delay,
-                    error,
-                } => (
-                    Status::Pending,
-                    *retry_count,
-                    micros(*delay),
-                    Some(error.as_str()),
-                    false,
-                ),
-                CompletionAction::Fail {
-                    error,
-                    block_aggregate,
-                } => (
-                    Status::Failed,
-                    c.retry_count,
-                    0,
-                    Some(error.as_str()),
-                    *block_aggregate,
-                ),
-                CompletionAction::Release { note } => {
-                    (Status::Pending, c.retry_count, 0, note.as_deref(), false)
-                }
+            let Some((status, rc, delay, error, block)) = crate::result_fields(c) else {
+                continue;
             };
+            let delay = micros(delay);
             let finished = matches!(status, Status::Sent | Status::Failed);
             let head: Option<(Option<String>, Option<String>)> = tx
                 .exec_first(

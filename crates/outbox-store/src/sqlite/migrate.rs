@@ -23,15 +23,10 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 
 /// The tables as SQL: every migration, in order (`outbox schema print` on SQLite).
 pub fn sql() -> String {
-    let mut out = String::from(
-        "-- outbox schema for SQLite: the tables, indexes and triggers the worker's migrations create.\n",
-    );
-    for m in MIGRATIONS {
-        out.push_str(&format!("\n-- {:04}_{}\n", m.version, m.name));
-        out.push_str(m.sql.trim_end());
-        out.push('\n');
-    }
-    out
+    crate::migration::script(
+        "-- outbox schema for SQLite: the tables, indexes and triggers the worker's migrations create.",
+        MIGRATIONS,
+    )
 }
 
 fn history_ddl() -> String {

@@ -480,33 +480,10 @@ impl Store for SqliteStore {
             }
             let mut update = tx.prepare_cached(&sql.complete_one)?;
             for c in &completions {
-                let (status, rc, delay, error, block) = match &c.action {
-                    CompletionAction::Sent | CompletionAction::Delete => continue,
-                    CompletionAction::Retry {
-                        retry_count,
-                        delay,
-                        error,
-                    } => (
-                        Status::Pending,
-                        *retry_count,
-                        millis(*delay),
-                        Some(error.as_str()),
-                        false,
-                    ),
-                    CompletionAction::Fail {
-                        error,
-                        block_aggregate,
-                    } => (
-                        Status::Failed,
-                        c.retry_count,
-                        0,
-                        Some(error.as_str()),
-                        *block_aggregate,
-                    ),
-                    CompletionAction::Release { note } => {
-                        (Status::Pending, c.retry_count, 0, note.as_deref(), false)
-                    }
+                let Some((status, rc, delay, error, block)) = crate::result_fields(c) else {
+                    continue;
                 };
+                let delay = millis(delay);
                 let done: Option<(Option<String>, Option<String>)> = update
                     .query_row(
                         params![
