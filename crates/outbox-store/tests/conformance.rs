@@ -1,27 +1,19 @@
 //! The store conformance suite (outbox-testkit's `conformance` module) on every backend:
-//! PostgreSQL against the local server, SQLite on a scratch file, and SQLite again on
-//! app-owned tables as Prisma makes them (every check but the worker's own migrations).
+//! PostgreSQL and MariaDB against the local servers, SQLite on a scratch file, and SQLite
+//! again on app-owned tables as Prisma makes them (every check but the worker's own
+//! migrations, which those tables do not have).
 
 use outbox_testkit::conformance::*;
 
-macro_rules! on_every_store {
-    ($($check:ident),* $(,)?) => {
-        mod postgres {
+/// A module `$store` running each check on a fresh `$fixture`.
+macro_rules! suite {
+    ($store:ident, $fixture:ident: $($check:ident),* $(,)?) => {
+        mod $store {
             use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $check() {
-                    let f = PgFixture::new().await;
-                    super::$check(&f).await;
-                }
-            )*
-        }
-        mod sqlite {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $check() {
-                    let f = SqliteFixture::new().await;
+                    let f = $fixture::new().await;
                     super::$check(&f).await;
                 }
             )*
@@ -29,50 +21,33 @@ macro_rules! on_every_store {
     };
 }
 
-macro_rules! on_mysql {
-    ($($check:ident),* $(,)?) => {
-        mod mysql {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $check() {
-                    let f = MysqlFixture::new().await;
-                    super::$check(&f).await;
-                }
-            )*
-        }
+/// The suite on every store: `$($store, $fixture);` pairs, all checks.
+macro_rules! everywhere {
+    ($($store:ident, $fixture:ident);* $(;)?) => {
+        $(
+            suite!($store, $fixture:
+                check_claim,
+                check_fenced_results,
+                check_result_kinds,
+                check_ordered,
+                check_operator,
+                check_expiry_due_and_limits,
+                check_unreadable_rows,
+                check_broken_policy_rows,
+                check_migrations,
+                check_notifications,
+            );
+        )*
     };
 }
 
-macro_rules! on_app_owned_tables {
-    ($($check:ident),* $(,)?) => {
-        mod sqlite_app {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $check() {
-                    let f = SqliteAppFixture::new().await;
-                    super::$check(&f).await;
-                }
-            )*
-        }
-    };
-}
-
-on_every_store!(
-    check_claim,
-    check_fenced_results,
-    check_result_kinds,
-    check_ordered,
-    check_operator,
-    check_expiry_due_and_limits,
-    check_unreadable_rows,
-    check_broken_policy_rows,
-    check_migrations,
-    check_notifications,
+everywhere!(
+    postgres, PgFixture;
+    sqlite, SqliteFixture;
+    mysql, MysqlFixture;
 );
 
-on_app_owned_tables!(
+suite!(sqlite_app, SqliteAppFixture:
     check_claim,
     check_fenced_results,
     check_result_kinds,
@@ -81,18 +56,5 @@ on_app_owned_tables!(
     check_expiry_due_and_limits,
     check_unreadable_rows,
     check_broken_policy_rows,
-    check_notifications,
-);
-
-on_mysql!(
-    check_claim,
-    check_fenced_results,
-    check_result_kinds,
-    check_ordered,
-    check_operator,
-    check_expiry_due_and_limits,
-    check_unreadable_rows,
-    check_broken_policy_rows,
-    check_migrations,
     check_notifications,
 );
