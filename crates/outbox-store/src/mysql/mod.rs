@@ -168,35 +168,33 @@ impl MysqlStore {
         c.query_drop(sql).await.map_err(classify)
     }
 
-    /// Leases `ids` (locked by the caller's transaction) to `owner` and reads them.
+    /// Leases the `rows` the caller's transaction locked (read with [`EVENT_COLUMNS`], so
+    /// no read-back is needed) to `owner`.
     async fn lease(
         tx: &mut mysql_async::Transaction<'_>,
-        ids: Vec<String>,
+        rows: &[Row],
         owner: &str,
         lease: Duration,
-    ) -> Result<Vec<Row>, mysql_async::Error> {
+    ) -> Result<(), mysql_async::Error> {
+        let ids: Vec<Value> = rows
+            .iter()
+            .filter_map(|r| row::text_opt(r, 0, "id").ok().flatten())
+            .map(|id| id.to_value())
+            .collect();
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let mut params: Vec<Value> = vec![owner.into(), micros(lease).into()];
-        params.extend(ids.iter().map(|id| id.to_value()));
+        let n = ids.len();
+        params.extend(ids);
         tx.exec_drop(
             format!(
                 "UPDATE `OutboxEvent` SET `status` = 'PROCESSING', `lockedBy` = ?, `retryCount` = COALESCE(`retryCount`, 0),
                         `lockedUntil` = NOW(3) + INTERVAL ? MICROSECOND
                   WHERE `id` IN ({})",
-                marks(ids.len())
+                marks(n)
             ),
             params,
-        )
-        .await?;
-        let ids: Vec<Value> = ids.iter().map(|id| id.to_value()).collect();
-        tx.exec(
-            format!(
-                "SELECT {EVENT_COLUMNS} FROM `OutboxEvent` WHERE `id` IN ({}) ORDER BY `nextRetryAt`, `seq`",
-                marks(ids.len())
-            ),
-            ids,
         )
         .await
     }
@@ -213,8 +211,8 @@ impl MysqlStore {
             .start_transaction(TxOpts::default())
             .await
             .map_err(classify)?;
-        let ids: Vec<String> = tx.exec(select, params).await.map_err(classify)?;
-        let rows = Self::lease(&mut tx, ids, owner, lease)
+        let rows: Vec<Row> = tx.exec(select, params).await.map_err(classify)?;
+        Self::lease(&mut tx, &rows, owner, lease)
             .await
             .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
@@ -290,7 +288,7 @@ impl Store for MysqlStore {
         paused: &[String],
     ) -> Result<Leased, StoreError> {
         let select = format!(
-            "SELECT `id` FROM `OutboxEvent`
+            "SELECT {EVENT_COLUMNS} FROM `OutboxEvent`
               WHERE `status` = 'PENDING' AND `nextRetryAt` <= NOW(3)
                 AND `routingKey` NOT IN ({KEYS_OF})
               ORDER BY `nextRetryAt` LIMIT {}
@@ -312,7 +310,7 @@ impl Store for MysqlStore {
         // An aggregate's head is its earliest unfinished event (by seq) under the ordered
         // keys, not held back by a blocked aggregate.
         let select = format!(
-            "SELECT c.`id` FROM `OutboxEvent` AS c
+            "SELECT {EVENT_COLUMNS} FROM `OutboxEvent` AS c
               WHERE c.`status` = 'PENDING' AND c.`nextRetryAt` <= NOW(3)
                 AND c.`routingKey` IN ({KEYS_OF})
                 AND c.`routingKey` NOT IN ({KEYS_OF})
@@ -340,8 +338,8 @@ impl Store for MysqlStore {
         tx.query_drop("SELECT COUNT(*) FROM (SELECT `bucket` FROM `OutboxOrderLock` ORDER BY `bucket` FOR UPDATE) AS l")
             .await
             .map_err(classify)?;
-        let ids: Vec<String> = tx.exec(select, params).await.map_err(classify)?;
-        let rows = Self::lease(&mut tx, ids, owner, lease)
+        let rows: Vec<Row> = tx.exec(select, params).await.map_err(classify)?;
+        Self::lease(&mut tx, &rows, owner, lease)
             .await
             .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
