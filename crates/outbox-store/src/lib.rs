@@ -75,3 +75,25 @@ pub(crate) fn result_fields(
         ),
     })
 }
+
+/// `keys` as a JSON array, the one parameter that stands for a list of keys.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) fn json_list(keys: &[String]) -> String {
+    serde_json::to_string(keys).unwrap_or_else(|_| "[]".into())
+}
+
+/// The results of `completions` whose action `pick` selects, as a JSON array of
+/// `[id, lease owner, retryCount]` (each row's fence), for one statement per kind;
+/// `None` when there are none.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) fn fenced_batch(
+    completions: &[outbox_core::Completion],
+    pick: fn(&outbox_core::CompletionAction) -> bool,
+) -> Option<String> {
+    let rows: Vec<(&str, &str, i32)> = completions
+        .iter()
+        .filter(|c| pick(&c.action))
+        .map(|c| (c.id.as_str(), c.lease_owner.as_str(), c.retry_count))
+        .collect();
+    (!rows.is_empty()).then(|| serde_json::to_string(&rows).unwrap_or_default())
+}

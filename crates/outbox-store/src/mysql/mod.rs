@@ -48,10 +48,6 @@ fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
-fn json_list(keys: &[String]) -> String {
-    serde_json::to_string(keys).unwrap_or_else(|_| "[]".into())
-}
-
 /// `?, ?, …` for `n` values.
 fn marks(n: usize) -> String {
     vec!["?"; n].join(", ")
@@ -295,7 +291,7 @@ impl Store for MysqlStore {
               FOR UPDATE SKIP LOCKED",
             limit.max(1)
         );
-        self.claim_with(select, vec![json_list(paused).into()], owner, lease)
+        self.claim_with(select, vec![crate::json_list(paused).into()], owner, lease)
             .await
     }
 
@@ -325,7 +321,7 @@ impl Store for MysqlStore {
               FOR UPDATE SKIP LOCKED",
             limit.max(1)
         );
-        let (ordered, paused) = (json_list(ordered), json_list(paused));
+        let (ordered, paused) = (crate::json_list(ordered), crate::json_list(paused));
         let params: Vec<Value> = vec![ordered.clone().into(), paused.into(), ordered.into()];
         let mut c = self.conn().await?;
         let mut tx = c
@@ -350,14 +346,6 @@ impl Store for MysqlStore {
         if completions.is_empty() {
             return Ok(0);
         }
-        let fenced = |action: fn(&CompletionAction) -> bool| {
-            let rows: Vec<(&str, &str, i32)> = completions
-                .iter()
-                .filter(|c| action(&c.action))
-                .map(|c| (c.id.as_str(), c.lease_owner.as_str(), c.retry_count))
-                .collect();
-            (!rows.is_empty()).then(|| serde_json::to_string(&rows).unwrap_or_default())
-        };
         let batch = "JSON_TABLE(?, '$[*]' COLUMNS (id VARCHAR(191) PATH '$[0]', owner VARCHAR(191) PATH '$[1]', rc INT PATH '$[2]')) AS a";
         let fence = "e.`id` = a.id AND e.`lockedBy` = a.owner AND e.`retryCount` = a.rc AND e.`status` = 'PROCESSING'";
         let mut c = self.conn().await?;
@@ -366,7 +354,9 @@ impl Store for MysqlStore {
             .await
             .map_err(classify)?;
         let mut changed = 0u64;
-        if let Some(rows) = fenced(|a| matches!(a, CompletionAction::Sent)) {
+        if let Some(rows) =
+            crate::fenced_batch(completions, |a| matches!(a, CompletionAction::Sent))
+        {
             tx.exec_drop(
                 format!(
                     "UPDATE `OutboxEvent` AS e JOIN {batch} ON {fence}
@@ -378,7 +368,9 @@ impl Store for MysqlStore {
             .map_err(classify)?;
             changed += tx.affected_rows();
         }
-        if let Some(rows) = fenced(|a| matches!(a, CompletionAction::Delete)) {
+        if let Some(rows) =
+            crate::fenced_batch(completions, |a| matches!(a, CompletionAction::Delete))
+        {
             tx.exec_drop(
                 format!("DELETE e FROM `OutboxEvent` AS e JOIN {batch} ON {fence}"),
                 (rows,),
@@ -512,7 +504,7 @@ impl Store for MysqlStore {
                     "SELECT TIMESTAMPDIFF(MICROSECOND, NOW(3), MIN(`nextRetryAt`)) FROM `OutboxEvent`
                       WHERE `status` = 'PENDING' AND `routingKey` NOT IN ({KEYS_OF})"
                 ),
-                (json_list(paused),),
+                (crate::json_list(paused),),
             )
             .await
             .map_err(classify)?;

@@ -268,10 +268,6 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn json_list(keys: &[String]) -> String {
-    serde_json::to_string(keys).unwrap_or_else(|_| "[]".into())
-}
-
 /// The statements of the claim and result path, rendered once per layout.
 pub(crate) struct Statements {
     /// `?1` owner, `?2` lease ms, `?3` paused keys (JSON), `?4` limit.
@@ -416,7 +412,7 @@ impl Store for SqliteStore {
         paused: &[String],
     ) -> Result<Leased, StoreError> {
         let owner = owner.to_string();
-        let (lease, limit, paused) = (millis(lease), limit as i64, json_list(paused));
+        let (lease, limit, paused) = (millis(lease), limit as i64, crate::json_list(paused));
         let sql = self.sql.clone();
         self.write(move |tx| {
             let mut stmt = tx.prepare_cached(&sql.claim)?;
@@ -436,7 +432,7 @@ impl Store for SqliteStore {
     ) -> Result<Leased, StoreError> {
         let owner = owner.to_string();
         let (lease, limit) = (millis(lease), limit as i64);
-        let (ordered, paused) = (json_list(ordered), json_list(paused));
+        let (ordered, paused) = (crate::json_list(ordered), crate::json_list(paused));
         let sql = self.sql.clone();
         // Writers take turns on SQLite: no producer transaction can be open while this runs,
         // so the earliest unfinished event of an aggregate is its head for certain.
@@ -454,16 +450,8 @@ impl Store for SqliteStore {
         }
         // Successes, the bulk of every batch, go in one statement each for SENT and for
         // deleted rows; the rest one by one. Each row is fenced by its own lease.
-        let fenced = |action: fn(&CompletionAction) -> bool| {
-            let rows: Vec<(&str, &str, i32)> = completions
-                .iter()
-                .filter(|c| action(&c.action))
-                .map(|c| (c.id.as_str(), c.lease_owner.as_str(), c.retry_count))
-                .collect();
-            (!rows.is_empty()).then(|| serde_json::to_string(&rows).unwrap_or_default())
-        };
-        let sent = fenced(|a| matches!(a, CompletionAction::Sent));
-        let deleted = fenced(|a| matches!(a, CompletionAction::Delete));
+        let sent = crate::fenced_batch(completions, |a| matches!(a, CompletionAction::Sent));
+        let deleted = crate::fenced_batch(completions, |a| matches!(a, CompletionAction::Delete));
         let completions: Vec<Completion> = completions
             .iter()
             .filter(|c| !matches!(c.action, CompletionAction::Sent | CompletionAction::Delete))
@@ -569,7 +557,7 @@ impl Store for SqliteStore {
     }
 
     async fn next_due(&self, paused: &[String]) -> Result<Option<Duration>, StoreError> {
-        let paused = json_list(paused);
+        let paused = crate::json_list(paused);
         let sql = self.sql.clone();
         self.call(false, move |c| {
             let mut stmt = c.prepare_cached(&sql.next_due)?;
