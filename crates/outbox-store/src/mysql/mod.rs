@@ -10,7 +10,7 @@ pub mod ops;
 mod row;
 
 use async_trait::async_trait;
-use mysql_async::prelude::{Queryable, ToValue};
+use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, TxOpts, Value};
 use outbox_core::{
     Completion, CompletionAction, Leased, Notification, NotificationStream, PolicyRows, Status,
@@ -172,25 +172,21 @@ impl MysqlStore {
         owner: &str,
         lease: Duration,
     ) -> Result<(), mysql_async::Error> {
-        let ids: Vec<Value> = rows
+        let ids: Vec<String> = rows
             .iter()
             .filter_map(|r| row::text_opt(r, 0, "id").ok().flatten())
-            .map(|id| id.to_value())
             .collect();
         if ids.is_empty() {
             return Ok(());
         }
-        let mut params: Vec<Value> = vec![owner.into(), micros(lease).into()];
-        let n = ids.len();
-        params.extend(ids);
+        // One statement text whatever the batch size, so it is prepared once per connection.
         tx.exec_drop(
             format!(
-                "UPDATE `OutboxEvent` SET `status` = 'PROCESSING', `lockedBy` = ?, `retryCount` = COALESCE(`retryCount`, 0),
-                        `lockedUntil` = NOW(3) + INTERVAL ? MICROSECOND
-                  WHERE `id` IN ({})",
-                marks(n)
+                "UPDATE `OutboxEvent` AS e JOIN ({KEYS_OF}) AS l ON e.`id` = l.k
+                    SET e.`status` = 'PROCESSING', e.`lockedBy` = ?, e.`retryCount` = COALESCE(e.`retryCount`, 0),
+                        e.`lockedUntil` = NOW(3) + INTERVAL ? MICROSECOND"
             ),
-            params,
+            (crate::json_list(&ids), owner, micros(lease)),
         )
         .await
     }
@@ -283,16 +279,23 @@ impl Store for MysqlStore {
         lease: Duration,
         paused: &[String],
     ) -> Result<Leased, StoreError> {
+        // Without paused keys, no filter at all (the key list would be joined for each row).
+        let (skip, params) = if paused.is_empty() {
+            (String::new(), vec![])
+        } else {
+            (
+                format!("AND `routingKey` NOT IN ({KEYS_OF})"),
+                vec![crate::json_list(paused).into()],
+            )
+        };
         let select = format!(
             "SELECT {EVENT_COLUMNS} FROM `OutboxEvent`
-              WHERE `status` = 'PENDING' AND `nextRetryAt` <= NOW(3)
-                AND `routingKey` NOT IN ({KEYS_OF})
+              WHERE `status` = 'PENDING' AND `nextRetryAt` <= NOW(3) {skip}
               ORDER BY `nextRetryAt` LIMIT {}
               FOR UPDATE SKIP LOCKED",
             limit.max(1)
         );
-        self.claim_with(select, vec![crate::json_list(paused).into()], owner, lease)
-            .await
+        self.claim_with(select, params, owner, lease).await
     }
 
     async fn claim_ordered(
