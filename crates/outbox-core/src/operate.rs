@@ -402,6 +402,14 @@ pub trait Backend: Store + Operator + Migrator {
     /// Where the outbox lives, as messages name it, e.g. `schema "public"`.
     fn location(&self) -> String;
 
+    /// A logical table (`OutboxEvent`, `OutboxRetryPolicy`) as SQL in this store's
+    /// messages and fixes writes it: its physical name, quoted for this database.
+    fn table_name(&self, logical: &str) -> String;
+
+    /// A logical column of a logical table, as [`Backend::table_name`] writes it (its
+    /// logical name where the table lacks it).
+    fn column_name(&self, logical_table: &str, logical: &str) -> String;
+
     /// The backend itself, for the few commands that are by nature about one kind of
     /// database (they say so when used on another).
     fn as_any(&self) -> &dyn std::any::Any;

@@ -2,7 +2,8 @@
 //! columns (SPEC §2) and how a physical name is found for each — a config override, else
 //! the exact name, else case-insensitively, else in snake_case.
 
-use outbox_core::{Finding, Overrides};
+use outbox_core::{Adoption, Finding, Mapped, Overrides};
+use std::collections::BTreeMap;
 
 /// Logical columns of `"OutboxEvent"` the worker cannot run without.
 pub const EVENT_REQUIRED: &[&str] = &[
@@ -207,6 +208,63 @@ pub fn wanted(logical_table: &str) -> Vec<(&'static str, u8)> {
         .chain(recommended.iter().map(|c| (*c, 1)))
         .chain(optional.iter().map(|c| (*c, 0)))
         .collect()
+}
+
+/// Finds each logical column of `logical_table` (`skip` left out) among `columns`, the
+/// columns of its physical table `table` (its name, and quoted for messages): how each was found goes to `out.mapping`, a
+/// missing required one to `out.errors` (the result's `true`: it blocks), a missing
+/// recommended one to `out.warnings`, each with the fix `fix(logical, name)` gives —
+/// `name` in the table's own naming style. Returns logical → physical of those found.
+pub fn resolve_columns<'a>(
+    columns: &[&'a str],
+    logical_table: &'static str,
+    table: (&str, &str),
+    skip: &[&str],
+    overrides: &Overrides,
+    out: &mut Adoption,
+    fix: impl Fn(&str, &str) -> (String, String),
+) -> (BTreeMap<String, String>, bool) {
+    let naming = Naming::of(columns.iter().copied());
+    let mut found = BTreeMap::new();
+    let mut blocked = false;
+    for (logical, need) in wanted(logical_table) {
+        if skip.contains(&logical) {
+            continue;
+        }
+        let (physical, quoted) = table;
+        let Some((name, how)) = find_column(
+            columns.iter().copied(),
+            logical_table,
+            physical,
+            logical,
+            overrides,
+            &mut out.errors,
+        ) else {
+            let (sql, prisma) = fix(logical, &naming.apply(logical));
+            let what = format!("column {logical} is missing from {quoted}");
+            match need {
+                2 => {
+                    blocked = true;
+                    out.errors.push(Finding { what, sql, prisma });
+                }
+                1 => out.warnings.push(Finding {
+                    what: format!("{what} (recommended: without it failures and finish times are not recorded)"),
+                    sql,
+                    prisma,
+                }),
+                _ => {}
+            }
+            continue;
+        };
+        out.mapping.push(Mapped {
+            table: logical_table,
+            logical: logical.to_string(),
+            physical: name.clone(),
+            how,
+        });
+        found.insert(logical.to_string(), name);
+    }
+    (found, blocked)
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@ pub mod adopt;
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 mod cells;
 pub mod migration;
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+mod template;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "postgres")]

@@ -195,7 +195,7 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
             let fix = if lite.is_some() {
                 "fix: check database.url (or $DATABASE_URL); `outbox migrate deploy` creates the file"
             } else {
-                "fix: check database.url (or $DATABASE_URL) and that PostgreSQL is running"
+                "fix: check database.url (or $DATABASE_URL) and that the database server is running"
             };
             r.fail(
                 EXIT_UNREACHABLE,
@@ -313,34 +313,19 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
             return Ok(r.code);
         }
     };
-    let layout = match &pg {
-        Some(pg) => pg.layout().clone(),
-        None => {
-            // The names the fixes below use, from the SQLite store's (maybe adopted) tables.
-            let mut names = outbox_store::Layout::canonical("main");
-            if let Some(l) = lite.as_ref().map(SqliteStore::layout) {
-                names.event_table = l.event_table().to_string();
-                names.policy_table = l.policy_table_name().to_string();
-                names.event_columns = l.event_columns().clone();
-                names.policy_columns = l.policy_columns().clone();
-            }
-            names
-        }
-    };
+    // The names the fixes below use, as this store writes them (maybe an app's tables).
+    let (policy_table, event_table) = (
+        store.table_name("OutboxRetryPolicy"),
+        store.table_name("OutboxEvent"),
+    );
+    let pcol = |c: &str| store.column_name("OutboxRetryPolicy", c);
     for b in &rows.broken {
         let (which, fix) = match &b.routing_key {
             Some(key) => (
                 format!("the OutboxRetryPolicy row of '{key}'"),
                 format!(
-                    "fix: correct it, e.g. UPDATE {} SET ... WHERE {} = '{}';",
-                    layout.policies(),
-                    outbox_store::postgres::quote_ident(
-                        layout
-                            .policy_columns
-                            .get("routingKey")
-                            .map(String::as_str)
-                            .unwrap_or("routingKey")
-                    ),
+                    "fix: correct it, e.g. UPDATE {policy_table} SET ... WHERE {} = '{}';",
+                    pcol("routingKey"),
                     key.replace('\'', "''")
                 ),
             ),
@@ -372,12 +357,11 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
             EXIT_ROUTES,
             &format!("route '{key}' has no OutboxRetryPolicy row: its events will end FAILED"),
             &[&format!(
-                "fix: INSERT INTO {} (\"{}\", \"{}\", \"{}\", \"{}\") VALUES ('{}', 5, 5000, 60000);",
-                layout.policies(),
-                layout.policy_columns.get("routingKey").map(String::as_str).unwrap_or("routingKey"),
-                layout.policy_columns.get("maxRetries").map(String::as_str).unwrap_or("maxRetries"),
-                layout.policy_columns.get("retryInterval").map(String::as_str).unwrap_or("retryInterval"),
-                layout.policy_columns.get("maxInterval").map(String::as_str).unwrap_or("maxInterval"),
+                "fix: INSERT INTO {policy_table} ({}, {}, {}, {}) VALUES ('{}', 5, 5000, 60000);",
+                pcol("routingKey"),
+                pcol("maxRetries"),
+                pcol("retryInterval"),
+                pcol("maxInterval"),
                 key.replace('\'', "''")
             )],
         );
@@ -438,13 +422,8 @@ pub async fn doctor(config: &Config) -> Result<u8, Failure> {
                 r.warn(
                     &format!("{} FAILED event(s)", q.failed),
                     &[&format!(
-                        "see them: SELECT * FROM {} WHERE \"{}\" = 'FAILED';",
-                        layout.events(),
-                        layout
-                            .event_columns
-                            .get("status")
-                            .map(String::as_str)
-                            .unwrap_or("status")
+                        "see them: SELECT * FROM {event_table} WHERE {} = 'FAILED';",
+                        store.column_name("OutboxEvent", "status")
                     )],
                 );
             }

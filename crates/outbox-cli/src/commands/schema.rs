@@ -1,7 +1,7 @@
 //! `outbox schema print`.
 
 use super::StoreKind;
-use crate::{Failure, SchemaFormat, EXIT_CONFIG};
+use crate::{Failure, SchemaFormat};
 
 /// Prints the schema of the configured store's kind.
 pub fn print(format: SchemaFormat, schema: &str, kind: StoreKind) -> Result<u8, Failure> {
@@ -18,10 +18,7 @@ pub fn print(format: SchemaFormat, schema: &str, kind: StoreKind) -> Result<u8, 
         }
         (SchemaFormat::Sql, StoreKind::Mysql) => print!("{}", outbox_store::mysql::migrate::sql()),
         (SchemaFormat::Prisma, StoreKind::Mysql) => {
-            return Err(Failure::new(
-                EXIT_CONFIG,
-                "schema print --format prisma is not in this version for MySQL/MariaDB: the worker owns the tables there (outbox migrate deploy); print them with --format sql",
-            ))
+            print!("{}", outbox_store::mysql::print::prisma())
         }
     }
     Ok(0)

@@ -366,10 +366,8 @@ impl Migrator for MysqlStore {
         Ok((plan, applied))
     }
 
-    async fn adopt(&mut self, _overrides: &Overrides) -> Result<Adoption, StoreError> {
-        Err(StoreError::Query(
-            "app-owned tables (schema_owner = \"app\") are not supported on MySQL in this version; let the worker own the tables and run `outbox migrate deploy`".into(),
-        ))
+    async fn adopt(&mut self, overrides: &Overrides) -> Result<Adoption, StoreError> {
+        self.adopt_tables(overrides).await
     }
 }
 

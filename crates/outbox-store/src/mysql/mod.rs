@@ -3,10 +3,14 @@
 //! connection works in UTC (`time_zone = '+00:00'`); deadlocks, lock wait timeouts and lost
 //! connections come back as [`StoreError::Unavailable`], which the engine retries with
 //! backoff — never an event failure. No LISTEN: a watcher polls the newest event's seq.
-//! App-owned tables are not supported yet (the worker owns the tables).
+//! Every statement is a template rendered for the tables in use ([`layout::Layout`]): the
+//! worker's own, or an app's adopted by introspection ([`adopt`]).
 
+mod adopt;
+pub mod layout;
 pub mod migrate;
 pub mod ops;
+pub mod print;
 mod row;
 
 use async_trait::async_trait;
@@ -16,7 +20,9 @@ use outbox_core::{
     Completion, CompletionAction, Leased, Notification, NotificationStream, PolicyRows, Status,
     Store, StoreError, Unreadable,
 };
-use row::{int_opt, leased_rows, real_opt, EVENT_COLUMNS};
+use layout::{Layout, EVENT_COLUMNS};
+use row::{int_opt, leased_rows, real_opt};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The store. Cheap to create: connections are opened on first use.
@@ -25,6 +31,126 @@ pub struct MysqlStore {
     /// The URL with its password masked, for messages.
     shown: String,
     database: String,
+    layout: Arc<Layout>,
+    sql: Arc<Statements>,
+}
+
+/// The statements of the engine's calls, rendered once per layout. Each has one text
+/// whatever its values (limits are parameters too), so a connection prepares it once.
+struct Statements {
+    claim: String,
+    claim_skipping: String,
+    claim_ordered: String,
+    /// Takes every bucket of ordered delivery (absent without `OutboxOrderLock`).
+    order_locks: Option<String>,
+    lease: String,
+    sent: String,
+    delete: String,
+    /// The fenced row of one result, locked: (aggregateId, routingKey).
+    result_head: String,
+    result: String,
+    unreadable_head: String,
+    unreadable: String,
+    /// Holds an aggregate back (absent without the blocked-aggregates table).
+    block: Option<String>,
+    expired: String,
+    policies: String,
+    next_due: String,
+    purge: String,
+    pending: String,
+    look: String,
+}
+
+impl Statements {
+    fn new(l: &Layout) -> Statements {
+        let r = |t: &str| l.render(t);
+        let fence = "e.{e.id} = a.id AND e.{e.lockedBy} = a.owner AND e.{e.retryCount} = a.rc AND e.{e.status} = 'PROCESSING'";
+        let batch = "JSON_TABLE(?, '$[*]' COLUMNS (id VARCHAR(191) PATH '$[0]', owner VARCHAR(191) PATH '$[1]', rc INT PATH '$[2]')) AS a";
+        Statements {
+            claim: r(&format!(
+                "SELECT {EVENT_COLUMNS} FROM {{E}}
+                  WHERE {{e.status}} = 'PENDING' AND {{e.nextRetryAt}} <= NOW(3)
+                  ORDER BY {{e.nextRetryAt}} LIMIT ?
+                  FOR UPDATE SKIP LOCKED"
+            )),
+            claim_skipping: r(&format!(
+                "SELECT {EVENT_COLUMNS} FROM {{E}}
+                  WHERE {{e.status}} = 'PENDING' AND {{e.nextRetryAt}} <= NOW(3)
+                    AND {{e.routingKey}} NOT IN ({KEYS_OF})
+                  ORDER BY {{e.nextRetryAt}} LIMIT ?
+                  FOR UPDATE SKIP LOCKED"
+            )),
+            // An aggregate's head is its earliest unfinished event under the ordered keys,
+            // not held back by a blocked aggregate.
+            claim_ordered: r(&format!(
+                "SELECT {EVENT_COLUMNS} FROM {{E}} AS c
+                  WHERE c.{{e.status}} = 'PENDING' AND c.{{e.nextRetryAt}} <= NOW(3)
+                    AND c.{{e.routingKey}} IN ({KEYS_OF})
+                    AND c.{{e.routingKey}} NOT IN ({KEYS_OF})
+                    AND NOT EXISTS (
+                        SELECT 1 FROM {{E}} AS p
+                         WHERE p.{{e.aggregateId}} = c.{{e.aggregateId}} AND {{earlier p c}}
+                           AND p.{{e.status}} IN ('PENDING', 'PROCESSING')
+                           AND p.{{e.routingKey}} IN ({KEYS_OF}))
+                    AND NOT EXISTS (SELECT 1 FROM {{B}} AS b WHERE b.`aggregateId` = c.{{e.aggregateId}}) {{?B}}
+                  ORDER BY c.{{e.nextRetryAt}} LIMIT ?
+                  FOR UPDATE SKIP LOCKED"
+            )),
+            order_locks: l.order_lock.then(|| {
+                "SELECT COUNT(*) FROM (SELECT `bucket` FROM `OutboxOrderLock` ORDER BY `bucket` FOR UPDATE) AS l".to_string()
+            }),
+            lease: r(&format!(
+                "UPDATE {{E}} AS e JOIN ({KEYS_OF}) AS l ON e.{{e.id}} = l.k
+                    SET e.{{e.status}} = 'PROCESSING', e.{{e.lockedBy}} = ?, e.{{e.retryCount}} = COALESCE(e.{{e.retryCount}}, 0),
+                        e.{{e.lockedUntil}} = NOW(3) + INTERVAL ? MICROSECOND"
+            )),
+            sent: r(&format!(
+                "UPDATE {{E}} AS e JOIN {batch} ON {fence}
+                    SET e.{{e.processedAt}} = NOW(3), {{?e.processedAt}}
+                        e.{{e.lockedBy}} = NULL, e.{{e.lockedUntil}} = NULL, e.{{e.status}} = 'SENT'"
+            )),
+            delete: r(&format!("DELETE e FROM {{E}} AS e JOIN {batch} ON {fence}")),
+            result_head: r("SELECT {e.aggregateId}, {e.routingKey} FROM {E}
+                  WHERE {e.id} = ? AND {e.lockedBy} = ? AND {e.retryCount} = ? AND {e.status} = 'PROCESSING' FOR UPDATE"),
+            // Parameters: [lastError], [finished], status, delay, retryCount, status, id —
+            // the bracketed ones only where the column is there (`result_params`).
+            result: r("UPDATE {E}
+                    SET {e.lastError} = COALESCE(?, {e.lastError}), {?e.lastError}
+                        {e.processedAt} = CASE WHEN ? THEN NOW(3) END, {?e.processedAt}
+                        {e.nextRetryAt} = CASE WHEN ? = 'PENDING' THEN NOW(3) + INTERVAL ? MICROSECOND ELSE {e.nextRetryAt} END,
+                        {e.retryCount} = ?, {e.lockedBy} = NULL, {e.lockedUntil} = NULL, {e.status} = ?
+                  WHERE {e.id} = ?"),
+            unreadable_head: r("SELECT {e.aggregateId}, {e.routingKey} FROM {E}
+                  WHERE {e.id} = ? AND {e.lockedBy} = ? AND {e.status} = 'PROCESSING' FOR UPDATE"),
+            // Parameters: [lastError], id.
+            unreadable: r("UPDATE {E}
+                    SET {e.lastError} = ?, {?e.lastError}
+                        {e.processedAt} = NOW(3), {?e.processedAt}
+                        {e.lockedBy} = NULL, {e.lockedUntil} = NULL, {e.status} = 'FAILED'
+                  WHERE {e.id} = ?"),
+            block: l.names.blocked.as_ref().map(|_| {
+                r("INSERT IGNORE INTO {B} (`aggregateId`, `eventId`, `routingKey`, `reason`) VALUES (?, ?, ?, ?)")
+            }),
+            expired: r(&format!(
+                "SELECT {EVENT_COLUMNS} FROM {{E}}
+                  WHERE {{e.status}} = 'PROCESSING' AND {{e.lockedUntil}} < NOW(3)
+                  ORDER BY {{e.lockedUntil}} LIMIT ?"
+            )),
+            policies: r("SELECT {p.routingKey}, {p.maxRetries}, {p.retryInterval}, {p.maxInterval}, {p.backoffMultiplier},
+                        {p.jitter}, {p.ordered}, {p.paused}, {p.blockOnFailure} FROM {P}"),
+            next_due: r(&format!(
+                "SELECT TIMESTAMPDIFF(MICROSECOND, NOW(3), MIN({{e.nextRetryAt}})) FROM {{E}}
+                  WHERE {{e.status}} = 'PENDING' AND {{e.routingKey}} NOT IN ({KEYS_OF})"
+            )),
+            purge: r("DELETE FROM {E} WHERE {e.status} = ? AND {e.processedAt} < NOW(3) - INTERVAL ? MICROSECOND LIMIT ?"),
+            pending: r("SELECT {e.routingKey}, COUNT(*), TIMESTAMPDIFF(MICROSECOND, MIN({e.occurredAt}), NOW(3)) / 1e6
+                   FROM {E} WHERE {e.status} = 'PENDING' GROUP BY {e.routingKey}"),
+            look: r("SELECT (SELECT {seq} FROM {E}),
+                            (SELECT COUNT(*) FROM {P}),
+                            (SELECT COALESCE(CAST(MAX({p.updatedAt}) AS CHAR), '') FROM {P}),
+                            EXISTS (SELECT 1 FROM {E} WHERE {e.status} = 'PENDING' AND {e.nextRetryAt} <= NOW(3))"),
+        }
+    }
 }
 
 /// Server error codes worth a retry: deadlock, lock wait timeout, too many connections,
@@ -92,11 +218,25 @@ impl MysqlStore {
                     .with_constraints(constraints)
                     .with_reset_connection(false),
             );
+        let layout = Layout::canonical();
         Ok(MysqlStore {
             pool: Pool::new(opts),
             shown,
             database,
+            sql: Arc::new(Statements::new(&layout)),
+            layout: Arc::new(layout),
         })
+    }
+
+    /// Makes every statement use `layout` (app-owned tables).
+    pub(crate) fn set_layout(&mut self, layout: Layout) {
+        self.sql = Arc::new(Statements::new(&layout));
+        self.layout = Arc::new(layout);
+    }
+
+    /// The layout in use.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// The database holding the outbox tables.
@@ -167,6 +307,7 @@ impl MysqlStore {
     /// Leases the `rows` the caller's transaction locked (read with [`EVENT_COLUMNS`], so
     /// no read-back is needed) to `owner`.
     async fn lease(
+        &self,
         tx: &mut mysql_async::Transaction<'_>,
         rows: &[Row],
         owner: &str,
@@ -181,11 +322,7 @@ impl MysqlStore {
         }
         // One statement text whatever the batch size, so it is prepared once per connection.
         tx.exec_drop(
-            format!(
-                "UPDATE `OutboxEvent` AS e JOIN ({KEYS_OF}) AS l ON e.`id` = l.k
-                    SET e.`status` = 'PROCESSING', e.`lockedBy` = ?, e.`retryCount` = COALESCE(e.`retryCount`, 0),
-                        e.`lockedUntil` = NOW(3) + INTERVAL ? MICROSECOND"
-            ),
+            &self.sql.lease,
             (crate::json_list(&ids), owner, micros(lease)),
         )
         .await
@@ -193,7 +330,7 @@ impl MysqlStore {
 
     async fn claim_with(
         &self,
-        select: String,
+        select: &str,
         params: Vec<Value>,
         owner: &str,
         lease: Duration,
@@ -204,11 +341,27 @@ impl MysqlStore {
             .await
             .map_err(classify)?;
         let rows: Vec<Row> = tx.exec(select, params).await.map_err(classify)?;
-        Self::lease(&mut tx, &rows, owner, lease)
+        self.lease(&mut tx, &rows, owner, lease)
             .await
             .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
         Ok(leased_rows(&rows, Some(owner)))
+    }
+
+    /// Holds `aggregate` back behind its FAILED head `event` (once; an earlier block stays);
+    /// nothing without the blocked-aggregates table.
+    async fn block_aggregate(
+        &self,
+        tx: &mut mysql_async::Transaction<'_>,
+        aggregate: &str,
+        event: &str,
+        routing: &str,
+        reason: Option<&str>,
+    ) -> Result<(), mysql_async::Error> {
+        match &self.sql.block {
+            Some(sql) => tx.exec_drop(sql, (aggregate, event, routing, reason)).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -255,21 +408,6 @@ impl NotificationStream for Watch {
     }
 }
 
-/// Holds `aggregate` back behind its FAILED head `event` (once; an earlier block stays).
-async fn block_aggregate(
-    tx: &mut mysql_async::Transaction<'_>,
-    aggregate: &str,
-    event: &str,
-    routing: &str,
-    reason: Option<&str>,
-) -> Result<(), mysql_async::Error> {
-    tx.exec_drop(
-        "INSERT IGNORE INTO `OutboxBlockedAggregate` (`aggregateId`, `eventId`, `routingKey`, `reason`) VALUES (?, ?, ?, ?)",
-        (aggregate, event, routing, reason),
-    )
-    .await
-}
-
 #[async_trait]
 impl Store for MysqlStore {
     async fn claim(
@@ -280,22 +418,15 @@ impl Store for MysqlStore {
         paused: &[String],
     ) -> Result<Leased, StoreError> {
         // Without paused keys, no filter at all (the key list would be joined for each row).
-        let (skip, params) = if paused.is_empty() {
-            (String::new(), vec![])
+        let limit = limit.max(1) as u64;
+        if paused.is_empty() {
+            self.claim_with(&self.sql.claim, vec![limit.into()], owner, lease)
+                .await
         } else {
-            (
-                format!("AND `routingKey` NOT IN ({KEYS_OF})"),
-                vec![crate::json_list(paused).into()],
-            )
-        };
-        let select = format!(
-            "SELECT {EVENT_COLUMNS} FROM `OutboxEvent`
-              WHERE `status` = 'PENDING' AND `nextRetryAt` <= NOW(3) {skip}
-              ORDER BY `nextRetryAt` LIMIT {}
-              FOR UPDATE SKIP LOCKED",
-            limit.max(1)
-        );
-        self.claim_with(select, params, owner, lease).await
+            let params = vec![crate::json_list(paused).into(), limit.into()];
+            self.claim_with(&self.sql.claim_skipping, params, owner, lease)
+                .await
+        }
     }
 
     async fn claim_ordered(
@@ -306,26 +437,13 @@ impl Store for MysqlStore {
         ordered: &[String],
         paused: &[String],
     ) -> Result<Leased, StoreError> {
-        // An aggregate's head is its earliest unfinished event (by seq) under the ordered
-        // keys, not held back by a blocked aggregate.
-        let select = format!(
-            "SELECT {EVENT_COLUMNS} FROM `OutboxEvent` AS c
-              WHERE c.`status` = 'PENDING' AND c.`nextRetryAt` <= NOW(3)
-                AND c.`routingKey` IN ({KEYS_OF})
-                AND c.`routingKey` NOT IN ({KEYS_OF})
-                AND NOT EXISTS (
-                    SELECT 1 FROM `OutboxEvent` AS p
-                     WHERE p.`aggregateId` = c.`aggregateId` AND p.`seq` < c.`seq`
-                       AND p.`status` IN ('PENDING', 'PROCESSING')
-                       AND p.`routingKey` IN ({KEYS_OF}))
-                AND NOT EXISTS (
-                    SELECT 1 FROM `OutboxBlockedAggregate` AS b WHERE b.`aggregateId` = c.`aggregateId`)
-              ORDER BY c.`nextRetryAt` LIMIT {}
-              FOR UPDATE SKIP LOCKED",
-            limit.max(1)
-        );
         let (ordered, paused) = (crate::json_list(ordered), crate::json_list(paused));
-        let params: Vec<Value> = vec![ordered.clone().into(), paused.into(), ordered.into()];
+        let params: Vec<Value> = vec![
+            ordered.clone().into(),
+            paused.into(),
+            ordered.into(),
+            (limit.max(1) as u64).into(),
+        ];
         let mut c = self.conn().await?;
         let mut tx = c
             .start_transaction(TxOpts::default())
@@ -333,12 +451,15 @@ impl Store for MysqlStore {
             .map_err(classify)?;
         // Every producer holds its bucket shared until it commits: with all buckets ours, no
         // event is inserted but uncommitted, so an aggregate's earliest unfinished event is
-        // its head for certain.
-        tx.query_drop("SELECT COUNT(*) FROM (SELECT `bucket` FROM `OutboxOrderLock` ORDER BY `bucket` FOR UPDATE) AS l")
+        // its head for certain. (Without the buckets, app-owned tables: see the README.)
+        if let Some(locks) = &self.sql.order_locks {
+            tx.query_drop(locks).await.map_err(classify)?;
+        }
+        let rows: Vec<Row> = tx
+            .exec(&self.sql.claim_ordered, params)
             .await
             .map_err(classify)?;
-        let rows: Vec<Row> = tx.exec(select, params).await.map_err(classify)?;
-        Self::lease(&mut tx, &rows, owner, lease)
+        self.lease(&mut tx, &rows, owner, lease)
             .await
             .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
@@ -349,8 +470,7 @@ impl Store for MysqlStore {
         if completions.is_empty() {
             return Ok(0);
         }
-        let batch = "JSON_TABLE(?, '$[*]' COLUMNS (id VARCHAR(191) PATH '$[0]', owner VARCHAR(191) PATH '$[1]', rc INT PATH '$[2]')) AS a";
-        let fence = "e.`id` = a.id AND e.`lockedBy` = a.owner AND e.`retryCount` = a.rc AND e.`status` = 'PROCESSING'";
+        let sql = &self.sql;
         let mut c = self.conn().await?;
         let mut tx = c
             .start_transaction(TxOpts::default())
@@ -360,60 +480,46 @@ impl Store for MysqlStore {
         if let Some(rows) =
             crate::fenced_batch(completions, |a| matches!(a, CompletionAction::Sent))
         {
-            tx.exec_drop(
-                format!(
-                    "UPDATE `OutboxEvent` AS e JOIN {batch} ON {fence}
-                        SET e.`status` = 'SENT', e.`lockedBy` = NULL, e.`lockedUntil` = NULL, e.`processedAt` = NOW(3)"
-                ),
-                (rows,),
-            )
-            .await
-            .map_err(classify)?;
+            tx.exec_drop(&sql.sent, (rows,)).await.map_err(classify)?;
             changed += tx.affected_rows();
         }
         if let Some(rows) =
             crate::fenced_batch(completions, |a| matches!(a, CompletionAction::Delete))
         {
-            tx.exec_drop(
-                format!("DELETE e FROM `OutboxEvent` AS e JOIN {batch} ON {fence}"),
-                (rows,),
-            )
-            .await
-            .map_err(classify)?;
+            tx.exec_drop(&sql.delete, (rows,)).await.map_err(classify)?;
             changed += tx.affected_rows();
         }
+        let has = |c: &str| self.layout.has_event_column(c);
         for c in completions {
             let Some((status, rc, delay, error, block)) = crate::result_fields(c) else {
                 continue;
             };
-            let delay = micros(delay);
             let finished = matches!(status, Status::Sent | Status::Failed);
             let head: Option<(Option<String>, Option<String>)> = tx
-                .exec_first(
-                    "SELECT `aggregateId`, `routingKey` FROM `OutboxEvent`
-                      WHERE `id` = ? AND `lockedBy` = ? AND `retryCount` = ? AND `status` = 'PROCESSING' FOR UPDATE",
-                    (&c.id, &c.lease_owner, c.retry_count),
-                )
+                .exec_first(&sql.result_head, (&c.id, &c.lease_owner, c.retry_count))
                 .await
                 .map_err(classify)?;
             let Some((aggregate, routing)) = head else {
                 continue;
             };
-            tx.exec_drop(
-                "UPDATE `OutboxEvent`
-                    SET `status` = ?, `lockedBy` = NULL, `lockedUntil` = NULL,
-                        `lastError` = COALESCE(?, `lastError`),
-                        `processedAt` = CASE WHEN ? THEN NOW(3) END,
-                        `nextRetryAt` = CASE WHEN ? = 'PENDING' THEN NOW(3) + INTERVAL ? MICROSECOND ELSE `nextRetryAt` END,
-                        `retryCount` = ?
-                  WHERE `id` = ?",
-                (status.as_str(), error, finished, status.as_str(), delay, rc, &c.id),
-            )
-            .await
-            .map_err(classify)?;
+            let mut params: Vec<Value> = Vec::with_capacity(7);
+            if has("lastError") {
+                params.push(error.into());
+            }
+            if has("processedAt") {
+                params.push(finished.into());
+            }
+            params.extend([
+                status.as_str().into(),
+                micros(delay).into(),
+                rc.into(),
+                status.as_str().into(),
+                c.id.as_str().into(),
+            ]);
+            tx.exec_drop(&sql.result, params).await.map_err(classify)?;
             changed += 1;
             if let (true, Some(a), Some(r)) = (block, aggregate, routing) {
-                block_aggregate(&mut tx, &a, &c.id, &r, error)
+                self.block_aggregate(&mut tx, &a, &c.id, &r, error)
                     .await
                     .map_err(classify)?;
             }
@@ -426,6 +532,7 @@ impl Store for MysqlStore {
         if rows.is_empty() {
             return Ok(0);
         }
+        let sql = &self.sql;
         let mut c = self.conn().await?;
         let mut tx = c
             .start_transaction(TxOpts::default())
@@ -435,26 +542,23 @@ impl Store for MysqlStore {
         for u in rows {
             let error = u.last_error();
             let head: Option<(Option<String>, Option<String>)> = tx
-                .exec_first(
-                    "SELECT `aggregateId`, `routingKey` FROM `OutboxEvent`
-                      WHERE `id` = ? AND `lockedBy` = ? AND `status` = 'PROCESSING' FOR UPDATE",
-                    (&u.id, &u.lease_owner),
-                )
+                .exec_first(&sql.unreadable_head, (&u.id, &u.lease_owner))
                 .await
                 .map_err(classify)?;
             let Some((aggregate, routing)) = head else {
                 continue;
             };
-            tx.exec_drop(
-                "UPDATE `OutboxEvent` SET `status` = 'FAILED', `lockedBy` = NULL, `lockedUntil` = NULL,
-                        `lastError` = ?, `processedAt` = NOW(3) WHERE `id` = ?",
-                (&error, &u.id),
-            )
-            .await
-            .map_err(classify)?;
+            let mut params: Vec<Value> = Vec::with_capacity(2);
+            if self.layout.has_event_column("lastError") {
+                params.push(error.as_str().into());
+            }
+            params.push(u.id.as_str().into());
+            tx.exec_drop(&sql.unreadable, params)
+                .await
+                .map_err(classify)?;
             changed += 1;
             if let (true, Some(a), Some(k)) = (u.block_aggregate, aggregate, routing) {
-                block_aggregate(&mut tx, &a, &u.id, &k, Some(&error))
+                self.block_aggregate(&mut tx, &a, &u.id, &k, Some(&error))
                     .await
                     .map_err(classify)?;
             }
@@ -466,15 +570,7 @@ impl Store for MysqlStore {
     async fn expired_leases(&self, limit: usize) -> Result<Leased, StoreError> {
         let mut c = self.conn().await?;
         let rows: Vec<Row> = c
-            .exec(
-                format!(
-                    "SELECT {EVENT_COLUMNS} FROM `OutboxEvent`
-                      WHERE `status` = 'PROCESSING' AND `lockedUntil` < NOW(3)
-                      ORDER BY `lockedUntil` LIMIT {}",
-                    limit.max(1)
-                ),
-                (),
-            )
+            .exec(&self.sql.expired, (limit.max(1) as u64,))
             .await
             .map_err(classify)?;
         Ok(leased_rows(&rows, None))
@@ -482,13 +578,7 @@ impl Store for MysqlStore {
 
     async fn policies(&self) -> Result<PolicyRows, StoreError> {
         let mut c = self.conn().await?;
-        let rows: Vec<Row> = c
-            .query(
-                "SELECT `routingKey`, `maxRetries`, `retryInterval`, `maxInterval`, `backoffMultiplier`,
-                        `jitter`, `ordered`, `paused`, `blockOnFailure` FROM `OutboxRetryPolicy`",
-            )
-            .await
-            .map_err(classify)?;
+        let rows: Vec<Row> = c.query(&self.sql.policies).await.map_err(classify)?;
         let mut out = PolicyRows::default();
         for r in &rows {
             match crate::cells::policy_row(r) {
@@ -502,13 +592,7 @@ impl Store for MysqlStore {
     async fn next_due(&self, paused: &[String]) -> Result<Option<Duration>, StoreError> {
         let mut c = self.conn().await?;
         let us: Option<Option<i64>> = c
-            .exec_first(
-                format!(
-                    "SELECT TIMESTAMPDIFF(MICROSECOND, NOW(3), MIN(`nextRetryAt`)) FROM `OutboxEvent`
-                      WHERE `status` = 'PENDING' AND `routingKey` NOT IN ({KEYS_OF})"
-                ),
-                (crate::json_list(paused),),
-            )
+            .exec_first(&self.sql.next_due, (crate::json_list(paused),))
             .await
             .map_err(classify)?;
         Ok(us
@@ -522,13 +606,13 @@ impl Store for MysqlStore {
         older_than: Duration,
         limit: usize,
     ) -> Result<u64, StoreError> {
+        if !self.layout.has_event_column("processedAt") {
+            return Ok(0);
+        }
         let mut c = self.conn().await?;
         c.exec_drop(
-            format!(
-                "DELETE FROM `OutboxEvent` WHERE `status` = ? AND `processedAt` < NOW(3) - INTERVAL ? MICROSECOND LIMIT {}",
-                limit.max(1)
-            ),
-            (status.as_str(), micros(older_than)),
+            &self.sql.purge,
+            (status.as_str(), micros(older_than), limit.max(1) as u64),
         )
         .await
         .map_err(classify)?;
@@ -537,13 +621,7 @@ impl Store for MysqlStore {
 
     async fn pending_summary(&self) -> Result<Vec<(String, i64, f64)>, StoreError> {
         let mut c = self.conn().await?;
-        let rows: Vec<Row> = c
-            .query(
-                "SELECT `routingKey`, COUNT(*), TIMESTAMPDIFF(MICROSECOND, MIN(`occurredAt`), NOW(3)) / 1e6
-                   FROM `OutboxEvent` WHERE `status` = 'PENDING' GROUP BY `routingKey`",
-            )
-            .await
-            .map_err(classify)?;
+        let rows: Vec<Row> = c.query(&self.sql.pending).await.map_err(classify)?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -565,16 +643,13 @@ impl Store for MysqlStore {
     /// event's seq and whether a PENDING event is due (two index probes; an event committed
     /// late under a lower seq is found by the second), every 5 ms while there is something
     /// to tell, backing off to every 50 ms while nothing changes, and at the policy table's
-    /// row count and last update.
+    /// row count and last update. (On an app's table without seq, the due flag alone.)
     async fn listen(&self) -> Result<Box<dyn NotificationStream>, StoreError> {
         let mut conn = self.conn().await?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        const LOOK: &str = "SELECT (SELECT COALESCE(MAX(`seq`), 0) FROM `OutboxEvent`),
-                                   (SELECT COUNT(*) FROM `OutboxRetryPolicy`),
-                                   (SELECT COALESCE(CAST(MAX(`updatedAt`) AS CHAR), '') FROM `OutboxRetryPolicy`),
-                                   EXISTS (SELECT 1 FROM `OutboxEvent` WHERE `status` = 'PENDING' AND `nextRetryAt` <= NOW(3))";
+        let look = self.sql.look.clone();
         let mut last: (i64, i64, String, bool) = conn
-            .query_first(LOOK)
+            .query_first(&look)
             .await
             .map_err(classify)?
             .unwrap_or_default();
@@ -582,7 +657,7 @@ impl Store for MysqlStore {
             let mut every = WATCH_FAST;
             while !tx.is_closed() {
                 tokio::time::sleep(every).await;
-                let now: (i64, i64, String, bool) = match conn.query_first(LOOK).await {
+                let now: (i64, i64, String, bool) = match conn.query_first(&look).await {
                     Ok(row) => row.unwrap_or_default(),
                     Err(e) => {
                         tracing::warn!(error = %classify(e), "The MySQL change watcher stopped");

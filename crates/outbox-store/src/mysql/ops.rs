@@ -2,6 +2,7 @@
 //! FAILED events, unblocking aggregates and pausing policies — each action audited in the
 //! same transaction.
 
+use super::layout::Layout;
 use super::row::{int_opt, shown, text_opt};
 use super::{classify, marks, micros, MysqlStore};
 use async_trait::async_trait;
@@ -34,33 +35,33 @@ const LISTED: &[&str] = &[
     "payload",
 ];
 
-/// The filter's condition and its parameters: ids, status, routingKey, aggregateId, since
-/// (seconds), error text; an empty or absent one does not filter.
+/// The filter's condition (a template) and its parameters: ids, status, routingKey,
+/// aggregateId, since (seconds), error text; an empty or absent one does not filter.
 fn filter(f: &EventFilter) -> (String, Vec<Value>) {
     let mut clauses = vec!["TRUE".to_string()];
     let mut params: Vec<Value> = Vec::new();
     if !f.ids.is_empty() {
-        clauses.push(format!("e.`id` IN ({})", marks(f.ids.len())));
+        clauses.push(format!("e.{{e.id}} IN ({})", marks(f.ids.len())));
         params.extend(f.ids.iter().map(|i| i.to_value()));
     }
     if let Some(s) = f.status {
-        clauses.push("e.`status` = ?".into());
+        clauses.push("e.{e.status} = ?".into());
         params.push(s.as_str().into());
     }
     if let Some(k) = &f.routing_key {
-        clauses.push("e.`routingKey` = ?".into());
+        clauses.push("e.{e.routingKey} = ?".into());
         params.push(k.to_value());
     }
     if let Some(a) = &f.aggregate_id {
-        clauses.push("e.`aggregateId` = ?".into());
+        clauses.push("e.{e.aggregateId} = ?".into());
         params.push(a.to_value());
     }
     if let Some(since) = f.since {
-        clauses.push("e.`occurredAt` >= NOW(3) - INTERVAL ? MICROSECOND".into());
+        clauses.push("e.{e.occurredAt} >= NOW(3) - INTERVAL ? MICROSECOND".into());
         params.push(micros(since).into());
     }
     if let Some(text) = &f.error_contains {
-        clauses.push("LOCATE(LOWER(?), LOWER(COALESCE(e.`lastError`, ''))) > 0".into());
+        clauses.push("LOCATE(LOWER(?), LOWER(COALESCE(e.{e.lastError}, ''))) > 0".into());
         params.push(text.to_value());
     }
     (clauses.join(" AND "), params)
@@ -96,35 +97,54 @@ fn listed(r: &Row) -> ListedEvent {
     }
 }
 
+/// Writes an audit row (none when app-owned tables lack the audit table).
 async fn audit(
     tx: &mut mysql_async::Transaction<'_>,
+    layout: &Layout,
     actor: &str,
     action: &str,
     event: Option<&str>,
     routing: Option<&str>,
     detail: Option<&str>,
 ) -> Result<(), mysql_async::Error> {
+    if !layout.audits() {
+        return Ok(());
+    }
     tx.exec_drop(
-        "INSERT INTO `OutboxAudit` (`actor`, `action`, `eventId`, `routingKey`, `detail`) VALUES (?, ?, ?, ?, ?)",
+        layout.render("INSERT INTO {A} (`actor`, `action`, `eventId`, `routingKey`, `detail`) VALUES (?, ?, ?, ?, ?)"),
         (actor, action, event, routing, detail),
     )
     .await
 }
 
+/// Removes the block an aggregate has behind FAILED event `id` (nothing without the table).
+async fn unblock_behind(
+    tx: &mut mysql_async::Transaction<'_>,
+    layout: &Layout,
+    id: &str,
+) -> Result<(), mysql_async::Error> {
+    if layout.names.blocked.is_none() {
+        return Ok(());
+    }
+    tx.exec_drop(layout.render("DELETE FROM {B} WHERE `eventId` = ?"), (id,))
+        .await
+}
+
 /// Up to `batch` FAILED events matching `f`, locked: (id, routingKey).
 async fn failed_batch(
     tx: &mut mysql_async::Transaction<'_>,
+    layout: &Layout,
     f: &EventFilter,
     batch: i64,
 ) -> Result<Vec<(String, Option<String>)>, mysql_async::Error> {
     let (cond, params) = filter(f);
     let rows: Vec<Row> = tx
         .exec(
-            format!(
-                "SELECT e.`id`, e.`routingKey` FROM `OutboxEvent` AS e
-                  WHERE e.`status` = 'FAILED' AND {cond} ORDER BY e.`id` LIMIT {} FOR UPDATE",
+            layout.render(&format!(
+                "SELECT e.{{e.id}}, e.{{e.routingKey}} FROM {{E}} AS e
+                  WHERE e.{{e.status}} = 'FAILED' AND {cond} ORDER BY e.{{e.id}} LIMIT {} FOR UPDATE",
                 batch.max(1)
-            ),
+            )),
             params,
         )
         .await?;
@@ -147,20 +167,20 @@ impl Operator for MysqlStore {
         limit: i64,
     ) -> Result<Vec<ListedEvent>, StoreError> {
         let order = if f.status == Some(Status::Failed) {
-            "e.`processedAt` DESC, e.`occurredAt` DESC"
+            "e.{e.processedAt} DESC, e.{e.occurredAt} DESC"
         } else {
-            "e.`occurredAt` DESC, e.`id` DESC"
+            "e.{e.occurredAt} DESC, e.{e.id} DESC"
         };
         let (cond, params) = filter(f);
-        let columns: Vec<String> = LISTED.iter().map(|c| format!("e.`{c}`")).collect();
+        let columns: Vec<String> = LISTED.iter().map(|c| format!("e.{{e.{c}}}")).collect();
         let mut c = self.conn().await?;
         let rows: Vec<Row> = c
             .exec(
-                format!(
-                    "SELECT {} FROM `OutboxEvent` AS e WHERE {cond} ORDER BY {order} LIMIT {}",
+                self.layout().render(&format!(
+                    "SELECT {} FROM {{E}} AS e WHERE {cond} ORDER BY {order} LIMIT {}",
                     columns.join(", "),
                     limit.max(0)
-                ),
+                )),
                 params,
             )
             .await
@@ -180,11 +200,11 @@ impl Operator for MysqlStore {
         let mut c = self.conn().await?;
         let rows: Vec<Row> = c
             .exec(
-                format!(
-                    "SELECT e.`id` FROM `OutboxEvent` AS e WHERE {cond} AND (? IS NULL OR e.`id` > ?)
-                      ORDER BY e.`id` LIMIT {}",
+                self.layout().render(&format!(
+                    "SELECT e.{{e.id}} FROM {{E}} AS e WHERE {cond} AND (? IS NULL OR e.{{e.id}} > ?)
+                      ORDER BY e.{{e.id}} LIMIT {}",
                     limit.max(0)
-                ),
+                )),
                 params,
             )
             .await
@@ -197,7 +217,8 @@ impl Operator for MysqlStore {
         let mut c = self.conn().await?;
         let n: Option<i64> = c
             .exec_first(
-                format!("SELECT COUNT(*) FROM `OutboxEvent` AS e WHERE {cond}"),
+                self.layout()
+                    .render(&format!("SELECT COUNT(*) FROM {{E}} AS e WHERE {cond}")),
                 params,
             )
             .await
@@ -208,13 +229,13 @@ impl Operator for MysqlStore {
     async fn stats(&self) -> Result<Vec<KeyStats>, StoreError> {
         let mut c = self.conn().await?;
         let rows: Vec<Row> = c
-            .query(
-                "SELECT COALESCE(`routingKey`, '(NULL)'),
-                        SUM(`status` = 'PENDING'), SUM(`status` = 'PROCESSING'), SUM(`status` = 'SENT'),
-                        SUM(`status` = 'FAILED'), SUM(`status` = 'PENDING' AND `retryCount` > 0),
-                        TIMESTAMPDIFF(MICROSECOND, MIN(CASE WHEN `status` = 'PENDING' THEN `occurredAt` END), NOW(3)) / 1e6
-                   FROM `OutboxEvent` GROUP BY 1 ORDER BY 1",
-            )
+            .query(self.layout().render(
+                "SELECT COALESCE({e.routingKey}, '(NULL)'),
+                        SUM({e.status} = 'PENDING'), SUM({e.status} = 'PROCESSING'), SUM({e.status} = 'SENT'),
+                        SUM({e.status} = 'FAILED'), SUM({e.status} = 'PENDING' AND {e.retryCount} > 0),
+                        TIMESTAMPDIFF(MICROSECOND, MIN(CASE WHEN {e.status} = 'PENDING' THEN {e.occurredAt} END), NOW(3)) / 1e6
+                   FROM {E} GROUP BY 1 ORDER BY 1",
+            ))
             .await
             .map_err(classify)?;
         Ok(rows
@@ -238,9 +259,14 @@ impl Operator for MysqlStore {
     }
 
     async fn blocked_aggregates(&self) -> Result<Vec<Blocked>, StoreError> {
+        if self.layout().names.blocked.is_none() {
+            return Ok(Vec::new());
+        }
         let mut c = self.conn().await?;
         let rows: Vec<(String, String, String)> = c
-            .query("SELECT `aggregateId`, `eventId`, `routingKey` FROM `OutboxBlockedAggregate` ORDER BY `blockedAt`, `aggregateId`")
+            .query(self.layout().render(
+                "SELECT `aggregateId`, `eventId`, `routingKey` FROM {B} ORDER BY `blockedAt`, `aggregateId`",
+            ))
             .await
             .map_err(classify)?;
         Ok(rows
@@ -254,7 +280,7 @@ impl Operator for MysqlStore {
     }
 
     fn audits(&self) -> bool {
-        true
+        self.layout().audits()
     }
 
     async fn replay_failed(
@@ -268,26 +294,26 @@ impl Operator for MysqlStore {
             .start_transaction(TxOpts::default())
             .await
             .map_err(classify)?;
-        let picked = failed_batch(&mut tx, f, batch).await.map_err(classify)?;
-        let mut done = Vec::new();
-        for (id, routing) in picked {
-            tx.exec_drop(
-                "UPDATE `OutboxEvent` SET `status` = 'PENDING', `retryCount` = 0, `nextRetryAt` = NOW(3),
-                        `lockedBy` = NULL, `lockedUntil` = NULL, `processedAt` = NULL
-                  WHERE `id` = ? AND `status` = 'FAILED'",
-                (&id,),
-            )
+        let layout = self.layout();
+        let picked = failed_batch(&mut tx, layout, f, batch)
             .await
             .map_err(classify)?;
+        let replay = layout.render(
+            "UPDATE {E} SET {e.processedAt} = NULL, {?e.processedAt}
+                    {e.retryCount} = 0, {e.nextRetryAt} = NOW(3), {e.lockedBy} = NULL, {e.lockedUntil} = NULL,
+                    {e.status} = 'PENDING'
+              WHERE {e.id} = ? AND {e.status} = 'FAILED'",
+        );
+        let mut done = Vec::new();
+        for (id, routing) in picked {
+            tx.exec_drop(&replay, (&id,)).await.map_err(classify)?;
             if tx.affected_rows() > 0 {
-                tx.exec_drop(
-                    "DELETE FROM `OutboxBlockedAggregate` WHERE `eventId` = ?",
-                    (&id,),
-                )
-                .await
-                .map_err(classify)?;
+                unblock_behind(&mut tx, layout, &id)
+                    .await
+                    .map_err(classify)?;
                 audit(
                     &mut tx,
+                    layout,
                     actor,
                     "replay",
                     Some(&id),
@@ -315,23 +341,22 @@ impl Operator for MysqlStore {
             .start_transaction(TxOpts::default())
             .await
             .map_err(classify)?;
-        let picked = failed_batch(&mut tx, f, batch).await.map_err(classify)?;
+        let layout = self.layout();
+        let picked = failed_batch(&mut tx, layout, f, batch)
+            .await
+            .map_err(classify)?;
         let action = if unblock { "purge+unblock" } else { "purge" };
+        let delete = layout.render("DELETE FROM {E} WHERE {e.id} = ?");
         let mut done = Vec::new();
         for (id, routing) in picked {
-            tx.exec_drop("DELETE FROM `OutboxEvent` WHERE `id` = ?", (&id,))
-                .await
-                .map_err(classify)?;
+            tx.exec_drop(&delete, (&id,)).await.map_err(classify)?;
             if tx.affected_rows() > 0 {
                 if unblock {
-                    tx.exec_drop(
-                        "DELETE FROM `OutboxBlockedAggregate` WHERE `eventId` = ?",
-                        (&id,),
-                    )
-                    .await
-                    .map_err(classify)?;
+                    unblock_behind(&mut tx, layout, &id)
+                        .await
+                        .map_err(classify)?;
                 }
-                audit(&mut tx, actor, action, Some(&id), routing.as_deref(), None)
+                audit(&mut tx, layout, actor, action, Some(&id), routing.as_deref(), None)
                     .await
                     .map_err(classify)?;
                 done.push(id);
@@ -342,6 +367,10 @@ impl Operator for MysqlStore {
     }
 
     async fn unblock(&self, aggregates: &[String], actor: &str) -> Result<Vec<String>, StoreError> {
+        let layout = self.layout();
+        if layout.names.blocked.is_none() {
+            return Ok(Vec::new());
+        }
         let mut c = self.conn().await?;
         let mut tx = c
             .start_transaction(TxOpts::default())
@@ -351,21 +380,19 @@ impl Operator for MysqlStore {
         for a in aggregates {
             let row: Option<(String, String)> = tx
                 .exec_first(
-                    "SELECT `eventId`, `routingKey` FROM `OutboxBlockedAggregate` WHERE `aggregateId` = ? FOR UPDATE",
+                    layout.render("SELECT `eventId`, `routingKey` FROM {B} WHERE `aggregateId` = ? FOR UPDATE"),
                     (a,),
                 )
                 .await
                 .map_err(classify)?;
             if let Some((event, routing)) = row {
-                tx.exec_drop(
-                    "DELETE FROM `OutboxBlockedAggregate` WHERE `aggregateId` = ?",
-                    (a,),
-                )
-                .await
-                .map_err(classify)?;
+                tx.exec_drop(layout.render("DELETE FROM {B} WHERE `aggregateId` = ?"), (a,))
+                    .await
+                    .map_err(classify)?;
                 let detail = format!("aggregate {a}");
                 audit(
                     &mut tx,
+                    layout,
                     actor,
                     "unblock",
                     Some(&event),
@@ -387,6 +414,13 @@ impl Operator for MysqlStore {
         paused: bool,
         actor: &str,
     ) -> Result<bool, StoreError> {
+        let layout = self.layout();
+        if !layout.names.policy_columns.contains_key("paused") {
+            return Err(StoreError::Query(format!(
+                "the policy table {} has no paused column; add it: ALTER TABLE {0} ADD COLUMN `paused` BOOLEAN NOT NULL DEFAULT FALSE (Prisma: paused Boolean @default(false))",
+                layout.policy_table()
+            )));
+        }
         let mut c = self.conn().await?;
         let mut tx = c
             .start_transaction(TxOpts::default())
@@ -394,7 +428,7 @@ impl Operator for MysqlStore {
             .map_err(classify)?;
         let found: Option<i64> = tx
             .exec_first(
-                "SELECT COUNT(*) FROM `OutboxRetryPolicy` WHERE `routingKey` = ? FOR UPDATE",
+                layout.render("SELECT COUNT(*) FROM {P} WHERE {p.routingKey} = ? FOR UPDATE"),
                 (routing_key,),
             )
             .await
@@ -402,13 +436,16 @@ impl Operator for MysqlStore {
         let found = found.unwrap_or(0) > 0;
         if found {
             tx.exec_drop(
-                "UPDATE `OutboxRetryPolicy` SET `paused` = ?, `updatedAt` = NOW(3) WHERE `routingKey` = ?",
+                layout.render(
+                    "UPDATE {P} SET {p.updatedAt} = NOW(3), {?p.updatedAt}
+                        {p.paused} = ? WHERE {p.routingKey} = ?",
+                ),
                 (paused, routing_key),
             )
             .await
             .map_err(classify)?;
             let action = if paused { "pause" } else { "resume" };
-            audit(&mut tx, actor, action, None, Some(routing_key), None)
+            audit(&mut tx, layout, actor, action, None, Some(routing_key), None)
                 .await
                 .map_err(classify)?;
         }
@@ -417,10 +454,13 @@ impl Operator for MysqlStore {
     }
 
     async fn purgeable(&self, status: Status, older_than: Duration) -> Result<u64, StoreError> {
+        if !self.layout().has_event_column("processedAt") {
+            return Ok(0);
+        }
         let mut c = self.conn().await?;
         let n: Option<i64> = c
             .exec_first(
-                "SELECT COUNT(*) FROM `OutboxEvent` WHERE `status` = ? AND `processedAt` < NOW(3) - INTERVAL ? MICROSECOND",
+                self.layout().render("SELECT COUNT(*) FROM {E} WHERE {e.status} = ? AND {e.processedAt} < NOW(3) - INTERVAL ? MICROSECOND"),
                 (status.as_str(), micros(older_than)),
             )
             .await
@@ -436,6 +476,16 @@ impl outbox_core::Backend for MysqlStore {
 
     fn location(&self) -> String {
         format!("MySQL database `{}`", self.database())
+    }
+
+    fn table_name(&self, logical: &str) -> String {
+        self.layout().names.table_name(logical, super::layout::quote)
+    }
+
+    fn column_name(&self, logical_table: &str, logical: &str) -> String {
+        self.layout()
+            .names
+            .column_name(logical_table, logical, super::layout::quote)
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

@@ -6,8 +6,6 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use mysql_async::{Row, Value};
 use outbox_core::Leased;
 
-/// The columns every event read selects, in this order (`lockedBy` last).
-pub(crate) const EVENT_COLUMNS: &str = "`id`, `eventName`, `eventType`, `aggregateId`, `routingKey`, `payload`, `headers`, `occurredAt`, `retryCount`, `maxRetries`, `retryInterval`, `maxInterval`, `lockedBy`";
 
 fn value<'a>(row: &'a Row, i: usize, name: &str) -> Result<&'a Value, String> {
     row.as_ref(i)

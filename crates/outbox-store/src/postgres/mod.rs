@@ -489,6 +489,25 @@ impl outbox_core::Backend for PgStore {
         format!("schema \"{}\"", self.schema)
     }
 
+    fn table_name(&self, logical: &str) -> String {
+        let l = self.layout();
+        if logical == crate::adopt::POLICY_TABLE {
+            l.policies()
+        } else {
+            l.events()
+        }
+    }
+
+    fn column_name(&self, logical_table: &str, logical: &str) -> String {
+        let l = self.layout();
+        let map = if logical_table == crate::adopt::POLICY_TABLE {
+            &l.policy_columns
+        } else {
+            &l.event_columns
+        };
+        quote_ident(map.get(logical).map(String::as_str).unwrap_or(logical))
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }

@@ -6,10 +6,10 @@
 use super::layout::{Layout, Stamps};
 use super::SqliteStore;
 use crate::adopt::{
-    find_column, find_table, looked_for, wanted, Naming, AUDIT_TABLE, BLOCKED_TABLE, EVENT_TABLE,
+    find_column, find_table, looked_for, resolve_columns, AUDIT_TABLE, BLOCKED_TABLE, EVENT_TABLE,
     POLICY_TABLE,
 };
-use outbox_core::{Adoption, Finding, Mapped, Overrides, StoreError};
+use outbox_core::{Adoption, Finding, Overrides, StoreError};
 use rusqlite::Connection;
 use std::collections::BTreeMap;
 
@@ -133,53 +133,28 @@ pub(crate) fn resolve(
         };
         let table = &cat[&physical];
         let t = quote(&physical);
-        let naming = Naming::of(table.names());
-        let mut columns = BTreeMap::new();
-        for (logical, need) in wanted(logical_table) {
-            if logical == "seq" {
-                continue;
-            }
-            let Some((name, how)) = find_column(
-                table.names(),
-                logical_table,
-                &physical,
-                logical,
-                overrides,
-                &mut out.errors,
-            ) else {
+        let names: Vec<&str> = table.names().collect();
+        let (columns, missing) = resolve_columns(
+            &names,
+            logical_table,
+            (&physical, &t),
+            &["seq"],
+            overrides,
+            &mut out,
+            |logical, col| {
                 let (sql_type, prisma_type) = canonical_type(logical_table, logical);
-                let col = naming.apply(logical);
                 let map = if col == logical {
                     String::new()
                 } else {
                     format!(" @map(\"{col}\")")
                 };
-                let finding = Finding {
-                    what: format!("column {logical} is missing from {t}"),
-                    sql: format!("ALTER TABLE {t} ADD COLUMN {} {sql_type};", quote(&col)),
-                    prisma: format!("{logical} {prisma_type}{map}"),
-                };
-                match need {
-                    2 => {
-                        blocked = true;
-                        out.errors.push(finding);
-                    }
-                    1 => out.warnings.push(Finding {
-                        what: format!("{} (recommended: without it failures and finish times are not recorded)", finding.what),
-                        ..finding
-                    }),
-                    _ => {}
-                }
-                continue;
-            };
-            out.mapping.push(Mapped {
-                table: logical_table,
-                logical: logical.to_string(),
-                physical: name.clone(),
-                how,
-            });
-            columns.insert(logical.to_string(), name);
-        }
+                (
+                    format!("ALTER TABLE {t} ADD COLUMN {} {sql_type};", quote(col)),
+                    format!("{logical} {prisma_type}{map}"),
+                )
+            },
+        );
+        blocked |= missing;
         let col = |logical: &str| columns.get(logical).and_then(|n| table.column(n));
         if logical_table == EVENT_TABLE {
             if table.without_rowid {

@@ -12,7 +12,21 @@
 //! - `MS(x)`: the timestamp `x` in milliseconds, whatever form it is stored in;
 //! - `STAMP(x)`: the milliseconds `x` in the form this layout stores timestamps.
 
+use crate::template::Names;
 use std::collections::BTreeMap;
+
+impl std::ops::Deref for Layout {
+    type Target = Names;
+    fn deref(&self) -> &Names {
+        &self.names
+    }
+}
+
+impl std::ops::DerefMut for Layout {
+    fn deref_mut(&mut self) -> &mut Names {
+        &mut self.names
+    }
+}
 
 /// Milliseconds since 1970 by SQLite's clock (the database clock of this store).
 pub(crate) const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
@@ -41,14 +55,8 @@ impl Stamps {
 /// One layout: physical names and the timestamp forms.
 #[derive(Debug, Clone)]
 pub struct Layout {
-    pub(crate) event: String,
-    pub(crate) policy: String,
-    pub(crate) blocked: Option<String>,
-    pub(crate) audit: Option<String>,
-    /// Logical → physical column of the event table (present columns only).
-    pub(crate) event_columns: BTreeMap<String, String>,
-    /// Logical → physical column of the policy table (present columns only).
-    pub(crate) policy_columns: BTreeMap<String, String>,
+    /// Tables, and the present columns (logical → physical).
+    pub(crate) names: Names,
     /// Stored timestamps may be in any form (app-owned tables: integers, ISO-8601 text,
     /// SQLite's `YYYY-MM-DD HH:MM:SS`): every comparison converts them.
     pub(crate) mixed_stamps: bool,
@@ -56,31 +64,18 @@ pub struct Layout {
     pub(crate) stamps: Stamps,
 }
 
-fn all(names: &[&[&str]]) -> BTreeMap<String, String> {
-    names
-        .iter()
-        .flat_map(|n| n.iter())
-        .map(|c| (c.to_string(), c.to_string()))
-        .collect()
-}
-
-fn quote(name: &str) -> String {
+pub(crate) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 impl Layout {
     /// The worker's own tables.
     pub fn canonical() -> Layout {
-        use crate::adopt::*;
-        let mut event_columns = all(&[EVENT_REQUIRED, EVENT_OPTIONAL, EVENT_RECOMMENDED]);
-        event_columns.remove("seq");
+        // The rowid orders events: no seq column.
+        let mut names = Names::canonical();
+        names.event_columns.remove("seq");
         Layout {
-            event: EVENT_TABLE.into(),
-            policy: POLICY_TABLE.into(),
-            blocked: Some(BLOCKED_TABLE.into()),
-            audit: Some(AUDIT_TABLE.into()),
-            event_columns,
-            policy_columns: all(&[POLICY_REQUIRED, POLICY_OPTIONAL]),
+            names,
             mixed_stamps: false,
             stamps: Stamps::UnixMillis,
         }
@@ -126,59 +121,18 @@ impl Layout {
 
     /// A token's text, `None` when it names something absent.
     fn token(&self, token: &str) -> Option<String> {
-        let column =
-            |map: &BTreeMap<String, String>, logical: &str| map.get(logical).map(|c| quote(c));
         match token {
-            "E" => Some(quote(&self.event)),
-            "P" => Some(quote(&self.policy)),
-            "B" => self.blocked.as_deref().map(quote),
-            "A" => self.audit.as_deref().map(quote),
             "now" => Some(NOW_MS.to_string()),
-            t => match t.split_once('.') {
-                Some(("e", c)) => column(&self.event_columns, c),
-                Some(("p", c)) => column(&self.policy_columns, c),
-                _ => panic!("unknown template token {{{t}}}"),
-            },
+            t => self
+                .names
+                .token(t, quote)
+                .unwrap_or_else(|| panic!("unknown template token {{{t}}}")),
         }
     }
 
     /// `template` rendered for this layout (see the module's documentation).
     pub(crate) fn render(&self, template: &str) -> String {
-        let mut lines = Vec::new();
-        'line: for line in template.lines() {
-            let mut out = String::with_capacity(line.len());
-            let mut rest = line;
-            while let Some(open) = rest.find('{') {
-                out.push_str(&rest[..open]);
-                let close = rest[open..]
-                    .find('}')
-                    .map(|c| open + c)
-                    .unwrap_or_else(|| panic!("unclosed template token in {line}"));
-                let token = &rest[open + 1..close];
-                if let Some(guard) = token.strip_prefix('?') {
-                    if self.token(guard).is_none() {
-                        continue 'line;
-                    }
-                } else if let Some(text) = self.token(token) {
-                    out.push_str(&text);
-                } else {
-                    // An absent column reads as NULL, also where an alias qualifies it.
-                    let qualified = out.len()
-                        - out
-                            .trim_end_matches('.')
-                            .trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_')
-                            .len();
-                    if out.ends_with('.') {
-                        out.truncate(out.len() - qualified);
-                    }
-                    out.push_str("NULL");
-                }
-                rest = &rest[close + 1..];
-            }
-            out.push_str(rest);
-            lines.push(out);
-        }
-        let sql = lines.join("\n");
+        let sql = crate::template::render(template, |t| self.token(t));
         let sql = self.expand(&sql, "MS(", |x| self.millis_of(x));
         self.expand(&sql, "STAMP(", |x| self.stamp_of(x))
     }

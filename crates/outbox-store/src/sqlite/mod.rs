@@ -694,6 +694,16 @@ impl outbox_core::Backend for SqliteStore {
         format!("the SQLite database {}", self.path.display())
     }
 
+    fn table_name(&self, logical: &str) -> String {
+        self.layout.names.table_name(logical, layout::quote)
+    }
+
+    fn column_name(&self, logical_table: &str, logical: &str) -> String {
+        self.layout
+            .names
+            .column_name(logical_table, logical, layout::quote)
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }

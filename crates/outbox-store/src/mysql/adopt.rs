@@ -1,0 +1,412 @@
+//! App-owned tables on MySQL / MariaDB (`schema_owner = "app"`): the outbox tables and
+//! columns found by introspection of `information_schema` (config overrides win), checked,
+//! and turned into the [`Layout`] every statement is rendered for. Runs no DDL.
+
+use super::layout::{quote, Layout};
+use super::{classify, MysqlStore};
+use crate::adopt::{
+    find_table, looked_for, resolve_columns, AUDIT_TABLE, BLOCKED_TABLE, EVENT_TABLE,
+    POLICY_TABLE,
+};
+use mysql_async::prelude::Queryable;
+use outbox_core::{Adoption, Finding, Overrides, StoreError};
+use std::collections::BTreeMap;
+
+/// One column as `information_schema` describes it.
+#[derive(Debug, Clone)]
+pub(crate) struct Column {
+    pub(crate) name: String,
+    pub(crate) nullable: bool,
+    /// `DATA_TYPE`, lower case (`datetime`, `varchar`, `json`, `longtext`, …).
+    pub(crate) data_type: String,
+}
+
+/// One table: its columns in order, its indexes (name → columns in order, unique), and
+/// the statements of its triggers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Table {
+    pub(crate) columns: Vec<Column>,
+    pub(crate) indexes: BTreeMap<String, (Vec<String>, bool)>,
+    pub(crate) triggers: Vec<String>,
+}
+
+impl Table {
+    fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+/// The tables of one database, by name.
+pub(crate) type Catalog = BTreeMap<String, Table>;
+
+/// The column types of the worker's own tables, for the fix of a missing column: (MySQL,
+/// Prisma).
+fn canonical_type(logical_table: &str, logical: &str) -> (&'static str, &'static str) {
+    match (logical_table == EVENT_TABLE, logical) {
+        (true, "payload") => ("JSON NOT NULL", "Json"),
+        (true, "headers") => ("JSON NULL", "Json?"),
+        (true, "status") => ("VARCHAR(16) NOT NULL DEFAULT 'PENDING'", "String @default(\"PENDING\") @db.VarChar(16)"),
+        (true, "occurredAt" | "nextRetryAt" | "createdAt") => {
+            ("DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)", "DateTime @default(now())")
+        }
+        (true, "lockedUntil" | "processedAt") => ("DATETIME(3) NULL", "DateTime?"),
+        (true, "retryCount") => ("INT NOT NULL DEFAULT 0", "Int @default(0)"),
+        (true, "maxRetries" | "retryInterval" | "maxInterval") => ("INT NULL", "Int?"),
+        (true, "lockedBy") => ("VARCHAR(191) NULL", "String?"),
+        (true, "lastError") => ("TEXT NULL", "String? @db.Text"),
+        (false, "maxRetries" | "retryInterval" | "maxInterval") => ("INT NOT NULL", "Int"),
+        (false, "backoffMultiplier") => ("DOUBLE NOT NULL DEFAULT 2", "Float @default(2)"),
+        (false, "jitter") => ("DOUBLE NOT NULL DEFAULT 0", "Float @default(0)"),
+        (false, "ordered" | "paused" | "blockOnFailure") => {
+            ("BOOLEAN NOT NULL DEFAULT FALSE", "Boolean @default(false)")
+        }
+        (false, "description") => ("TEXT NULL", "String? @db.Text"),
+        (false, "createdAt" | "updatedAt") => {
+            ("DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)", "DateTime @default(now())")
+        }
+        _ => ("VARCHAR(191) NOT NULL", "String"),
+    }
+}
+
+/// The timestamp columns the worker compares with the server clock or writes.
+const STAMPS: &[&str] = &["occurredAt", "nextRetryAt", "lockedUntil", "processedAt"];
+
+/// Resolves the app-owned tables of `cat`.
+pub(crate) fn resolve(cat: &Catalog, overrides: &Overrides) -> (Option<Layout>, Adoption) {
+    let mut out = Adoption::default();
+    let mut layout = Layout::canonical();
+    let mut blocked = false;
+    let names = || cat.keys().map(String::as_str);
+    for logical_table in [EVENT_TABLE, POLICY_TABLE] {
+        let Some(physical) = find_table(names(), logical_table, overrides) else {
+            blocked = true;
+            out.errors.push(Finding {
+                what: format!(
+                    "table {} not found in the database ({})",
+                    quote(logical_table),
+                    looked_for(logical_table)
+                ),
+                sql: "see `outbox schema print --format sql`".into(),
+                prisma: "see `outbox schema print --format prisma`".into(),
+            });
+            continue;
+        };
+        let table = &cat[&physical];
+        let t = quote(&physical);
+        let column_names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+        let (columns, missing) = resolve_columns(
+            &column_names,
+            logical_table,
+            (&physical, &t),
+            &[],
+            overrides,
+            &mut out,
+            |logical, col| {
+                let (sql_type, prisma_type) = canonical_type(logical_table, logical);
+                let map = if col == logical {
+                    String::new()
+                } else {
+                    format!(" @map(\"{col}\")")
+                };
+                (
+                    format!("ALTER TABLE {t} ADD COLUMN {} {sql_type};", quote(col)),
+                    format!("{logical} {prisma_type}{map}"),
+                )
+            },
+        );
+        blocked |= missing;
+        let col = |logical: &str| columns.get(logical).and_then(|n| table.column(n));
+        if logical_table == EVENT_TABLE {
+            for logical in ["lockedBy", "lockedUntil", "processedAt"] {
+                if let Some(c) = col(logical).filter(|c| !c.nullable) {
+                    blocked = true;
+                    let (sql_type, prisma_type) = canonical_type(EVENT_TABLE, logical);
+                    out.errors.push(Finding {
+                        what: format!(
+                            "column {t}.{} is NOT NULL; the worker clears it",
+                            quote(&c.name)
+                        ),
+                        sql: format!("ALTER TABLE {t} MODIFY {} {sql_type};", quote(&c.name)),
+                        prisma: format!("{logical} {prisma_type}"),
+                    });
+                }
+            }
+            for logical in STAMPS {
+                if let Some(c) =
+                    col(logical).filter(|c| !matches!(c.data_type.as_str(), "datetime" | "timestamp"))
+                {
+                    blocked = true;
+                    let (sql_type, prisma_type) = canonical_type(EVENT_TABLE, logical);
+                    out.errors.push(Finding {
+                        what: format!(
+                            "column {t}.{} is {}: the worker compares and writes DATETIME values (UTC)",
+                            quote(&c.name),
+                            c.data_type.to_uppercase()
+                        ),
+                        sql: format!("ALTER TABLE {t} MODIFY {} {sql_type};", quote(&c.name)),
+                        prisma: format!("{logical} {prisma_type}"),
+                    });
+                }
+            }
+            if let Some(c) = col("payload").filter(|c| c.data_type == "json") {
+                out.warnings.push(Finding {
+                    what: format!(
+                        "column {t}.{} is MySQL's JSON type, which stores documents in a binary form: payloads are relayed as MySQL prints them (keys sorted, spaces normalised), not byte for byte as written",
+                        quote(&c.name)
+                    ),
+                    sql: format!("ALTER TABLE {t} MODIFY {} LONGTEXT NOT NULL CHECK (JSON_VALID({0}));", quote(&c.name)),
+                    prisma: "payload Json  (MariaDB keeps JSON as text; on MySQL, String @db.LongText keeps the bytes)".into(),
+                });
+            }
+            let name = |l: &str| columns.get(l).cloned().unwrap_or_else(|| l.to_string());
+            let has_index = |second: &str| {
+                let status = name("status");
+                table
+                    .indexes
+                    .values()
+                    .any(|(cols, _)| cols.len() >= 2 && cols[0] == status && cols[1] == second)
+            };
+            for (logical, what) in [
+                ("nextRetryAt", "the claim"),
+                ("lockedUntil", "the lease reaper"),
+            ] {
+                let c = name(logical);
+                if columns.contains_key(logical) && !has_index(&c) {
+                    out.warnings.push(Finding {
+                        what: format!(
+                            "no index serves {what} on {t} ({}, {}); it scans the table",
+                            name("status"),
+                            c
+                        ),
+                        sql: format!(
+                            "CREATE INDEX {} ON {t} ({}, {});",
+                            quote(&format!("{physical}_status_{logical}_idx")),
+                            quote(&name("status")),
+                            quote(&c)
+                        ),
+                        prisma: format!("@@index([status, {logical}])"),
+                    });
+                }
+            }
+            // The bucket locks of ordered delivery: the table, and a trigger on the event
+            // table that takes them.
+            layout.order_lock = cat.contains_key("OutboxOrderLock")
+                && table.triggers.iter().any(|s| s.contains("OutboxOrderLock"));
+            layout.names.event = physical;
+            layout.names.event_columns = columns;
+        } else {
+            layout.names.policy = physical;
+            layout.names.policy_columns = columns;
+        }
+    }
+    let wants_blocking = layout.names.policy_columns.contains_key("blockOnFailure");
+    layout.names.blocked = usable_table(
+        cat,
+        BLOCKED_TABLE,
+        overrides,
+        &["aggregateId", "eventId", "routingKey", "reason", "blockedAt"],
+        Some("aggregateId"),
+    );
+    if layout.names.blocked.is_none() && wants_blocking {
+        out.warnings.push(Finding {
+            what: format!("no usable table {BLOCKED_TABLE} (columns aggregateId as its key, eventId, routingKey, reason, blockedAt): policies with blockOnFailure release the aggregate of a failed event instead"),
+            sql: "see `outbox schema print --format sql` (table OutboxBlockedAggregate)".into(),
+            prisma: "see `outbox schema print --format prisma` (model OutboxBlockedAggregate)".into(),
+        });
+    }
+    layout.names.audit = usable_table(
+        cat,
+        AUDIT_TABLE,
+        overrides,
+        &["actor", "action", "eventId", "routingKey", "detail"],
+        None,
+    );
+    (
+        if blocked { None } else { Some(layout) },
+        Adoption {
+            usable: !blocked,
+            ..out
+        },
+    )
+}
+
+/// The table `logical` when it has every one of `columns` (exact names) and, when `key` is
+/// given, a primary key or unique index on that column alone.
+fn usable_table(
+    cat: &Catalog,
+    logical: &str,
+    overrides: &Overrides,
+    columns: &[&str],
+    key: Option<&str>,
+) -> Option<String> {
+    let name = find_table(cat.keys().map(String::as_str), logical, overrides)?;
+    let t = &cat[&name];
+    let complete = columns.iter().all(|c| t.column(c).is_some());
+    let keyed = key.is_none_or(|k| {
+        t.indexes
+            .values()
+            .any(|(cols, unique)| *unique && cols.len() == 1 && cols[0] == k)
+    });
+    (complete && keyed).then_some(name)
+}
+
+impl MysqlStore {
+    /// The tables of the store's database as `information_schema` describes them.
+    pub(crate) async fn catalog(&self) -> Result<Catalog, StoreError> {
+        let mut c = self.conn().await?;
+        let db = self.database().to_string();
+        let mut cat = Catalog::new();
+        let columns: Vec<(String, String, String, String)> = c
+            .exec(
+                "SELECT TABLE_NAME, COLUMN_NAME, IS_NULLABLE, LOWER(DATA_TYPE) FROM information_schema.COLUMNS
+                  WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, ORDINAL_POSITION",
+                (&db,),
+            )
+            .await
+            .map_err(classify)?;
+        for (table, name, nullable, data_type) in columns {
+            cat.entry(table).or_default().columns.push(Column {
+                name,
+                nullable: nullable == "YES",
+                data_type,
+            });
+        }
+        let indexes: Vec<(String, String, i64, String)> = c
+            .exec(
+                "SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS
+                  WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
+                (&db,),
+            )
+            .await
+            .map_err(classify)?;
+        for (table, index, non_unique, column) in indexes {
+            if let Some(t) = cat.get_mut(&table) {
+                let entry = t.indexes.entry(index).or_insert((Vec::new(), non_unique == 0));
+                entry.0.push(column);
+            }
+        }
+        let triggers: Vec<(String, String)> = c
+            .exec(
+                "SELECT EVENT_OBJECT_TABLE, ACTION_STATEMENT FROM information_schema.TRIGGERS
+                  WHERE TRIGGER_SCHEMA = ? AND EVENT_MANIPULATION = 'INSERT'",
+                (&db,),
+            )
+            .await
+            .map_err(classify)?;
+        for (table, statement) in triggers {
+            if let Some(t) = cat.get_mut(&table) {
+                t.triggers.push(statement);
+            }
+        }
+        Ok(cat)
+    }
+
+    /// Introspects the app-owned tables and, when nothing blocks, renders every statement
+    /// for them. Runs no DDL.
+    pub(crate) async fn adopt_tables(
+        &mut self,
+        overrides: &Overrides,
+    ) -> Result<Adoption, StoreError> {
+        if let Some(f) = &overrides.timestamp_format {
+            return Err(StoreError::Query(format!(
+                "database.timestamp_format = \"{f}\" is for SQLite; MySQL's DATETIME columns say what they hold"
+            )));
+        }
+        let cat = self.catalog().await?;
+        let (layout, adoption) = resolve(&cat, overrides);
+        if let Some(layout) = layout {
+            self.set_layout(layout);
+        }
+        Ok(adoption)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, nullable: bool, data_type: &str) -> Column {
+        Column {
+            name: name.into(),
+            nullable,
+            data_type: data_type.into(),
+        }
+    }
+
+    /// The tables a Prisma app on MySQL has for the contract's models (no seq, the four
+    /// required policy columns only).
+    fn prisma_like(event: &str, snake: bool) -> Catalog {
+        let n = |c: &str| {
+            if snake {
+                crate::adopt::snake_case(c)
+            } else {
+                c.to_string()
+            }
+        };
+        let mut cat = Catalog::new();
+        let mut e = Table::default();
+        for (c, null, ty) in [
+            ("id", false, "varchar"),
+            ("eventName", false, "varchar"),
+            ("eventType", false, "varchar"),
+            ("aggregateId", false, "varchar"),
+            ("routingKey", false, "varchar"),
+            ("payload", false, "longtext"),
+            ("status", false, "enum"),
+            ("occurredAt", false, "datetime"),
+            ("retryCount", false, "int"),
+            ("nextRetryAt", false, "datetime"),
+            ("lockedBy", true, "varchar"),
+            ("lockedUntil", true, "datetime"),
+        ] {
+            e.columns.push(col(&n(c), null, ty));
+        }
+        e.indexes.insert(
+            "by_status".into(),
+            (vec![n("status"), n("nextRetryAt")], false),
+        );
+        cat.insert(event.into(), e);
+        let mut p = Table::default();
+        for c in ["routingKey", "maxRetries", "retryInterval", "maxInterval"] {
+            p.columns.push(col(&n(c), false, "int"));
+        }
+        cat.insert(if snake { "outbox_retry_policy" } else { "OutboxRetryPolicy" }.into(), p);
+        cat
+    }
+
+    #[test]
+    fn a_snake_case_app_table_is_adopted_and_renders_its_names() {
+        let (layout, a) = resolve(&prisma_like("outbox_event", true), &Overrides::default());
+        let layout = layout.expect("usable");
+        assert!(a.errors.is_empty(), "{:?}", a.errors);
+        // lastError and processedAt are recommended; the reaper's index is missing.
+        assert_eq!(a.warnings.len(), 3, "{:?}", a.warnings);
+        assert!(!layout.order_lock);
+        assert_eq!(
+            layout.render("UPDATE {E} SET {e.lastError} = ?, {?e.lastError}\n {e.lockedBy} = NULL WHERE {earlier p c}"),
+            "UPDATE `outbox_event` SET\n `locked_by` = NULL WHERE (p.`occurred_at`, p.`id`) < (c.`occurred_at`, c.`id`)"
+        );
+    }
+
+    #[test]
+    fn what_blocks_is_named_with_its_fix() {
+        let mut cat = prisma_like("OutboxEvent", false);
+        let e = cat.get_mut("OutboxEvent").unwrap();
+        e.columns.retain(|c| c.name != "routingKey");
+        e.columns.iter_mut().for_each(|c| {
+            if c.name == "lockedUntil" {
+                c.nullable = false;
+            }
+            if c.name == "nextRetryAt" {
+                c.data_type = "varchar".into();
+            }
+        });
+        let (layout, a) = resolve(&cat, &Overrides::default());
+        assert!(layout.is_none());
+        let whats: Vec<&str> = a.errors.iter().map(|f| f.what.as_str()).collect();
+        assert_eq!(whats.len(), 3, "{whats:?}");
+        assert!(whats[0].contains("routingKey is missing"), "{whats:?}");
+        assert!(a.errors[1].sql.contains("MODIFY `lockedUntil` DATETIME(3) NULL"), "{:?}", a.errors[1]);
+        assert!(whats[2].contains("`nextRetryAt` is VARCHAR"), "{whats:?}");
+    }
+}

@@ -1,0 +1,128 @@
+//! Where the outbox lives in a MySQL database: table and column names (the worker's own
+//! tables, or an app's found by introspection, [`super::adopt`]) and whether the bucket
+//! locks of ordered delivery are there. Statements are templates (see `crate::template`)
+//! with two tokens of this store:
+//! - `{earlier p c}`: row `p` comes before row `c` in delivery order (`seq`, else
+//!   occurredAt then id);
+//! - `{seq}`: the newest event's insertion number, or 0 without a `seq` column.
+
+use crate::template::Names;
+
+/// One layout: physical names, and the ordering aids present.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub(crate) names: Names,
+    /// `OutboxOrderLock` and the insert trigger that takes its buckets exist: an ordered
+    /// claim can wait for producers still inside their transactions.
+    pub(crate) order_lock: bool,
+}
+
+pub(crate) fn quote(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+impl Layout {
+    /// The worker's own tables.
+    pub fn canonical() -> Layout {
+        Layout {
+            names: Names::canonical(),
+            order_lock: true,
+        }
+    }
+
+    /// Whether the event table has `logical`.
+    pub(crate) fn has_event_column(&self, logical: &str) -> bool {
+        self.names.event_columns.contains_key(logical)
+    }
+
+    /// The event table, quoted, for messages.
+    pub fn event_table(&self) -> String {
+        quote(&self.names.event)
+    }
+
+    /// The policy table, quoted, for messages and fixes.
+    pub fn policy_table(&self) -> String {
+        quote(&self.names.policy)
+    }
+
+    /// The physical name of policy column `logical` (its logical name when absent).
+    pub fn policy_column<'a>(&'a self, logical: &'a str) -> &'a str {
+        self.names
+            .policy_columns
+            .get(logical)
+            .map(String::as_str)
+            .unwrap_or(logical)
+    }
+
+    /// Whether the audit table is there (the operator commands record their actions).
+    pub(crate) fn audits(&self) -> bool {
+        self.names.audit.is_some()
+    }
+
+    fn token(&self, token: &str) -> Option<String> {
+        let col = |alias: &str, logical: &str| {
+            let c = self
+                .names
+                .event_columns
+                .get(logical)
+                .map(|c| quote(c))
+                .unwrap_or_else(|| "NULL".into());
+            format!("{alias}.{c}")
+        };
+        if let Some(pair) = token.strip_prefix("earlier ") {
+            let (p, c) = pair.split_once(' ').expect("{earlier p c}");
+            return Some(if self.has_event_column("seq") {
+                format!("{} < {}", col(p, "seq"), col(c, "seq"))
+            } else {
+                format!(
+                    "({}, {}) < ({}, {})",
+                    col(p, "occurredAt"),
+                    col(p, "id"),
+                    col(c, "occurredAt"),
+                    col(c, "id")
+                )
+            });
+        }
+        if token == "seq" {
+            return Some(match self.names.event_columns.get("seq") {
+                Some(s) => format!("COALESCE(MAX({}), 0)", quote(s)),
+                None => "0".into(),
+            });
+        }
+        self.names
+            .token(token, quote)
+            .unwrap_or_else(|| panic!("unknown template token {{{token}}}"))
+    }
+
+    /// `template` rendered for this layout.
+    pub(crate) fn render(&self, template: &str) -> String {
+        crate::template::render(template, |t| self.token(t))
+    }
+}
+
+/// The columns every event read selects, in this order (`lockedBy` last): a template.
+pub(crate) const EVENT_COLUMNS: &str = "{e.id}, {e.eventName}, {e.eventType}, {e.aggregateId}, {e.routingKey}, {e.payload}, {e.headers}, {e.occurredAt}, {e.retryCount}, {e.maxRetries}, {e.retryInterval}, {e.maxInterval}, {e.lockedBy}";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_layouts_rename_and_order_without_seq() {
+        let mut l = Layout::canonical();
+        assert_eq!(
+            l.render("SELECT {e.lockedBy} FROM {E} AS e WHERE {earlier p e}"),
+            "SELECT `lockedBy` FROM `OutboxEvent` AS e WHERE p.`seq` < e.`seq`"
+        );
+        l.names.event = "outbox_event".into();
+        l.names.event_columns.remove("seq");
+        l.names.event_columns.remove("headers");
+        l.names
+            .event_columns
+            .insert("lockedBy".into(), "locked_by".into());
+        assert_eq!(
+            l.render("SELECT e.{e.headers}, {e.lockedBy}, {seq} FROM {E} AS e\n  SET {?e.headers} = 1\nWHERE {earlier p e}"),
+            "SELECT NULL, `locked_by`, 0 FROM `outbox_event` AS e\nWHERE (p.`occurredAt`, p.`id`) < (e.`occurredAt`, e.`id`)"
+        );
+    }
+}
