@@ -1,7 +1,7 @@
 //! The store conformance suite (outbox-testkit's `conformance` module) on every backend:
 //! PostgreSQL and MariaDB against the local servers, SQLite on a scratch file, and SQLite
-//! again on app-owned tables as Prisma makes them (every check but the worker's own
-//! migrations, which those tables do not have).
+//! again on app-owned tables as Prisma makes them, and MariaDB on Prisma's tables too (every
+//! check but the worker's own migrations, which those tables do not have).
 
 use outbox_testkit::conformance::*;
 
@@ -45,6 +45,18 @@ everywhere!(
     postgres, PgFixture;
     sqlite, SqliteFixture;
     mysql, MysqlFixture;
+);
+
+suite!(mysql_app, MysqlAppFixture:
+    check_claim,
+    check_fenced_results,
+    check_result_kinds,
+    check_ordered,
+    check_operator,
+    check_expiry_due_and_limits,
+    check_unreadable_rows,
+    check_broken_policy_rows,
+    check_notifications,
 );
 
 suite!(sqlite_app, SqliteAppFixture:

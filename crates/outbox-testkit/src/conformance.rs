@@ -911,8 +911,18 @@ pub struct MysqlFixture {
 /// The local MySQL / MariaDB server for tests.
 pub const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306";
 
+/// The tables a Prisma app on MySQL / MariaDB has for the printed models (Prisma's DDL,
+/// kept beside the interop test), without the worker's extra SQL.
+pub const PRISMA_MYSQL_DDL: &str = include_str!("../../../interop/prisma/prisma-mysql-ddl.sql");
+
 impl MysqlFixture {
+    /// The worker's own tables (its migrations).
     pub async fn new() -> MysqlFixture {
+        MysqlFixture::with(None).await
+    }
+
+    /// `ddl`'s tables, adopted as app-owned (`None`: the worker's migrations).
+    pub async fn with(ddl: Option<&str>) -> MysqlFixture {
         use mysql_async::prelude::Queryable;
         let name = unique("outbox_t");
         let admin = mysql_async::Pool::new(MYSQL_URL);
@@ -926,8 +936,22 @@ impl MysqlFixture {
         drop(c);
         admin.disconnect().await.unwrap();
         let url = format!("{MYSQL_URL}/{name}");
-        let store = outbox_store::mysql::MysqlStore::new(&url, 4).unwrap();
-        store.deploy().await.unwrap();
+        let mut store = outbox_store::mysql::MysqlStore::new(&url, 4).unwrap();
+        match ddl {
+            None => {
+                store.deploy().await.unwrap();
+            }
+            Some(ddl) => {
+                store.run_script(ddl).await.unwrap();
+                store
+                    .run_script(&outbox_store::mysql::print::prisma_extra_sql())
+                    .await
+                    .unwrap();
+                let adoption = store.adopt(&Default::default()).await.unwrap();
+                assert!(adoption.usable, "{:?}", adoption.errors);
+                assert!(adoption.warnings.is_empty(), "{:?}", adoption.warnings);
+            }
+        }
         // The fixture's own connections: UTC, ANSI quotes (the suite's SQL quotes names with
         // double quotes), and checks that can be switched off to spoil rows.
         let opts = mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(&url).unwrap())
@@ -968,6 +992,51 @@ impl Drop for MysqlFixture {
             });
         })
         .join();
+    }
+}
+
+/// MySQL / MariaDB with the tables a Prisma app makes ([`PRISMA_MYSQL_DDL`] and the printed
+/// extra SQL), adopted as app-owned.
+pub struct MysqlAppFixture(MysqlFixture);
+
+impl MysqlAppFixture {
+    pub async fn new() -> MysqlAppFixture {
+        MysqlAppFixture(MysqlFixture::with(Some(PRISMA_MYSQL_DDL)).await)
+    }
+}
+
+impl std::ops::Deref for MysqlAppFixture {
+    type Target = MysqlFixture;
+    fn deref(&self) -> &MysqlFixture {
+        &self.0
+    }
+}
+
+#[outbox_core::async_trait]
+impl Fixture for MysqlAppFixture {
+    fn backend(&self) -> &dyn Backend {
+        self.0.backend()
+    }
+    async fn exec(&self, sql: &str) {
+        self.0.exec(sql).await
+    }
+    async fn set_time(&self, id: &str, column: &str, ms: i64) {
+        self.0.set_time(id, column, ms).await
+    }
+    async fn due_in(&self, id: &str) -> i64 {
+        self.0.due_in(id).await
+    }
+    async fn state(&self, id: &str) -> Option<State> {
+        self.0.state(id).await
+    }
+    async fn drop_pending_index(&self) {
+        unreachable!("the migration checks are not run on app-owned tables")
+    }
+    async fn spoil(&self, id: &str) -> &'static str {
+        self.0.spoil(id).await
+    }
+    async fn spoil_policy(&self, key: &str) {
+        self.0.spoil_policy(key).await
     }
 }
 

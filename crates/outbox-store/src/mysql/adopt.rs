@@ -19,6 +19,8 @@ pub(crate) struct Column {
     pub(crate) nullable: bool,
     /// `DATA_TYPE`, lower case (`datetime`, `varchar`, `json`, `longtext`, …).
     pub(crate) data_type: String,
+    /// `COLLATION_NAME` of a text column.
+    pub(crate) collation: Option<String>,
 }
 
 /// One table: its columns in order, its indexes (name → columns in order, unique), and
@@ -192,6 +194,13 @@ pub(crate) fn resolve(cat: &Catalog, overrides: &Overrides) -> (Option<Layout>, 
             // table that takes them.
             layout.order_lock = cat.contains_key("OutboxOrderLock")
                 && table.triggers.iter().any(|s| s.contains("OutboxOrderLock"));
+            layout.collations = columns
+                .iter()
+                .filter_map(|(logical, name)| {
+                    let c = table.column(name)?.collation.clone()?;
+                    Some((logical.clone(), c))
+                })
+                .collect();
             layout.names.event = physical;
             layout.names.event_columns = columns;
         } else {
@@ -256,19 +265,21 @@ impl MysqlStore {
         let mut c = self.conn().await?;
         let db = self.database().to_string();
         let mut cat = Catalog::new();
-        let columns: Vec<(String, String, String, String)> = c
+        type ColumnRow = (String, String, String, String, Option<String>);
+        let columns: Vec<ColumnRow> = c
             .exec(
-                "SELECT TABLE_NAME, COLUMN_NAME, IS_NULLABLE, LOWER(DATA_TYPE) FROM information_schema.COLUMNS
+                "SELECT TABLE_NAME, COLUMN_NAME, IS_NULLABLE, LOWER(DATA_TYPE), COLLATION_NAME FROM information_schema.COLUMNS
                   WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, ORDINAL_POSITION",
                 (&db,),
             )
             .await
             .map_err(classify)?;
-        for (table, name, nullable, data_type) in columns {
+        for (table, name, nullable, data_type, collation) in columns {
             cat.entry(table).or_default().columns.push(Column {
                 name,
                 nullable: nullable == "YES",
                 data_type,
+                collation,
             });
         }
         let indexes: Vec<(String, String, i64, String)> = c
@@ -330,6 +341,7 @@ mod tests {
             name: name.into(),
             nullable,
             data_type: data_type.into(),
+            collation: Some("utf8mb4_unicode_ci".into()),
         }
     }
 
@@ -383,7 +395,7 @@ mod tests {
         assert_eq!(a.warnings.len(), 3, "{:?}", a.warnings);
         assert!(!layout.order_lock);
         assert_eq!(
-            layout.render("UPDATE {E} SET {e.lastError} = ?, {?e.lastError}\n {e.lockedBy} = NULL WHERE {earlier p c}"),
+            layout.render("UPDATE {E} SET\n {e.lastError} = ?, {?e.lastError}\n {e.lockedBy} = NULL WHERE {earlier p c}"),
             "UPDATE `outbox_event` SET\n `locked_by` = NULL WHERE (p.`occurred_at`, p.`id`) < (c.`occurred_at`, c.`id`)"
         );
     }

@@ -4,7 +4,9 @@
 //! with two tokens of this store:
 //! - `{earlier p c}`: row `p` comes before row `c` in delivery order (`seq`, else
 //!   occurredAt then id);
-//! - `{seq}`: the newest event's insertion number, or 0 without a `seq` column.
+//! - `{seq}`: the newest event's insertion number, or 0 without a `seq` column;
+//! - `{coll col}`: ` COLLATE x`, x the collation of event column `col` when the tables are
+//!   an app's (for JSON_TABLE columns compared with it), else nothing.
 
 use crate::template::Names;
 
@@ -15,6 +17,8 @@ pub struct Layout {
     /// `OutboxOrderLock` and the insert trigger that takes its buckets exist: an ordered
     /// claim can wait for producers still inside their transactions.
     pub(crate) order_lock: bool,
+    /// Logical event column → its collation, on an app's tables.
+    pub(crate) collations: std::collections::BTreeMap<String, String>,
 }
 
 pub(crate) fn quote(name: &str) -> String {
@@ -27,6 +31,7 @@ impl Layout {
         Layout {
             names: Names::canonical(),
             order_lock: true,
+            collations: Default::default(),
         }
     }
 
@@ -81,6 +86,14 @@ impl Layout {
                     col(c, "occurredAt"),
                     col(c, "id")
                 )
+            });
+        }
+        if let Some(logical) = token.strip_prefix("coll ") {
+            return Some(match self.collations.get(logical) {
+                Some(c) if c.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                    format!(" COLLATE {c}")
+                }
+                _ => String::new(),
             });
         }
         if token == "seq" {

@@ -65,7 +65,11 @@ impl Statements {
     fn new(l: &Layout) -> Statements {
         let r = |t: &str| l.render(t);
         let fence = "e.{e.id} = a.id AND e.{e.lockedBy} = a.owner AND e.{e.retryCount} = a.rc AND e.{e.status} = 'PROCESSING'";
-        let batch = "JSON_TABLE(?, '$[*]' COLUMNS (id VARCHAR(191) PATH '$[0]', owner VARCHAR(191) PATH '$[1]', rc INT PATH '$[2]')) AS a";
+        // JSON_TABLE's text columns take the collation of the column they are compared with
+        // (an app's tables may use another than the server's default).
+        let batch = "JSON_TABLE(?, '$[*]' COLUMNS (id VARCHAR(191){coll id} PATH '$[0]', owner VARCHAR(191){coll lockedBy} PATH '$[1]', rc INT PATH '$[2]')) AS a";
+        let keys_of = KEYS_OF.replace("{coll}", "{coll routingKey}");
+        let ids_of = KEYS_OF.replace("{coll}", "{coll id}");
         Statements {
             claim: r(&format!(
                 "SELECT {EVENT_COLUMNS} FROM {{E}}
@@ -76,7 +80,7 @@ impl Statements {
             claim_skipping: r(&format!(
                 "SELECT {EVENT_COLUMNS} FROM {{E}}
                   WHERE {{e.status}} = 'PENDING' AND {{e.nextRetryAt}} <= NOW(3)
-                    AND {{e.routingKey}} NOT IN ({KEYS_OF})
+                    AND {{e.routingKey}} NOT IN ({keys_of})
                   ORDER BY {{e.nextRetryAt}} LIMIT ?
                   FOR UPDATE SKIP LOCKED"
             )),
@@ -85,13 +89,13 @@ impl Statements {
             claim_ordered: r(&format!(
                 "SELECT {EVENT_COLUMNS} FROM {{E}} AS c
                   WHERE c.{{e.status}} = 'PENDING' AND c.{{e.nextRetryAt}} <= NOW(3)
-                    AND c.{{e.routingKey}} IN ({KEYS_OF})
-                    AND c.{{e.routingKey}} NOT IN ({KEYS_OF})
+                    AND c.{{e.routingKey}} IN ({keys_of})
+                    AND c.{{e.routingKey}} NOT IN ({keys_of})
                     AND NOT EXISTS (
                         SELECT 1 FROM {{E}} AS p
                          WHERE p.{{e.aggregateId}} = c.{{e.aggregateId}} AND {{earlier p c}}
                            AND p.{{e.status}} IN ('PENDING', 'PROCESSING')
-                           AND p.{{e.routingKey}} IN ({KEYS_OF}))
+                           AND p.{{e.routingKey}} IN ({keys_of}))
                     AND NOT EXISTS (SELECT 1 FROM {{B}} AS b WHERE b.`aggregateId` = c.{{e.aggregateId}}) {{?B}}
                   ORDER BY c.{{e.nextRetryAt}} LIMIT ?
                   FOR UPDATE SKIP LOCKED"
@@ -100,7 +104,7 @@ impl Statements {
                 "SELECT COUNT(*) FROM (SELECT `bucket` FROM `OutboxOrderLock` ORDER BY `bucket` FOR UPDATE) AS l".to_string()
             }),
             lease: r(&format!(
-                "UPDATE {{E}} AS e JOIN ({KEYS_OF}) AS l ON e.{{e.id}} = l.k
+                "UPDATE {{E}} AS e JOIN ({ids_of}) AS l ON e.{{e.id}} = l.k
                     SET e.{{e.status}} = 'PROCESSING', e.{{e.lockedBy}} = ?, e.{{e.retryCount}} = COALESCE(e.{{e.retryCount}}, 0),
                         e.{{e.lockedUntil}} = NOW(3) + INTERVAL ? MICROSECOND"
             )),
@@ -140,7 +144,7 @@ impl Statements {
                         {p.jitter}, {p.ordered}, {p.paused}, {p.blockOnFailure} FROM {P}"),
             next_due: r(&format!(
                 "SELECT TIMESTAMPDIFF(MICROSECOND, NOW(3), MIN({{e.nextRetryAt}})) FROM {{E}}
-                  WHERE {{e.status}} = 'PENDING' AND {{e.routingKey}} NOT IN ({KEYS_OF})"
+                  WHERE {{e.status}} = 'PENDING' AND {{e.routingKey}} NOT IN ({keys_of})"
             )),
             purge: r("DELETE FROM {E} WHERE {e.status} = ? AND {e.processedAt} < NOW(3) - INTERVAL ? MICROSECOND LIMIT ?"),
             pending: r("SELECT {e.routingKey}, COUNT(*), TIMESTAMPDIFF(MICROSECOND, MIN({e.occurredAt}), NOW(3)) / 1e6
@@ -180,7 +184,8 @@ fn marks(n: usize) -> String {
 }
 
 /// Rows of the keys in a JSON array parameter, for `IN (…)`.
-const KEYS_OF: &str = "SELECT k FROM JSON_TABLE(?, '$[*]' COLUMNS (k VARCHAR(191) PATH '$')) AS j";
+/// (A template: `{coll}` stands for the collation of the column the keys are compared with.)
+const KEYS_OF: &str = "SELECT k FROM JSON_TABLE(?, '$[*]' COLUMNS (k VARCHAR(191){coll} PATH '$')) AS j";
 
 impl MysqlStore {
     /// The store for `url` (`mysql://user:pass@host:3306/db`, or `mariadb://…`); nothing is
