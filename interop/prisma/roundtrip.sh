@@ -7,7 +7,13 @@
 #   roundtrip.sh prepare-sqlite OUTBOX_BIN   the same on the SQLite file $SQLITE_FILE (Prisma's
 #                                     DDL through the libsql adapter, applied with python3)
 #   roundtrip.sh write-sqlite | read-sqlite ID   the SQLite app's transaction / read-back
-# Needs DATABASE_URL (PostgreSQL) or SQLITE_FILE, and `npm ci` done in this folder. Prisma's
+#   roundtrip.sh prepare-mysql OUTBOX_BIN    the same on the MySQL/MariaDB database of
+#                                     DATABASE_URL: the Prisma 7 client generated for the
+#                                     printed models (which checks them); Prisma's DDL for
+#                                     them (prisma-mysql-ddl.sql, see there why it is kept)
+#                                     plus the printed SQL block, applied with `mysql`
+#   roundtrip.sh write-mysql | read-mysql ID     the MySQL app's transaction / read-back
+# Needs DATABASE_URL (PostgreSQL or MySQL/MariaDB) or SQLITE_FILE, and `npm ci` done in this folder. Prisma's
 # native engines are never downloaded: the /dev/null paths below make both CLIs skip them.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -31,6 +37,31 @@ case "${1:-}" in
       "$SQLITE_FILE" work-sqlite/migration.sql
     PRISMA_SCHEMA_ENGINE_BINARY=/dev/null node node_modules/prisma/build/index.js generate \
       --config prisma-sqlite.config.ts >/dev/null
+    ;;
+  prepare-mysql)
+    bin=${2:?usage: roundtrip.sh prepare-mysql OUTBOX_BIN}
+    : "${DATABASE_URL:?set DATABASE_URL}"
+    mkdir -p work-mysql
+    { cat header-mysql.prisma; "$bin" --database-url "$DATABASE_URL" schema print --format prisma; } > work-mysql/schema.prisma
+    PRISMA_SCHEMA_ENGINE_BINARY=/dev/null node node_modules/prisma/build/index.js generate \
+      --config prisma-mysql.config.ts >/dev/null
+    sed -n '/^\/\/ BEGIN outbox SQL$/,/^\/\/ END outbox SQL$/{//!p}' work-mysql/schema.prisma \
+      | sed 's|^// ||' > work-mysql/extra.sql
+    cat prisma-mysql-ddl.sql work-mysql/extra.sql > work-mysql/migration.sql
+    # mysql://user[:pass]@host:port/db → the mysql client's options.
+    url=${DATABASE_URL#*://}
+    creds=${url%%@*}; rest=${url#*@}; hostport=${rest%%/*}; db=${rest#*/}
+    user=${creds%%:*}; pass=""; [ "$creds" != "$user" ] && pass=${creds#*:}
+    host=${hostport%%:*}; port=3306; [ "$hostport" != "$host" ] && port=${hostport#*:}
+    MYSQL_PWD="$pass" mysql --protocol=TCP -h "$host" -P "$port" -u "$user" "$db" < work-mysql/migration.sql
+    ;;
+  write-mysql)
+    : "${DATABASE_URL:?set DATABASE_URL}"
+    node node_modules/tsx/dist/cli.mjs write-mysql.ts write
+    ;;
+  read-mysql)
+    : "${DATABASE_URL:?set DATABASE_URL}"
+    node node_modules/tsx/dist/cli.mjs write-mysql.ts read "${2:?usage: roundtrip.sh read-mysql ID}"
     ;;
   write-sqlite)
     node node_modules/tsx/dist/cli.mjs write-sqlite.ts write
@@ -61,7 +92,7 @@ case "${1:-}" in
     node node_modules/tsx/dist/cli.mjs write.ts
     ;;
   *)
-    echo "usage: roundtrip.sh prepare OUTBOX_BIN | write | prepare-sqlite OUTBOX_BIN | write-sqlite | read-sqlite ID" >&2
+    echo "usage: roundtrip.sh prepare OUTBOX_BIN | write | prepare-sqlite OUTBOX_BIN | write-sqlite | read-sqlite ID | prepare-mysql OUTBOX_BIN | write-mysql | read-mysql ID" >&2
     exit 2
     ;;
 esac

@@ -214,3 +214,92 @@ async fn a_prisma_app_on_sqlite_is_relayed_and_reads_back_what_the_worker_wrote(
         chrono::DateTime::parse_from_rfc3339(back["occurredAt"].as_str().unwrap()).unwrap();
     assert!(processed >= occurred, "{back}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node and `npm ci` in interop/prisma; scripts/test runs it"]
+async fn a_prisma_app_on_mariadb_is_relayed_and_reads_back_what_the_worker_wrote() {
+    assert!(
+        interop_dir()
+            .join("node_modules/@prisma/adapter-mariadb")
+            .is_dir(),
+        "run `npm ci` in interop/prisma first (scripts/test does)"
+    );
+    let db = MysqlDb::new().await;
+    let bin = bin();
+    roundtrip(&db.url, &["prepare-mysql", bin.to_str().unwrap()]);
+    // Prisma's tables: an ENUM status, DATETIME(3), its collation, no migration history.
+    let (status_type, collation): (String, String) = {
+        use mysql_async::prelude::Queryable;
+        db.conn()
+            .await
+            .exec_first(
+                "SELECT COLUMN_TYPE, COLLATION_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'OutboxEvent' AND COLUMN_NAME = 'status'",
+                (&db.name,),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert!(status_type.starts_with("enum("), "{status_type}");
+    assert_eq!(collation, "utf8mb4_unicode_ci");
+    db.exec_params(
+        "INSERT INTO `OutboxRetryPolicy` (`routingKey`, `maxRetries`, `retryInterval`, `maxInterval`, `updatedAt`) VALUES (?, 3, 100, 1000, NOW(3))",
+        mysql_async::Params::Positional(vec![KEY.into()]),
+    )
+    .await;
+
+    let server = TestServer::always(200).await;
+    let config = app_config(&db.url, &server.url("/audit"), &[KEY], "");
+    let dir = TempDir::new();
+    let cfg = dir.write("outbox.toml", &config);
+    let out = outbox(&["--config", cfg.to_str().unwrap(), "doctor"]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(
+        doctor_problems(&report).is_empty(),
+        "the printed MySQL model is accepted with no warnings:\n{report}"
+    );
+
+    let mut worker = WorkerProcess::start(&config);
+    worker.wait_started().await;
+    let id = roundtrip(&db.url, &["write-mysql"]).trim().to_string();
+    assert!(!id.is_empty());
+    db.wait_row(&id, "SENT", Duration::from_secs(30)).await;
+    worker.stop().await;
+
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].header("idempotency-key"), Some(id.as_str()));
+    assert_eq!(
+        reqs[0].body["payload"],
+        serde_json::json!({"ip": "10.0.0.1"})
+    );
+    let auth_logs: Option<i64> = {
+        use mysql_async::prelude::Queryable;
+        db.conn()
+            .await
+            .query_first("SELECT COUNT(*) FROM `AuthLog`")
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        auth_logs,
+        Some(1),
+        "the business row was written in the same transaction"
+    );
+    // Prisma Client reads back what the worker wrote (UTC DATETIME(3)).
+    let back: serde_json::Value =
+        serde_json::from_str(&roundtrip(&db.url, &["read-mysql", &id])).unwrap();
+    assert_eq!(back["status"], "SENT", "{back}");
+    assert_eq!(back["lockedBy"], serde_json::Value::Null, "{back}");
+    let processed = back["processedAt"].as_str().unwrap_or_default();
+    let processed =
+        chrono::DateTime::parse_from_rfc3339(processed).unwrap_or_else(|e| panic!("{back}: {e}"));
+    let occurred =
+        chrono::DateTime::parse_from_rfc3339(back["occurredAt"].as_str().unwrap()).unwrap();
+    assert!(processed >= occurred, "{back}");
+    assert!(
+        (chrono::Utc::now() - processed.with_timezone(&chrono::Utc)).num_seconds() < 120,
+        "processedAt is UTC: {back}"
+    );
+}
