@@ -1,7 +1,7 @@
 //! The worker on MySQL / MariaDB, end to end through the binary, on the local MariaDB
 //! (scripts/services starts it): the seed's flow, a SIGKILLed worker's event taken over after
-//! its lease, three workers delivering 3,000 events each once, and a server restart (a
-//! private throwaway server) survived.
+//! its lease, three workers delivering 3,000 events each once, a server restart (a private
+//! throwaway server) survived, and an app's own snake_case tables relayed as they are.
 
 use mysql_async::prelude::Queryable;
 use outbox_testkit::*;
@@ -338,4 +338,113 @@ async fn the_worker_survives_a_server_restart_and_finishes() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 200, "every event reached the destination");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_s_own_snake_case_tables_are_relayed_as_they_are() {
+    let db = MysqlDb::new().await;
+    // An app's own tables: snake_case names, a TIMESTAMP column, the server's default
+    // collation, no lastError and no seq column, only the four required policy columns.
+    db.exec(
+        r#"CREATE TABLE outbox_events (
+               id VARCHAR(64) PRIMARY KEY, event_name VARCHAR(100) NOT NULL, event_type VARCHAR(100) NOT NULL,
+               aggregate_id VARCHAR(64) NOT NULL, routing_key VARCHAR(100) NOT NULL, payload LONGTEXT NOT NULL,
+               status VARCHAR(16) NOT NULL DEFAULT 'PENDING',
+               occurred_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+               retry_count INT NOT NULL DEFAULT 0,
+               next_retry_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+               locked_by VARCHAR(100) NULL, locked_until DATETIME(3) NULL, processed_at DATETIME(3) NULL,
+               KEY outbox_events_claim (status, next_retry_at)
+           ) DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_general_ci;
+           CREATE TABLE outbox_retry_policy (routing_key VARCHAR(100) PRIMARY KEY, max_retries INT NOT NULL,
+               retry_interval INT NOT NULL, max_interval INT NOT NULL);
+           INSERT INTO outbox_retry_policy VALUES ('audit.record-auth-log', 0, 100, 1000);
+           INSERT INTO outbox_events (id, event_name, event_type, aggregate_id, routing_key, payload)
+               VALUES ('old', 'n', 't', 'a', 'audit.record-auth-log', '{"before": true}');"#,
+    )
+    .await;
+    let server = TestServer::start(|seen, _| match seen.id().as_str() {
+        "reject-me" => Reply::status(400),
+        _ => Reply::status(200),
+    })
+    .await;
+    let config = app_config(&db.url, &server.url("/audit"), &[KEY], "");
+    let dir = TempDir::new();
+    let cfg = dir.write("outbox.toml", &config);
+    let out = outbox(&["--config", cfg.to_str().unwrap(), "doctor"]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_contains_all(
+        &report,
+        &[
+            "OutboxEvent.eventName→event_name (snake_case)",
+            "column lastError is missing from `outbox_events`",
+            "ALTER TABLE `outbox_events` ADD COLUMN `last_error` TEXT NULL;",
+            "no index serves the lease reaper",
+        ],
+    );
+    let mut worker = WorkerProcess::start(&config);
+    worker.wait_started().await;
+    db.exec(
+        r#"INSERT INTO outbox_events (id, event_name, event_type, aggregate_id, routing_key, payload)
+               VALUES ('new', 'n', 't', 'a', 'audit.record-auth-log', '{}'),
+                      ('reject-me', 'n', 't', 'b', 'audit.record-auth-log', '{}');"#,
+    )
+    .await;
+    let state = |id: &'static str| {
+        let db = &db;
+        async move {
+            let row: Option<(String, Option<String>)> = db
+                .conn()
+                .await
+                .exec_first(
+                    "SELECT status, CAST(processed_at AS CHAR) FROM outbox_events WHERE id = ?",
+                    (id,),
+                )
+                .await
+                .unwrap();
+            row.unwrap()
+        }
+    };
+    for (id, want) in [("old", "SENT"), ("new", "SENT"), ("reject-me", "FAILED")] {
+        wait_for(&format!("{id} to be {want}"), LONG, || async {
+            state(id).await.0 == want
+        })
+        .await;
+        assert!(state(id).await.1.is_some(), "{id}: processed_at written");
+    }
+    worker.stop().await;
+    assert_eq!(server.requests_for("old").len(), 1);
+    // The operator commands go through the same names.
+    let out = outbox(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "stats",
+        "--format",
+        "json",
+    ]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["byStatus"]["SENT"], 2, "{stats}");
+    assert_eq!(stats["byStatus"]["FAILED"], 1, "{stats}");
+    let out = outbox(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "dlq",
+        "replay",
+        "--id",
+        "reject-me",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(state("reject-me").await.0, "PENDING");
+    let out = outbox(&["--config", cfg.to_str().unwrap(), "policy", "pause", KEY]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no paused column"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -110,7 +110,8 @@ impl Statements {
             )),
             sent: r(&format!(
                 "UPDATE {{E}} AS e JOIN {batch} ON {fence}
-                    SET e.{{e.processedAt}} = NOW(3), {{?e.processedAt}}
+                    SET
+                        e.{{e.processedAt}} = NOW(3), {{?e.processedAt}}
                         e.{{e.lockedBy}} = NULL, e.{{e.lockedUntil}} = NULL, e.{{e.status}} = 'SENT'"
             )),
             delete: r(&format!("DELETE e FROM {{E}} AS e JOIN {batch} ON {fence}")),
@@ -119,7 +120,8 @@ impl Statements {
             // Parameters: [lastError], [finished], status, delay, retryCount, status, id —
             // the bracketed ones only where the column is there (`result_params`).
             result: r("UPDATE {E}
-                    SET {e.lastError} = COALESCE(?, {e.lastError}), {?e.lastError}
+                    SET
+                        {e.lastError} = COALESCE(?, {e.lastError}), {?e.lastError}
                         {e.processedAt} = CASE WHEN ? THEN NOW(3) END, {?e.processedAt}
                         {e.nextRetryAt} = CASE WHEN ? = 'PENDING' THEN NOW(3) + INTERVAL ? MICROSECOND ELSE {e.nextRetryAt} END,
                         {e.retryCount} = ?, {e.lockedBy} = NULL, {e.lockedUntil} = NULL, {e.status} = ?
@@ -128,7 +130,8 @@ impl Statements {
                   WHERE {e.id} = ? AND {e.lockedBy} = ? AND {e.status} = 'PROCESSING' FOR UPDATE"),
             // Parameters: [lastError], id.
             unreadable: r("UPDATE {E}
-                    SET {e.lastError} = ?, {?e.lastError}
+                    SET
+                        {e.lastError} = ?, {?e.lastError}
                         {e.processedAt} = NOW(3), {?e.processedAt}
                         {e.lockedBy} = NULL, {e.lockedUntil} = NULL, {e.status} = 'FAILED'
                   WHERE {e.id} = ?"),
@@ -702,5 +705,81 @@ impl std::fmt::Debug for MysqlStore {
         f.debug_struct("MysqlStore")
             .field("url", &self.shown)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layout of an app's minimal tables: no optional or recommended column, no blocked
+    /// or audit table, no bucket locks.
+    fn minimal() -> Layout {
+        let mut l = Layout::canonical();
+        for c in [
+            "lastError",
+            "processedAt",
+            "headers",
+            "seq",
+            "createdAt",
+            "maxRetries",
+            "retryInterval",
+            "maxInterval",
+        ] {
+            l.names.event_columns.remove(c);
+        }
+        l.names
+            .policy_columns
+            .retain(|k, _| crate::adopt::POLICY_REQUIRED.contains(&k.as_str()));
+        l.names.blocked = None;
+        l.names.audit = None;
+        l.order_lock = false;
+        l
+    }
+
+    #[test]
+    fn statements_keep_their_shape_on_minimal_tables() {
+        for (layout, optional) in [(Layout::canonical(), 2), (minimal(), 0)] {
+            let s = Statements::new(&layout);
+            let all = [
+                &s.claim,
+                &s.claim_skipping,
+                &s.claim_ordered,
+                &s.lease,
+                &s.sent,
+                &s.delete,
+                &s.result_head,
+                &s.result,
+                &s.unreadable_head,
+                &s.unreadable,
+                &s.expired,
+                &s.policies,
+                &s.next_due,
+                &s.purge,
+                &s.pending,
+                &s.look,
+            ];
+            for sql in all {
+                assert!(!sql.contains('{'), "a token left: {sql}");
+                if sql.trim_start().starts_with("UPDATE") {
+                    assert!(sql.contains("SET"), "an UPDATE without SET: {sql}");
+                    let flat = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+                    assert!(
+                        !flat.contains(", WHERE") && !flat.ends_with(','),
+                        "a SET list ending in a comma: {sql}"
+                    );
+                }
+            }
+            // The parameters `complete` and `fail_unreadable` send.
+            assert_eq!(s.result.matches('?').count(), 5 + optional, "{}", s.result);
+            assert_eq!(
+                s.unreadable.matches('?').count(),
+                1 + optional / 2,
+                "{}",
+                s.unreadable
+            );
+            assert_eq!(s.block.is_some(), layout.names.blocked.is_some());
+            assert_eq!(s.order_locks.is_some(), layout.order_lock);
+        }
     }
 }

@@ -299,7 +299,8 @@ impl Operator for MysqlStore {
             .await
             .map_err(classify)?;
         let replay = layout.render(
-            "UPDATE {E} SET {e.processedAt} = NULL, {?e.processedAt}
+            "UPDATE {E} SET
+                    {e.processedAt} = NULL, {?e.processedAt}
                     {e.retryCount} = 0, {e.nextRetryAt} = NOW(3), {e.lockedBy} = NULL, {e.lockedUntil} = NULL,
                     {e.status} = 'PENDING'
               WHERE {e.id} = ? AND {e.status} = 'FAILED'",
@@ -437,7 +438,8 @@ impl Operator for MysqlStore {
         if found {
             tx.exec_drop(
                 layout.render(
-                    "UPDATE {P} SET {p.updatedAt} = NOW(3), {?p.updatedAt}
+                    "UPDATE {P} SET
+                        {p.updatedAt} = NOW(3), {?p.updatedAt}
                         {p.paused} = ? WHERE {p.routingKey} = ?",
                 ),
                 (paused, routing_key),
