@@ -5,14 +5,14 @@ pub mod adopt;
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 mod cells;
 pub mod migration;
-#[cfg(any(feature = "sqlite", feature = "mysql"))]
-mod template;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+mod template;
 
 pub use outbox_core::operate::{
     Adoption, Backend, Blocked, Drift, EventFilter, Finding, KeyStats, ListedEvent, Mapped,

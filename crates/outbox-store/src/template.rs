@@ -69,7 +69,8 @@ impl Names {
     /// The table and column tokens quoted by `quote`; `None` for an absent one or a token
     /// these names do not know.
     pub(crate) fn token(&self, token: &str, quote: fn(&str) -> String) -> Option<Option<String>> {
-        let column = |map: &BTreeMap<String, String>, logical: &str| map.get(logical).map(|c| quote(c));
+        let column =
+            |map: &BTreeMap<String, String>, logical: &str| map.get(logical).map(|c| quote(c));
         Some(match token {
             "E" => Some(quote(&self.event)),
             "P" => Some(quote(&self.policy)),

@@ -12,7 +12,9 @@ pub fn print(format: SchemaFormat, schema: &str, kind: StoreKind) -> Result<u8, 
         (SchemaFormat::Prisma, StoreKind::Postgres) => {
             print!("{}", outbox_store::postgres::print::prisma())
         }
-        (SchemaFormat::Sql, StoreKind::Sqlite) => print!("{}", outbox_store::sqlite::migrate::sql()),
+        (SchemaFormat::Sql, StoreKind::Sqlite) => {
+            print!("{}", outbox_store::sqlite::migrate::sql())
+        }
         (SchemaFormat::Prisma, StoreKind::Sqlite) => {
             print!("{}", outbox_store::sqlite::print::prisma())
         }

@@ -5,8 +5,7 @@
 use super::layout::{quote, Layout};
 use super::{classify, MysqlStore};
 use crate::adopt::{
-    find_table, looked_for, resolve_columns, AUDIT_TABLE, BLOCKED_TABLE, EVENT_TABLE,
-    POLICY_TABLE,
+    find_table, looked_for, resolve_columns, AUDIT_TABLE, BLOCKED_TABLE, EVENT_TABLE, POLICY_TABLE,
 };
 use mysql_async::prelude::Queryable;
 use outbox_core::{Adoption, Finding, Overrides, StoreError};
@@ -47,10 +46,14 @@ fn canonical_type(logical_table: &str, logical: &str) -> (&'static str, &'static
     match (logical_table == EVENT_TABLE, logical) {
         (true, "payload") => ("JSON NOT NULL", "Json"),
         (true, "headers") => ("JSON NULL", "Json?"),
-        (true, "status") => ("VARCHAR(16) NOT NULL DEFAULT 'PENDING'", "String @default(\"PENDING\") @db.VarChar(16)"),
-        (true, "occurredAt" | "nextRetryAt" | "createdAt") => {
-            ("DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)", "DateTime @default(now())")
-        }
+        (true, "status") => (
+            "VARCHAR(16) NOT NULL DEFAULT 'PENDING'",
+            "String @default(\"PENDING\") @db.VarChar(16)",
+        ),
+        (true, "occurredAt" | "nextRetryAt" | "createdAt") => (
+            "DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)",
+            "DateTime @default(now())",
+        ),
         (true, "lockedUntil" | "processedAt") => ("DATETIME(3) NULL", "DateTime?"),
         (true, "retryCount") => ("INT NOT NULL DEFAULT 0", "Int @default(0)"),
         (true, "maxRetries" | "retryInterval" | "maxInterval") => ("INT NULL", "Int?"),
@@ -63,9 +66,10 @@ fn canonical_type(logical_table: &str, logical: &str) -> (&'static str, &'static
             ("BOOLEAN NOT NULL DEFAULT FALSE", "Boolean @default(false)")
         }
         (false, "description") => ("TEXT NULL", "String? @db.Text"),
-        (false, "createdAt" | "updatedAt") => {
-            ("DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)", "DateTime @default(now())")
-        }
+        (false, "createdAt" | "updatedAt") => (
+            "DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)",
+            "DateTime @default(now())",
+        ),
         _ => ("VARCHAR(191) NOT NULL", "String"),
     }
 }
@@ -119,6 +123,23 @@ pub(crate) fn resolve(cat: &Catalog, overrides: &Overrides) -> (Option<Layout>, 
         blocked |= missing;
         let col = |logical: &str| columns.get(logical).and_then(|n| table.column(n));
         if logical_table == EVENT_TABLE {
+            // Results find their rows by primary key (`FORCE INDEX (PRIMARY)`).
+            let id = columns.get("id").cloned().unwrap_or_else(|| "id".into());
+            let keyed = table
+                .indexes
+                .get("PRIMARY")
+                .is_some_and(|(cols, _)| cols == std::slice::from_ref(&id));
+            if !keyed && columns.contains_key("id") {
+                blocked = true;
+                out.errors.push(Finding {
+                    what: format!(
+                        "{t}'s primary key is not its id column {}: the worker finds each event by it",
+                        quote(&id)
+                    ),
+                    sql: format!("ALTER TABLE {t} DROP PRIMARY KEY, ADD PRIMARY KEY ({});", quote(&id)),
+                    prisma: "id String @id".into(),
+                });
+            }
             for logical in ["lockedBy", "lockedUntil", "processedAt"] {
                 if let Some(c) = col(logical).filter(|c| !c.nullable) {
                     blocked = true;
@@ -134,8 +155,8 @@ pub(crate) fn resolve(cat: &Catalog, overrides: &Overrides) -> (Option<Layout>, 
                 }
             }
             for logical in STAMPS {
-                if let Some(c) =
-                    col(logical).filter(|c| !matches!(c.data_type.as_str(), "datetime" | "timestamp"))
+                if let Some(c) = col(logical)
+                    .filter(|c| !matches!(c.data_type.as_str(), "datetime" | "timestamp"))
                 {
                     blocked = true;
                     let (sql_type, prisma_type) = canonical_type(EVENT_TABLE, logical);
@@ -213,7 +234,13 @@ pub(crate) fn resolve(cat: &Catalog, overrides: &Overrides) -> (Option<Layout>, 
         cat,
         BLOCKED_TABLE,
         overrides,
-        &["aggregateId", "eventId", "routingKey", "reason", "blockedAt"],
+        &[
+            "aggregateId",
+            "eventId",
+            "routingKey",
+            "reason",
+            "blockedAt",
+        ],
         Some("aggregateId"),
     );
     if layout.names.blocked.is_none() && wants_blocking {
@@ -292,7 +319,10 @@ impl MysqlStore {
             .map_err(classify)?;
         for (table, index, non_unique, column) in indexes {
             if let Some(t) = cat.get_mut(&table) {
-                let entry = t.indexes.entry(index).or_insert((Vec::new(), non_unique == 0));
+                let entry = t
+                    .indexes
+                    .entry(index)
+                    .or_insert((Vec::new(), non_unique == 0));
                 entry.0.push(column);
             }
         }
@@ -373,6 +403,8 @@ mod tests {
         ] {
             e.columns.push(col(&n(c), null, ty));
         }
+        e.indexes
+            .insert("PRIMARY".into(), (vec!["id".into()], true));
         e.indexes.insert(
             "by_status".into(),
             (vec![n("status"), n("nextRetryAt")], false),
@@ -382,7 +414,15 @@ mod tests {
         for c in ["routingKey", "maxRetries", "retryInterval", "maxInterval"] {
             p.columns.push(col(&n(c), false, "int"));
         }
-        cat.insert(if snake { "outbox_retry_policy" } else { "OutboxRetryPolicy" }.into(), p);
+        cat.insert(
+            if snake {
+                "outbox_retry_policy"
+            } else {
+                "OutboxRetryPolicy"
+            }
+            .into(),
+            p,
+        );
         cat
     }
 
@@ -418,7 +458,13 @@ mod tests {
         let whats: Vec<&str> = a.errors.iter().map(|f| f.what.as_str()).collect();
         assert_eq!(whats.len(), 3, "{whats:?}");
         assert!(whats[0].contains("routingKey is missing"), "{whats:?}");
-        assert!(a.errors[1].sql.contains("MODIFY `lockedUntil` DATETIME(3) NULL"), "{:?}", a.errors[1]);
+        assert!(
+            a.errors[1]
+                .sql
+                .contains("MODIFY `lockedUntil` DATETIME(3) NULL"),
+            "{:?}",
+            a.errors[1]
+        );
         assert!(whats[2].contains("`nextRetryAt` is VARCHAR"), "{whats:?}");
     }
 }

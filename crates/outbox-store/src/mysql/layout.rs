@@ -5,6 +5,7 @@
 //! - `{earlier p c}`: row `p` comes before row `c` in delivery order (`seq`, else
 //!   occurredAt then id);
 //! - `{seq}`: the newest event's insertion number, or 0 without a `seq` column;
+//! - `{limit}`: left as it is, for the caller to fill in;
 //! - `{coll col}`: ` COLLATE x`, x the collation of event column `col` when the tables are
 //!   an app's (for JSON_TABLE columns compared with it), else nothing.
 
@@ -95,6 +96,10 @@ impl Layout {
                 }
                 _ => String::new(),
             });
+        }
+        if token == "limit" {
+            // Filled in at each call.
+            return Some("{limit}".into());
         }
         if token == "seq" {
             return Some(match self.names.event_columns.get("seq") {

@@ -14,13 +14,13 @@ pub mod print;
 mod row;
 
 use async_trait::async_trait;
+use layout::{Layout, EVENT_COLUMNS};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, TxOpts, Value};
 use outbox_core::{
     Completion, CompletionAction, Leased, Notification, NotificationStream, PolicyRows, Status,
     Store, StoreError, Unreadable,
 };
-use layout::{Layout, EVENT_COLUMNS};
 use row::{int_opt, leased_rows, real_opt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,8 +35,9 @@ pub struct MysqlStore {
     sql: Arc<Statements>,
 }
 
-/// The statements of the engine's calls, rendered once per layout. Each has one text
-/// whatever its values (limits are parameters too), so a connection prepares it once.
+/// The statements of the engine's calls, rendered once per layout. `{limit}` is written in
+/// at each call ([`with_limit`]): with a `LIMIT ?` parameter MariaDB plans the claim
+/// without its limit, and a SKIP LOCKED claim then waits for a producer's uncommitted row.
 struct Statements {
     claim: String,
     claim_skipping: String,
@@ -69,19 +70,24 @@ impl Statements {
         // (an app's tables may use another than the server's default).
         let batch = "JSON_TABLE(?, '$[*]' COLUMNS (id VARCHAR(191){coll id} PATH '$[0]', owner VARCHAR(191){coll lockedBy} PATH '$[1]', rc INT PATH '$[2]')) AS a";
         let keys_of = KEYS_OF.replace("{coll}", "{coll routingKey}");
-        let ids_of = KEYS_OF.replace("{coll}", "{coll id}");
+        // The key lists drive every join, and each row is found by its primary key: on a
+        // small table the server would rather scan the event table, and a scan waits on every
+        // row another transaction holds (a producer's uncommitted insert, another worker's
+        // claim) — result writes stalled behind leases until they expired.
+        let by_id = "STRAIGHT_JOIN {E} AS e FORCE INDEX (PRIMARY)";
+        let ids = "JSON_TABLE(?, '$[*]' COLUMNS (k VARCHAR(191){coll id} PATH '$')) AS l";
         Statements {
             claim: r(&format!(
                 "SELECT {EVENT_COLUMNS} FROM {{E}}
                   WHERE {{e.status}} = 'PENDING' AND {{e.nextRetryAt}} <= NOW(3)
-                  ORDER BY {{e.nextRetryAt}} LIMIT ?
+                  ORDER BY {{e.nextRetryAt}} LIMIT {{limit}}
                   FOR UPDATE SKIP LOCKED"
             )),
             claim_skipping: r(&format!(
                 "SELECT {EVENT_COLUMNS} FROM {{E}}
                   WHERE {{e.status}} = 'PENDING' AND {{e.nextRetryAt}} <= NOW(3)
                     AND {{e.routingKey}} NOT IN ({keys_of})
-                  ORDER BY {{e.nextRetryAt}} LIMIT ?
+                  ORDER BY {{e.nextRetryAt}} LIMIT {{limit}}
                   FOR UPDATE SKIP LOCKED"
             )),
             // An aggregate's head is its earliest unfinished event under the ordered keys,
@@ -97,24 +103,24 @@ impl Statements {
                            AND p.{{e.status}} IN ('PENDING', 'PROCESSING')
                            AND p.{{e.routingKey}} IN ({keys_of}))
                     AND NOT EXISTS (SELECT 1 FROM {{B}} AS b WHERE b.`aggregateId` = c.{{e.aggregateId}}) {{?B}}
-                  ORDER BY c.{{e.nextRetryAt}} LIMIT ?
+                  ORDER BY c.{{e.nextRetryAt}} LIMIT {{limit}}
                   FOR UPDATE SKIP LOCKED"
             )),
             order_locks: l.order_lock.then(|| {
                 "SELECT COUNT(*) FROM (SELECT `bucket` FROM `OutboxOrderLock` ORDER BY `bucket` FOR UPDATE) AS l".to_string()
             }),
             lease: r(&format!(
-                "UPDATE {{E}} AS e JOIN ({ids_of}) AS l ON e.{{e.id}} = l.k
+                "UPDATE {ids} {by_id} ON e.{{e.id}} = l.k
                     SET e.{{e.status}} = 'PROCESSING', e.{{e.lockedBy}} = ?, e.{{e.retryCount}} = COALESCE(e.{{e.retryCount}}, 0),
                         e.{{e.lockedUntil}} = NOW(3) + INTERVAL ? MICROSECOND"
             )),
             sent: r(&format!(
-                "UPDATE {{E}} AS e JOIN {batch} ON {fence}
+                "UPDATE {batch} {by_id} ON {fence}
                     SET
                         e.{{e.processedAt}} = NOW(3), {{?e.processedAt}}
                         e.{{e.lockedBy}} = NULL, e.{{e.lockedUntil}} = NULL, e.{{e.status}} = 'SENT'"
             )),
-            delete: r(&format!("DELETE e FROM {{E}} AS e JOIN {batch} ON {fence}")),
+            delete: r(&format!("DELETE e FROM {batch} {by_id} ON {fence}")),
             result_head: r("SELECT {e.aggregateId}, {e.routingKey} FROM {E}
                   WHERE {e.id} = ? AND {e.lockedBy} = ? AND {e.retryCount} = ? AND {e.status} = 'PROCESSING' FOR UPDATE"),
             // Parameters: [lastError], [finished], status, delay, retryCount, status, id —
@@ -141,7 +147,7 @@ impl Statements {
             expired: r(&format!(
                 "SELECT {EVENT_COLUMNS} FROM {{E}}
                   WHERE {{e.status}} = 'PROCESSING' AND {{e.lockedUntil}} < NOW(3)
-                  ORDER BY {{e.lockedUntil}} LIMIT ?"
+                  ORDER BY {{e.lockedUntil}} LIMIT {{limit}}"
             )),
             policies: r("SELECT {p.routingKey}, {p.maxRetries}, {p.retryInterval}, {p.maxInterval}, {p.backoffMultiplier},
                         {p.jitter}, {p.ordered}, {p.paused}, {p.blockOnFailure} FROM {P}"),
@@ -186,9 +192,15 @@ fn marks(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
+/// `sql` with its `{limit}` filled in.
+fn with_limit(sql: &str, limit: usize) -> String {
+    sql.replace("{limit}", &limit.max(1).to_string())
+}
+
 /// Rows of the keys in a JSON array parameter, for `IN (…)`.
 /// (A template: `{coll}` stands for the collation of the column the keys are compared with.)
-const KEYS_OF: &str = "SELECT k FROM JSON_TABLE(?, '$[*]' COLUMNS (k VARCHAR(191){coll} PATH '$')) AS j";
+const KEYS_OF: &str =
+    "SELECT k FROM JSON_TABLE(?, '$[*]' COLUMNS (k VARCHAR(191){coll} PATH '$')) AS j";
 
 impl MysqlStore {
     /// The store for `url` (`mysql://user:pass@host:3306/db`, or `mariadb://…`); nothing is
@@ -426,14 +438,13 @@ impl Store for MysqlStore {
         paused: &[String],
     ) -> Result<Leased, StoreError> {
         // Without paused keys, no filter at all (the key list would be joined for each row).
-        let limit = limit.max(1) as u64;
         if paused.is_empty() {
-            self.claim_with(&self.sql.claim, vec![limit.into()], owner, lease)
-                .await
+            let sql = with_limit(&self.sql.claim, limit);
+            self.claim_with(&sql, vec![], owner, lease).await
         } else {
-            let params = vec![crate::json_list(paused).into(), limit.into()];
-            self.claim_with(&self.sql.claim_skipping, params, owner, lease)
-                .await
+            let sql = with_limit(&self.sql.claim_skipping, limit);
+            let params = vec![crate::json_list(paused).into()];
+            self.claim_with(&sql, params, owner, lease).await
         }
     }
 
@@ -446,12 +457,7 @@ impl Store for MysqlStore {
         paused: &[String],
     ) -> Result<Leased, StoreError> {
         let (ordered, paused) = (crate::json_list(ordered), crate::json_list(paused));
-        let params: Vec<Value> = vec![
-            ordered.clone().into(),
-            paused.into(),
-            ordered.into(),
-            (limit.max(1) as u64).into(),
-        ];
+        let params: Vec<Value> = vec![ordered.clone().into(), paused.into(), ordered.into()];
         let mut c = self.conn().await?;
         let mut tx = c
             .start_transaction(TxOpts::default())
@@ -464,7 +470,7 @@ impl Store for MysqlStore {
             tx.query_drop(locks).await.map_err(classify)?;
         }
         let rows: Vec<Row> = tx
-            .exec(&self.sql.claim_ordered, params)
+            .exec(with_limit(&self.sql.claim_ordered, limit), params)
             .await
             .map_err(classify)?;
         self.lease(&mut tx, &rows, owner, lease)
@@ -578,7 +584,7 @@ impl Store for MysqlStore {
     async fn expired_leases(&self, limit: usize) -> Result<Leased, StoreError> {
         let mut c = self.conn().await?;
         let rows: Vec<Row> = c
-            .exec(&self.sql.expired, (limit.max(1) as u64,))
+            .exec(with_limit(&self.sql.expired, limit), ())
             .await
             .map_err(classify)?;
         Ok(leased_rows(&rows, None))
@@ -760,7 +766,10 @@ mod tests {
                 &s.look,
             ];
             for sql in all {
-                assert!(!sql.contains('{'), "a token left: {sql}");
+                assert!(
+                    !sql.replace("{limit}", "").contains('{'),
+                    "a token left: {sql}"
+                );
                 if sql.trim_start().starts_with("UPDATE") {
                     assert!(sql.contains("SET"), "an UPDATE without SET: {sql}");
                     let flat = sql.split_whitespace().collect::<Vec<_>>().join(" ");

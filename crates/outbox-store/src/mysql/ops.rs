@@ -357,9 +357,17 @@ impl Operator for MysqlStore {
                         .await
                         .map_err(classify)?;
                 }
-                audit(&mut tx, layout, actor, action, Some(&id), routing.as_deref(), None)
-                    .await
-                    .map_err(classify)?;
+                audit(
+                    &mut tx,
+                    layout,
+                    actor,
+                    action,
+                    Some(&id),
+                    routing.as_deref(),
+                    None,
+                )
+                .await
+                .map_err(classify)?;
                 done.push(id);
             }
         }
@@ -387,9 +395,12 @@ impl Operator for MysqlStore {
                 .await
                 .map_err(classify)?;
             if let Some((event, routing)) = row {
-                tx.exec_drop(layout.render("DELETE FROM {B} WHERE `aggregateId` = ?"), (a,))
-                    .await
-                    .map_err(classify)?;
+                tx.exec_drop(
+                    layout.render("DELETE FROM {B} WHERE `aggregateId` = ?"),
+                    (a,),
+                )
+                .await
+                .map_err(classify)?;
                 let detail = format!("aggregate {a}");
                 audit(
                     &mut tx,
@@ -447,9 +458,17 @@ impl Operator for MysqlStore {
             .await
             .map_err(classify)?;
             let action = if paused { "pause" } else { "resume" };
-            audit(&mut tx, layout, actor, action, None, Some(routing_key), None)
-                .await
-                .map_err(classify)?;
+            audit(
+                &mut tx,
+                layout,
+                actor,
+                action,
+                None,
+                Some(routing_key),
+                None,
+            )
+            .await
+            .map_err(classify)?;
         }
         tx.commit().await.map_err(classify)?;
         Ok(found)
@@ -481,7 +500,9 @@ impl outbox_core::Backend for MysqlStore {
     }
 
     fn table_name(&self, logical: &str) -> String {
-        self.layout().names.table_name(logical, super::layout::quote)
+        self.layout()
+            .names
+            .table_name(logical, super::layout::quote)
     }
 
     fn column_name(&self, logical_table: &str, logical: &str) -> String {

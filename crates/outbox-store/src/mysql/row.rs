@@ -6,7 +6,6 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use mysql_async::{Row, Value};
 use outbox_core::Leased;
 
-
 fn value<'a>(row: &'a Row, i: usize, name: &str) -> Result<&'a Value, String> {
     row.as_ref(i)
         .ok_or_else(|| format!("column {name}: missing"))
