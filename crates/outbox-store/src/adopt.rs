@@ -215,8 +215,8 @@ pub fn wanted(logical_table: &str) -> Vec<(&'static str, u8)> {
 /// missing required one to `out.errors` (the result's `true`: it blocks), a missing
 /// recommended one to `out.warnings`, each with the fix `fix(logical, name)` gives —
 /// `name` in the table's own naming style. Returns logical → physical of those found.
-pub fn resolve_columns<'a>(
-    columns: &[&'a str],
+pub fn resolve_columns(
+    columns: &[&str],
     logical_table: &'static str,
     table: (&str, &str),
     skip: &[&str],
