@@ -118,6 +118,10 @@ enum Command {
         /// Run it on a private PostgreSQL cluster (needs PostgreSQL's server installed).
         #[arg(long)]
         postgres: bool,
+        /// Run it on this MySQL/MariaDB server (mysql://USER:PASS@HOST:3306), in a database
+        /// of its own that is dropped at the end.
+        #[arg(long, value_name = "URL")]
+        mysql: Option<String>,
     },
     /// The demo's clean-up, run by `outbox demo` itself: removes what the demo made once the
     /// demo has ended, however it ended.
@@ -555,8 +559,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             }
         }
         Command::Doctor => commands::doctor::doctor(&load()?).await,
-        Command::Demo { postgres } => {
-            commands::demo::demo(cli.database_url.clone(), postgres).await
+        Command::Demo { postgres, mysql } => {
+            commands::demo::demo(cli.database_url.clone(), postgres, mysql).await
         }
         Command::DemoCleanup {
             dir,

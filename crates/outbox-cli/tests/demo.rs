@@ -1,6 +1,7 @@
 //! `outbox demo`: the walk-through runs to the end on a SQLite file of its own (the default,
-//! with no PostgreSQL anywhere on the PATH), on its own private PostgreSQL, or in a schema
-//! of its own on a given server, shows each step, and leaves nothing behind.
+//! with no PostgreSQL anywhere on the PATH), on its own private PostgreSQL, in a schema of
+//! its own on a given server, or in a database of its own on a MySQL/MariaDB server, shows
+//! each step, and leaves nothing behind.
 
 use outbox_testkit::*;
 use std::time::Duration;
@@ -19,6 +20,9 @@ fn run_demo(args: &[&str]) -> String {
 
 /// What every walk-through shows, in order.
 fn assert_the_story(text: &str) {
+    // (MySQL quotes names with backticks.)
+    let text = text.replace('`', "\"");
+    let text = text.as_str();
     let steps = [
         "$ outbox --config outbox.toml migrate deploy",
         "migration(s) applied",
@@ -119,6 +123,68 @@ async fn the_demo_runs_in_a_schema_of_its_own_on_a_given_server_and_drops_it() {
     );
     let c = db.client().await;
     assert_eq!(demo_schemas(&c).await, 0, "the demo's schema is dropped");
+}
+
+/// Whether the local MariaDB holds database `name`.
+async fn mysql_has_database(name: &str) -> bool {
+    use mysql_async::prelude::Queryable;
+    let mut c = mysql_async::Conn::from_url(conformance::MYSQL_URL)
+        .await
+        .unwrap();
+    let n: Option<i64> = c
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (name,),
+        )
+        .await
+        .unwrap();
+    let _ = c.disconnect().await;
+    n.unwrap_or(0) > 0
+}
+
+/// The database the demo said it made on MySQL.
+fn demo_database(text: &str) -> String {
+    let at = text
+        .find("in a database of its own, `")
+        .unwrap_or_else(|| panic!("the database is named\n{text}"));
+    let rest = &text[at + "in a database of its own, `".len()..];
+    rest[..rest.find('`').unwrap()].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_in_a_database_of_its_own_on_mariadb_and_drops_it() {
+    let text = run_demo(&["demo", "--mysql", conformance::MYSQL_URL]);
+    assert_the_story(&text);
+    assert!(text.contains("INSERT INTO `OutboxEvent` (`id`"), "{text}");
+    let name = demo_database(&text);
+    assert!(name.starts_with("outbox_demo_"), "{name}");
+    assert!(!mysql_has_database(&name).await, "{name} is dropped");
+    // A URL of another kind is refused, naming what it takes.
+    let out = outbox(&["demo", "--mysql", "postgres://x@127.0.0.1/db"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("MySQL/MariaDB server's URL"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_mysql_demo_drops_its_database() {
+    let mut demo = RunningDemo::start(&["demo", "--mysql", conformance::MYSQL_URL]);
+    demo.wait_for_step("── 5.").await;
+    let name = demo_database(&demo.text());
+    assert!(mysql_has_database(&name).await);
+    let dir = demo.dir();
+    demo.signal("KILL");
+    demo.wait_exit().await;
+    wait_gone(&dir).await;
+    wait_for(
+        "the demo's database dropped",
+        Duration::from_secs(60),
+        || async { !mysql_has_database(&name).await },
+    )
+    .await;
 }
 
 /// How many demo schemas the database holds.

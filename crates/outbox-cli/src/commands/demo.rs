@@ -1,6 +1,8 @@
-//! `outbox demo`: the whole story on a throwaway database, with nothing to set up. It starts a
-//! private PostgreSQL cluster with this machine's `initdb`/`pg_ctl` (or, with
-//! `--database-url`, works in a schema of its own on your server), serves a small "Audit API",
+//! `outbox demo`: the whole story on a throwaway database, with nothing to set up: a SQLite
+//! file of its own; with `--postgres` a private PostgreSQL cluster started with this
+//! machine's `initdb`/`pg_ctl` (or, with `--database-url`, a schema of its own on your
+//! server); with `--mysql URL` a database of its own on that MySQL/MariaDB server. It serves
+//! a small "Audit API",
 //! and runs the real commands — `migrate deploy`, `run`, `stats`, `dlq list`, `dlq replay` —
 //! printing each command line before its output, so every step can be repeated by hand.
 //! Everything it made is removed at the end.
@@ -8,6 +10,7 @@
 use crate::{Failure, EXIT_CONFIG, EXIT_FAILURE};
 use axum::extract::State;
 use axum::http::StatusCode;
+use outbox_store::mysql::MysqlStore;
 use outbox_store::sqlite::{SqliteOptions, SqliteStore};
 use outbox_store::{KeyStats, LocalCluster, Operator, PgStore, PgStoreOptions};
 use serde_json::Value;
@@ -64,8 +67,10 @@ async fn receive(State(api): State<Arc<AuditApi>>, body: axum::body::Bytes) -> S
 /// Where the demo's data lives, and how to clean it up.
 struct Place {
     url: String,
-    /// The PostgreSQL schema (`None` on SQLite).
+    /// The PostgreSQL schema, or the MySQL database (`None` on SQLite).
     schema: Option<String>,
+    /// On a MySQL/MariaDB server (`schema` is the demo's database there).
+    mysql: bool,
     /// The private cluster, when the demo started one (dropped = stopped and deleted).
     cluster: Option<LocalCluster>,
     /// The directory of the demo's files.
@@ -225,7 +230,16 @@ pub async fn cleanup(dir: PathBuf, schema: Option<String>, cluster: bool) -> Res
             LocalCluster::remove_dir(&dir);
         }
     } else {
-        if let (Some(schema), Ok(url)) = (schema, std::env::var("DATABASE_URL")) {
+        let url = std::env::var("DATABASE_URL");
+        let on_mysql = url
+            .as_deref()
+            .is_ok_and(|u| super::StoreKind::of(u) == Some(super::StoreKind::Mysql));
+        if let (true, Some(_), Ok(url)) = (on_mysql, &schema, &url) {
+            // The URL names the demo's own database.
+            if let Ok(store) = MysqlStore::new(url, 2) {
+                let _ = tokio::time::timeout(Duration::from_secs(30), store.drop_database()).await;
+            }
+        } else if let (Some(schema), Ok(url)) = (schema, url) {
             let mut options = PgStoreOptions::new(url);
             options.schema = schema;
             options.pool_size = 1;
@@ -312,10 +326,16 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 enum DemoStore {
     Postgres(Box<PgStore>),
     Sqlite(SqliteStore),
+    Mysql(MysqlStore),
 }
 
 impl DemoStore {
     fn open(place: &Place) -> Result<DemoStore, Failure> {
+        if place.mysql {
+            return MysqlStore::new(&place.url, 2)
+                .map(DemoStore::Mysql)
+                .map_err(fail);
+        }
         match &place.schema {
             Some(schema) => {
                 let mut options = PgStoreOptions::new(place.url.clone());
@@ -334,6 +354,7 @@ impl DemoStore {
         match self {
             DemoStore::Postgres(s) => &**s,
             DemoStore::Sqlite(s) => s,
+            DemoStore::Mysql(s) => s,
         }
     }
 
@@ -341,6 +362,7 @@ impl DemoStore {
         match self {
             DemoStore::Postgres(s) => s.run_script(sql).await,
             DemoStore::Sqlite(s) => s.run_script(sql).await,
+            DemoStore::Mysql(s) => s.run_script(sql).await,
         }
         .map_err(|e| fail(e.to_string()))
     }
@@ -388,8 +410,35 @@ fn private_dir(prefix: &str) -> Result<PathBuf, Failure> {
 }
 
 /// Where the demo runs: a SQLite file (the default), a private PostgreSQL cluster
-/// (`postgres`), or a schema of its own on the PostgreSQL server at `database_url`.
-async fn prepare(database_url: Option<String>, postgres: bool) -> Result<Place, Failure> {
+/// (`postgres`), a schema of its own on the PostgreSQL server at `database_url`, or a
+/// database of its own on the MySQL/MariaDB server at `mysql`.
+async fn prepare(
+    database_url: Option<String>,
+    postgres: bool,
+    mysql: Option<String>,
+) -> Result<Place, Failure> {
+    if let Some(server) = mysql {
+        let name = format!(
+            "outbox_demo_{}_{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let url = MysqlStore::create_database(&server, &name)
+            .await
+            .map_err(|e| fail(format!("cannot make the demo's database: {e}")))?;
+        let dir = private_dir(&name)?;
+        println!(
+            "Using {} in a database of its own, `{name}`, dropped at the end.",
+            outbox_store::postgres::redact_url(&server)
+        );
+        return Ok(Place {
+            url,
+            schema: Some(name),
+            mysql: true,
+            cluster: None,
+            dir,
+        });
+    }
     match database_url {
         None if !postgres => {
             let dir = private_dir(&format!("outbox_demo_{}", std::process::id()))?;
@@ -401,6 +450,7 @@ async fn prepare(database_url: Option<String>, postgres: bool) -> Result<Place, 
             Ok(Place {
                 url,
                 schema: None,
+                mysql: false,
                 cluster: None,
                 dir,
             })
@@ -421,6 +471,7 @@ async fn prepare(database_url: Option<String>, postgres: bool) -> Result<Place, 
             Ok(Place {
                 url,
                 schema: Some(schema),
+                mysql: false,
                 cluster: None,
                 dir,
             })
@@ -445,6 +496,7 @@ async fn prepare(database_url: Option<String>, postgres: bool) -> Result<Place, 
             Ok(Place {
                 url: cluster.socket_url("postgres"),
                 schema: Some("public".into()),
+                mysql: false,
                 dir: cluster.dir().to_path_buf(),
                 cluster: Some(cluster),
             })
@@ -452,7 +504,25 @@ async fn prepare(database_url: Option<String>, postgres: bool) -> Result<Place, 
     }
 }
 
-pub async fn demo(database_url: Option<String>, postgres: bool) -> Result<u8, Failure> {
+pub async fn demo(
+    database_url: Option<String>,
+    postgres: bool,
+    mysql: Option<String>,
+) -> Result<u8, Failure> {
+    if let Some(url) = &mysql {
+        if super::StoreKind::of(url) != Some(super::StoreKind::Mysql) {
+            return Err(Failure::new(
+                EXIT_CONFIG,
+                "outbox demo --mysql takes a MySQL/MariaDB server's URL, e.g. mysql://root@127.0.0.1:3306 (the demo makes a database of its own there and drops it)",
+            ));
+        }
+        if postgres || database_url.is_some() {
+            return Err(Failure::new(
+                EXIT_CONFIG,
+                "outbox demo: --mysql runs on MySQL/MariaDB; leave out --postgres and --database-url",
+            ));
+        }
+    }
     if let Some(url) = &database_url {
         if super::StoreKind::of(url) != Some(super::StoreKind::Postgres) {
             return Err(Failure::new(
@@ -477,7 +547,7 @@ pub async fn demo(database_url: Option<String>, postgres: bool) -> Result<u8, Fa
         unreachable!("three signals")
     };
     let place = tokio::select! {
-        p = prepare(database_url, postgres) => p?,
+        p = prepare(database_url, postgres, mysql) => p?,
         _ = interrupt.recv() => return Err(fail("interrupted")),
         _ = terminate.recv() => return Err(fail("terminated")),
         _ = hangup.recv() => return Err(fail("hung up")),
@@ -500,7 +570,12 @@ pub async fn demo(database_url: Option<String>, postgres: bool) -> Result<u8, Fa
         w.stop();
     }
     // Clean up whatever happened.
-    if place.cluster.is_none() {
+    if place.mysql {
+        if let Ok(store) = MysqlStore::new(&place.url, 2) {
+            let _ = store.drop_database().await;
+        }
+        let _ = std::fs::remove_dir_all(&place.dir);
+    } else if place.cluster.is_none() {
         if let Some(schema) = &place.schema {
             let mut options = PgStoreOptions::new(place.url.clone());
             options.schema = schema.clone();
@@ -546,6 +621,9 @@ async fn walk(place: &Place, worker: &mut Option<Worker>) -> Result<(), Failure>
         "The configuration: where events come from, and where each routingKey goes",
     );
     let database = match &place.schema {
+        Some(_) if place.mysql => {
+            "# url: from $DATABASE_URL, which the demo sets for each command (it is never written down)\n".to_string()
+        }
         Some(schema) => format!(
             "# url: from $DATABASE_URL, which the demo sets for each command (it is never written down)\nschema = \"{schema}\"\n"
         ),
@@ -589,10 +667,17 @@ timeout = "2s"
         3,
         "A retry policy per routingKey: master data your application ships as SQL",
     );
-    let policies = format!(
+    // Names in the store's own quotes (MySQL's backticks).
+    let quoted = |sql: String| -> String {
+        match sql.split_once("VALUES") {
+            Some((head, tail)) if place.mysql => format!("{}VALUES{tail}", head.replace('"', "`")),
+            _ => sql,
+        }
+    };
+    let policies = quoted(format!(
         r#"INSERT INTO "OutboxRetryPolicy" ("routingKey", "maxRetries", "retryInterval", "maxInterval", "description")
 VALUES ('{AUDIT}', 3, 500, 5000, 'login audit trail')"#
-    );
+    ));
     indent(&policies);
     store.run_script(&policies).await?;
 
@@ -604,7 +689,7 @@ VALUES ('{AUDIT}', 3, 500, 5000, 'login audit trail')"#
         5,
         "Your application writes events in the same transaction as its own data",
     );
-    let events = format!(
+    let events = quoted(format!(
         r#"BEGIN;
 -- ... the application's own changes (a login recorded, say) ...
 INSERT INTO "OutboxEvent" ("id", "eventName", "eventType", "aggregateId", "routingKey", "payload")
@@ -613,7 +698,7 @@ VALUES ('evt-1', 'PasswordUserLoggedInEvent', 'auth.login.success', 'user-1', '{
        ('evt-3', 'PasswordUserLoggedInEvent', 'auth.login.success', 'user-3', '{AUDIT}', '{{"ip": "192.0.2.55"}}'),
        ('evt-4', 'InvoiceCharged', 'billing.charge', 'invoice-9', '{BILLING}', '{{"amount": 1200}}');
 COMMIT"#
-    );
+    ));
     indent(&events);
     store
         .run_script(

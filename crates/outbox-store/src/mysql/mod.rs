@@ -318,6 +318,43 @@ impl MysqlStore {
         out
     }
 
+    /// Makes database `name` on the server `url` points at (whatever database the URL names
+    /// is not used) and returns the URL of the new one: for `outbox demo --mysql`.
+    pub async fn create_database(url: &str, name: &str) -> Result<String, StoreError> {
+        let shown = outbox_core::conf::redact_secrets(url);
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| StoreError::Query(format!("`{shown}` is not a MySQL URL")))?;
+        let (authority, tail) = match rest.find(['/', '?']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let query = tail.find('?').map(|i| &tail[i..]).unwrap_or("");
+        let server = format!("mysql://{authority}/{query}");
+        let opts = Opts::from_url(&server)
+            .map_err(|e| StoreError::Query(format!("`{shown}` is not a MySQL URL: {e}")))?;
+        let mut c = Conn::new(opts).await.map_err(classify)?;
+        c.query_drop(format!(
+            "CREATE DATABASE `{}` CHARACTER SET utf8mb4",
+            name.replace('`', "``")
+        ))
+        .await
+        .map_err(classify)?;
+        let _ = c.disconnect().await;
+        Ok(format!("{scheme}://{authority}/{name}{query}"))
+    }
+
+    /// Drops the store's database, with everything in it: for `outbox demo --mysql`.
+    pub async fn drop_database(&self) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        c.query_drop(format!(
+            "DROP DATABASE IF EXISTS `{}`",
+            self.database.replace('`', "``")
+        ))
+        .await
+        .map_err(classify)
+    }
+
     /// Runs `sql` (a script of statements) on one connection: for tests and `outbox demo`.
     pub async fn run_script(&self, sql: &str) -> Result<(), StoreError> {
         let mut c = self.conn().await?;
