@@ -210,6 +210,49 @@ pub fn wanted(logical_table: &str) -> Vec<(&'static str, u8)> {
         .collect()
 }
 
+/// The physical table of `logical_table` among `tables`, or `None` with the finding that
+/// says so (in `where_`, e.g. "the SQLite database") pushed to `out.errors`.
+pub fn table_or_finding<'a>(
+    tables: impl IntoIterator<Item = &'a str>,
+    logical_table: &str,
+    where_: &str,
+    quote: fn(&str) -> String,
+    overrides: &Overrides,
+    out: &mut Adoption,
+) -> Option<String> {
+    let found = find_table(tables, logical_table, overrides);
+    if found.is_none() {
+        out.errors.push(Finding {
+            what: format!(
+                "table {} not found in {where_} ({})",
+                quote(logical_table),
+                looked_for(logical_table)
+            ),
+            sql: "see `outbox schema print --format sql`".into(),
+            prisma: "see `outbox schema print --format prisma`".into(),
+        });
+    }
+    found
+}
+
+/// The lines of migration `sql` from the one that starts with `from` on, without blank
+/// lines and comments: the SQL a Prisma app appends to its migration.
+pub fn sql_from(sql: &str, from: &str) -> String {
+    let at = sql
+        .find(from)
+        .unwrap_or_else(|| panic!("the migration has {from}"));
+    sql[at..]
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `sql` as the comment lines of a Prisma schema (each line behind `// `).
+pub fn commented(sql: &str) -> String {
+    sql.lines().map(|l| format!("// {l}\n")).collect()
+}
+
 /// Finds each logical column of `logical_table` (`skip` left out) among `columns`, the
 /// columns of its physical table `table` (its name, and quoted for messages): how each was found goes to `out.mapping`, a
 /// missing required one to `out.errors` (the result's `true`: it blocks), a missing

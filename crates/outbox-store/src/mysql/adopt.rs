@@ -5,7 +5,8 @@
 use super::layout::{quote, Layout};
 use super::{classify, MysqlStore};
 use crate::adopt::{
-    find_table, looked_for, resolve_columns, AUDIT_TABLE, BLOCKED_TABLE, EVENT_TABLE, POLICY_TABLE,
+    find_table, resolve_columns, table_or_finding, AUDIT_TABLE, BLOCKED_TABLE, EVENT_TABLE,
+    POLICY_TABLE,
 };
 use mysql_async::prelude::Queryable;
 use outbox_core::{Adoption, Finding, Overrides, StoreError};
@@ -84,17 +85,15 @@ pub(crate) fn resolve(cat: &Catalog, overrides: &Overrides) -> (Option<Layout>, 
     let mut blocked = false;
     let names = || cat.keys().map(String::as_str);
     for logical_table in [EVENT_TABLE, POLICY_TABLE] {
-        let Some(physical) = find_table(names(), logical_table, overrides) else {
+        let Some(physical) = table_or_finding(
+            names(),
+            logical_table,
+            "the database",
+            quote,
+            overrides,
+            &mut out,
+        ) else {
             blocked = true;
-            out.errors.push(Finding {
-                what: format!(
-                    "table {} not found in the database ({})",
-                    quote(logical_table),
-                    looked_for(logical_table)
-                ),
-                sql: "see `outbox schema print --format sql`".into(),
-                prisma: "see `outbox schema print --format prisma`".into(),
-            });
             continue;
         };
         let table = &cat[&physical];

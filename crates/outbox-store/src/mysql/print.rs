@@ -5,24 +5,16 @@
 /// The SQL a Prisma app adds to its migration: the bucket locks of ordered delivery (a
 /// table and the insert trigger that takes them), which Prisma cannot express.
 pub fn prisma_extra_sql() -> String {
-    let sql = super::migrate::MIGRATIONS[0].sql;
-    let from = sql
-        .find("CREATE TABLE `OutboxOrderLock`")
-        .expect("migration 0001 creates the bucket table");
-    sql[from..]
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    crate::adopt::sql_from(
+        super::migrate::MIGRATIONS[0].sql,
+        "CREATE TABLE `OutboxOrderLock`",
+    )
 }
 
 /// The Prisma models for MySQL / MariaDB.
 pub fn prisma() -> String {
     use crate::adopt::{PRISMA_SQL_BEGIN, PRISMA_SQL_END};
-    let sql: String = prisma_extra_sql()
-        .lines()
-        .map(|l| format!("// {l}\n"))
-        .collect();
+    let sql = crate::adopt::commented(&prisma_extra_sql());
     format!(
         r#"// outbox: the models of the transactional outbox, for a Prisma app whose MySQL or MariaDB
 // database holds the tables (database.schema_owner = "app"). Paste them into schema.prisma,

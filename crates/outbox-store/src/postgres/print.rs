@@ -61,10 +61,7 @@ pub fn notify_triggers_sql() -> String {
 
 /// The Prisma models.
 pub fn prisma() -> String {
-    let sql: String = prisma_extra_sql()
-        .lines()
-        .map(|l| format!("// {l}\n"))
-        .collect();
+    let sql = crate::adopt::commented(&prisma_extra_sql());
     format!(
         r#"// outbox: the models of the transactional outbox, for a Prisma app that owns the tables
 // (database.schema_owner = "app"). Paste them into schema.prisma, then create the migration

@@ -6,8 +6,8 @@
 use super::layout::{Layout, Stamps};
 use super::SqliteStore;
 use crate::adopt::{
-    find_column, find_table, looked_for, resolve_columns, AUDIT_TABLE, BLOCKED_TABLE, EVENT_TABLE,
-    POLICY_TABLE,
+    find_column, find_table, resolve_columns, table_or_finding, AUDIT_TABLE, BLOCKED_TABLE,
+    EVENT_TABLE, POLICY_TABLE,
 };
 use outbox_core::{Adoption, Finding, Overrides, StoreError};
 use rusqlite::Connection;
@@ -118,17 +118,15 @@ pub(crate) fn resolve(
     let mut blocked = false;
     let names = || cat.keys().map(String::as_str);
     for logical_table in [EVENT_TABLE, POLICY_TABLE] {
-        let Some(physical) = find_table(names(), logical_table, overrides) else {
+        let Some(physical) = table_or_finding(
+            names(),
+            logical_table,
+            "the SQLite database",
+            quote,
+            overrides,
+            &mut out,
+        ) else {
             blocked = true;
-            out.errors.push(Finding {
-                what: format!(
-                    "table {} not found in the SQLite database ({})",
-                    quote(logical_table),
-                    looked_for(logical_table)
-                ),
-                sql: "see `outbox schema print --format sql`".into(),
-                prisma: "see `outbox schema print --format prisma`".into(),
-            });
             continue;
         };
         let table = &cat[&physical];

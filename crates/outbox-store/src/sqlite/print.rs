@@ -4,24 +4,16 @@
 /// The SQL a Prisma app adds to its migration: the counter and triggers that tell running
 /// workers at once that a policy row changed (without them, at `worker.policy_refresh`).
 pub fn prisma_extra_sql() -> String {
-    let sql = super::migrate::MIGRATIONS[0].sql;
-    let from = sql
-        .find("CREATE TABLE \"OutboxSignal\"")
-        .expect("migration 0001 creates the signal table");
-    sql[from..]
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    crate::adopt::sql_from(
+        super::migrate::MIGRATIONS[0].sql,
+        "CREATE TABLE \"OutboxSignal\"",
+    )
 }
 
 /// The Prisma models for SQLite.
 pub fn prisma() -> String {
     use crate::adopt::{PRISMA_SQL_BEGIN, PRISMA_SQL_END};
-    let sql: String = prisma_extra_sql()
-        .lines()
-        .map(|l| format!("// {l}\n"))
-        .collect();
+    let sql = crate::adopt::commented(&prisma_extra_sql());
     format!(
         r#"// outbox: the models of the transactional outbox, for a Prisma app whose SQLite database
 // holds the tables (database.schema_owner = "app"). Paste them into schema.prisma, create the
