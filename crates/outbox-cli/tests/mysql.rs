@@ -164,36 +164,17 @@ async fn three_workers_deliver_3000_events_each_once() {
     for w in &mut workers {
         w.stop().await;
     }
-    // No attempt of an event reached the receiver twice: no two workers delivered the same
-    // claim. (A receiver slower than the sink timeout on a loaded machine gets a further
-    // attempt, numbered on, as at-least-once allows; the event is charged for it.)
+    // Each event reached the receiver once: no two workers delivered the same claim, and
+    // no attempt timed out (the receiver answers at once).
     let requests = server.requests();
-    let mut attempts: Vec<(&str, &str)> = requests
+    let mut ids: Vec<&str> = requests
         .iter()
-        .filter_map(|r| Some((r.header("idempotency-key")?, r.header("x-outbox-attempt")?)))
+        .filter_map(|r| r.header("idempotency-key"))
         .collect();
-    assert_eq!(attempts.len(), requests.len());
-    attempts.sort();
-    let before = attempts.len();
-    attempts.dedup();
-    assert_eq!(before, attempts.len(), "an attempt delivered twice");
-    let mut ids: Vec<&str> = attempts.iter().map(|(id, _)| *id).collect();
+    ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 3000, "every event reached the receiver");
-    let charged: i64 = {
-        let n: Option<i64> = db
-            .conn()
-            .await
-            .query_first("SELECT CAST(SUM(`retryCount`) AS SIGNED) FROM `OutboxEvent`")
-            .await
-            .unwrap();
-        n.unwrap_or(0)
-    };
-    assert!(
-        requests.len() as i64 <= 3000 + charged,
-        "{} requests for 3000 events charged {charged} retries",
-        requests.len()
-    );
+    assert_eq!(requests.len(), 3000, "each event once");
     let busy = workers
         .iter()
         .filter(|w| w.logs().contains("Processing"))

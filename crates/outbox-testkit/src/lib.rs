@@ -358,6 +358,9 @@ pub type Responder = Arc<dyn Fn(&Seen, usize) -> Reply + Send + Sync>;
 #[derive(Clone)]
 struct ServerState {
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Requests so far per idempotency key (a scan of `seen` per request made thousands
+    /// of requests quadratic, and the receiver slower than a sink's timeout).
+    per_id: Arc<Mutex<HashMap<String, usize>>>,
     responder: Responder,
 }
 
@@ -398,9 +401,12 @@ async fn handle(
     };
     let earlier = {
         let mut all = state.seen.lock().unwrap();
-        let n = all.iter().filter(|s| s.id() == seen.id()).count();
+        let mut per_id = state.per_id.lock().unwrap();
+        let n = per_id.entry(seen.id()).or_insert(0);
+        let earlier = *n;
+        *n += 1;
         all.push(seen.clone());
-        n
+        earlier
     };
     let reply = (state.responder)(&seen, earlier);
     if !reply.delay.is_zero() {
@@ -423,6 +429,7 @@ impl TestServer {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let state = ServerState {
             seen: seen.clone(),
+            per_id: Arc::default(),
             responder: Arc::new(responder),
         };
         let mut server = TestServer {
