@@ -40,6 +40,9 @@ pub trait Fixture: Send + Sync {
     /// The event's status, retryCount, lockedBy and lastError, and whether processedAt is
     /// set; `None` when there is no such row.
     async fn state(&self, id: &str) -> Option<State>;
+    /// Runs `sql` in a transaction of its own connection and leaves it open: a producer
+    /// that has not committed yet.
+    async fn exec_held(&self, sql: &str) -> Box<dyn Held>;
     /// Drops the index the claim uses (to make drift).
     async fn drop_pending_index(&self);
     /// Gives the event a value this store cannot read as an event (whatever its own
@@ -48,6 +51,42 @@ pub trait Fixture: Send + Sync {
     /// Gives the policy row of `key` a maxRetries this store's constraints let through but
     /// the worker cannot use.
     async fn spoil_policy(&self, key: &str);
+}
+
+/// A producer's open transaction ([`Fixture::exec_held`]).
+#[outbox_core::async_trait]
+pub trait Held: Send {
+    /// Commits it.
+    async fn commit(self: Box<Self>);
+}
+
+struct PgHeld(tokio_postgres::Client);
+
+#[outbox_core::async_trait]
+impl Held for PgHeld {
+    async fn commit(self: Box<Self>) {
+        self.0.batch_execute("COMMIT").await.unwrap();
+    }
+}
+
+struct SqliteHeld(rusqlite::Connection);
+
+#[outbox_core::async_trait]
+impl Held for SqliteHeld {
+    async fn commit(self: Box<Self>) {
+        self.0.execute_batch("COMMIT").unwrap();
+    }
+}
+
+struct MysqlHeld(mysql_async::Conn);
+
+#[outbox_core::async_trait]
+impl Held for MysqlHeld {
+    async fn commit(self: Box<Self>) {
+        use mysql_async::prelude::Queryable;
+        let mut c = self.0;
+        c.query_drop("COMMIT").await.unwrap();
+    }
 }
 
 /// What a test checks of one row.
@@ -263,6 +302,44 @@ pub async fn check_result_kinds(f: &dyn Fixture) {
 
 /// Ordered claims lease an aggregate's head only, one at a time, in insertion order; a
 /// FAILED head with blockOnFailure holds its aggregate back until it is unblocked.
+/// An ordered event committed late is never overtaken by a later event of its aggregate
+/// that committed first: while the earlier one's producer is still open, a claim either
+/// waits for it (MySQL), leaves the aggregate alone (PostgreSQL), or the later insert
+/// itself waits (SQLite: one writer at a time); once it commits, it goes first.
+pub async fn check_late_commit(f: &dyn Fixture) {
+    let s = f.backend();
+    policy(f, KEY, 3).await;
+    f.exec(&format!(
+        r#"UPDATE "OutboxRetryPolicy" SET "ordered" = true WHERE "routingKey" = '{KEY}'"#
+    ))
+    .await;
+    let insert = |id: &str| {
+        format!(
+            r#"INSERT INTO "OutboxEvent" ("id", "eventName", "eventType", "aggregateId", "routingKey", "payload") VALUES ('{id}', 'Happened', 'thing.happened', 'agg', '{KEY}', '{{}}')"#
+        )
+    };
+    let held = f.exec_held(&insert("late")).await;
+    let committer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        held.commit().await;
+    });
+    f.exec(&insert("early")).await;
+    let keys = [KEY.to_string()];
+    let during = s.claim_ordered("w", 10, LEASE, &keys, &[]).await.unwrap();
+    assert!(
+        !ids(&during).iter().any(|i| i == "early"),
+        "the later event overtook one still being committed: {:?}",
+        ids(&during)
+    );
+    committer.await.unwrap();
+    let head = if during.is_empty() {
+        s.claim_ordered("w", 10, LEASE, &keys, &[]).await.unwrap()
+    } else {
+        during
+    };
+    assert_eq!(ids(&head), ["late"], "the event committed late goes first");
+}
+
 pub async fn check_ordered(f: &dyn Fixture) {
     let s = f.backend();
     policy(f, KEY, 3).await;
@@ -685,6 +762,11 @@ impl Fixture for PgFixture {
             processed: r.get(4),
         })
     }
+    async fn exec_held(&self, sql: &str) -> Box<dyn Held> {
+        let c = self.db.client().await;
+        c.batch_execute(&format!("BEGIN; {sql}")).await.unwrap();
+        Box::new(PgHeld(c))
+    }
     async fn drop_pending_index(&self) {
         self.exec(r#"DROP INDEX "OutboxEvent_pending_idx""#).await;
     }
@@ -769,6 +851,11 @@ impl Fixture for SqliteFixture {
             last_error: r.get(3).unwrap(),
             processed: r.get(4).unwrap(),
         })
+    }
+    async fn exec_held(&self, sql: &str) -> Box<dyn Held> {
+        let c = self.conn();
+        c.execute_batch(&format!("BEGIN IMMEDIATE; {sql}")).unwrap();
+        Box::new(SqliteHeld(c))
     }
     async fn drop_pending_index(&self) {
         self.exec(r#"DROP INDEX "OutboxEvent_pending_idx""#).await;
@@ -888,6 +975,9 @@ impl Fixture for SqliteAppFixture {
     }
     async fn state(&self, id: &str) -> Option<State> {
         self.0.state(id).await
+    }
+    async fn exec_held(&self, sql: &str) -> Box<dyn Held> {
+        self.0.exec_held(sql).await
     }
     async fn drop_pending_index(&self) {
         unreachable!("the migration checks are not run on app-owned tables")
@@ -1029,6 +1119,9 @@ impl Fixture for MysqlAppFixture {
     async fn state(&self, id: &str) -> Option<State> {
         self.0.state(id).await
     }
+    async fn exec_held(&self, sql: &str) -> Box<dyn Held> {
+        self.0.exec_held(sql).await
+    }
     async fn drop_pending_index(&self) {
         unreachable!("the migration checks are not run on app-owned tables")
     }
@@ -1089,6 +1182,13 @@ impl Fixture for MysqlFixture {
                 processed,
             },
         )
+    }
+    async fn exec_held(&self, sql: &str) -> Box<dyn Held> {
+        use mysql_async::prelude::Queryable;
+        let mut c = self.conn().await;
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop(sql).await.unwrap();
+        Box::new(MysqlHeld(c))
     }
     async fn drop_pending_index(&self) {
         self.exec(r#"DROP INDEX "OutboxEvent_pending_idx" ON "OutboxEvent""#)
