@@ -36,8 +36,8 @@ pub struct MysqlStore {
 }
 
 /// The statements of the engine's calls, rendered once per layout. `{limit}` is written in
-/// at each call ([`with_limit`]): with a `LIMIT ?` parameter MariaDB plans the claim
-/// without its limit, and a SKIP LOCKED claim then waits for a producer's uncommitted row.
+/// at each call ([`with_limit`]), a literal as in the claims before they were templates
+/// (the few batch sizes in use make a few statement texts).
 struct Statements {
     claim: String,
     claim_skipping: String,
