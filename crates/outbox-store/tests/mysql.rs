@@ -1,5 +1,6 @@
 //! What the MySQL / MariaDB store promises beyond the conformance suite, on the local server:
-//! an ordered event committed late is never overtaken by a later one of its aggregate.
+//! an ordered event committed late is never overtaken by a later one of its aggregate, and
+//! the change watcher works on an app's table without `seq`.
 
 use mysql_async::prelude::Queryable;
 use outbox_core::{Migrator, Store};
@@ -71,4 +72,46 @@ async fn an_event_committed_late_is_not_overtaken_by_a_later_one() {
     assert_eq!(got.events.len(), 1);
     assert_eq!(got.events[0].event.id, "now");
     open.query_drop("ROLLBACK").await.unwrap();
+}
+
+/// The change watcher on an app's table without `seq`: empty, then with several rows, it
+/// keeps telling the worker about new due events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_watcher_works_on_an_app_table_without_seq() {
+    let db = MysqlDb::new().await;
+    db.exec(
+        "CREATE TABLE outbox_event (id VARCHAR(64) PRIMARY KEY, event_name VARCHAR(100) NOT NULL,
+             event_type VARCHAR(100) NOT NULL, aggregate_id VARCHAR(64) NOT NULL,
+             routing_key VARCHAR(100) NOT NULL, payload LONGTEXT NOT NULL,
+             status VARCHAR(16) NOT NULL DEFAULT 'PENDING',
+             occurred_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+             retry_count INT NOT NULL DEFAULT 0,
+             next_retry_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+             locked_by VARCHAR(100) NULL, locked_until DATETIME(3) NULL);
+         CREATE TABLE outbox_retry_policy (routing_key VARCHAR(100) PRIMARY KEY,
+             max_retries INT NOT NULL, retry_interval INT NOT NULL, max_interval INT NOT NULL);",
+    )
+    .await;
+    let mut store = MysqlStore::new(&db.url, 4).unwrap();
+    let adoption = store.adopt(&Default::default()).await.unwrap();
+    assert!(adoption.usable, "{:?}", adoption.errors);
+    let mut events = store.listen().await.unwrap();
+    for round in 0..2 {
+        db.exec(&format!(
+            "INSERT INTO outbox_event (id, event_name, event_type, aggregate_id, routing_key, payload)
+             VALUES ('a-{round}', 'n', 't', 'a', 'k', '{{}}'), ('b-{round}', 'n', 't', 'b', 'k', '{{}}')"
+        ))
+        .await;
+        let told = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .expect("the watcher tells of new events");
+        assert_eq!(told, Some(outbox_core::Notification::Events));
+        // Taken: nothing is due any more, so the next insert is news again.
+        db.exec("UPDATE outbox_event SET status = 'SENT'").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while tokio::time::timeout(Duration::from_millis(100), events.next())
+            .await
+            .is_ok()
+        {}
+    }
 }

@@ -426,7 +426,15 @@ async fn prepare(
         let url = MysqlStore::create_database(&server, &name)
             .await
             .map_err(|e| fail(format!("cannot make the demo's database: {e}")))?;
-        let dir = private_dir(&name)?;
+        let dir = match private_dir(&name) {
+            Ok(dir) => dir,
+            Err(e) => {
+                if let Ok(store) = MysqlStore::new(&url, 2) {
+                    let _ = store.drop_database().await;
+                }
+                return Err(e);
+            }
+        };
         println!(
             "Using {} in a database of its own, `{name}`, dropped at the end.",
             outbox_store::postgres::redact_url(&server)

@@ -19,8 +19,14 @@ pub(crate) struct Column {
     pub(crate) nullable: bool,
     /// `DATA_TYPE`, lower case (`datetime`, `varchar`, `json`, `longtext`, …).
     pub(crate) data_type: String,
-    /// `COLLATION_NAME` of a text column.
-    pub(crate) collation: Option<String>,
+    /// `COLUMN_TYPE` as the server writes it (`enum('PENDING',…)`, `varchar(191)`, …).
+    pub(crate) column_type: String,
+    /// `EXTRA` (`auto_increment`, …).
+    pub(crate) extra: String,
+    /// `CHARACTER_MAXIMUM_LENGTH` of a text column.
+    pub(crate) max_len: Option<u64>,
+    /// `CHARACTER_SET_NAME` and `COLLATION_NAME` of a text column.
+    pub(crate) collation: Option<(String, String)>,
 }
 
 /// One table: its columns in order, its indexes (name → columns in order, unique), and
@@ -120,8 +126,54 @@ pub(crate) fn resolve(cat: &Catalog, overrides: &Overrides) -> (Option<Layout>, 
             },
         );
         blocked |= missing;
+        let mut columns = columns;
+        if logical_table == EVENT_TABLE {
+            // seq orders events only as an AUTO_INCREMENT integer.
+            if let Some(c) = columns.get("seq").and_then(|n| table.column(n)) {
+                let integer = c.data_type.ends_with("int");
+                if !integer || !c.extra.to_ascii_lowercase().contains("auto_increment") {
+                    out.warnings.push(Finding {
+                        what: format!(
+                            "column {t}.{} is not an AUTO_INCREMENT integer: ordered delivery goes by occurredAt, then id",
+                            quote(&c.name)
+                        ),
+                        sql: format!(
+                            "ALTER TABLE {t} MODIFY {} BIGINT NOT NULL AUTO_INCREMENT UNIQUE;",
+                            quote(&c.name)
+                        ),
+                        prisma: "seq BigInt @unique @default(autoincrement())".into(),
+                    });
+                    columns.remove("seq");
+                }
+            }
+        }
         let col = |logical: &str| columns.get(logical).and_then(|n| table.column(n));
         if logical_table == EVENT_TABLE {
+            if let Some(c) = col("status") {
+                let column_type = c.column_type.to_ascii_lowercase();
+                let holds_all = match c.data_type.as_str() {
+                    "enum" => ["pending", "processing", "sent", "failed"]
+                        .iter()
+                        .all(|v| column_type.contains(&format!("'{v}'"))),
+                    "varchar" | "char" | "text" | "tinytext" | "mediumtext" | "longtext" => {
+                        c.max_len.is_none_or(|n| n >= 10)
+                    }
+                    _ => false,
+                };
+                if !holds_all {
+                    blocked = true;
+                    let (sql_type, prisma_type) = canonical_type(EVENT_TABLE, "status");
+                    out.errors.push(Finding {
+                        what: format!(
+                            "column {t}.{} is {}: it cannot hold each of PENDING, PROCESSING, SENT and FAILED",
+                            quote(&c.name),
+                            c.column_type
+                        ),
+                        sql: format!("ALTER TABLE {t} MODIFY {} {sql_type};", quote(&c.name)),
+                        prisma: format!("status {prisma_type}"),
+                    });
+                }
+            }
             // Results find their rows by primary key (`FORCE INDEX (PRIMARY)`).
             let id = columns.get("id").cloned().unwrap_or_else(|| "id".into());
             let keyed = table
@@ -291,24 +343,42 @@ impl MysqlStore {
         let mut c = self.conn().await?;
         let db = self.database().to_string();
         let mut cat = Catalog::new();
-        type ColumnRow = (String, String, String, String, Option<String>);
+        type ColumnRow = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            Option<u64>,
+            Option<String>,
+            Option<String>,
+        );
         let columns: Vec<ColumnRow> = c
             .exec(
-                "SELECT TABLE_NAME, COLUMN_NAME, IS_NULLABLE, LOWER(DATA_TYPE), COLLATION_NAME FROM information_schema.COLUMNS
+                "SELECT TABLE_NAME, COLUMN_NAME, IS_NULLABLE, LOWER(DATA_TYPE), COLUMN_TYPE, EXTRA,
+                        CHARACTER_MAXIMUM_LENGTH, CHARACTER_SET_NAME, COLLATION_NAME
+                   FROM information_schema.COLUMNS
                   WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, ORDINAL_POSITION",
                 (&db,),
             )
             .await
             .map_err(classify)?;
-        for (table, name, nullable, data_type, collation) in columns {
+        for (table, name, nullable, data_type, column_type, extra, max_len, charset, collation) in
+            columns
+        {
             cat.entry(table).or_default().columns.push(Column {
                 name,
                 nullable: nullable == "YES",
                 data_type,
-                collation,
+                column_type,
+                extra,
+                max_len,
+                collation: charset.zip(collation),
             });
         }
-        let indexes: Vec<(String, String, i64, String)> = c
+        // A functional key part has no column name: such an index serves none of ours.
+        let indexes: Vec<(String, String, i64, Option<String>)> = c
             .exec(
                 "SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS
                   WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
@@ -317,6 +387,7 @@ impl MysqlStore {
             .await
             .map_err(classify)?;
         for (table, index, non_unique, column) in indexes {
+            let column = column.unwrap_or_default();
             if let Some(t) = cat.get_mut(&table) {
                 let entry = t
                     .indexes
@@ -370,7 +441,14 @@ mod tests {
             name: name.into(),
             nullable,
             data_type: data_type.into(),
-            collation: Some("utf8mb4_unicode_ci".into()),
+            column_type: if data_type == "enum" {
+                "enum('PENDING','PROCESSING','SENT','FAILED')".into()
+            } else {
+                data_type.into()
+            },
+            extra: String::new(),
+            max_len: None,
+            collation: Some(("utf8mb4".into(), "utf8mb4_unicode_ci".into())),
         }
     }
 
@@ -465,5 +543,51 @@ mod tests {
             a.errors[1]
         );
         assert!(whats[2].contains("`nextRetryAt` is VARCHAR"), "{whats:?}");
+    }
+
+    #[test]
+    fn a_status_that_cannot_hold_every_state_blocks_and_a_plain_seq_is_not_trusted() {
+        let mut cat = prisma_like("OutboxEvent", false);
+        let e = cat.get_mut("OutboxEvent").unwrap();
+        for c in e.columns.iter_mut() {
+            if c.name == "status" {
+                c.column_type = "enum('PENDING','SENT','FAILED')".into();
+            }
+        }
+        e.columns.push(col("seq", false, "bigint"));
+        let (layout, a) = resolve(&cat, &Overrides::default());
+        assert!(layout.is_none());
+        assert!(
+            a.errors
+                .iter()
+                .any(|f| f.what.contains("cannot hold each of PENDING, PROCESSING")),
+            "{:?}",
+            a.errors
+        );
+        assert!(
+            a.warnings
+                .iter()
+                .any(|f| f.what.contains("`seq` is not an AUTO_INCREMENT integer")),
+            "{:?}",
+            a.warnings
+        );
+        // A VARCHAR long enough is fine; one too short for PROCESSING is not.
+        let e = cat.get_mut("OutboxEvent").unwrap();
+        for c in e.columns.iter_mut() {
+            if c.name == "status" {
+                c.data_type = "varchar".into();
+                c.max_len = Some(16);
+            }
+        }
+        let (layout, _) = resolve(&cat, &Overrides::default());
+        let layout = layout.expect("usable");
+        assert!(!layout.has_event_column("seq"), "the plain seq is left out");
+        let e = cat.get_mut("OutboxEvent").unwrap();
+        for c in e.columns.iter_mut() {
+            if c.name == "status" {
+                c.max_len = Some(8);
+            }
+        }
+        assert!(resolve(&cat, &Overrides::default()).0.is_none());
     }
 }

@@ -6,8 +6,9 @@
 //!   occurredAt then id);
 //! - `{seq}`: the newest event's insertion number, or 0 without a `seq` column;
 //! - `{limit}`: left as it is, for the caller to fill in;
-//! - `{coll col}`: ` COLLATE x`, x the collation of event column `col` when the tables are
-//!   an app's (for JSON_TABLE columns compared with it), else nothing.
+//! - `{coll col}`: ` CHARACTER SET c COLLATE x`, the character set and collation of event
+//!   column `col` when the tables are an app's (for JSON_TABLE columns compared with it),
+//!   else nothing.
 
 use crate::template::Names;
 
@@ -18,8 +19,8 @@ pub struct Layout {
     /// `OutboxOrderLock` and the insert trigger that takes its buckets exist: an ordered
     /// claim can wait for producers still inside their transactions.
     pub(crate) order_lock: bool,
-    /// Logical event column → its collation, on an app's tables.
-    pub(crate) collations: std::collections::BTreeMap<String, String>,
+    /// Logical event column → its character set and collation, on an app's tables.
+    pub(crate) collations: std::collections::BTreeMap<String, (String, String)>,
 }
 
 pub(crate) fn quote(name: &str) -> String {
@@ -90,9 +91,10 @@ impl Layout {
             });
         }
         if let Some(logical) = token.strip_prefix("coll ") {
+            let plain = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             return Some(match self.collations.get(logical) {
-                Some(c) if c.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
-                    format!(" COLLATE {c}")
+                Some((set, c)) if plain(set) && plain(c) => {
+                    format!(" CHARACTER SET {set} COLLATE {c}")
                 }
                 _ => String::new(),
             });
@@ -104,7 +106,8 @@ impl Layout {
         if token == "seq" {
             return Some(match self.names.event_columns.get("seq") {
                 Some(s) => format!("COALESCE(MAX({}), 0)", quote(s)),
-                None => "0".into(),
+                // An aggregate, so the look-up is one row whatever the table holds.
+                None => "COALESCE(MAX(0), 0)".into(),
             });
         }
         self.names
@@ -140,7 +143,7 @@ mod tests {
             .insert("lockedBy".into(), "locked_by".into());
         assert_eq!(
             l.render("SELECT e.{e.headers}, {e.lockedBy}, {seq} FROM {E} AS e\n  SET {?e.headers} = 1\nWHERE {earlier p e}"),
-            "SELECT NULL, `locked_by`, 0 FROM `outbox_event` AS e\nWHERE (p.`occurredAt`, p.`id`) < (e.`occurredAt`, e.`id`)"
+            "SELECT NULL, `locked_by`, COALESCE(MAX(0), 0) FROM `outbox_event` AS e\nWHERE (p.`occurredAt`, p.`id`) < (e.`occurredAt`, e.`id`)"
         );
     }
 }
