@@ -115,3 +115,67 @@ async fn the_change_watcher_works_on_an_app_table_without_seq() {
         {}
     }
 }
+
+/// An app's id longer than the worker's own (VARCHAR(191)) is leased, and its result
+/// recorded, like any other: the key lists are as long as the column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_id_of_an_app_table_is_leased_and_finished() {
+    let db = MysqlDb::new().await;
+    db.exec(
+        "CREATE TABLE outbox_event (id VARCHAR(400) PRIMARY KEY, event_name VARCHAR(100) NOT NULL,
+             event_type VARCHAR(100) NOT NULL, aggregate_id VARCHAR(64) NOT NULL,
+             routing_key VARCHAR(100) NOT NULL, payload LONGTEXT NOT NULL,
+             status VARCHAR(16) NOT NULL DEFAULT 'PENDING',
+             occurred_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+             retry_count INT NOT NULL DEFAULT 0,
+             next_retry_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+             locked_by VARCHAR(100) NULL, locked_until DATETIME(3) NULL, processed_at DATETIME(3) NULL);
+         CREATE TABLE outbox_retry_policy (routing_key VARCHAR(100) PRIMARY KEY,
+             max_retries INT NOT NULL, retry_interval INT NOT NULL, max_interval INT NOT NULL);",
+    )
+    .await;
+    let long = "x".repeat(300);
+    db.exec(&format!(
+        "INSERT INTO outbox_event (id, event_name, event_type, aggregate_id, routing_key, payload, next_retry_at)
+         VALUES ('{long}', 'n', 't', 'a', 'k', '{{}}', UTC_TIMESTAMP(3) - INTERVAL 1 SECOND),
+                ('short', 'n', 't', 'b', 'k', '{{}}', UTC_TIMESTAMP(3) - INTERVAL 1 SECOND)"
+    ))
+    .await;
+    let mut store = MysqlStore::new(&db.url, 4).unwrap();
+    assert!(store.adopt(&Default::default()).await.unwrap().usable);
+    let leased = store
+        .claim("w", 10, Duration::from_secs(30), &[])
+        .await
+        .unwrap();
+    assert_eq!(leased.events.len(), 2);
+    let status = |id: String| {
+        let db = &db;
+        async move {
+            let s: Option<String> = db
+                .conn()
+                .await
+                .exec_first("SELECT status FROM outbox_event WHERE id = ?", (id,))
+                .await
+                .unwrap();
+            s.unwrap()
+        }
+    };
+    assert_eq!(
+        status(long.clone()).await,
+        "PROCESSING",
+        "the long id is leased"
+    );
+    let done: Vec<outbox_core::Completion> = leased
+        .events
+        .iter()
+        .map(|c| outbox_core::Completion {
+            id: c.event.id.clone(),
+            lease_owner: c.lease_owner.clone(),
+            retry_count: c.event.retry_count,
+            action: outbox_core::CompletionAction::Sent,
+        })
+        .collect();
+    assert_eq!(store.complete(&done).await.unwrap(), 2);
+    assert_eq!(status(long).await, "SENT");
+    assert_eq!(status("short".into()).await, "SENT");
+}

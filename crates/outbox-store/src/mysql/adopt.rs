@@ -266,11 +266,11 @@ pub(crate) fn resolve(cat: &Catalog, overrides: &Overrides) -> (Option<Layout>, 
             // table that takes them.
             layout.order_lock = cat.contains_key("OutboxOrderLock")
                 && table.triggers.iter().any(|s| s.contains("OutboxOrderLock"));
-            layout.collations = columns
+            layout.texts = columns
                 .iter()
                 .filter_map(|(logical, name)| {
-                    let c = table.column(name)?.collation.clone()?;
-                    Some((logical.clone(), c))
+                    let c = table.column(name)?;
+                    Some((logical.clone(), (c.max_len?, c.collation.clone())))
                 })
                 .collect();
             layout.names.event = physical;

@@ -6,9 +6,9 @@
 //!   occurredAt then id);
 //! - `{seq}`: the newest event's insertion number, or 0 without a `seq` column;
 //! - `{limit}`: left as it is, for the caller to fill in;
-//! - `{coll col}`: ` CHARACTER SET c COLLATE x`, the character set and collation of event
-//!   column `col` when the tables are an app's (for JSON_TABLE columns compared with it),
-//!   else nothing.
+//! - `{text col}`: the type of a JSON_TABLE column compared with event column `col`:
+//!   `VARCHAR(n)` of its length, with its character set and collation on an app's tables
+//!   (`VARCHAR(191)`, the server's defaults, on the worker's own).
 
 use crate::template::Names;
 
@@ -19,8 +19,9 @@ pub struct Layout {
     /// `OutboxOrderLock` and the insert trigger that takes its buckets exist: an ordered
     /// claim can wait for producers still inside their transactions.
     pub(crate) order_lock: bool,
-    /// Logical event column → its character set and collation, on an app's tables.
-    pub(crate) collations: std::collections::BTreeMap<String, (String, String)>,
+    /// Logical event column → its length and its character set and collation, on an app's
+    /// tables.
+    pub(crate) texts: std::collections::BTreeMap<String, (u64, Option<(String, String)>)>,
 }
 
 pub(crate) fn quote(name: &str) -> String {
@@ -33,7 +34,7 @@ impl Layout {
         Layout {
             names: Names::canonical(),
             order_lock: true,
-            collations: Default::default(),
+            texts: Default::default(),
         }
     }
 
@@ -90,14 +91,15 @@ impl Layout {
                 )
             });
         }
-        if let Some(logical) = token.strip_prefix("coll ") {
+        if let Some(logical) = token.strip_prefix("text ") {
             let plain = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            return Some(match self.collations.get(logical) {
-                Some((set, c)) if plain(set) && plain(c) => {
-                    format!(" CHARACTER SET {set} COLLATE {c}")
-                }
-                _ => String::new(),
-            });
+            // The longest VARCHAR a utf8mb4 JSON_TABLE column can be.
+            let (len, collation) = self.texts.get(logical).cloned().unwrap_or((191, None));
+            let mut out = format!("VARCHAR({})", len.clamp(1, 16_383));
+            if let Some((set, c)) = collation.filter(|(s, c)| plain(s) && plain(c)) {
+                out.push_str(&format!(" CHARACTER SET {set} COLLATE {c}"));
+            }
+            return Some(out);
         }
         if token == "limit" {
             // Filled in at each call.

@@ -66,16 +66,17 @@ impl Statements {
     fn new(l: &Layout) -> Statements {
         let r = |t: &str| l.render(t);
         let fence = "e.{e.id} = a.id AND e.{e.lockedBy} = a.owner AND e.{e.retryCount} = a.rc AND e.{e.status} = 'PROCESSING'";
-        // JSON_TABLE's text columns take the collation of the column they are compared with
-        // (an app's tables may use another than the server's default).
-        let batch = "JSON_TABLE(?, '$[*]' COLUMNS (id VARCHAR(191){coll id} PATH '$[0]', owner VARCHAR(191){coll lockedBy} PATH '$[1]', rc INT PATH '$[2]')) AS a";
-        let keys_of = KEYS_OF.replace("{coll}", "{coll routingKey}");
+        // JSON_TABLE's text columns take the length, character set and collation of the
+        // column they are compared with (an app's tables may use others than the server's
+        // defaults; a shorter one would cut a long id silently, and its row never match).
+        let batch = "JSON_TABLE(?, '$[*]' COLUMNS (id {text id} PATH '$[0]', owner {text lockedBy} PATH '$[1]', rc INT PATH '$[2]')) AS a";
+        let keys_of = KEYS_OF.replace("{text}", "{text routingKey}");
         // The key lists drive every join, and each row is found by its primary key: on a
         // small table the server would rather scan the event table, and a scan waits on every
         // row another transaction holds (a producer's uncommitted insert, another worker's
         // claim) — result writes stalled behind leases until they expired.
         let by_id = "STRAIGHT_JOIN {E} AS e FORCE INDEX (PRIMARY)";
-        let ids = "JSON_TABLE(?, '$[*]' COLUMNS (k VARCHAR(191){coll id} PATH '$')) AS l";
+        let ids = "JSON_TABLE(?, '$[*]' COLUMNS (k {text id} PATH '$')) AS l";
         Statements {
             claim: r(&format!(
                 "SELECT {EVENT_COLUMNS} FROM {{E}}
@@ -198,9 +199,8 @@ fn with_limit(sql: &str, limit: usize) -> String {
 }
 
 /// Rows of the keys in a JSON array parameter, for `IN (…)`.
-/// (A template: `{coll}` stands for the collation of the column the keys are compared with.)
-const KEYS_OF: &str =
-    "SELECT k FROM JSON_TABLE(?, '$[*]' COLUMNS (k VARCHAR(191){coll} PATH '$')) AS j";
+/// (A template: `{text}` stands for the type of the column the keys are compared with.)
+const KEYS_OF: &str = "SELECT k FROM JSON_TABLE(?, '$[*]' COLUMNS (k {text} PATH '$')) AS j";
 
 impl MysqlStore {
     /// The store for `url` (`mysql://user:pass@host:3306/db`, or `mariadb://…`); nothing is
