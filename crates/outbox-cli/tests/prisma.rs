@@ -39,6 +39,22 @@ fn roundtrip_with(env: (&str, &str), args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `outbox doctor` on `config` (written into `dir`) passes with no warning — the printed
+/// model, as `what`, is accepted — and then a worker runs on it.
+async fn doctor_clean_then_run(dir: &TempDir, config: &str, what: &str) -> WorkerProcess {
+    let cfg = dir.write("outbox.toml", config);
+    let out = outbox(&["--config", cfg.to_str().unwrap(), "doctor"]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(
+        doctor_problems(&report).is_empty(),
+        "{what} is accepted with no warnings:\n{report}"
+    );
+    let worker = WorkerProcess::start(config);
+    worker.wait_started().await;
+    worker
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Node and `npm ci` in interop/prisma; scripts/test runs it"]
 async fn prisma_model_round_trip_and_a_prisma_client_transaction_is_relayed() {
@@ -66,17 +82,7 @@ async fn prisma_model_round_trip_and_a_prisma_client_transaction_is_relayed() {
     let server = TestServer::always(200).await;
     let config = app_config(&db.url, &server.url("/audit"), &[KEY], "");
     let dir = TempDir::new();
-    let cfg = dir.write("outbox.toml", &config);
-    let out = outbox(&["--config", cfg.to_str().unwrap(), "doctor"]);
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{report}");
-    assert!(
-        doctor_problems(&report).is_empty(),
-        "the printed model is accepted with no warnings:\n{report}"
-    );
-
-    let mut worker = WorkerProcess::start(&config);
-    worker.wait_started().await;
+    let mut worker = doctor_clean_then_run(&dir, &config, "the printed model").await;
     let id = roundtrip(&db.url, &["write"]).trim().to_string();
     assert!(!id.is_empty());
     let row = wait_status(&c, &id, "SENT", Duration::from_secs(30)).await;
@@ -148,17 +154,7 @@ async fn a_prisma_app_on_sqlite_is_relayed_and_reads_back_what_the_worker_wrote(
         &[KEY],
         "timestamp_format = \"iso8601\"",
     );
-    let cfg = dir.write("outbox.toml", &config);
-    let out = outbox(&["--config", cfg.to_str().unwrap(), "doctor"]);
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{report}");
-    assert!(
-        doctor_problems(&report).is_empty(),
-        "the printed SQLite model is accepted with no warnings:\n{report}"
-    );
-
-    let mut worker = WorkerProcess::start(&config);
-    worker.wait_started().await;
+    let mut worker = doctor_clean_then_run(&dir, &config, "the printed SQLite model").await;
     let id = roundtrip_with(("SQLITE_FILE", file), &["write-sqlite"])
         .trim()
         .to_string();
@@ -251,17 +247,7 @@ async fn a_prisma_app_on_mariadb_is_relayed_and_reads_back_what_the_worker_wrote
     let server = TestServer::always(200).await;
     let config = app_config(&db.url, &server.url("/audit"), &[KEY], "");
     let dir = TempDir::new();
-    let cfg = dir.write("outbox.toml", &config);
-    let out = outbox(&["--config", cfg.to_str().unwrap(), "doctor"]);
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{report}");
-    assert!(
-        doctor_problems(&report).is_empty(),
-        "the printed MySQL model is accepted with no warnings:\n{report}"
-    );
-
-    let mut worker = WorkerProcess::start(&config);
-    worker.wait_started().await;
+    let mut worker = doctor_clean_then_run(&dir, &config, "the printed MySQL model").await;
     let id = roundtrip(&db.url, &["write-mysql"]).trim().to_string();
     assert!(!id.is_empty());
     db.wait_row(&id, "SENT", Duration::from_secs(30)).await;

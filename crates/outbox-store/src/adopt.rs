@@ -253,20 +253,44 @@ pub fn commented(sql: &str) -> String {
     sql.lines().map(|l| format!("// {l}\n")).collect()
 }
 
+/// How a store writes the fix of a missing column: its quoting of names, and the column
+/// types of its own tables, `types(logical table, logical column)` → (SQL, Prisma).
+pub struct FixStyle {
+    pub quote: fn(&str) -> String,
+    pub types: fn(&str, &str) -> (&'static str, &'static str),
+}
+
 /// Finds each logical column of `logical_table` (`skip` left out) among `columns`, the
-/// columns of its physical table `table` (its name, and quoted for messages): how each was found goes to `out.mapping`, a
+/// columns of its physical table `physical`: how each was found goes to `out.mapping`, a
 /// missing required one to `out.errors` (the result's `true`: it blocks), a missing
-/// recommended one to `out.warnings`, each with the fix `fix(logical, name)` gives —
-/// `name` in the table's own naming style. Returns logical → physical of those found.
+/// recommended one to `out.warnings`, each with its fix as `ALTER TABLE … ADD COLUMN` and as
+/// a Prisma line in `style`, the column named in the table's own naming style. Returns
+/// logical → physical of those found.
 pub fn resolve_columns(
     columns: &[&str],
     logical_table: &'static str,
-    table: (&str, &str),
+    physical: &str,
     skip: &[&str],
     overrides: &Overrides,
     out: &mut Adoption,
-    fix: impl Fn(&str, &str) -> (String, String),
+    style: &FixStyle,
 ) -> (BTreeMap<String, String>, bool) {
+    let quoted = (style.quote)(physical);
+    let fix = |logical: &str, col: &str| {
+        let (sql_type, prisma_type) = (style.types)(logical_table, logical);
+        let map = if col == logical {
+            String::new()
+        } else {
+            format!(" @map(\"{col}\")")
+        };
+        (
+            format!(
+                "ALTER TABLE {quoted} ADD COLUMN {} {sql_type};",
+                (style.quote)(col)
+            ),
+            format!("{logical} {prisma_type}{map}"),
+        )
+    };
     let naming = Naming::of(columns.iter().copied());
     let mut found = BTreeMap::new();
     let mut blocked = false;
@@ -274,7 +298,6 @@ pub fn resolve_columns(
         if skip.contains(&logical) {
             continue;
         }
-        let (physical, quoted) = table;
         let Some((name, how)) = find_column(
             columns.iter().copied(),
             logical_table,

@@ -42,6 +42,49 @@ impl Names {
         }
     }
 
+    /// App-owned mode's optional tables among `tables`, each taken when `fits(name, columns,
+    /// key)` (it has those columns, exactly named, and a unique index on `key` alone): the
+    /// blocked-aggregates table — with a warning whose SQL fix is `blocked_fix` when policies
+    /// can block and it is missing — and the audit table (the operator commands say when
+    /// that one is missing).
+    pub(crate) fn adopt_optional_tables(
+        &mut self,
+        tables: &[&str],
+        overrides: &outbox_core::Overrides,
+        fits: impl Fn(&str, &[&str], Option<&str>) -> bool,
+        blocked_fix: &str,
+        out: &mut outbox_core::Adoption,
+    ) {
+        use crate::adopt::{find_table, AUDIT_TABLE, BLOCKED_TABLE};
+        let usable = |logical: &str, columns: &[&str], key: Option<&str>| {
+            find_table(tables.iter().copied(), logical, overrides)
+                .filter(|name| fits(name, columns, key))
+        };
+        self.blocked = usable(
+            BLOCKED_TABLE,
+            &[
+                "aggregateId",
+                "eventId",
+                "routingKey",
+                "reason",
+                "blockedAt",
+            ],
+            Some("aggregateId"),
+        );
+        if self.blocked.is_none() && self.policy_columns.contains_key("blockOnFailure") {
+            out.warnings.push(outbox_core::Finding {
+                what: format!("no usable table {BLOCKED_TABLE} (columns aggregateId as its key, eventId, routingKey, reason, blockedAt): policies with blockOnFailure release the aggregate of a failed event instead"),
+                sql: blocked_fix.into(),
+                prisma: "see `outbox schema print --format prisma` (model OutboxBlockedAggregate)".into(),
+            });
+        }
+        self.audit = usable(
+            AUDIT_TABLE,
+            &["actor", "action", "eventId", "routingKey", "detail"],
+            None,
+        );
+    }
+
     /// Logical table `logical` (the event table unless it names the policy table), quoted.
     pub(crate) fn table_name(&self, logical: &str, quote: fn(&str) -> String) -> String {
         if logical == crate::adopt::POLICY_TABLE {

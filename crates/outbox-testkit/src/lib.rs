@@ -608,6 +608,32 @@ pub fn app_config(db_url: &str, url: &str, routes: &[&str], database_extra: &str
     )
 }
 
+/// The operator commands on an app's own tables holding two SENT events and the FAILED
+/// event `failed` of `key`, whose policy table has no `paused` column: `stats` counts them
+/// through the app's names, `dlq replay --id failed` succeeds, and `policy pause` is refused
+/// naming the missing column (said, not half done).
+pub fn operator_commands_on_app_tables(cfg: &std::path::Path, failed: &str, key: &str) {
+    let cfg = cfg.to_str().unwrap();
+    let out = outbox(&["--config", cfg, "stats", "--format", "json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["byStatus"]["SENT"], 2, "{stats}");
+    assert_eq!(stats["byStatus"]["FAILED"], 1, "{stats}");
+    let out = outbox(&["--config", cfg, "dlq", "replay", "--id", failed]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = outbox(&["--config", cfg, "policy", "pause", key]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no paused column"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A running `outbox run`.
 pub struct WorkerProcess {
     child: Option<Child>,

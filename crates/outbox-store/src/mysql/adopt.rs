@@ -4,10 +4,7 @@
 
 use super::layout::{quote, Layout};
 use super::{classify, MysqlStore};
-use crate::adopt::{
-    find_table, resolve_columns, table_or_finding, AUDIT_TABLE, BLOCKED_TABLE, EVENT_TABLE,
-    POLICY_TABLE,
-};
+use crate::adopt::{resolve_columns, table_or_finding, FixStyle, EVENT_TABLE, POLICY_TABLE};
 use mysql_async::prelude::Queryable;
 use outbox_core::{Adoption, Finding, Overrides, StoreError};
 use std::collections::BTreeMap;
@@ -108,21 +105,13 @@ pub(crate) fn resolve(cat: &Catalog, overrides: &Overrides) -> (Option<Layout>, 
         let (columns, missing) = resolve_columns(
             &column_names,
             logical_table,
-            (&physical, &t),
+            &physical,
             &[],
             overrides,
             &mut out,
-            |logical, col| {
-                let (sql_type, prisma_type) = canonical_type(logical_table, logical);
-                let map = if col == logical {
-                    String::new()
-                } else {
-                    format!(" @map(\"{col}\")")
-                };
-                (
-                    format!("ALTER TABLE {t} ADD COLUMN {} {sql_type};", quote(col)),
-                    format!("{logical} {prisma_type}{map}"),
-                )
+            &FixStyle {
+                quote,
+                types: canonical_type,
             },
         );
         blocked |= missing;
@@ -280,33 +269,21 @@ pub(crate) fn resolve(cat: &Catalog, overrides: &Overrides) -> (Option<Layout>, 
             layout.names.policy_columns = columns;
         }
     }
-    let wants_blocking = layout.names.policy_columns.contains_key("blockOnFailure");
-    layout.names.blocked = usable_table(
-        cat,
-        BLOCKED_TABLE,
+    let tables: Vec<&str> = names().collect();
+    layout.names.adopt_optional_tables(
+        &tables,
         overrides,
-        &[
-            "aggregateId",
-            "eventId",
-            "routingKey",
-            "reason",
-            "blockedAt",
-        ],
-        Some("aggregateId"),
-    );
-    if layout.names.blocked.is_none() && wants_blocking {
-        out.warnings.push(Finding {
-            what: format!("no usable table {BLOCKED_TABLE} (columns aggregateId as its key, eventId, routingKey, reason, blockedAt): policies with blockOnFailure release the aggregate of a failed event instead"),
-            sql: "see `outbox schema print --format sql` (table OutboxBlockedAggregate)".into(),
-            prisma: "see `outbox schema print --format prisma` (model OutboxBlockedAggregate)".into(),
-        });
-    }
-    layout.names.audit = usable_table(
-        cat,
-        AUDIT_TABLE,
-        overrides,
-        &["actor", "action", "eventId", "routingKey", "detail"],
-        None,
+        |name, columns, key| {
+            let t = &cat[name];
+            columns.iter().all(|c| t.column(c).is_some())
+                && key.is_none_or(|k| {
+                    t.indexes
+                        .values()
+                        .any(|(cols, unique)| *unique && cols.len() == 1 && cols[0] == k)
+                })
+        },
+        "see `outbox schema print --format sql` (table OutboxBlockedAggregate)",
+        &mut out,
     );
     (
         if blocked { None } else { Some(layout) },
@@ -315,26 +292,6 @@ pub(crate) fn resolve(cat: &Catalog, overrides: &Overrides) -> (Option<Layout>, 
             ..out
         },
     )
-}
-
-/// The table `logical` when it has every one of `columns` (exact names) and, when `key` is
-/// given, a primary key or unique index on that column alone.
-fn usable_table(
-    cat: &Catalog,
-    logical: &str,
-    overrides: &Overrides,
-    columns: &[&str],
-    key: Option<&str>,
-) -> Option<String> {
-    let name = find_table(cat.keys().map(String::as_str), logical, overrides)?;
-    let t = &cat[&name];
-    let complete = columns.iter().all(|c| t.column(c).is_some());
-    let keyed = key.is_none_or(|k| {
-        t.indexes
-            .values()
-            .any(|(cols, unique)| *unique && cols.len() == 1 && cols[0] == k)
-    });
-    (complete && keyed).then_some(name)
 }
 
 impl MysqlStore {

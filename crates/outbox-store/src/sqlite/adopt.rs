@@ -6,8 +6,7 @@
 use super::layout::{Layout, Stamps};
 use super::SqliteStore;
 use crate::adopt::{
-    find_column, find_table, resolve_columns, table_or_finding, AUDIT_TABLE, BLOCKED_TABLE,
-    EVENT_TABLE, POLICY_TABLE,
+    find_column, find_table, resolve_columns, table_or_finding, FixStyle, EVENT_TABLE, POLICY_TABLE,
 };
 use outbox_core::{Adoption, Finding, Overrides, StoreError};
 use rusqlite::Connection;
@@ -135,21 +134,13 @@ pub(crate) fn resolve(
         let (columns, missing) = resolve_columns(
             &names,
             logical_table,
-            (&physical, &t),
+            &physical,
             &["seq"],
             overrides,
             &mut out,
-            |logical, col| {
-                let (sql_type, prisma_type) = canonical_type(logical_table, logical);
-                let map = if col == logical {
-                    String::new()
-                } else {
-                    format!(" @map(\"{col}\")")
-                };
-                (
-                    format!("ALTER TABLE {t} ADD COLUMN {} {sql_type};", quote(col)),
-                    format!("{logical} {prisma_type}{map}"),
-                )
+            &FixStyle {
+                quote,
+                types: canonical_type,
             },
         );
         blocked |= missing;
@@ -281,34 +272,17 @@ pub(crate) fn resolve(
         }
     }
     layout.mixed_stamps = true;
-    let wants_blocking = layout.policy_columns.contains_key("blockOnFailure");
-    layout.blocked = usable_table(
-        cat,
-        BLOCKED_TABLE,
+    let tables: Vec<&str> = names().collect();
+    layout.names.adopt_optional_tables(
+        &tables,
         overrides,
-        &[
-            "aggregateId",
-            "eventId",
-            "routingKey",
-            "reason",
-            "blockedAt",
-        ],
-        Some("aggregateId"),
-    );
-    if layout.blocked.is_none() && wants_blocking {
-        out.warnings.push(Finding {
-            what: format!("no usable table {BLOCKED_TABLE} (columns aggregateId as its key, eventId, routingKey, reason, blockedAt): policies with blockOnFailure release the aggregate of a failed event instead"),
-            sql: BLOCKED_TABLE_SQL.into(),
-            prisma: "see `outbox schema print --format prisma` (model OutboxBlockedAggregate)".into(),
-        });
-    }
-    // The audit table is the operator commands' (they say when it is missing).
-    layout.audit = usable_table(
-        cat,
-        AUDIT_TABLE,
-        overrides,
-        &["actor", "action", "eventId", "routingKey", "detail"],
-        None,
+        |name, columns, key| {
+            let t = &cat[name];
+            columns.iter().all(|c| t.column(c).is_some())
+                && key.is_none_or(|k| t.indexes.iter().any(|i| i.unique && i.columns == [k]))
+        },
+        BLOCKED_TABLE_SQL,
+        &mut out,
     );
     (
         if blocked { None } else { Some(layout) },
@@ -321,22 +295,6 @@ pub(crate) fn resolve(
 
 /// The blocked-aggregates table, as the worker's own migration creates it.
 const BLOCKED_TABLE_SQL: &str = r#"CREATE TABLE "OutboxBlockedAggregate" ("aggregateId" TEXT NOT NULL PRIMARY KEY, "eventId" TEXT NOT NULL, "routingKey" TEXT NOT NULL, "reason" TEXT, "blockedAt" DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP);"#;
-
-/// The table `logical` when it has every one of `columns` (exact names) and, when `key` is
-/// given, a primary key or unique index on that column alone.
-fn usable_table(
-    cat: &Catalog,
-    logical: &str,
-    overrides: &Overrides,
-    columns: &[&str],
-    key: Option<&str>,
-) -> Option<String> {
-    let name = find_table(cat.keys().map(String::as_str), logical, overrides)?;
-    let t = &cat[&name];
-    let complete = columns.iter().all(|c| t.column(c).is_some());
-    let keyed = key.is_none_or(|k| t.indexes.iter().any(|i| i.unique && i.columns == [k]));
-    (complete && keyed).then_some(name)
-}
 
 /// Reads the tables of the file `c` is open on.
 pub(crate) fn read(c: &Connection, overrides: &Overrides) -> rusqlite::Result<Catalog> {
