@@ -179,3 +179,28 @@ async fn a_long_id_of_an_app_table_is_leased_and_finished() {
     assert_eq!(status(long).await, "SENT");
     assert_eq!(status("short".into()).await, "SENT");
 }
+
+/// The relay's reads of `information_schema` open the outbox's own database only: a read
+/// that scans every database is slow on a shared server and waits behind DDL anywhere on it
+/// (three workers starting beside other schema changes once took more than 30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_reads_open_one_database_only() {
+    let db = MysqlDb::new().await;
+    let name = db.url.rsplit('/').next().unwrap().to_string();
+    let mut c = db.conn().await;
+    for (sql, params) in outbox_store::mysql::catalog::ALL {
+        let args: Vec<mysql_async::Value> = (0..*params).map(|_| name.as_str().into()).collect();
+        let plan: Vec<mysql_async::Row> = c
+            .exec(format!("EXPLAIN {sql}"), args)
+            .await
+            .unwrap_or_else(|e| panic!("EXPLAIN {sql}: {e}"));
+        let extra: Vec<String> = plan
+            .iter()
+            .filter_map(|r| r.get_opt::<String, _>("Extra").and_then(Result::ok))
+            .collect();
+        assert!(
+            !extra.iter().any(|e| e.contains("Scanned all databases")),
+            "{sql} scans every database: {extra:?}"
+        );
+    }
+}

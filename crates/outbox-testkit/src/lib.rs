@@ -753,6 +753,10 @@ impl Drop for WorkerProcess {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // A failed test shows what its workers logged: the one place to see why.
+        if std::thread::panicking() {
+            eprintln!("---- worker {} log:\n{}", self.log.display(), self.logs());
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! and turned into the [`Layout`] every statement is rendered for. Runs no DDL.
 
 use super::layout::{quote, Layout};
-use super::{classify, MysqlStore};
+use super::{catalog, classify, MysqlStore};
 use crate::adopt::{resolve_columns, table_or_finding, FixStyle, EVENT_TABLE, POLICY_TABLE};
 use mysql_async::prelude::Queryable;
 use outbox_core::{Adoption, Finding, Overrides, StoreError};
@@ -312,13 +312,7 @@ impl MysqlStore {
             Option<String>,
         );
         let columns: Vec<ColumnRow> = c
-            .exec(
-                "SELECT TABLE_NAME, COLUMN_NAME, IS_NULLABLE, LOWER(DATA_TYPE), COLUMN_TYPE, EXTRA,
-                        CHARACTER_MAXIMUM_LENGTH, CHARACTER_SET_NAME, COLLATION_NAME
-                   FROM information_schema.COLUMNS
-                  WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, ORDINAL_POSITION",
-                (&db,),
-            )
+            .exec(catalog::ADOPT_COLUMNS, (&db,))
             .await
             .map_err(classify)?;
         for (table, name, nullable, data_type, column_type, extra, max_len, charset, collation) in
@@ -336,11 +330,7 @@ impl MysqlStore {
         }
         // A functional key part has no column name: such an index serves none of ours.
         let indexes: Vec<(String, String, i64, Option<String>)> = c
-            .exec(
-                "SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS
-                  WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
-                (&db,),
-            )
+            .exec(catalog::ADOPT_INDEXES, (&db,))
             .await
             .map_err(classify)?;
         for (table, index, non_unique, column) in indexes {
@@ -354,11 +344,7 @@ impl MysqlStore {
             }
         }
         let triggers: Vec<(String, String)> = c
-            .exec(
-                "SELECT EVENT_OBJECT_TABLE, ACTION_STATEMENT FROM information_schema.TRIGGERS
-                  WHERE TRIGGER_SCHEMA = ? AND EVENT_MANIPULATION = 'INSERT'",
-                (&db,),
-            )
+            .exec(catalog::ADOPT_TRIGGERS, (&db,))
             .await
             .map_err(classify)?;
         for (table, statement) in triggers {

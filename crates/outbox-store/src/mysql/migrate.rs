@@ -5,7 +5,7 @@
 //! look at. Drift compares `information_schema` with what the applied migrations build in a
 //! scratch database.
 
-use super::{classify, MysqlStore};
+use super::{catalog, classify, MysqlStore};
 use crate::migration::{states, HistoryRow, Migration, HISTORY_TABLE};
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
@@ -47,10 +47,7 @@ fn history_ddl() -> String {
 
 async fn has_table(c: &mut Conn, db: &str, table: &str) -> Result<bool, StoreError> {
     let n: Option<i64> = c
-        .exec_first(
-            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-            (db, table),
-        )
+        .exec_first(catalog::HAS_TABLE, (db, table))
         .await
         .map_err(classify)?;
     Ok(n.unwrap_or(0) > 0)
@@ -87,11 +84,7 @@ async fn objects(
 ) -> Result<BTreeMap<(String, String), (String, String)>, StoreError> {
     let mut out = BTreeMap::new();
     let columns: Vec<Row> = c
-        .exec(
-            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COALESCE(COLUMN_DEFAULT, 'NULL'), EXTRA
-               FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME <> ?",
-            (db, HISTORY_TABLE),
-        )
+        .exec(catalog::DRIFT_COLUMNS, (db, HISTORY_TABLE))
         .await
         .map_err(classify)?;
     for r in &columns {
@@ -108,12 +101,7 @@ async fn objects(
         );
     }
     let indexes: Vec<Row> = c
-        .exec(
-            "SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX)
-               FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME <> ?
-              GROUP BY TABLE_NAME, INDEX_NAME, NON_UNIQUE",
-            (db, HISTORY_TABLE),
-        )
+        .exec(catalog::DRIFT_INDEXES, (db, HISTORY_TABLE))
         .await
         .map_err(classify)?;
     for r in &indexes {
@@ -125,19 +113,11 @@ async fn objects(
         );
     }
     let checks: Vec<Row> = c
-        .exec(
-            "SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.TABLE_CONSTRAINTS
-              WHERE CONSTRAINT_SCHEMA = ? AND CONSTRAINT_TYPE = 'CHECK' AND TABLE_NAME <> ?",
-            (db, HISTORY_TABLE),
-        )
+        .exec(catalog::DRIFT_CHECKS, (db, HISTORY_TABLE))
         .await
         .map_err(classify)?;
     let triggers: Vec<Row> = c
-        .exec(
-            "SELECT EVENT_OBJECT_TABLE, TRIGGER_NAME, ACTION_TIMING, EVENT_MANIPULATION, ACTION_STATEMENT
-               FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?",
-            (db,),
-        )
+        .exec(catalog::DRIFT_TRIGGERS, (db,))
         .await
         .map_err(classify)?;
     for r in &triggers {

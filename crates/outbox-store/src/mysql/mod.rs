@@ -7,6 +7,7 @@
 //! worker's own, or an app's adopted by introspection ([`adopt`]).
 
 mod adopt;
+pub mod catalog;
 pub mod layout;
 pub mod migrate;
 pub mod ops;
