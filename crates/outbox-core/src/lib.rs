@@ -14,8 +14,8 @@ pub mod throttle;
 pub use breaker::BreakerSettings;
 pub use event::{ClaimedEvent, OutboxEvent, Payload, Status};
 pub use operate::{
-    Adoption, Backend, Blocked, Drift, EventFilter, Finding, KeyStats, ListedEvent, Mapped,
-    MigrationReport, MigrationState, Migrator, Operator, Overrides, Problem, ProblemKind,
+    Adoption, Backend, Blocked, Drift, EventFilter, Finding, KeyStats, Lease, ListedEvent, Mapped,
+    MigrationReport, MigrationState, Migrator, Operator, Overrides, Page, Problem, ProblemKind,
     SchemaStatus,
 };
 pub use policy::{Decision, RetryPolicy, RetrySettings};

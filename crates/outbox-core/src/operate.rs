@@ -26,6 +26,43 @@ pub struct EventFilter {
     pub since: Option<Duration>,
     /// lastError contains this (case-insensitive).
     pub error_contains: Option<String>,
+    /// For [`Operator::list_events`]: list by occurrence, newest first (occurredAt, then
+    /// id), from the start or after a given event — pages that stay put while events are
+    /// added, whatever the status. `None`: the listing's own order (FAILED events by when
+    /// they failed).
+    pub page: Option<Page>,
+}
+
+/// Where a page of a newest-first listing starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Page {
+    /// With the newest event.
+    First,
+    /// With the event listed next after this one (the last of the previous page). When that
+    /// event no longer exists, the page is empty.
+    After(String),
+}
+
+impl EventFilter {
+    /// The cursor's event id, when listing after one.
+    pub fn page_after(&self) -> Option<&str> {
+        match &self.page {
+            Some(Page::After(id)) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// The events one worker holds (PROCESSING under its lease).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lease {
+    /// `lockedBy`: the worker's id.
+    pub owner: String,
+    /// How many events it holds.
+    pub events: i64,
+    /// The latest `lockedUntil` of them.
+    pub lease_until: Option<DateTime<Utc>>,
 }
 
 /// Counts of one routingKey (part of `outbox stats --format json`, as `byRoutingKey`).
@@ -132,8 +169,17 @@ pub trait Operator: Send + Sync {
     /// How many events match `filter`.
     async fn count_events(&self, filter: &EventFilter) -> Result<i64, StoreError>;
 
-    /// Counts per routingKey and status.
-    async fn stats(&self) -> Result<Vec<KeyStats>, StoreError>;
+    /// Counts per routingKey and status. Without `sent`, SENT rows are not counted (`sent` is
+    /// 0): the other states are found through the status index, which stays fast on a table
+    /// of millions of delivered rows.
+    async fn stats(&self, sent: bool) -> Result<Vec<KeyStats>, StoreError>;
+
+    /// The number of rows in the event table by the database's own statistics, read without
+    /// counting; `None` where the store keeps no such figure.
+    async fn estimated_rows(&self) -> Result<Option<i64>, StoreError>;
+
+    /// The workers holding PROCESSING events, with how many each holds.
+    async fn leases(&self) -> Result<Vec<Lease>, StoreError>;
 
     /// The aggregates held back by a FAILED ordered head (none where the store has no such
     /// table).

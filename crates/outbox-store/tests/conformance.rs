@@ -32,6 +32,7 @@ macro_rules! shared {
                 check_ordered,
                 check_late_commit,
                 check_operator,
+                check_dashboard_reads,
                 check_expiry_due_and_limits,
                 check_unreadable_rows,
                 check_broken_policy_rows,

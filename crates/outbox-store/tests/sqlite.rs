@@ -25,7 +25,7 @@ async fn a_blob_in_a_text_column_spoils_its_own_row_only() {
     assert_eq!(store.list_events(&all, 10).await.unwrap().len(), 2);
     assert_eq!(store.count_events(&all).await.unwrap(), 2);
     assert_eq!(store.matching_ids(&all, None, 10).await.unwrap().len(), 2);
-    let stats = store.stats().await.unwrap();
+    let stats = store.stats(true).await.unwrap();
     assert!(
         stats
             .iter()

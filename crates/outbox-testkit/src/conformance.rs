@@ -6,7 +6,7 @@
 use crate::{unique, TempDir, TestDb};
 use outbox_core::{
     Backend, ClaimedEvent, Completion, CompletionAction, EventFilter, Leased, Migrator,
-    Notification, ProblemKind, Status,
+    Notification, Page, ProblemKind, Status,
 };
 use outbox_store::sqlite::{SqliteOptions, SqliteStore};
 use outbox_store::{PgStore, PgStoreOptions};
@@ -464,7 +464,7 @@ pub async fn check_operator(f: &dyn Fixture) {
         ["d2"]
     );
 
-    let stats = s.stats().await.unwrap();
+    let stats = s.stats(true).await.unwrap();
     let k = stats.iter().find(|k| k.routing_key == KEY).unwrap();
     assert_eq!((k.pending, k.processing, k.sent, k.failed), (0, 0, 1, 2));
 
@@ -511,6 +511,98 @@ pub async fn check_operator(f: &dyn Fixture) {
     let summary = s.pending_summary().await.unwrap();
     assert_eq!(summary.len(), 1);
     assert_eq!((summary[0].0.as_str(), summary[0].1), (KEY, 1));
+}
+
+/// The dashboard's reads: newest-first pages that continue after an event (ties on
+/// occurredAt broken by id, whatever the status filter), the workers holding leases,
+/// counts without SENT rows, and a row estimate read without counting.
+pub async fn check_dashboard_reads(f: &dyn Fixture) {
+    let s = f.backend();
+    policy(f, KEY, 0).await;
+    for (id, ago) in [("p1", 5000), ("p2", 4000), ("p3", 4000), ("p4", 3000), ("p5", 1000)] {
+        event(f, id, KEY, id).await;
+        f.set_time(id, "occurredAt", -ago).await;
+    }
+    f.set_due_in("p1", -9000).await;
+    f.set_due_in("p2", -8000).await;
+    let page = |after: Option<&str>, status: Option<Status>| EventFilter {
+        status,
+        page: Some(match after {
+            Some(id) => Page::After(id.into()),
+            None => Page::First,
+        }),
+        ..EventFilter::default()
+    };
+    let ids = |events: Vec<outbox_core::ListedEvent>| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e["id"].as_str().unwrap_or("?").to_string())
+            .collect()
+    };
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let got = ids(s.list_events(&page(after.as_deref(), None), 2).await.unwrap());
+        if got.is_empty() {
+            break;
+        }
+        after = got.last().cloned();
+        seen.extend(got);
+        assert!(seen.len() <= 5, "pages repeat: {seen:?}");
+    }
+    assert_eq!(seen, ["p5", "p4", "p3", "p2", "p1"]);
+    assert!(s
+        .list_events(&page(Some("no-such-event"), None), 2)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Lease two (the oldest first), fail p1 and send p2: FAILED pages go by occurrence too.
+    let got = s.claim("w-a", 2, LEASE, &[]).await.unwrap().events;
+    assert_eq!(got.len(), 2);
+    let leases = s.leases().await.unwrap();
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    assert_eq!((leases[0].owner.as_str(), leases[0].events), ("w-a", 2));
+    assert!(leases[0].lease_until.is_some_and(|t| t > chrono::Utc::now()));
+    let done: Vec<Completion> = got
+        .iter()
+        .map(|c| {
+            let action = if c.event.id == "p1" {
+                CompletionAction::Fail {
+                    error: "permanent".into(),
+                    block_aggregate: false,
+                }
+            } else {
+                CompletionAction::Sent
+            };
+            result(c, action)
+        })
+        .collect();
+    s.complete(&done).await.unwrap();
+    assert!(s.leases().await.unwrap().is_empty());
+    f.exec(r#"UPDATE "OutboxEvent" SET "status" = 'FAILED' WHERE "id" = 'p4'"#)
+        .await;
+    let failed = ids(s
+        .list_events(&page(None, Some(Status::Failed)), 1)
+        .await
+        .unwrap());
+    assert_eq!(failed, ["p4"]);
+    let failed = ids(s
+        .list_events(&page(Some("p4"), Some(Status::Failed)), 5)
+        .await
+        .unwrap());
+    assert_eq!(failed, ["p1"]);
+
+    // Without SENT: the other counts stay exact.
+    let all = s.stats(true).await.unwrap();
+    let unsent = s.stats(false).await.unwrap();
+    let k = |v: &[outbox_core::KeyStats]| {
+        let k = v.iter().find(|k| k.routing_key == KEY).unwrap().clone();
+        (k.pending, k.processing, k.sent, k.failed)
+    };
+    assert_eq!(k(&all), (2, 0, 1, 2));
+    assert_eq!(k(&unsent), (2, 0, 0, 2));
+    assert!(s.estimated_rows().await.unwrap().is_some_and(|n| n >= 0));
 }
 
 /// The lease reaper's look-up finds only leases that ran out, oldest first, up to its

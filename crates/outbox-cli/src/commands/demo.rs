@@ -378,7 +378,7 @@ async fn wait_until(
     loop {
         let stats = store
             .operator()
-            .stats()
+            .stats(true)
             .await
             .map_err(|e| fail(format!("cannot read the outbox: {e}")))?;
         if check(&stats) {

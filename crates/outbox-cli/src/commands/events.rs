@@ -32,7 +32,7 @@ pub fn fit(text: &str, width: usize) -> String {
 
 pub async fn stats(config: &Config, format: Format) -> Result<u8, Failure> {
     let store = query_store(config).await?;
-    let keys = store.stats().await.map_err(failed)?;
+    let keys = store.stats(true).await.map_err(failed)?;
     let blocked = store.blocked_aggregates().await.map_err(failed)?;
     let sum = |f: fn(&KeyStats) -> i64| keys.iter().map(f).sum::<i64>();
     let oldest = keys

@@ -8,7 +8,9 @@ use super::{classify, marks, micros, MysqlStore};
 use async_trait::async_trait;
 use mysql_async::prelude::{Queryable, ToValue};
 use mysql_async::{Row, TxOpts, Value};
-use outbox_core::{Blocked, EventFilter, KeyStats, ListedEvent, Operator, Status, StoreError};
+use outbox_core::{
+    Blocked, EventFilter, KeyStats, Lease, ListedEvent, Operator, Status, StoreError,
+};
 use serde_json::{Map, Value as Json};
 use std::time::Duration;
 
@@ -166,12 +168,18 @@ impl Operator for MysqlStore {
         f: &EventFilter,
         limit: i64,
     ) -> Result<Vec<ListedEvent>, StoreError> {
-        let order = if f.status == Some(Status::Failed) {
+        let order = if f.status == Some(Status::Failed) && f.page.is_none() {
             "e.{e.processedAt} DESC, e.{e.occurredAt} DESC"
         } else {
             "e.{e.occurredAt} DESC, e.{e.id} DESC"
         };
-        let (cond, params) = filter(f);
+        let (mut cond, mut params) = filter(f);
+        if let Some(after) = f.page_after() {
+            cond.push_str(
+                " AND (e.{e.occurredAt}, e.{e.id}) < (SELECT c.{e.occurredAt}, c.{e.id} FROM {E} AS c WHERE c.{e.id} = ?)",
+            );
+            params.push(after.to_value());
+        }
         let columns: Vec<String> = LISTED.iter().map(|c| format!("e.{{e.{c}}}")).collect();
         let mut c = self.conn().await?;
         let rows: Vec<Row> = c
@@ -226,16 +234,21 @@ impl Operator for MysqlStore {
         Ok(n.unwrap_or(0))
     }
 
-    async fn stats(&self) -> Result<Vec<KeyStats>, StoreError> {
+    async fn stats(&self, sent: bool) -> Result<Vec<KeyStats>, StoreError> {
+        let only = if sent {
+            ""
+        } else {
+            "WHERE {e.status} IN ('PENDING', 'PROCESSING', 'FAILED')"
+        };
         let mut c = self.conn().await?;
         let rows: Vec<Row> = c
-            .query(self.layout().render(
-                "SELECT COALESCE({e.routingKey}, '(NULL)'),
-                        SUM({e.status} = 'PENDING'), SUM({e.status} = 'PROCESSING'), SUM({e.status} = 'SENT'),
-                        SUM({e.status} = 'FAILED'), SUM({e.status} = 'PENDING' AND {e.retryCount} > 0),
-                        TIMESTAMPDIFF(MICROSECOND, MIN(CASE WHEN {e.status} = 'PENDING' THEN {e.occurredAt} END), NOW(3)) / 1e6
-                   FROM {E} GROUP BY 1 ORDER BY 1",
-            ))
+            .query(self.layout().render(&format!(
+                "SELECT COALESCE({{e.routingKey}}, '(NULL)'),
+                        SUM({{e.status}} = 'PENDING'), SUM({{e.status}} = 'PROCESSING'), SUM({{e.status}} = 'SENT'),
+                        SUM({{e.status}} = 'FAILED'), SUM({{e.status}} = 'PENDING' AND {{e.retryCount}} > 0),
+                        TIMESTAMPDIFF(MICROSECOND, MIN(CASE WHEN {{e.status}} = 'PENDING' THEN {{e.occurredAt}} END), NOW(3)) / 1e6
+                   FROM {{E}} {only} GROUP BY 1 ORDER BY 1",
+            )))
             .await
             .map_err(classify)?;
         Ok(rows
@@ -254,6 +267,38 @@ impl Operator for MysqlStore {
                         .flatten()
                         .map(|s| s.max(0.0)),
                 }
+            })
+            .collect())
+    }
+
+    /// InnoDB's estimate of the event table's rows (`information_schema.TABLES`).
+    async fn estimated_rows(&self) -> Result<Option<i64>, StoreError> {
+        let mut c = self.conn().await?;
+        let n: Option<Option<i64>> = c
+            .exec_first(
+                super::catalog::TABLE_ROWS,
+                (self.database(), self.layout().names.event.as_str()),
+            )
+            .await
+            .map_err(classify)?;
+        Ok(n.flatten())
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        let mut c = self.conn().await?;
+        let rows: Vec<Row> = c
+            .query(self.layout().render(
+                "SELECT COALESCE({e.lockedBy}, '(NULL)'), COUNT(*), MAX({e.lockedUntil})
+                   FROM {E} WHERE {e.status} = 'PROCESSING' GROUP BY 1 ORDER BY 1",
+            ))
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|r| Lease {
+                owner: shown(r, 0),
+                events: int_opt(r, 1, "count").ok().flatten().unwrap_or(0),
+                lease_until: super::row::timestamp(r, 2, "lockedUntil").ok(),
             })
             .collect())
     }

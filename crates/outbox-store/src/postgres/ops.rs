@@ -5,7 +5,7 @@
 use super::layout::{Layout, EVENT_TIMESTAMPS};
 use super::{classify, quote_ident, PgStore};
 use async_trait::async_trait;
-use outbox_core::{Operator, Status, StoreError};
+use outbox_core::{Lease, Operator, Status, StoreError};
 use serde_json::Value;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
@@ -136,16 +136,24 @@ impl Operator for PgStore {
         limit: i64,
     ) -> Result<Vec<ListedEvent>, StoreError> {
         let l = &self.layout;
-        let failed = filter.status == Some(Status::Failed);
+        let failed = filter.status == Some(Status::Failed) && filter.page.is_none();
+        // A page after an event: what sorts after it, found by its stored values (no
+        // timestamp goes through text and back).
+        let id = l.ev("id");
         let sql = format!(
-            "SELECT {} FROM {} AS e WHERE {} ORDER BY {} LIMIT $7",
+            "SELECT {} FROM {ev} AS e WHERE {} \
+               AND ($8::text IS NULL OR ({occ}, e.{id}) < (SELECT {occ_c}, c.{id} FROM {ev} AS c WHERE c.{id}::text = $8::text)) \
+             ORDER BY {} LIMIT $7",
             l.event_json("e"),
-            l.events(),
             l.filter_sql("e"),
-            l.newest_first("e", failed)
+            l.newest_first("e", failed),
+            ev = l.events(),
+            occ = l.ts_read("e", "occurredAt"),
+            occ_c = l.ts_read("c", "occurredAt"),
         );
         let mut params = filter_params(filter);
         params.push(Box::new(limit));
+        params.push(Box::new(filter.page_after().map(str::to_string)));
         let client = self.client().await?;
         let rows = client.query(&sql, &refs(&params)).await.map_err(classify)?;
         Ok(rows.iter().map(listed_event).collect())
@@ -193,10 +201,19 @@ impl Operator for PgStore {
         Ok(row.get(0))
     }
 
-    /// Counts per routingKey (one scan of the table).
-    async fn stats(&self) -> Result<Vec<KeyStats>, StoreError> {
+    /// Counts per routingKey (one scan of the table, or of the unfinished rows).
+    async fn stats(&self, sent: bool) -> Result<Vec<KeyStats>, StoreError> {
         let l = &self.layout;
         let status = l.ev("status");
+        let only = if sent {
+            String::new()
+        } else {
+            let states: Vec<String> = ["'PENDING'", "'PROCESSING'", "'FAILED'"]
+                .iter()
+                .map(|s| l.status_value(s))
+                .collect();
+            format!("WHERE e.{status} IN ({})", states.join(", "))
+        };
         let sql = format!(
             "SELECT e.{routing}::text,
                     count(*) FILTER (WHERE e.{status}::text = 'PENDING')::int8,
@@ -205,7 +222,7 @@ impl Operator for PgStore {
                     count(*) FILTER (WHERE e.{status}::text = 'FAILED')::int8,
                     count(*) FILTER (WHERE e.{status}::text = 'PENDING' AND e.{retry} > 0)::int8,
                     {oldest}
-               FROM {ev} AS e GROUP BY 1 ORDER BY 1",
+               FROM {ev} AS e {only} GROUP BY 1 ORDER BY 1",
             oldest = super::layout::seconds_between(
                 "now()",
                 &format!(
@@ -229,6 +246,39 @@ impl Operator for PgStore {
                 failed: r.get(4),
                 retrying: r.get(5),
                 oldest_pending_seconds: r.get::<_, Option<f64>>(6).map(|s| s.max(0.0)),
+            })
+            .collect())
+    }
+
+    /// The planner's estimate of the table's rows: from its current size and density, so
+    /// it holds even where the table was never analyzed.
+    async fn estimated_rows(&self) -> Result<Option<i64>, StoreError> {
+        let sql = format!("EXPLAIN (FORMAT JSON) SELECT 1 FROM {}", self.layout.events());
+        let client = self.client().await?;
+        let row = client.query_one(&sql, &[]).await.map_err(classify)?;
+        let plan: Value = row.try_get(0).map_err(|e| StoreError::Query(e.to_string()))?;
+        Ok(plan[0]["Plan"]["Plan Rows"].as_f64().map(|n| n as i64))
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        let l = &self.layout;
+        let sql = format!(
+            "SELECT e.{owner}::text, count(*)::int8, max({until}) FROM {ev} AS e \
+              WHERE e.{status} = {processing} GROUP BY 1 ORDER BY 1",
+            owner = l.ev("lockedBy"),
+            until = l.ts_read("e", "lockedUntil"),
+            ev = l.events(),
+            status = l.ev("status"),
+            processing = l.status_value("'PROCESSING'"),
+        );
+        let client = self.client().await?;
+        let rows = client.query(&sql, &[]).await.map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|r| Lease {
+                owner: text_or_null(r, 0),
+                events: r.get(1),
+                lease_until: r.try_get(2).ok().flatten(),
             })
             .collect())
     }

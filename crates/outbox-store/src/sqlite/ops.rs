@@ -6,7 +6,9 @@ use super::layout::Layout;
 use super::row::{json_safe, shown};
 use super::SqliteStore;
 use async_trait::async_trait;
-use outbox_core::{Blocked, EventFilter, KeyStats, ListedEvent, Operator, Status, StoreError};
+use outbox_core::{
+    Blocked, EventFilter, KeyStats, Lease, ListedEvent, Operator, Status, StoreError,
+};
 use rusqlite::types::Value as Sql;
 use rusqlite::{params, params_from_iter, Transaction};
 use serde_json::Value;
@@ -149,7 +151,7 @@ impl Operator for SqliteStore {
         filter: &EventFilter,
         limit: i64,
     ) -> Result<Vec<ListedEvent>, StoreError> {
-        let order = if filter.status == Some(Status::Failed) {
+        let order = if filter.status == Some(Status::Failed) && filter.page.is_none() {
             "MS(e.{e.processedAt}) DESC, MS(e.{e.occurredAt}) DESC"
         } else {
             "MS(e.{e.occurredAt}) DESC, e.{e.id} DESC"
@@ -157,12 +159,19 @@ impl Operator for SqliteStore {
         let sql = sql(
             &self.layout,
             &format!(
-                "SELECT {}, e.{{e.payload}} FROM {{E}} AS e WHERE $FILTER ORDER BY {order} LIMIT ?7",
+                "SELECT {}, e.{{e.payload}} FROM {{E}} AS e WHERE $FILTER
+                   AND (?8 IS NULL OR (MS(e.{{e.occurredAt}}), e.{{e.id}}) < (SELECT MS(c.{{e.occurredAt}}), c.{{e.id}} FROM {{E}} AS c WHERE c.{{e.id}} = ?8))
+                 ORDER BY {order} LIMIT ?7",
                 event_json()
             ),
         );
         let mut p = filter_params(filter);
         p.push(Sql::Integer(limit));
+        p.push(
+            filter
+                .page_after()
+                .map_or(Sql::Null, |id| Sql::Text(id.into())),
+        );
         self.call(false, move |c| {
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params_from_iter(p), |r| {
@@ -204,14 +213,21 @@ impl Operator for SqliteStore {
         .await
     }
 
-    async fn stats(&self) -> Result<Vec<KeyStats>, StoreError> {
+    async fn stats(&self, sent: bool) -> Result<Vec<KeyStats>, StoreError> {
+        let only = if sent {
+            ""
+        } else {
+            "WHERE {e.status} IN ('PENDING', 'PROCESSING', 'FAILED')"
+        };
         let sql = sql(
             &self.layout,
-            r#"SELECT COALESCE({e.routingKey}, '(NULL)'),
-       sum({e.status} = 'PENDING'), sum({e.status} = 'PROCESSING'), sum({e.status} = 'SENT'),
-       sum({e.status} = 'FAILED'), sum({e.status} = 'PENDING' AND {e.retryCount} > 0),
-       ({now} - min(CASE WHEN {e.status} = 'PENDING' THEN MS({e.occurredAt}) END)) / 1000.0
-  FROM {E} GROUP BY 1 ORDER BY 1"#,
+            &format!(
+                r#"SELECT COALESCE({{e.routingKey}}, '(NULL)'),
+       sum({{e.status}} = 'PENDING'), sum({{e.status}} = 'PROCESSING'), sum({{e.status}} = 'SENT'),
+       sum({{e.status}} = 'FAILED'), sum({{e.status}} = 'PENDING' AND {{e.retryCount}} > 0),
+       ({{now}} - min(CASE WHEN {{e.status}} = 'PENDING' THEN MS({{e.occurredAt}}) END)) / 1000.0
+  FROM {{E}} {only} GROUP BY 1 ORDER BY 1"#
+            ),
         );
         self.call(false, move |c| {
             let mut stmt = c.prepare_cached(&sql)?;
@@ -224,6 +240,46 @@ impl Operator for SqliteStore {
                     failed: r.get(4)?,
                     retrying: r.get(5)?,
                     oldest_pending_seconds: r.get::<_, Option<f64>>(6)?.map(|s| s.max(0.0)),
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// The span of the table's rowids: an upper bound of its rows, read from the ends of
+    /// the b-tree (deleted rows in the middle are not subtracted); `None` for a table
+    /// without rowids.
+    async fn estimated_rows(&self) -> Result<Option<i64>, StoreError> {
+        let sql = self
+            .layout
+            .render("SELECT max(rowid) - min(rowid) + 1 FROM {E}");
+        self.call(false, move |c| {
+            // A table without rowids cannot be read this way: no estimate.
+            Ok(c.prepare_cached(&sql)
+                .and_then(|mut s| s.query_row([], |r| r.get::<_, Option<i64>>(0)))
+                .ok()
+                .map(|span| span.unwrap_or(0)))
+        })
+        .await
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        let sql = self.layout.render(
+            "SELECT COALESCE({e.lockedBy}, '(NULL)'), count(*), max(MS({e.lockedUntil}))
+               FROM {E} WHERE {e.status} = 'PROCESSING' GROUP BY 1 ORDER BY 1",
+        );
+        self.call(false, move |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map([], |r| {
+                Ok(Lease {
+                    owner: shown(r, 0),
+                    events: r.get(1)?,
+                    lease_until: r
+                        .get::<_, Option<i64>>(2)
+                        .ok()
+                        .flatten()
+                        .and_then(chrono::DateTime::from_timestamp_millis),
                 })
             })?;
             rows.collect()
