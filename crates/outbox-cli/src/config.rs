@@ -126,10 +126,41 @@ pub struct Config {
     pub routes: BTreeMap<String, String>,
     /// Sink name → sink.
     pub sinks: BTreeMap<String, SinkConfig>,
-    /// `[admin]`: where /metrics, /healthz and /readyz listen (off when absent).
-    pub admin: Option<std::net::SocketAddr>,
+    /// `[admin]`: where /metrics, /healthz and /readyz listen, and the dashboard (off when
+    /// absent).
+    pub admin: Option<AdminConfig>,
     /// Things worth a warning but not fatal.
     pub warnings: Vec<String>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// Where the listener binds.
+    pub listen: std::net::SocketAddr,
+    /// Whether the dashboard is served there (`/`, `/api/…`).
+    pub dashboard: bool,
+    /// The dashboard's token (required off loopback).
+    pub token: Option<String>,
+    /// Whether the dashboard offers replay, purge, unblock and pause/resume.
+    pub actions: bool,
+    /// Past this many rows SENT counts are estimated.
+    pub exact_counts_up_to: i64,
+    /// The longest a dashboard query may run.
+    pub statement_timeout: std::time::Duration,
+}
+
+impl AdminConfig {
+    /// The dashboard's options, with the configuration's routes.
+    pub fn dashboard_options(&self, routes: &BTreeMap<String, String>) -> outbox_web::Options {
+        outbox_web::Options {
+            token: self.token.clone(),
+            actions: self.actions,
+            exact_counts_up_to: self.exact_counts_up_to,
+            statement_timeout: self.statement_timeout,
+            routes: routes.clone(),
+        }
+    }
 }
 
 /// Why the configuration could not be loaded.
@@ -424,20 +455,71 @@ pub fn parse(
     })
 }
 
-fn read_admin(t: &Table, issues: &mut Vec<Issue>) -> Option<std::net::SocketAddr> {
-    let mut s = Section::new("admin", t, &["listen"], issues);
+fn read_admin(t: &Table, issues: &mut Vec<Issue>) -> Option<AdminConfig> {
+    let mut s = Section::new("admin", t, ADMIN_KEYS, issues);
+    let dashboard = s.boolean("dashboard", false);
+    let token = s.string("token").filter(|t| !t.is_empty());
+    let actions = s.boolean("actions", false);
+    let exact_counts_up_to = s.int("exact_counts_up_to", 0, i64::MAX, 1_000_000);
+    let statement_timeout = s.duration_within(
+        "statement_timeout",
+        Duration::from_millis(100),
+        Duration::from_secs(600),
+        Duration::from_secs(5),
+    );
+    if let Some(t) = &token {
+        if t.len() < 16 {
+            s.issue(
+                "token",
+                "is shorter than 16 characters: use a long random one (e.g. openssl rand -hex 24)",
+            );
+        }
+    }
+    if actions && token.is_none() {
+        s.issue(
+            "actions",
+            "needs a token: set [admin] token = \"${OUTBOX_ADMIN_TOKEN}\" (every action must carry it)",
+        );
+    }
+    if actions && !dashboard {
+        s.issue("actions", "is for the dashboard: set dashboard = true too");
+    }
     let listen = s.required_string("listen", "127.0.0.1:9090")?;
-    match listen.parse() {
-        Ok(addr) => Some(addr),
+    let listen: std::net::SocketAddr = match listen.parse() {
+        Ok(addr) => addr,
         Err(_) => {
             s.issue(
                 "listen",
                 format!("'{listen}' is not an address:port; use e.g. \"127.0.0.1:9090\" or \"0.0.0.0:9090\""),
             );
-            None
+            return None;
         }
+    };
+    if dashboard && token.is_none() && !listen.ip().is_loopback() {
+        s.issue(
+            "token",
+            format!("is required for the dashboard on {listen}, which is not a loopback address: set token = \"${{OUTBOX_ADMIN_TOKEN}}\", or listen on 127.0.0.1"),
+        );
     }
+    Some(AdminConfig {
+        listen,
+        dashboard,
+        token,
+        actions,
+        exact_counts_up_to,
+        statement_timeout,
+    })
 }
+
+/// The keys of `[admin]`.
+const ADMIN_KEYS: &[&str] = &[
+    "listen",
+    "dashboard",
+    "token",
+    "actions",
+    "exact_counts_up_to",
+    "statement_timeout",
+];
 
 fn read_database(
     t: &Table,

@@ -89,6 +89,14 @@ enum Command {
     /// Check connectivity, schema, column mapping, routes and policies; print the fix for
     /// each problem.
     Doctor,
+    /// Serve the web dashboard without running a worker (token, actions and timeouts from
+    /// [admin]).
+    Dashboard {
+        /// Where to listen (default: [admin] listen, else 127.0.0.1:9090). Off loopback,
+        /// [admin] token is required.
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Counts per routingKey and status, lag (oldest PENDING), retrying and FAILED events.
     Stats {
         /// Output format.
@@ -185,6 +193,7 @@ impl Filters {
             aggregate_id: self.aggregate_id.clone(),
             since,
             error_contains,
+            page: None,
         })
     }
 }
@@ -559,6 +568,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             }
         }
         Command::Doctor => commands::doctor::doctor(&load()?).await,
+        Command::Dashboard { listen } => commands::dashboard::dashboard(load()?, listen).await,
         Command::Demo { postgres, mysql } => {
             commands::demo::demo(cli.database_url.clone(), postgres, mysql).await
         }

@@ -42,7 +42,7 @@ pub use outbox_core::{
 
 use breaker::Breaker;
 use metrics::Counted;
-pub use metrics::Metrics;
+pub use metrics::{KeySnapshot, Metrics, Snapshot};
 #[cfg(feature = "postgres")]
 pub use outbox_store::{PgStore, PgStoreOptions};
 

@@ -96,6 +96,34 @@ struct State {
     notifications: u64,
     /// Routed keys: the only values a `routing_key` label takes.
     routed: BTreeSet<String>,
+    /// Each routed key's sink.
+    routes: BTreeMap<String, String>,
+}
+
+/// One routed key's counts so far, as [`Metrics::snapshot`] reads them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeySnapshot {
+    /// The key's sink.
+    pub sink: String,
+    /// Events delivered, given back for a retry, and failed for good.
+    pub delivered: u64,
+    pub retried: u64,
+    pub failed: u64,
+    /// Delivery latencies (occurredAt → delivered): upper bounds in seconds, and how many
+    /// fell at or under each (cumulative, as Prometheus keeps them).
+    pub latency_bounds: &'static [f64],
+    pub latency_counts: Vec<u64>,
+    /// PENDING events at the last sample, if sampled.
+    pub pending: Option<i64>,
+}
+
+/// The metrics in a form a program can read: for the dashboard's history.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// Per routed key.
+    pub keys: BTreeMap<String, KeySnapshot>,
+    /// Each sink's circuit breaker: `closed`, `open` or `half-open`.
+    pub breakers: BTreeMap<String, &'static str>,
 }
 
 /// What the worker counts. Cheap to update from many tasks; rendered on each scrape.
@@ -130,7 +158,10 @@ impl Metrics {
 
     /// The routed keys and sinks (bounding the labels) and each sink's breaker.
     pub(crate) fn register(&self, key: &str, sink: &str, breaker: &Arc<Breaker>) {
-        self.state().routed.insert(key.to_string());
+        let mut s = self.state();
+        s.routed.insert(key.to_string());
+        s.routes.insert(key.to_string(), sink.to_string());
+        drop(s);
         let mut b = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         if !b.iter().any(|(name, _)| name == sink) {
             b.push((sink.to_string(), breaker.clone()));
@@ -221,6 +252,65 @@ impl Metrics {
         }
         s.pending = by_key.into_values().collect();
         s.pending_sampled = true;
+    }
+
+    /// Every routed key's counters, latencies and backlog, and every breaker's state.
+    pub fn snapshot(&self) -> Snapshot {
+        let s = self.state().clone();
+        let mut keys: BTreeMap<String, KeySnapshot> = s
+            .routes
+            .iter()
+            .map(|(key, sink)| {
+                let snap = KeySnapshot {
+                    sink: sink.clone(),
+                    latency_bounds: LATENCY_BUCKETS,
+                    latency_counts: vec![0; LATENCY_BUCKETS.len()],
+                    ..KeySnapshot::default()
+                };
+                (key.clone(), snap)
+            })
+            .collect();
+        for ((name, key, _), n) in &s.counters {
+            if let Some(k) = keys.get_mut(key) {
+                match *name {
+                    "outbox_events_delivered_total" => k.delivered += n,
+                    "outbox_events_retried_total" => k.retried += n,
+                    "outbox_events_failed_total" => k.failed += n,
+                    _ => {}
+                }
+            }
+        }
+        for (key, h) in &s.latency {
+            if let Some(k) = keys.get_mut(key) {
+                k.latency_counts = h.counts.clone();
+            }
+        }
+        if s.pending_sampled {
+            for k in keys.values_mut() {
+                k.pending = Some(0);
+            }
+            for p in &s.pending {
+                if let Some(k) = keys.get_mut(&p.routing_key) {
+                    k.pending = Some(p.count);
+                }
+            }
+        }
+        let now = std::time::Instant::now();
+        let breakers = self
+            .breakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(sink, b)| {
+                let state = match b.state_at(now) {
+                    BreakerState::Closed => "closed",
+                    BreakerState::Open => "open",
+                    BreakerState::HalfOpen => "half-open",
+                };
+                (sink.clone(), state)
+            })
+            .collect();
+        Snapshot { keys, breakers }
     }
 
     /// The Prometheus text exposition of everything.

@@ -1,5 +1,6 @@
 //! The admin listener (`[admin] listen`): `/metrics` (Prometheus text), `/healthz` (the
-//! process is alive) and `/readyz` (database reachable, schema check passed, not stopping).
+//! process is alive) and `/readyz` (database reachable, schema check passed, not stopping),
+//! and the dashboard with `[admin] dashboard = true`.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -29,6 +30,10 @@ struct AdminState {
     store: Arc<dyn Store>,
 }
 
+/// The dashboard's router, set once the store is ready (on app-owned tables, after their
+/// columns were resolved); until then the dashboard answers 503.
+pub type DashboardSlot = Arc<std::sync::OnceLock<axum::Router>>;
+
 /// Most connections the admin listener serves at once; one more is closed as it arrives.
 /// Idle or slow clients can hold no more file descriptors than this.
 pub const MAX_CONNECTIONS: usize = 128;
@@ -43,6 +48,7 @@ pub async fn start(
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     store: Arc<dyn Store>,
+    dashboard: Option<DashboardSlot>,
 ) -> Result<SocketAddr, std::io::Error> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -51,24 +57,43 @@ pub async fn start(
         readiness,
         store,
     };
-    let app = axum::Router::new()
+    let mut app = axum::Router::new()
         .route("/metrics", axum::routing::get(metrics_page))
         .route("/healthz", axum::routing::get(healthz))
         .route("/readyz", axum::routing::get(readyz))
         .with_state(state);
+    if let Some(slot) = dashboard {
+        app = app.fallback(move |request: axum::extract::Request| async move {
+            match slot.get() {
+                Some(router) => {
+                    use tower::ServiceExt;
+                    match router.clone().oneshot(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    }
+                }
+                None => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(json!({"error": "the dashboard starts once the schema check has passed"})),
+                )
+                    .into_response(),
+            }
+        });
+    }
     tokio::spawn(serve(listener, app));
     Ok(bound)
 }
 
 /// The accept loop: at most [`MAX_CONNECTIONS`] at once, each with a header timeout and a
 /// lifetime, so clients that connect and say nothing cannot use up the process's file
-/// descriptors (which deliveries need).
-async fn serve(listener: tokio::net::TcpListener, app: axum::Router) {
+/// descriptors (which deliveries need). Each request knows its client's address (the
+/// dashboard audits actions by it).
+pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut refused: u64 = 0;
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, client) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, say: wait a little rather than spin.
                 tracing::warn!(error = %e, "Admin listener cannot accept a connection");
@@ -88,7 +113,8 @@ async fn serve(listener: tokio::net::TcpListener, app: axum::Router) {
             drop(stream);
             continue;
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let service =
+            hyper_util::service::TowerToHyperService::new(outbox_web::with_client(app.clone(), client));
         tokio::spawn(async move {
             let _slot = slot;
             let connection = hyper::server::conn::http1::Builder::new()

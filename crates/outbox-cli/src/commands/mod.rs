@@ -1,6 +1,7 @@
 //! One module per subcommand; shared helpers here.
 
 pub mod admin;
+pub mod dashboard;
 pub mod demo;
 pub mod dlq;
 pub mod doctor;
@@ -166,6 +167,7 @@ pub fn open_store(config: &Config) -> Result<PgStore, Failure> {
         schema: config.database.schema.clone(),
         pool_size: config.database.pool_size,
         connect_timeout: Duration::from_secs(5),
+        statement_timeout: None,
     };
     PgStore::new(&opts).map_err(|e| {
         Failure::new(
@@ -173,6 +175,57 @@ pub fn open_store(config: &Config) -> Result<PgStore, Failure> {
             format!("invalid configuration ({}): {e}", origin(config)),
         )
     })
+}
+
+/// The dashboard's own store: two connections at most, each statement cut at `timeout`
+/// (on SQLite, a local file, reads are not cut), with the app's tables resolved when they
+/// are app-owned.
+pub async fn open_dashboard_store(
+    config: &Config,
+    timeout: Duration,
+) -> Result<std::sync::Arc<dyn Backend>, Failure> {
+    let invalid = |e: String| {
+        Failure::new(
+            EXIT_CONFIG,
+            format!("invalid configuration ({}): {e}", origin(config)),
+        )
+    };
+    let mut store: Box<dyn Backend> = match database_url(config)? {
+        (StoreKind::Postgres, _) => {
+            let pg = open_store(config)?;
+            drop(pg);
+            let (_, url) = database_url(config)?;
+            let opts = PgStoreOptions {
+                url,
+                schema: config.database.schema.clone(),
+                pool_size: 2,
+                connect_timeout: Duration::from_secs(5),
+                statement_timeout: Some(timeout),
+            };
+            Box::new(PgStore::new(&opts).map_err(|e| invalid(e.to_string()))?)
+        }
+        (StoreKind::Mysql, url) => {
+            open_mysql(config)?;
+            Box::new(
+                MysqlStore::with_statement_timeout(&url, 2, Some(timeout))
+                    .map_err(|e| invalid(format!("database.url: {e}")))?,
+            )
+        }
+        (StoreKind::Sqlite, _) => Box::new(open_sqlite(config)?),
+    };
+    if config.database.owner == SchemaOwner::App {
+        let res = store
+            .adopt(&config.database.overrides)
+            .await
+            .map_err(|e| Failure::new(EXIT_FAILURE, format!("cannot read the app's tables: {e}")))?;
+        if !res.usable {
+            return Err(Failure::new(
+                EXIT_FAILURE,
+                "the app-owned tables cannot be used; run `outbox doctor` for the fixes",
+            ));
+        }
+    }
+    Ok(std::sync::Arc::from(store))
 }
 
 /// Refuses schema commands on app-owned tables, where the worker runs no DDL.

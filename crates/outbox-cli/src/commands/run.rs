@@ -23,7 +23,7 @@ async fn shutdown_signal() {
     });
 }
 
-async fn wait_for_signal() -> &'static str {
+pub(crate) async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
@@ -152,7 +152,9 @@ pub async fn run(config: Config, skip_schema_check: bool) -> Result<u8, Failure>
     // The admin listener comes up first, so /healthz answers while the schema is checked.
     let readiness = Arc::new(admin::Readiness::default());
     let mut options = config.worker.clone();
-    if let Some(addr) = config.admin {
+    let mut dashboard = None;
+    if let Some(admin) = &config.admin {
+        let addr = admin.listen;
         let metrics = outbox_worker::Metrics::new();
         // A store of its own for the readiness probe (one connection at most).
         let ping: Arc<dyn outbox_core::Store> = match store_kind(&config)? {
@@ -163,7 +165,9 @@ pub async fn run(config: Config, skip_schema_check: bool) -> Result<u8, Failure>
             }
             _ => Arc::<dyn Backend>::from(open_backend(&config)?),
         };
-        let bound = admin::start(addr, metrics.clone(), readiness.clone(), ping)
+        let slot = admin.dashboard.then(admin::DashboardSlot::default);
+        dashboard = slot.clone().map(|s| (s, metrics.clone()));
+        let bound = admin::start(addr, metrics.clone(), readiness.clone(), ping, slot)
             .await
             .map_err(|e| {
                 Failure::new(
@@ -171,7 +175,11 @@ pub async fn run(config: Config, skip_schema_check: bool) -> Result<u8, Failure>
                     format!("cannot listen on {addr} ([admin] listen): {e}"),
                 )
             })?;
-        tracing::info!(listen = %bound, "Admin listener: /metrics, /healthz, /readyz");
+        if admin.dashboard {
+            tracing::info!(listen = %bound, "Admin listener: /metrics, /healthz, /readyz, and the dashboard at http://{bound}/");
+        } else {
+            tracing::info!(listen = %bound, "Admin listener: /metrics, /healthz, /readyz");
+        }
         options.metrics = Some(metrics);
     }
 
@@ -247,6 +255,13 @@ pub async fn run(config: Config, skip_schema_check: bool) -> Result<u8, Failure>
     readiness
         .schema_ok
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    if let (Some((slot, metrics)), Some(admin)) = (dashboard, &config.admin) {
+        // The dashboard reads through a store of its own, its statements cut at the
+        // statement timeout, so a heavy page never takes the worker's connections.
+        let store = super::open_dashboard_store(&config, admin.statement_timeout).await?;
+        let options = admin.dashboard_options(&config.routes);
+        let _ = slot.set(outbox_web::Dashboard::new(store, Some(metrics), options).router());
+    }
     let mut worker = outbox_worker::Worker::new(Arc::<dyn Backend>::from(store), options);
     for (key, sink_name) in &config.routes {
         let sink = sinks[sink_name].clone();

@@ -329,13 +329,55 @@ fn the_admin_section_takes_an_address_and_names_a_bad_one() {
         &e,
     )
     .unwrap();
-    assert_eq!(c.admin, Some("127.0.0.1:9090".parse().unwrap()));
+    let admin = c.admin.unwrap();
+    assert_eq!(admin.listen, "127.0.0.1:9090".parse().unwrap());
+    assert!(!admin.dashboard && !admin.actions && admin.token.is_none());
     assert_eq!(check(GOOD, &e).unwrap().admin, None, "off when absent");
     let found = issues(&format!("{GOOD}\n[admin]\nlisten = \"9090\"\n"), &e);
     assert!(
         found[0].starts_with("admin.listen: '9090' is not an address:port"),
         "{found:?}"
     );
+    let found = issues(&format!("{GOOD}\n[admin]\nport = 9090\n"), &e);
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("admin.port: unknown key")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn the_dashboard_needs_a_token_off_loopback_and_for_actions() {
+    let e = env(&[("AUDIT_TOKEN", "t"), ("ADMIN_TOKEN", "0123456789abcdef0123")]);
+    let admin = |lines: &str| format!("{GOOD}\n[admin]\n{lines}\n");
+    let c = check(
+        &admin("listen = \"0.0.0.0:9090\"\ndashboard = true\ntoken = \"${ADMIN_TOKEN}\"\nactions = true\nstatement_timeout = \"2s\""),
+        &e,
+    )
+    .unwrap()
+    .admin
+    .unwrap();
+    assert!(c.dashboard && c.actions);
+    assert_eq!(c.token.as_deref(), Some("0123456789abcdef0123"));
+    assert_eq!(c.statement_timeout, std::time::Duration::from_secs(2));
+    let found = issues(&admin("listen = \"0.0.0.0:9090\"\ndashboard = true"), &e);
+    assert!(
+        found.iter().any(|f| f.starts_with("admin.token: is required for the dashboard on 0.0.0.0:9090")),
+        "{found:?}"
+    );
+    let found = issues(&admin("listen = \"127.0.0.1:9090\"\ndashboard = true\nactions = true"), &e);
+    assert!(
+        found.iter().any(|f| f.starts_with("admin.actions: needs a token")),
+        "{found:?}"
+    );
+    let found = issues(&admin("listen = \"127.0.0.1:9090\"\ndashboard = true\ntoken = \"short\""), &e);
+    assert!(
+        found.iter().any(|f| f.starts_with("admin.token: is shorter than 16")),
+        "{found:?}"
+    );
+    // On loopback without a token: read-only and allowed.
+    assert!(check(&admin("listen = \"127.0.0.1:9090\"\ndashboard = true"), &e).is_ok());
     let found = issues(&format!("{GOOD}\n[admin]\nport = 9090\n"), &e);
     assert!(
         found

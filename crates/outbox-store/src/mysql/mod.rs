@@ -207,6 +207,16 @@ impl MysqlStore {
     /// The store for `url` (`mysql://user:pass@host:3306/db`, or `mariadb://…`); nothing is
     /// opened yet.
     pub fn new(url: &str, pool_size: usize) -> Result<MysqlStore, String> {
+        MysqlStore::with_statement_timeout(url, pool_size, None)
+    }
+
+    /// [`MysqlStore::new`], with every statement cut after `timeout` when given (MariaDB's
+    /// `max_statement_time`; MySQL's `max_execution_time`, which cuts reads only).
+    pub fn with_statement_timeout(
+        url: &str,
+        pool_size: usize,
+        timeout: Option<Duration>,
+    ) -> Result<MysqlStore, String> {
         let shown = outbox_core::conf::redact_secrets(url);
         let url = match url.split_once("://") {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("mariadb") => {
@@ -221,17 +231,29 @@ impl MysqlStore {
         })?;
         let constraints = PoolConstraints::new(0, pool_size.max(2))
             .ok_or_else(|| "pool_size must be at least 2".to_string())?;
+        let mut init = vec![
+            "SET time_zone = '+00:00'".to_string(),
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_string(),
+            // MariaDB re-checks a row's CHECK constraints on every UPDATE: a row stored
+            // while checks were off (an invalid payload, say) would fail each claim that
+            // picks it, and with it the whole batch. The worker's own writes keep every
+            // check; with this it can lease such a row, find it unreadable and fail it
+            // alone. (MySQL ignores the comment.)
+            "/*M! SET SESSION check_constraint_checks = OFF */".to_string(),
+        ];
+        if let Some(t) = timeout {
+            // Each comment is run by its own server only.
+            init.push(format!(
+                "/*M! SET SESSION max_statement_time = {} */",
+                t.as_secs_f64()
+            ));
+            init.push(format!(
+                "/*!80000 SET SESSION max_execution_time = {} */",
+                t.as_millis().max(1)
+            ));
+        }
         let opts = OptsBuilder::from_opts(opts)
-            .init(vec![
-                "SET time_zone = '+00:00'",
-                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
-                // MariaDB re-checks a row's CHECK constraints on every UPDATE: a row stored
-                // while checks were off (an invalid payload, say) would fail each claim that
-                // picks it, and with it the whole batch. The worker's own writes keep every
-                // check; with this it can lease such a row, find it unreadable and fail it
-                // alone. (MySQL ignores the comment.)
-                "/*M! SET SESSION check_constraint_checks = OFF */",
-            ])
+            .init(init)
             // A connection keeps its session (UTC, READ COMMITTED) when it goes back to the
             // pool: a reset would drop what `init` set.
             .pool_opts(

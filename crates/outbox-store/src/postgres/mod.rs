@@ -53,6 +53,9 @@ pub struct PgStoreOptions {
     pub pool_size: usize,
     /// Longest wait for a new connection.
     pub connect_timeout: Duration,
+    /// Cuts every statement of this store's connections after this long (the dashboard's
+    /// reads); `None`: the server's setting.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl PgStoreOptions {
@@ -63,6 +66,7 @@ impl PgStoreOptions {
             schema: "public".into(),
             pool_size: 4,
             connect_timeout: Duration::from_secs(5),
+            statement_timeout: None,
         }
     }
 }
@@ -231,8 +235,11 @@ impl PgStore {
         let mut server_options = config.get_options().map(str::to_string).unwrap_or_default();
         if !server_options.contains("plan_cache_mode") {
             server_options.push_str(" -c plan_cache_mode=force_custom_plan");
-            config.options(server_options.trim());
         }
+        if let Some(t) = options.statement_timeout {
+            server_options.push_str(&format!(" -c statement_timeout={}", t.as_millis().max(1)));
+        }
+        config.options(server_options.trim());
         // A database that stops answering (network partition) must surface as an error,
         // not a statement that waits for the kernel's TCP timeout.
         config.keepalives(true);

@@ -1,0 +1,427 @@
+//! The handlers of `/api/…` (see `API.md`).
+
+use crate::{actor, refuse, Dashboard};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use outbox_core::{EventFilter, Page, Status, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+type Client = Option<Extension<ConnectInfo<SocketAddr>>>;
+
+/// Events acted on per statement by the bulk actions.
+const BATCH: i64 = 500;
+/// `lastError` in a listing is cut to this many characters.
+const ERROR_IN_LIST: usize = 300;
+
+/// Runs one read or action, cut off past the statement timeout (plus a second for the
+/// round trip): the answer is then 503, never a hung page.
+async fn timed<T>(
+    d: &Dashboard,
+    f: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, Response> {
+    let limit = d.options.statement_timeout + Duration::from_secs(1);
+    match tokio::time::timeout(limit, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "Dashboard: a database call failed");
+            Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("the database call failed: {e}"),
+            ))
+        }
+        Err(_) => Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "the database did not answer within {} s (the dashboard's statement timeout)",
+                limit.as_secs()
+            ),
+        )),
+    }
+}
+
+#[derive(Debug, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct KeyRow {
+    routing_key: String,
+    sink: Option<String>,
+    pending: i64,
+    processing: i64,
+    retrying: i64,
+    /// `None` where SENT rows were not counted (a large table).
+    sent: Option<i64>,
+    failed: i64,
+    oldest_pending_seconds: Option<f64>,
+    paused: bool,
+    policy: bool,
+    ordered: bool,
+    breaker: Option<&'static str>,
+}
+
+pub(crate) async fn overview(State(d): State<Dashboard>) -> Response {
+    match overview_json(&d).await {
+        Ok(v) => Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn overview_json(d: &Dashboard) -> Result<Value, Response> {
+    let s = &d.store;
+    let estimate = timed(d, s.estimated_rows()).await?;
+    let approximate = estimate.is_some_and(|n| n > d.options.exact_counts_up_to);
+    let stats = timed(d, s.stats(!approximate)).await?;
+    let policies = timed(d, s.policies()).await?;
+    let blocked = timed(d, s.blocked_aggregates()).await?;
+    let workers = timed(d, s.leases()).await?;
+    let snapshot = d.metrics.as_ref().map(|m| m.snapshot());
+    let breaker_of = |sink: &str| {
+        snapshot
+            .as_ref()
+            .and_then(|s| s.breakers.get(sink).copied())
+    };
+
+    let mut keys: BTreeMap<String, KeyRow> = BTreeMap::new();
+    fn row<'a>(keys: &'a mut BTreeMap<String, KeyRow>, key: &str, approx: bool) -> &'a mut KeyRow {
+        keys.entry(key.to_string()).or_insert_with(|| KeyRow {
+            routing_key: key.to_string(),
+            sent: if approx { None } else { Some(0) },
+            ..KeyRow::default()
+        })
+    }
+    for (key, sink) in &d.options.routes {
+        let r = row(&mut keys, key, approximate);
+        r.sink = Some(sink.clone());
+        r.breaker = breaker_of(sink);
+    }
+    for p in &policies.policies {
+        let r = row(&mut keys, &p.routing_key, approximate);
+        r.policy = true;
+        r.paused = p.paused;
+        r.ordered = p.ordered;
+    }
+    for b in &policies.broken {
+        if let Some(key) = &b.routing_key {
+            row(&mut keys, key, approximate).policy = true;
+        }
+    }
+    let mut totals = json!({"pending": 0, "processing": 0, "retrying": 0, "sent": 0, "failed": 0});
+    let mut unsent = 0;
+    for k in &stats {
+        let r = row(&mut keys, &k.routing_key, approximate);
+        r.pending = k.pending;
+        r.processing = k.processing;
+        r.retrying = k.retrying;
+        r.failed = k.failed;
+        r.oldest_pending_seconds = k.oldest_pending_seconds;
+        if !approximate {
+            r.sent = Some(k.sent);
+        }
+        for (name, n) in [
+            ("pending", k.pending),
+            ("processing", k.processing),
+            ("retrying", k.retrying),
+            ("sent", k.sent),
+            ("failed", k.failed),
+        ] {
+            totals[name] = json!(totals[name].as_i64().unwrap_or(0) + n);
+        }
+        unsent += k.pending + k.processing + k.failed;
+    }
+    if approximate {
+        // The rows the statistics see, less the ones counted: the delivered ones.
+        totals["sent"] = json!((estimate.unwrap_or(0) - unsent).max(0));
+    }
+    let sinks: Vec<Value> = match &snapshot {
+        Some(s) => s
+            .breakers
+            .iter()
+            .map(|(name, state)| json!({"name": name, "breaker": state}))
+            .collect(),
+        None => {
+            let names: std::collections::BTreeSet<&String> = d.options.routes.values().collect();
+            names
+                .into_iter()
+                .map(|name| json!({"name": name, "breaker": null}))
+                .collect()
+        }
+    };
+    Ok(json!({
+        "generatedAt": chrono::Utc::now(),
+        "store": s.location(),
+        "approximate": approximate,
+        "actions": d.options.actions,
+        "worker": d.metrics.is_some(),
+        "keys": keys.into_values().collect::<Vec<_>>(),
+        "totals": totals,
+        "blocked": blocked,
+        "workers": workers,
+        "sinks": sinks,
+    }))
+}
+
+pub(crate) async fn history(State(d): State<Dashboard>) -> Response {
+    Json(d.history.series()).into_response()
+}
+
+/// The filter of `/api/events`, `/api/count` and the bulk actions; empty fields do not
+/// filter.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct FilterQuery {
+    status: Option<String>,
+    routing_key: Option<String>,
+    aggregate_id: Option<String>,
+    id: Option<String>,
+    since: Option<String>,
+    error: Option<String>,
+    before: Option<String>,
+    limit: Option<String>,
+}
+
+fn given(v: &Option<String>) -> Option<String> {
+    v.as_ref()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+impl FilterQuery {
+    fn filter(&self) -> Result<EventFilter, Response> {
+        let bad = |what: String| refuse(StatusCode::BAD_REQUEST, &what);
+        let status = match given(&self.status) {
+            Some(s) => Some(Status::parse(&s).ok_or_else(|| {
+                bad(format!(
+                    "status {s:?} is none of PENDING, PROCESSING, SENT, FAILED"
+                ))
+            })?),
+            None => None,
+        };
+        let since = match given(&self.since) {
+            Some(s) => match s.parse::<f64>() {
+                Ok(secs) if secs.is_finite() && secs > 0.0 && secs < 1e10 => {
+                    Some(Duration::from_secs_f64(secs))
+                }
+                _ => return Err(bad(format!("since {s:?} is not a number of seconds"))),
+            },
+            None => None,
+        };
+        Ok(EventFilter {
+            ids: given(&self.id).into_iter().collect(),
+            status,
+            routing_key: given(&self.routing_key),
+            aggregate_id: given(&self.aggregate_id),
+            since,
+            error_contains: given(&self.error),
+            page: Some(match given(&self.before) {
+                Some(id) => Page::After(id),
+                None => Page::First,
+            }),
+        })
+    }
+
+    fn limit(&self) -> i64 {
+        given(&self.limit)
+            .and_then(|l| l.parse::<i64>().ok())
+            .unwrap_or(50)
+            .clamp(1, 200)
+    }
+}
+
+pub(crate) async fn events(State(d): State<Dashboard>, Query(q): Query<FilterQuery>) -> Response {
+    let filter = match q.filter() {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let limit = q.limit();
+    let listed = match timed(&d, d.store.list_events(&filter, limit)).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let next = (listed.len() as i64 == limit)
+        .then(|| listed.last().and_then(|e| e["id"].as_str().map(str::to_string)))
+        .flatten();
+    let events: Vec<Value> = listed
+        .into_iter()
+        .map(|e| {
+            let mut fields = e.fields;
+            if let Some(text) = fields["lastError"].as_str() {
+                if text.chars().count() > ERROR_IN_LIST {
+                    let cut: String = text.chars().take(ERROR_IN_LIST).collect();
+                    fields["lastError"] = json!(format!("{cut}…"));
+                }
+            }
+            fields
+        })
+        .collect();
+    Json(json!({ "events": events, "next": next })).into_response()
+}
+
+pub(crate) async fn event(State(d): State<Dashboard>, Path(id): Path<String>) -> Response {
+    let filter = EventFilter {
+        ids: vec![id.clone()],
+        ..EventFilter::default()
+    };
+    let listed = match timed(&d, d.store.list_events(&filter, 1)).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let Some(e) = listed.into_iter().next() else {
+        return refuse(StatusCode::NOT_FOUND, &format!("no event with id {id:?}"));
+    };
+    // The payload goes out as the database's text, never through f64.
+    #[derive(Serialize)]
+    struct One<'a> {
+        event: &'a Value,
+        payload: Option<&'a serde_json::value::RawValue>,
+    }
+    Json(One {
+        event: &e.fields,
+        payload: e.payload.as_deref(),
+    })
+    .into_response()
+}
+
+pub(crate) async fn count(State(d): State<Dashboard>, Query(q): Query<FilterQuery>) -> Response {
+    let filter = match q.filter() {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match timed(&d, d.store.count_events(&filter)).await {
+        Ok(n) => Json(json!({ "count": n })).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The body of replay and purge: these ids, or every FAILED event matching a filter.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Selection {
+    #[serde(default)]
+    ids: Vec<String>,
+    filter: Option<FilterQuery>,
+}
+
+impl Selection {
+    fn filter(&self) -> Result<EventFilter, Response> {
+        let mut f = match (&self.filter, self.ids.is_empty()) {
+            (Some(q), true) => q.filter()?,
+            (None, false) => EventFilter {
+                ids: self.ids.clone(),
+                ..EventFilter::default()
+            },
+            _ => {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "give either ids or a filter",
+                ))
+            }
+        };
+        f.status = Some(Status::Failed);
+        f.page = None;
+        Ok(f)
+    }
+}
+
+/// Runs a bulk action batch by batch until a batch comes back short.
+async fn in_batches<F, Fut>(d: &Dashboard, mut one: F) -> Response
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Vec<String>, StoreError>>,
+{
+    let mut done = Vec::new();
+    loop {
+        match timed(d, one()).await {
+            Ok(ids) => {
+                let last = (ids.len() as i64) < BATCH;
+                done.extend(ids);
+                if last {
+                    break;
+                }
+            }
+            Err(r) if done.is_empty() => return r,
+            Err(_) => break,
+        }
+    }
+    Json(json!({ "done": done.len(), "ids": done })).into_response()
+}
+
+pub(crate) async fn replay(
+    State(d): State<Dashboard>,
+    client: Client,
+    Json(body): Json<Selection>,
+) -> Response {
+    let filter = match body.filter() {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let who = actor(client.map(|c| c.0 .0));
+    in_batches(&d, || d.store.replay_failed(&filter, BATCH, &who)).await
+}
+
+pub(crate) async fn purge(
+    State(d): State<Dashboard>,
+    client: Client,
+    Json(body): Json<Selection>,
+) -> Response {
+    let filter = match body.filter() {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let who = actor(client.map(|c| c.0 .0));
+    in_batches(&d, || d.store.purge_failed(&filter, BATCH, &who, false)).await
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Aggregates {
+    aggregates: Vec<String>,
+}
+
+pub(crate) async fn unblock(
+    State(d): State<Dashboard>,
+    client: Client,
+    Json(body): Json<Aggregates>,
+) -> Response {
+    let who = actor(client.map(|c| c.0 .0));
+    match timed(&d, d.store.unblock(&body.aggregates, &who)).await {
+        Ok(ids) => Json(json!({ "done": ids.len(), "ids": ids })).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Key {
+    routing_key: String,
+}
+
+async fn set_paused(d: Dashboard, client: Client, key: Key, paused: bool) -> Response {
+    let who = actor(client.map(|c| c.0 .0));
+    match timed(&d, d.store.set_paused(&key.routing_key, paused, &who)).await {
+        Ok(true) => Json(json!({ "done": 1 })).into_response(),
+        Ok(false) => refuse(
+            StatusCode::NOT_FOUND,
+            &format!("{:?} has no retry policy to pause", key.routing_key),
+        ),
+        Err(r) => r,
+    }
+}
+
+pub(crate) async fn pause(
+    State(d): State<Dashboard>,
+    client: Client,
+    Json(key): Json<Key>,
+) -> Response {
+    set_paused(d, client, key, true).await
+}
+
+pub(crate) async fn resume(
+    State(d): State<Dashboard>,
+    client: Client,
+    Json(key): Json<Key>,
+) -> Response {
+    set_paused(d, client, key, false).await
+}
