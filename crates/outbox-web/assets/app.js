@@ -330,6 +330,7 @@ function confirmAction(text, okLabel) {
   closeConfirm(false);
   $('#confirm-text').textContent = text;
   $('#confirm-ok').textContent = okLabel;
+  $('#confirm-ok').className = okLabel === 'Delete' ? 'danger-solid' : 'primary';
   $('#confirm').hidden = false;
   $('#confirm-ok').focus();
   return new Promise((resolve) => { state.confirmResolve = resolve; });
@@ -508,8 +509,10 @@ function breakerBadge(breaker) {
 
 function keyRow(k, ov) {
   const cell = (col, content, cls) => h('td', { 'data-col': col, class: cls }, content);
-  const sent = ov.approximate
-    ? h('span', { title: APPROX_TITLE }, '≈' + fmtNum(k.sent)) : fmtNum(k.sent);
+  // On a large table SENT rows are not counted per key; the tile has the estimate.
+  const sent = k.sent == null
+    ? h('span', { title: 'Not counted per key on a table this large: the SENT tile shows the estimate for all keys.' }, '—')
+    : fmtNum(k.sent);
   const failed = k.failed > 0
     ? h('a', { href: eventsHref({ status: 'FAILED', routingKey: k.routingKey }), class: 'failed-link' },
       fmtNum(k.failed))

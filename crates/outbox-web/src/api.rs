@@ -174,14 +174,40 @@ pub(crate) async fn history(State(d): State<Dashboard>) -> Response {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub(crate) struct FilterQuery {
+    #[serde(deserialize_with = "text")]
     status: Option<String>,
+    #[serde(deserialize_with = "text")]
     routing_key: Option<String>,
+    #[serde(deserialize_with = "text")]
     aggregate_id: Option<String>,
+    #[serde(deserialize_with = "text")]
     id: Option<String>,
+    #[serde(deserialize_with = "text")]
     since: Option<String>,
+    #[serde(deserialize_with = "text")]
     error: Option<String>,
+    #[serde(deserialize_with = "text")]
     before: Option<String>,
+    #[serde(deserialize_with = "text")]
     limit: Option<String>,
+}
+
+/// A filter field as text, whether a query string or a JSON body (where numbers come as
+/// numbers) gave it.
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Text(String),
+        Number(serde_json::Number),
+        Bool(bool),
+    }
+    Ok(match Option::<Given>::deserialize(d)? {
+        Some(Given::Text(s)) => Some(s),
+        Some(Given::Number(n)) => Some(n.to_string()),
+        Some(Given::Bool(b)) => Some(b.to_string()),
+        None => None,
+    })
 }
 
 fn given(v: &Option<String>) -> Option<String> {
