@@ -15,9 +15,8 @@ pub mod sqlite;
 mod template;
 
 pub use outbox_core::operate::{
-    Adoption, Backend, Blocked, Drift, EventFilter, Finding, KeyStats, Lease, ListedEvent,
-    Mapped, MigrationReport, MigrationState, Migrator, Operator, Overrides, Page, Problem,
-    ProblemKind,
+    Adoption, Backend, Blocked, Drift, EventFilter, Finding, KeyStats, Lease, ListedEvent, Mapped,
+    MigrationReport, MigrationState, Migrator, Operator, Overrides, Page, Problem, ProblemKind,
     SchemaStatus,
 };
 #[cfg(feature = "postgres")]

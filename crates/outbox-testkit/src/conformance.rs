@@ -519,7 +519,13 @@ pub async fn check_operator(f: &dyn Fixture) {
 pub async fn check_dashboard_reads(f: &dyn Fixture) {
     let s = f.backend();
     policy(f, KEY, 0).await;
-    for (id, ago) in [("p1", 5000), ("p2", 4000), ("p3", 4000), ("p4", 3000), ("p5", 1000)] {
+    for (id, ago) in [
+        ("p1", 5000),
+        ("p2", 4000),
+        ("p3", 4000),
+        ("p4", 3000),
+        ("p5", 1000),
+    ] {
         event(f, id, KEY, id).await;
         f.set_time(id, "occurredAt", -ago).await;
     }
@@ -542,7 +548,10 @@ pub async fn check_dashboard_reads(f: &dyn Fixture) {
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let got = ids(s.list_events(&page(after.as_deref(), None), 2).await.unwrap());
+        let got = ids(s
+            .list_events(&page(after.as_deref(), None), 2)
+            .await
+            .unwrap());
         if got.is_empty() {
             break;
         }
@@ -563,7 +572,9 @@ pub async fn check_dashboard_reads(f: &dyn Fixture) {
     let leases = s.leases().await.unwrap();
     assert_eq!(leases.len(), 1, "{leases:?}");
     assert_eq!((leases[0].owner.as_str(), leases[0].events), ("w-a", 2));
-    assert!(leases[0].lease_until.is_some_and(|t| t > chrono::Utc::now()));
+    assert!(leases[0]
+        .lease_until
+        .is_some_and(|t| t > chrono::Utc::now()));
     let done: Vec<Completion> = got
         .iter()
         .map(|c| {

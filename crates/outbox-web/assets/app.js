@@ -620,8 +620,9 @@ function pathData(times, values, x, y) {
 }
 
 const minutesAgo = (t) => {
-  const m = Math.round((Date.now() - t) / 60000);
-  return m <= 0 ? 'now' : `${m} min ago`;
+  const s = Math.round((Date.now() - t) / 1000);
+  if (s < 5) return 'now';
+  return s < 120 ? `${s} s ago` : `${Math.round(s / 60)} min ago`;
 };
 
 function lineChart(title, times, lines, fmt) {

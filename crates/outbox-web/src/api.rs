@@ -6,6 +6,44 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use outbox_core::{EventFilter, Page, Status, StoreError};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_tokens_are_summed_per_worker() {
+        let lease = |owner: &str, events, secs| outbox_core::Lease {
+            owner: owner.into(),
+            events,
+            lease_until: chrono::DateTime::from_timestamp(secs, 0),
+        };
+        let got = by_worker(vec![
+            lease("host-1#12", 3, 100),
+            lease("host-1#13", 4, 130),
+            lease("odd#name", 1, 50),
+            lease("host-2#7", 2, 90),
+        ]);
+        let got: Vec<(String, i64, i64)> = got
+            .iter()
+            .map(|l| {
+                (
+                    l.owner.clone(),
+                    l.events,
+                    l.lease_until.unwrap().timestamp(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("host-1".to_string(), 7, 130),
+                ("host-2".to_string(), 2, 90),
+                ("odd#name".to_string(), 1, 50)
+            ]
+        );
+    }
+}
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -78,7 +116,7 @@ async fn overview_json(d: &Dashboard) -> Result<Value, Response> {
     let stats = timed(d, s.stats(!approximate)).await?;
     let policies = timed(d, s.policies()).await?;
     let blocked = timed(d, s.blocked_aggregates()).await?;
-    let workers = timed(d, s.leases()).await?;
+    let workers = by_worker(timed(d, s.leases()).await?);
     let snapshot = d.metrics.as_ref().map(|m| m.snapshot());
     let breaker_of = |sink: &str| {
         snapshot
@@ -165,6 +203,28 @@ async fn overview_json(d: &Dashboard) -> Result<Value, Response> {
     }))
 }
 
+/// Leases per worker: a worker writes `<its id>#<claim number>` as each claim's lease token,
+/// so the tokens of one worker are summed under its id.
+fn by_worker(leases: Vec<outbox_core::Lease>) -> Vec<outbox_core::Lease> {
+    let mut out: BTreeMap<String, outbox_core::Lease> = BTreeMap::new();
+    for l in leases {
+        let owner = match l.owner.rsplit_once('#') {
+            Some((worker, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                worker.to_string()
+            }
+            _ => l.owner.clone(),
+        };
+        let e = out.entry(owner.clone()).or_insert(outbox_core::Lease {
+            owner,
+            events: 0,
+            lease_until: None,
+        });
+        e.events += l.events;
+        e.lease_until = e.lease_until.max(l.lease_until);
+    }
+    out.into_values().collect()
+}
+
 pub(crate) async fn history(State(d): State<Dashboard>) -> Response {
     Json(d.history.series()).into_response()
 }
@@ -210,6 +270,15 @@ fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
     })
 }
 
+/// A request the API cannot take, and why.
+pub(crate) struct BadRequest(String);
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        refuse(StatusCode::BAD_REQUEST, &self.0)
+    }
+}
+
 fn given(v: &Option<String>) -> Option<String> {
     v.as_ref()
         .map(|s| s.trim().to_string())
@@ -217,8 +286,8 @@ fn given(v: &Option<String>) -> Option<String> {
 }
 
 impl FilterQuery {
-    fn filter(&self) -> Result<EventFilter, Response> {
-        let bad = |what: String| refuse(StatusCode::BAD_REQUEST, &what);
+    fn filter(&self) -> Result<EventFilter, BadRequest> {
+        let bad = BadRequest;
         let status = match given(&self.status) {
             Some(s) => Some(Status::parse(&s).ok_or_else(|| {
                 bad(format!(
@@ -261,7 +330,7 @@ impl FilterQuery {
 pub(crate) async fn events(State(d): State<Dashboard>, Query(q): Query<FilterQuery>) -> Response {
     let filter = match q.filter() {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let limit = q.limit();
     let listed = match timed(&d, d.store.list_events(&filter, limit)).await {
@@ -269,7 +338,11 @@ pub(crate) async fn events(State(d): State<Dashboard>, Query(q): Query<FilterQue
         Err(r) => return r,
     };
     let next = (listed.len() as i64 == limit)
-        .then(|| listed.last().and_then(|e| e["id"].as_str().map(str::to_string)))
+        .then(|| {
+            listed
+                .last()
+                .and_then(|e| e["id"].as_str().map(str::to_string))
+        })
         .flatten();
     let events: Vec<Value> = listed
         .into_iter()
@@ -315,7 +388,7 @@ pub(crate) async fn event(State(d): State<Dashboard>, Path(id): Path<String>) ->
 pub(crate) async fn count(State(d): State<Dashboard>, Query(q): Query<FilterQuery>) -> Response {
     let filter = match q.filter() {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match timed(&d, d.store.count_events(&filter)).await {
         Ok(n) => Json(json!({ "count": n })).into_response(),
@@ -332,19 +405,14 @@ pub(crate) struct Selection {
 }
 
 impl Selection {
-    fn filter(&self) -> Result<EventFilter, Response> {
+    fn filter(&self) -> Result<EventFilter, BadRequest> {
         let mut f = match (&self.filter, self.ids.is_empty()) {
             (Some(q), true) => q.filter()?,
             (None, false) => EventFilter {
                 ids: self.ids.clone(),
                 ..EventFilter::default()
             },
-            _ => {
-                return Err(refuse(
-                    StatusCode::BAD_REQUEST,
-                    "give either ids or a filter",
-                ))
-            }
+            _ => return Err(BadRequest("give either ids or a filter".into())),
         };
         f.status = Some(Status::Failed);
         f.page = None;
@@ -382,7 +450,7 @@ pub(crate) async fn replay(
 ) -> Response {
     let filter = match body.filter() {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let who = actor(client.map(|c| c.0 .0));
     in_batches(&d, || d.store.replay_failed(&filter, BATCH, &who)).await
@@ -395,7 +463,7 @@ pub(crate) async fn purge(
 ) -> Response {
     let filter = match body.filter() {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let who = actor(client.map(|c| c.0 .0));
     in_batches(&d, || d.store.purge_failed(&filter, BATCH, &who, false)).await

@@ -160,9 +160,7 @@ fn from_counts(
     now.iter()
         .map(|k| {
             let b = before.get(&k.routing_key);
-            let rate = |now: i64, then: Option<i64>| {
-                then.map(|t| (now - t).max(0) as f64 / secs)
-            };
+            let rate = |now: i64, then: Option<i64>| then.map(|t| (now - t).max(0) as f64 / secs);
             let point = KeyPoint {
                 backlog: Some(k.pending),
                 delivered: if sent_exact {

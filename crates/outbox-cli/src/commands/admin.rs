@@ -74,7 +74,9 @@ pub async fn start(
                 }
                 None => (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    axum::Json(json!({"error": "the dashboard starts once the schema check has passed"})),
+                    axum::Json(
+                        json!({"error": "the dashboard starts once the schema check has passed"}),
+                    ),
                 )
                     .into_response(),
             }
@@ -113,8 +115,10 @@ pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router) {
             drop(stream);
             continue;
         };
-        let service =
-            hyper_util::service::TowerToHyperService::new(outbox_web::with_client(app.clone(), client));
+        let service = hyper_util::service::TowerToHyperService::new(outbox_web::with_client(
+            app.clone(),
+            client,
+        ));
         tokio::spawn(async move {
             let _slot = slot;
             let connection = hyper::server::conn::http1::Builder::new()

@@ -214,10 +214,9 @@ pub async fn open_dashboard_store(
         (StoreKind::Sqlite, _) => Box::new(open_sqlite(config)?),
     };
     if config.database.owner == SchemaOwner::App {
-        let res = store
-            .adopt(&config.database.overrides)
-            .await
-            .map_err(|e| Failure::new(EXIT_FAILURE, format!("cannot read the app's tables: {e}")))?;
+        let res = store.adopt(&config.database.overrides).await.map_err(|e| {
+            Failure::new(EXIT_FAILURE, format!("cannot read the app's tables: {e}"))
+        })?;
         if !res.usable {
             return Err(Failure::new(
                 EXIT_FAILURE,

@@ -349,7 +349,10 @@ fn the_admin_section_takes_an_address_and_names_a_bad_one() {
 
 #[test]
 fn the_dashboard_needs_a_token_off_loopback_and_for_actions() {
-    let e = env(&[("AUDIT_TOKEN", "t"), ("ADMIN_TOKEN", "0123456789abcdef0123")]);
+    let e = env(&[
+        ("AUDIT_TOKEN", "t"),
+        ("ADMIN_TOKEN", "0123456789abcdef0123"),
+    ]);
     let admin = |lines: &str| format!("{GOOD}\n[admin]\n{lines}\n");
     let c = check(
         &admin("listen = \"0.0.0.0:9090\"\ndashboard = true\ntoken = \"${ADMIN_TOKEN}\"\nactions = true\nstatement_timeout = \"2s\""),
@@ -363,17 +366,29 @@ fn the_dashboard_needs_a_token_off_loopback_and_for_actions() {
     assert_eq!(c.statement_timeout, std::time::Duration::from_secs(2));
     let found = issues(&admin("listen = \"0.0.0.0:9090\"\ndashboard = true"), &e);
     assert!(
-        found.iter().any(|f| f.starts_with("admin.token: is required for the dashboard on 0.0.0.0:9090")),
+        found
+            .iter()
+            .any(|f| f.starts_with("admin.token: is required for the dashboard on 0.0.0.0:9090")),
         "{found:?}"
     );
-    let found = issues(&admin("listen = \"127.0.0.1:9090\"\ndashboard = true\nactions = true"), &e);
+    let found = issues(
+        &admin("listen = \"127.0.0.1:9090\"\ndashboard = true\nactions = true"),
+        &e,
+    );
     assert!(
-        found.iter().any(|f| f.starts_with("admin.actions: needs a token")),
+        found
+            .iter()
+            .any(|f| f.starts_with("admin.actions: needs a token")),
         "{found:?}"
     );
-    let found = issues(&admin("listen = \"127.0.0.1:9090\"\ndashboard = true\ntoken = \"short\""), &e);
+    let found = issues(
+        &admin("listen = \"127.0.0.1:9090\"\ndashboard = true\ntoken = \"short\""),
+        &e,
+    );
     assert!(
-        found.iter().any(|f| f.starts_with("admin.token: is shorter than 16")),
+        found
+            .iter()
+            .any(|f| f.starts_with("admin.token: is shorter than 16")),
         "{found:?}"
     );
     // On loopback without a token: read-only and allowed.

@@ -253,10 +253,15 @@ impl Operator for PgStore {
     /// The planner's estimate of the table's rows: from its current size and density, so
     /// it holds even where the table was never analyzed.
     async fn estimated_rows(&self) -> Result<Option<i64>, StoreError> {
-        let sql = format!("EXPLAIN (FORMAT JSON) SELECT 1 FROM {}", self.layout.events());
+        let sql = format!(
+            "EXPLAIN (FORMAT JSON) SELECT 1 FROM {}",
+            self.layout.events()
+        );
         let client = self.client().await?;
         let row = client.query_one(&sql, &[]).await.map_err(classify)?;
-        let plan: Value = row.try_get(0).map_err(|e| StoreError::Query(e.to_string()))?;
+        let plan: Value = row
+            .try_get(0)
+            .map_err(|e| StoreError::Query(e.to_string()))?;
         Ok(plan[0]["Plan"]["Plan Rows"].as_f64().map(|n| n as i64))
     }
 
