@@ -481,9 +481,6 @@ fn read_admin(t: &Table, issues: &mut Vec<Issue>) -> Option<AdminConfig> {
             "needs a token: set [admin] token = \"${OUTBOX_ADMIN_TOKEN}\" (every action must carry it)",
         );
     }
-    if actions && !dashboard {
-        s.issue("actions", "is for the dashboard: set dashboard = true too");
-    }
     let listen = s.required_string("listen", "127.0.0.1:9090")?;
     let listen: std::net::SocketAddr = match listen.parse() {
         Ok(addr) => addr,

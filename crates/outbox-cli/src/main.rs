@@ -92,8 +92,8 @@ enum Command {
     /// Serve the web dashboard without running a worker (token, actions and timeouts from
     /// [admin]).
     Dashboard {
-        /// Where to listen (default: [admin] listen, else 127.0.0.1:9090). Off loopback,
-        /// [admin] token is required.
+        /// Where to listen (default 127.0.0.1:9091, beside a worker's admin listener). Off
+        /// loopback, [admin] token is required.
         #[arg(long)]
         listen: Option<String>,
     },

@@ -327,7 +327,8 @@ async fn the_standalone_dashboard_shows_payloads_as_stored() {
         db.url(),
         admin_section(port)
     );
-    let mut dash = WorkerProcess::start_with_args(&config, &["dashboard"]);
+    let listen = format!("127.0.0.1:{port}");
+    let mut dash = WorkerProcess::start_with_args(&config, &["dashboard", "--listen", &listen]);
     let base = format!("http://127.0.0.1:{port}/");
     wait_for("the dashboard to answer", LONG, || async {
         reqwest_status(&format!("{base}api/overview"), Some(TOKEN)).await == Some(200)
@@ -395,7 +396,8 @@ async fn a_slow_read_is_cut_at_the_statement_timeout() {
         db.url,
         admin_section(port)
     );
-    let mut dash = WorkerProcess::start_with_args(&config, &["dashboard"]);
+    let listen = format!("127.0.0.1:{port}");
+    let mut dash = WorkerProcess::start_with_args(&config, &["dashboard", "--listen", &listen]);
     let base = format!("http://127.0.0.1:{port}/");
     wait_for("the dashboard to answer", LONG, || async {
         reqwest_status(&format!("{base}api/overview"), Some(TOKEN)).await == Some(200)

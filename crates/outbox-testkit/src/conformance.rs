@@ -613,7 +613,8 @@ pub async fn check_dashboard_reads(f: &dyn Fixture) {
     };
     assert_eq!(k(&all), (2, 0, 1, 2));
     assert_eq!(k(&unsent), (2, 0, 0, 2));
-    assert!(s.estimated_rows().await.unwrap().is_some_and(|n| n >= 0));
+    // A store may keep no estimate (SQLite); one it gives is a row count.
+    assert!(s.estimated_rows().await.unwrap().is_none_or(|n| n >= 0));
 }
 
 /// The lease reaper's look-up finds only leases that ran out, oldest first, up to its

@@ -349,7 +349,7 @@ async function runAction({ text, ok, action, body, done }) {
   if (!(await confirmAction(text, ok))) return false;
   try {
     const res = await postAction(action, body);
-    showNotice(done(res));
+    showNotice(done(res) + (res.more ? ' (more match: run it again for the rest)' : ''));
   } catch (e) {
     showError(e);
     return false;
@@ -778,10 +778,13 @@ function eventsView(query) {
       renderActions(meta);
       const q = new URLSearchParams(filters);
       if (before) q.set('before', before);
-      const [list, count] = await Promise.all([
+      // The count may time out on a very large table; the list still shows.
+      const [listed, counted] = await Promise.allSettled([
         getJson(`/api/events?${q}`), getJson(`/api/count?${new URLSearchParams(filters)}`)]);
       if (stale()) return;
-      $('#count').textContent = fmtNum(count.count);
+      if (listed.status === 'rejected') throw listed.reason;
+      const list = listed.value;
+      $('#count').textContent = counted.status === 'fulfilled' ? fmtNum(counted.value.count) : '?';
       const next = $('#next');
       next.hidden = !list.next;
       next.onclick = () => goPage(list.next);

@@ -55,6 +55,9 @@ type Client = Option<Extension<ConnectInfo<SocketAddr>>>;
 
 /// Events acted on per statement by the bulk actions.
 const BATCH: i64 = 500;
+/// Most events one action request changes (well inside the listener's 60 s per
+/// connection); the answer says when more matched.
+const MOST_PER_REQUEST: usize = 10_000;
 /// `lastError` in a listing is cut to this many characters.
 const ERROR_IN_LIST: usize = 300;
 
@@ -337,11 +340,14 @@ pub(crate) async fn events(State(d): State<Dashboard>, Query(q): Query<FilterQue
         Ok(l) => l,
         Err(r) => return r,
     };
+    // Whatever type the id column has (an integer comes as a JSON number).
     let next = (listed.len() as i64 == limit)
         .then(|| {
-            listed
-                .last()
-                .and_then(|e| e["id"].as_str().map(str::to_string))
+            listed.last().and_then(|e| match &e["id"] {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
         })
         .flatten();
     let events: Vec<Value> = listed
@@ -420,27 +426,73 @@ impl Selection {
     }
 }
 
-/// Runs a bulk action batch by batch until a batch comes back short.
-async fn in_batches<F, Fut>(d: &Dashboard, mut one: F) -> Response
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Vec<String>, StoreError>>,
-{
-    let mut done = Vec::new();
+/// The FAILED events an action is about, fixed before it starts (an event that fails again
+/// while the action runs is not acted on twice), at most [`MOST_PER_REQUEST`]; and whether
+/// more matched.
+async fn selected(d: &Dashboard, filter: &EventFilter) -> Result<(Vec<String>, bool), Response> {
+    if !filter.ids.is_empty() {
+        let mut ids = filter.ids.clone();
+        ids.sort();
+        ids.dedup();
+        let more = ids.len() > MOST_PER_REQUEST;
+        ids.truncate(MOST_PER_REQUEST);
+        return Ok((ids, more));
+    }
+    let mut ids: Vec<String> = Vec::new();
     loop {
-        match timed(d, one()).await {
-            Ok(ids) => {
-                let last = (ids.len() as i64) < BATCH;
-                done.extend(ids);
-                if last {
-                    break;
-                }
-            }
-            Err(r) if done.is_empty() => return r,
-            Err(_) => break,
+        let after = ids.last().cloned();
+        let page = timed(d, d.store.matching_ids(filter, after.as_deref(), BATCH)).await?;
+        let last = (page.len() as i64) < BATCH;
+        ids.extend(page);
+        if last {
+            return Ok((ids, false));
+        }
+        if ids.len() >= MOST_PER_REQUEST {
+            ids.truncate(MOST_PER_REQUEST);
+            return Ok((ids, true));
         }
     }
-    Json(json!({ "done": done.len(), "ids": done })).into_response()
+}
+
+/// Acts on `selection`'s events [`BATCH`] at a time through `one` (given a filter of those
+/// ids). A failure part way answers 503 with how many were done.
+async fn act<F, Fut>(d: &Dashboard, selection: &Selection, mut one: F) -> Response
+where
+    F: FnMut(EventFilter) -> Fut,
+    Fut: Future<Output = Result<Vec<String>, StoreError>>,
+{
+    let filter = match selection.filter() {
+        Ok(f) => f,
+        Err(r) => return r.into_response(),
+    };
+    let (ids, more) = match selected(d, &filter).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let mut done: Vec<String> = Vec::new();
+    for chunk in ids.chunks(BATCH as usize) {
+        let these = EventFilter {
+            ids: chunk.to_vec(),
+            status: Some(Status::Failed),
+            ..EventFilter::default()
+        };
+        match timed(d, one(these)).await {
+            Ok(changed) => done.extend(changed),
+            Err(r) if done.is_empty() => return r,
+            Err(_) => {
+                let why = format!(
+                    "stopped after {} events: the database call failed; run it again for the rest",
+                    done.len()
+                );
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({ "error": why, "done": done.len() })),
+                )
+                    .into_response();
+            }
+        }
+    }
+    Json(json!({ "done": done.len(), "ids": done, "more": more })).into_response()
 }
 
 pub(crate) async fn replay(
@@ -448,12 +500,13 @@ pub(crate) async fn replay(
     client: Client,
     Json(body): Json<Selection>,
 ) -> Response {
-    let filter = match body.filter() {
-        Ok(f) => f,
-        Err(r) => return r.into_response(),
-    };
     let who = actor(client.map(|c| c.0 .0));
-    in_batches(&d, || d.store.replay_failed(&filter, BATCH, &who)).await
+    let store = d.store.clone();
+    act(&d, &body, |f| {
+        let (store, who) = (store.clone(), who.clone());
+        async move { store.replay_failed(&f, BATCH, &who).await }
+    })
+    .await
 }
 
 pub(crate) async fn purge(
@@ -461,12 +514,13 @@ pub(crate) async fn purge(
     client: Client,
     Json(body): Json<Selection>,
 ) -> Response {
-    let filter = match body.filter() {
-        Ok(f) => f,
-        Err(r) => return r.into_response(),
-    };
     let who = actor(client.map(|c| c.0 .0));
-    in_batches(&d, || d.store.purge_failed(&filter, BATCH, &who, false)).await
+    let store = d.store.clone();
+    act(&d, &body, |f| {
+        let (store, who) = (store.clone(), who.clone());
+        async move { store.purge_failed(&f, BATCH, &who, false).await }
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]

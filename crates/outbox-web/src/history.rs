@@ -94,15 +94,23 @@ impl History {
     }
 }
 
-/// The `q` quantile of latencies from the difference of two cumulative histograms (upper
-/// bounds `bounds`), interpolated inside its bucket; `None` when nothing fell between.
-pub fn quantile(bounds: &[f64], before: &[u64], now: &[u64], q: f64) -> Option<f64> {
+/// One cumulative latency histogram: the counts at or under each bound, and the total.
+pub struct Cumulative<'a> {
+    pub counts: &'a [u64],
+    pub total: u64,
+}
+
+/// The `q` quantile of the latencies observed between two cumulative histograms (upper
+/// bounds `bounds`), interpolated inside its bucket, or the last bound when it lies past
+/// it; `None` when nothing was observed between.
+pub fn quantile(bounds: &[f64], before: &Cumulative, now: &Cumulative, q: f64) -> Option<f64> {
     let counts: Vec<u64> = now
+        .counts
         .iter()
         .enumerate()
-        .map(|(i, n)| n.saturating_sub(before.get(i).copied().unwrap_or(0)))
+        .map(|(i, n)| n.saturating_sub(before.counts.get(i).copied().unwrap_or(0)))
         .collect();
-    let total = *counts.last()?;
+    let total = now.total.saturating_sub(before.total);
     if total == 0 {
         return None;
     }
@@ -135,14 +143,20 @@ fn from_metrics(before: &Snapshot, now: &Snapshot, secs: f64) -> BTreeMap<String
             let rate = |now: u64, then: Option<u64>| {
                 Some(now.saturating_sub(then.unwrap_or(0)) as f64 / secs)
             };
-            let empty = Vec::new();
-            let then = b.map_or(&empty, |b| &b.latency_counts);
+            let then = Cumulative {
+                counts: b.map_or(&[][..], |b| &b.latency_counts),
+                total: b.map_or(0, |b| b.latency_total),
+            };
+            let now = Cumulative {
+                counts: &k.latency_counts,
+                total: k.latency_total,
+            };
             let point = KeyPoint {
                 backlog: k.pending,
                 delivered: rate(k.delivered, b.map(|b| b.delivered)),
                 failed: rate(k.failed, b.map(|b| b.failed)),
-                p50: quantile(k.latency_bounds, then, &k.latency_counts, 0.5),
-                p95: quantile(k.latency_bounds, then, &k.latency_counts, 0.95),
+                p50: quantile(k.latency_bounds, &then, &now, 0.5),
+                p95: quantile(k.latency_bounds, &then, &now, 0.95),
             };
             (key.clone(), point)
         })
@@ -190,6 +204,7 @@ pub async fn sample(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_metrics: Option<(Snapshot, std::time::Instant)> = None;
     let mut last_counts: BTreeMap<String, outbox_core::KeyStats> = BTreeMap::new();
+    let mut last_exact = false;
     let mut last_at: Option<std::time::Instant> = None;
     loop {
         tick.tick().await;
@@ -217,8 +232,13 @@ pub async fn sample(
         };
         if let Some(then) = last_at {
             let secs = now.duration_since(then).as_secs_f64().max(0.001);
-            history.push(at, from_counts(&last_counts, &stats, exact, secs));
+            // A rate of SENT rows needs both counts exact (an estimate counts none).
+            history.push(
+                at,
+                from_counts(&last_counts, &stats, exact && last_exact, secs),
+            );
         }
+        last_exact = exact;
         last_counts = stats
             .into_iter()
             .map(|k| (k.routing_key.clone(), k))
@@ -234,14 +254,20 @@ mod tests {
     #[test]
     fn quantiles_interpolate_inside_the_bucket_of_the_difference() {
         let bounds = [0.01, 0.1, 1.0];
+        let at = |counts: &'static [u64], total| Cumulative { counts, total };
         // Before: 10 fast ones. Now: 10 more fast ones and 10 between 0.1 s and 1 s.
-        let before = [10, 10, 10];
-        let now = [20, 20, 30];
+        let before = at(&[10, 10, 10], 10);
+        let now = at(&[20, 20, 30], 30);
         let p50 = quantile(&bounds, &before, &now, 0.5).unwrap();
         assert!((p50 - 0.01).abs() < 1e-9, "{p50}");
         let p95 = quantile(&bounds, &before, &now, 0.95).unwrap();
         assert!(p95 > 0.1 && p95 < 1.0, "{p95}");
         assert_eq!(quantile(&bounds, &now, &now, 0.5), None);
+        // Latencies past the last bound (a backlog drained after a long outage) count.
+        let late = at(&[20, 20, 30], 50);
+        assert_eq!(quantile(&bounds, &now, &late, 0.5), Some(1.0));
+        let mixed = at(&[30, 30, 40], 50);
+        assert_eq!(quantile(&bounds, &now, &mixed, 0.95), Some(1.0));
     }
 
     #[test]

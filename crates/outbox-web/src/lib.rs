@@ -168,6 +168,16 @@ async fn guard(State(d): State<Dashboard>, request: Request, next: Next) -> Resp
                 "this dashboard has no token and serves loopback clients only",
             );
         }
+        // A page of another site whose name was made to point at 127.0.0.1 (DNS rebinding)
+        // sends its own name: without a token, only loopback names are served.
+        None if !names_loopback(headers, header::HOST, false)
+            || !names_loopback(headers, header::ORIGIN, true) =>
+        {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "this dashboard has no token: open it as localhost, 127.0.0.1 or [::1]",
+            );
+        }
         None => {}
     }
     if request.method() == axum::http::Method::POST {
@@ -194,6 +204,28 @@ async fn guard(State(d): State<Dashboard>, request: Request, next: Next) -> Resp
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// Whether the `name` header (Host, or Origin with its scheme) names this machine's loopback:
+/// `localhost`, `127.x.x.x` or `[::1]`, with any port. An absent Origin is fine when
+/// `optional`.
+fn names_loopback(
+    headers: &axum::http::HeaderMap,
+    name: header::HeaderName,
+    optional: bool,
+) -> bool {
+    let Some(value) = headers.get(&name).and_then(|v| v.to_str().ok()) else {
+        return optional;
+    };
+    let authority = value.split_once("://").map_or(value, |(_, rest)| rest);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or("", |(h, _)| h),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Compares without stopping at the first difference.

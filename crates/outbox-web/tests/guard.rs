@@ -30,7 +30,7 @@ async fn call(router: &axum::Router, client: &str, request: Request<Body>) -> St
 }
 
 fn get(path: &str, token: Option<&str>) -> Request<Body> {
-    let mut r = Request::get(path);
+    let mut r = Request::get(path).header("host", "127.0.0.1:9090");
     if let Some(t) = token {
         r = r.header("authorization", format!("Bearer {t}"));
     }
@@ -39,6 +39,7 @@ fn get(path: &str, token: Option<&str>) -> Request<Body> {
 
 fn pause(token: &str, content_type: &str, marked: bool) -> Request<Body> {
     let mut r = Request::post("/api/actions/pause")
+        .header("host", "127.0.0.1:9090")
         .header("authorization", format!("Bearer {token}"))
         .header("content-type", content_type);
     if marked {
@@ -63,6 +64,29 @@ async fn without_a_token_only_loopback_clients_are_served() {
         call(&router, "10.1.2.3:5000", get("/api/overview", None)).await,
         StatusCode::UNAUTHORIZED
     );
+    // A page of another site resolved to 127.0.0.1 (DNS rebinding) names its own host.
+    let rebound = Request::get("/api/overview")
+        .header("host", "evil.example:9090")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        call(&router, "127.0.0.1:5000", rebound).await,
+        StatusCode::FORBIDDEN
+    );
+    let foreign = Request::get("/api/overview")
+        .header("host", "localhost:9090")
+        .header("origin", "http://evil.example")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        call(&router, "127.0.0.1:5000", foreign).await,
+        StatusCode::FORBIDDEN
+    );
+    let ipv6 = Request::get("/api/overview")
+        .header("host", "[::1]:9090")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&router, "[::1]:5000", ipv6).await, StatusCode::OK);
     // Read-only: an action is refused even from loopback.
     assert_eq!(
         call(

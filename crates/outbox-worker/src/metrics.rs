@@ -113,6 +113,8 @@ pub struct KeySnapshot {
     /// fell at or under each (cumulative, as Prometheus keeps them).
     pub latency_bounds: &'static [f64],
     pub latency_counts: Vec<u64>,
+    /// All latencies observed, past the last bound too.
+    pub latency_total: u64,
     /// PENDING events at the last sample, if sampled.
     pub pending: Option<i64>,
 }
@@ -283,6 +285,7 @@ impl Metrics {
         for (key, h) in &s.latency {
             if let Some(k) = keys.get_mut(key) {
                 k.latency_counts = h.counts.clone();
+                k.latency_total = h.count;
             }
         }
         if s.pending_sampled {

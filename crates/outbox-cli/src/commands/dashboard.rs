@@ -1,6 +1,6 @@
 //! `outbox dashboard`: the dashboard alone, for looking at an outbox without running a
 //! worker. Token, actions and timeouts come from `[admin]`; the address from `--listen`,
-//! else `[admin] listen`, else 127.0.0.1:9090.
+//! else 127.0.0.1:9091 (beside a worker's admin listener on 9090, with the same config).
 
 use super::{admin, open_dashboard_store, origin};
 use crate::config::Config;
@@ -22,9 +22,7 @@ pub async fn dashboard(config: Config, listen: Option<String>) -> Result<u8, Fai
                 "--listen '{l}' is not an address:port; use e.g. 127.0.0.1:9090"
             ))
         })?,
-        None => admin_config
-            .as_ref()
-            .map_or_else(|| ([127, 0, 0, 1], 9090).into(), |a| a.listen),
+        None => ([127, 0, 0, 1], 9091).into(),
     };
     let options = match &admin_config {
         Some(a) => a.dashboard_options(&config.routes),

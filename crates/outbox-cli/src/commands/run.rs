@@ -258,9 +258,17 @@ pub async fn run(config: Config, skip_schema_check: bool) -> Result<u8, Failure>
     if let (Some((slot, metrics)), Some(admin)) = (dashboard, &config.admin) {
         // The dashboard reads through a store of its own, its statements cut at the
         // statement timeout, so a heavy page never takes the worker's connections.
-        let store = super::open_dashboard_store(&config, admin.statement_timeout).await?;
-        let options = admin.dashboard_options(&config.routes);
-        let _ = slot.set(outbox_web::Dashboard::new(store, Some(metrics), options).router());
+        // A dashboard that cannot start must not stop the deliveries: it answers 503.
+        match super::open_dashboard_store(&config, admin.statement_timeout).await {
+            Ok(store) => {
+                let options = admin.dashboard_options(&config.routes);
+                let _ =
+                    slot.set(outbox_web::Dashboard::new(store, Some(metrics), options).router());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.message, "The dashboard cannot start; the worker runs without it")
+            }
+        }
     }
     let mut worker = outbox_worker::Worker::new(Arc::<dyn Backend>::from(store), options);
     for (key, sink_name) in &config.routes {

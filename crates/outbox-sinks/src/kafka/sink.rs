@@ -14,7 +14,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Produces to Kafka through one producer, made at the first delivery and kept (librdkafka
@@ -29,7 +29,7 @@ pub struct KafkaSink {
     properties: BTreeMap<String, String>,
     /// The producer and its generation: one that stopped delivering (a delivery timed out,
     /// or librdkafka reported a fatal error) is replaced at the next delivery.
-    producer: Mutex<Option<(FutureProducer, u64)>>,
+    producer: Mutex<Option<(Arc<Handle>, u64)>>,
     generations: AtomicU64,
 }
 
@@ -80,7 +80,7 @@ impl KafkaSink {
         c
     }
 
-    fn producer(&self) -> Result<(FutureProducer, u64), String> {
+    fn producer(&self) -> Result<(Arc<Handle>, u64), String> {
         let mut slot = self.producer.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((p, g)) = slot.as_ref() {
             return Ok((p.clone(), *g));
@@ -92,6 +92,7 @@ impl KafkaSink {
             )
         })?;
         let g = self.generations.fetch_add(1, Ordering::Relaxed);
+        let p = Arc::new(Handle(Some(p)));
         *slot = Some((p.clone(), g));
         Ok((p, g))
     }
@@ -164,6 +165,33 @@ impl KafkaSink {
             ));
         }
         self.encoding.bytes(claimed)
+    }
+}
+
+/// A producer shared by the deliveries that use it. Its last handle is destroyed on a
+/// blocking thread: dropping a librdkafka producer purges and flushes its queue (up to
+/// 500 ms) and joins its threads, which must never hold up a thread of the async runtime
+/// (a stalled runtime thread can stall the claim loop with it).
+struct Handle(Option<FutureProducer>);
+
+impl std::ops::Deref for Handle {
+    type Target = FutureProducer;
+    fn deref(&self) -> &FutureProducer {
+        self.0
+            .as_ref()
+            .expect("the producer is there until the handle is dropped")
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let Some(p) = self.0.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(move || drop(p));
+            }
+            Err(_) => drop(p),
+        }
     }
 }
 

@@ -210,8 +210,9 @@ impl MysqlStore {
         MysqlStore::with_statement_timeout(url, pool_size, None)
     }
 
-    /// [`MysqlStore::new`], with every statement cut after `timeout` when given (MariaDB's
-    /// `max_statement_time`; MySQL's `max_execution_time`, which cuts reads only).
+    /// [`MysqlStore::new`] for the dashboard's reads: with `timeout`, every statement is cut
+    /// after it (MariaDB's `max_statement_time`; MySQL's `max_execution_time`, which cuts
+    /// reads only) and table statistics are read fresh.
     pub fn with_statement_timeout(
         url: &str,
         pool_size: usize,
@@ -251,6 +252,9 @@ impl MysqlStore {
                 "/*!80000 SET SESSION max_execution_time = {} */",
                 t.as_millis().max(1)
             ));
+            // MySQL 8 caches table statistics for a day by default: the dashboard's row
+            // estimate must be today's.
+            init.push("/*!80000 SET SESSION information_schema_stats_expiry = 0 */".into());
         }
         let opts = OptsBuilder::from_opts(opts)
             .init(init)

@@ -168,15 +168,16 @@ impl Operator for MysqlStore {
         f: &EventFilter,
         limit: i64,
     ) -> Result<Vec<ListedEvent>, StoreError> {
-        let order = if f.status == Some(Status::Failed) && f.page.is_none() {
-            "e.{e.processedAt} DESC, e.{e.occurredAt} DESC"
-        } else {
-            "e.{e.occurredAt} DESC, e.{e.id} DESC"
+        // Pages go by (occurredAt, id), a missing occurredAt as the oldest.
+        let order = match (&f.page, f.status) {
+            (Some(_), _) => "COALESCE(e.{e.occurredAt}, '1000-01-01') DESC, e.{e.id} DESC",
+            (None, Some(Status::Failed)) => "e.{e.processedAt} DESC, e.{e.occurredAt} DESC",
+            (None, _) => "e.{e.occurredAt} DESC, e.{e.id} DESC",
         };
         let (mut cond, mut params) = filter(f);
         if let Some(after) = f.page_after() {
             cond.push_str(
-                " AND (e.{e.occurredAt}, e.{e.id}) < (SELECT c.{e.occurredAt}, c.{e.id} FROM {E} AS c WHERE c.{e.id} = ?)",
+                " AND (COALESCE(e.{e.occurredAt}, '1000-01-01'), e.{e.id}) < (SELECT COALESCE(c.{e.occurredAt}, '1000-01-01'), c.{e.id} FROM {E} AS c WHERE c.{e.id} = ?)",
             );
             params.push(after.to_value());
         }
@@ -235,10 +236,12 @@ impl Operator for MysqlStore {
     }
 
     async fn stats(&self, sent: bool) -> Result<Vec<KeyStats>, StoreError> {
-        let only = if sent {
-            ""
+        // Without SENT: one arm per state, so each is read through its own index.
+        let source = if sent {
+            "{E}"
         } else {
-            "WHERE {e.status} IN ('PENDING', 'PROCESSING', 'FAILED')"
+            "(SELECT * FROM {E} WHERE {e.status} = 'PENDING' UNION ALL SELECT * FROM {E} WHERE {e.status} = 'PROCESSING'
+              UNION ALL SELECT * FROM {E} WHERE {e.status} = 'FAILED') AS u"
         };
         let mut c = self.conn().await?;
         let rows: Vec<Row> = c
@@ -247,7 +250,7 @@ impl Operator for MysqlStore {
                         SUM({{e.status}} = 'PENDING'), SUM({{e.status}} = 'PROCESSING'), SUM({{e.status}} = 'SENT'),
                         SUM({{e.status}} = 'FAILED'), SUM({{e.status}} = 'PENDING' AND {{e.retryCount}} > 0),
                         TIMESTAMPDIFF(MICROSECOND, MIN(CASE WHEN {{e.status}} = 'PENDING' THEN {{e.occurredAt}} END), NOW(3)) / 1e6
-                   FROM {{E}} {only} GROUP BY 1 ORDER BY 1",
+                   FROM {source} GROUP BY 1 ORDER BY 1",
             )))
             .await
             .map_err(classify)?;

@@ -136,20 +136,29 @@ impl Operator for PgStore {
         limit: i64,
     ) -> Result<Vec<ListedEvent>, StoreError> {
         let l = &self.layout;
-        let failed = filter.status == Some(Status::Failed) && filter.page.is_none();
-        // A page after an event: what sorts after it, found by its stored values (no
-        // timestamp goes through text and back).
+        let failed = filter.status == Some(Status::Failed);
+        // Pages go by (occurredAt, id), a missing occurredAt as the oldest; a page after an
+        // event starts after its stored values (no timestamp goes through text and back).
         let id = l.ev("id");
+        let key = |alias: &str| {
+            format!(
+                "COALESCE({}, '-infinity'::timestamptz)",
+                l.ts_read(alias, "occurredAt")
+            )
+        };
+        let order = match filter.page {
+            Some(_) => format!("{} DESC, e.{id} DESC", key("e")),
+            None => l.newest_first("e", failed),
+        };
         let sql = format!(
             "SELECT {} FROM {ev} AS e WHERE {} \
-               AND ($8::text IS NULL OR ({occ}, e.{id}) < (SELECT {occ_c}, c.{id} FROM {ev} AS c WHERE c.{id}::text = $8::text)) \
-             ORDER BY {} LIMIT $7",
+               AND ($8::text IS NULL OR ({key_e}, e.{id}) < (SELECT {key_c}, c.{id} FROM {ev} AS c WHERE c.{id}::text = $8::text)) \
+             ORDER BY {order} LIMIT $7",
             l.event_json("e"),
             l.filter_sql("e"),
-            l.newest_first("e", failed),
             ev = l.events(),
-            occ = l.ts_read("e", "occurredAt"),
-            occ_c = l.ts_read("c", "occurredAt"),
+            key_e = key("e"),
+            key_c = key("c"),
         );
         let mut params = filter_params(filter);
         params.push(Box::new(limit));
@@ -205,14 +214,21 @@ impl Operator for PgStore {
     async fn stats(&self, sent: bool) -> Result<Vec<KeyStats>, StoreError> {
         let l = &self.layout;
         let status = l.ev("status");
-        let only = if sent {
-            String::new()
+        // Without SENT: one arm per state, so each is read through its own (partial) index.
+        let source = if sent {
+            format!("{} AS e", l.events())
         } else {
-            let states: Vec<String> = ["'PENDING'", "'PROCESSING'", "'FAILED'"]
+            let arms: Vec<String> = ["'PENDING'", "'PROCESSING'", "'FAILED'"]
                 .iter()
-                .map(|s| l.status_value(s))
+                .map(|s| {
+                    format!(
+                        "SELECT * FROM {} WHERE {status} = {}",
+                        l.events(),
+                        l.status_value(s)
+                    )
+                })
                 .collect();
-            format!("WHERE e.{status} IN ({})", states.join(", "))
+            format!("({}) AS e", arms.join(" UNION ALL "))
         };
         let sql = format!(
             "SELECT e.{routing}::text,
@@ -222,7 +238,7 @@ impl Operator for PgStore {
                     count(*) FILTER (WHERE e.{status}::text = 'FAILED')::int8,
                     count(*) FILTER (WHERE e.{status}::text = 'PENDING' AND e.{retry} > 0)::int8,
                     {oldest}
-               FROM {ev} AS e {only} GROUP BY 1 ORDER BY 1",
+               FROM {source} GROUP BY 1 ORDER BY 1",
             oldest = super::layout::seconds_between(
                 "now()",
                 &format!(
@@ -232,7 +248,6 @@ impl Operator for PgStore {
             ),
             routing = l.ev("routingKey"),
             retry = l.ev("retryCount"),
-            ev = l.events(),
         );
         let client = self.client().await?;
         let rows = client.query(&sql, &[]).await.map_err(classify)?;

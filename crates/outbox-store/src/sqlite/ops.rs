@@ -151,16 +151,17 @@ impl Operator for SqliteStore {
         filter: &EventFilter,
         limit: i64,
     ) -> Result<Vec<ListedEvent>, StoreError> {
-        let order = if filter.status == Some(Status::Failed) && filter.page.is_none() {
-            "MS(e.{e.processedAt}) DESC, MS(e.{e.occurredAt}) DESC"
-        } else {
-            "MS(e.{e.occurredAt}) DESC, e.{e.id} DESC"
+        // Pages go by (occurredAt, id), a missing or unreadable occurredAt as the oldest.
+        let order = match (&filter.page, filter.status) {
+            (Some(_), _) => "COALESCE(MS(e.{e.occurredAt}), -9e18) DESC, e.{e.id} DESC",
+            (None, Some(Status::Failed)) => "MS(e.{e.processedAt}) DESC, MS(e.{e.occurredAt}) DESC",
+            (None, _) => "MS(e.{e.occurredAt}) DESC, e.{e.id} DESC",
         };
         let sql = sql(
             &self.layout,
             &format!(
                 "SELECT {}, e.{{e.payload}} FROM {{E}} AS e WHERE $FILTER
-                   AND (?8 IS NULL OR (MS(e.{{e.occurredAt}}), e.{{e.id}}) < (SELECT MS(c.{{e.occurredAt}}), c.{{e.id}} FROM {{E}} AS c WHERE c.{{e.id}} = ?8))
+                   AND (?8 IS NULL OR (COALESCE(MS(e.{{e.occurredAt}}), -9e18), e.{{e.id}}) < (SELECT COALESCE(MS(c.{{e.occurredAt}}), -9e18), c.{{e.id}} FROM {{E}} AS c WHERE c.{{e.id}} = ?8))
                  ORDER BY {order} LIMIT ?7",
                 event_json()
             ),
@@ -214,10 +215,12 @@ impl Operator for SqliteStore {
     }
 
     async fn stats(&self, sent: bool) -> Result<Vec<KeyStats>, StoreError> {
-        let only = if sent {
-            ""
+        // Without SENT: one arm per state, so each is read through its own (partial) index.
+        let source = if sent {
+            "{E}"
         } else {
-            "WHERE {e.status} IN ('PENDING', 'PROCESSING', 'FAILED')"
+            "(SELECT * FROM {E} WHERE {e.status} = 'PENDING' UNION ALL SELECT * FROM {E} WHERE {e.status} = 'PROCESSING'
+              UNION ALL SELECT * FROM {E} WHERE {e.status} = 'FAILED')"
         };
         let sql = sql(
             &self.layout,
@@ -226,7 +229,7 @@ impl Operator for SqliteStore {
        sum({{e.status}} = 'PENDING'), sum({{e.status}} = 'PROCESSING'), sum({{e.status}} = 'SENT'),
        sum({{e.status}} = 'FAILED'), sum({{e.status}} = 'PENDING' AND {{e.retryCount}} > 0),
        ({{now}} - min(CASE WHEN {{e.status}} = 'PENDING' THEN MS({{e.occurredAt}}) END)) / 1000.0
-  FROM {{E}} {only} GROUP BY 1 ORDER BY 1"#
+  FROM {source} GROUP BY 1 ORDER BY 1"#
             ),
         );
         self.call(false, move |c| {
@@ -247,21 +250,11 @@ impl Operator for SqliteStore {
         .await
     }
 
-    /// The span of the table's rowids: an upper bound of its rows, read from the ends of
-    /// the b-tree (deleted rows in the middle are not subtracted); `None` for a table
-    /// without rowids.
+    /// SQLite keeps no row estimate of its own (its statistics exist only after ANALYZE,
+    /// and a table's rowid span overstates it once old rows are purged): a local file is
+    /// counted exactly.
     async fn estimated_rows(&self) -> Result<Option<i64>, StoreError> {
-        let sql = self
-            .layout
-            .render("SELECT max(rowid) - min(rowid) + 1 FROM {E}");
-        self.call(false, move |c| {
-            // A table without rowids cannot be read this way: no estimate.
-            Ok(c.prepare_cached(&sql)
-                .and_then(|mut s| s.query_row([], |r| r.get::<_, Option<i64>>(0)))
-                .ok()
-                .map(|span| span.unwrap_or(0)))
-        })
-        .await
+        Ok(None)
     }
 
     async fn leases(&self) -> Result<Vec<Lease>, StoreError> {
