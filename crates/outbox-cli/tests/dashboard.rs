@@ -79,9 +79,27 @@ impl Receiver {
 
 /// `[admin]` with the dashboard, its token and actions on `port`.
 fn admin_section(port: u16) -> String {
+    admin_section_on("127.0.0.1", port)
+}
+
+fn admin_section_on(host: &str, port: u16) -> String {
     format!(
-        "\n[admin]\nlisten = \"127.0.0.1:{port}\"\ndashboard = true\ntoken = \"{TOKEN}\"\nactions = true\n"
+        "\n[admin]\nlisten = \"{host}:{port}\"\ndashboard = true\ntoken = \"{TOKEN}\"\nactions = true\n"
     )
+}
+
+/// This machine's address on its network (not loopback): where a client on another host
+/// would reach it.
+fn outside_address() -> std::net::IpAddr {
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    // A UDP connect only picks the route; nothing is sent.
+    probe.connect("10.255.255.255:9").unwrap();
+    let ip = probe.local_addr().unwrap().ip();
+    assert!(
+        !ip.is_loopback() && !ip.is_unspecified(),
+        "no network address: {ip}"
+    );
+    ip
 }
 
 /// The SQL every store here accepts: double-quoted names become backticks on MySQL.
@@ -192,21 +210,49 @@ impl Db {
 
 /// A worker with the dashboard on `db`: returns it and the dashboard's address.
 async fn worker_with_dashboard(db: &Db, receiver: &Receiver) -> (WorkerProcess, String) {
+    worker_with_dashboard_on(db, receiver, "127.0.0.1", "127.0.0.1").await
+}
+
+/// [`worker_with_dashboard`] listening on `host`, reached at `reach`.
+async fn worker_with_dashboard_on(
+    db: &Db,
+    receiver: &Receiver,
+    host: &str,
+    reach: &str,
+) -> (WorkerProcess, String) {
     let port = free_port();
     let config = http_config(
         &db.url(),
         &receiver.server.url("/hook"),
         &[FAILING, OTHER],
         "",
-    ) + &admin_section(port);
+    ) + &admin_section_on(host, port);
     let worker = WorkerProcess::start(&config);
     worker.wait_started().await;
-    let base = format!("http://127.0.0.1:{port}/");
+    let base = format!("http://{reach}:{port}/");
     wait_for("the dashboard to answer", LONG, || async {
         reqwest_status(&format!("{base}api/overview"), Some(TOKEN)).await == Some(200)
     })
     .await;
     (worker, base)
+}
+
+/// `outbox dashboard` on `url` (with `admin_extra` lines in `[admin]`), answering: the
+/// process and the dashboard's address.
+async fn standalone(url: &str, admin_extra: &str) -> (WorkerProcess, String) {
+    let port = free_port();
+    let config = format!(
+        "[database]\nurl = \"{url}\"\n{}{admin_extra}",
+        admin_section(port)
+    );
+    let listen = format!("127.0.0.1:{port}");
+    let dash = WorkerProcess::start_with_args(&config, &["dashboard", "--listen", &listen]);
+    let base = format!("http://127.0.0.1:{port}/");
+    wait_for("the dashboard to answer", LONG, || async {
+        reqwest_status(&format!("{base}api/overview"), Some(TOKEN)).await == Some(200)
+    })
+    .await;
+    (dash, base)
 }
 
 /// The status of a GET, with the token when given.
@@ -270,14 +316,16 @@ async fn an_operator_replays_filters_and_pauses_on_mariadb() {
     operator_flow(Db::mysql().await).await;
 }
 
-/// Without the token the API answers 401 and the page asks for it; actions also need the
+/// Off loopback (listening on every address, reached at this machine's network address),
+/// without the token the API answers 401 and the page asks for it; actions also need the
 /// action header; with the token typed in, the page shows the outbox.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_without_the_token_is_refused() {
+async fn a_client_without_the_token_is_refused_off_loopback() {
     let db = Db::postgres().await;
     db.prepare().await;
     let receiver = Receiver::start("none", Duration::ZERO).await;
-    let (mut worker, base) = worker_with_dashboard(&db, &receiver).await;
+    let outside = outside_address().to_string();
+    let (mut worker, base) = worker_with_dashboard_on(&db, &receiver, "0.0.0.0", &outside).await;
     assert_eq!(
         reqwest_status(&format!("{base}api/overview"), None).await,
         Some(401)
@@ -321,19 +369,7 @@ async fn the_standalone_dashboard_shows_payloads_as_stored() {
     let payload = r#"{"big": 123456789012345678901234567890, "tiny": 1e-30, "frac": 0.14285714285714285714, "text": "ünïcødé \"quoted\""}"#;
     db.insert("p-1", OTHER, payload).await;
     db.insert("p-2", OTHER, "{}").await;
-    let port = free_port();
-    let config = format!(
-        "[database]\nurl = \"{}\"\n{}",
-        db.url(),
-        admin_section(port)
-    );
-    let listen = format!("127.0.0.1:{port}");
-    let mut dash = WorkerProcess::start_with_args(&config, &["dashboard", "--listen", &listen]);
-    let base = format!("http://127.0.0.1:{port}/");
-    wait_for("the dashboard to answer", LONG, || async {
-        reqwest_status(&format!("{base}api/overview"), Some(TOKEN)).await == Some(200)
-    })
-    .await;
+    let (mut dash, base) = standalone(&db.url(), "").await;
     browser("overview", &base, &[OTHER, "2", "0"], &[]).await;
     browser(
         "payload",
@@ -390,19 +426,7 @@ async fn a_screenshot_of_the_overview_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_read_is_cut_at_the_statement_timeout() {
     let db = TestDb::with_policies(&[]).await;
-    let port = free_port();
-    let config = format!(
-        "[database]\nurl = \"{}\"\n{}statement_timeout = \"1s\"\n",
-        db.url,
-        admin_section(port)
-    );
-    let listen = format!("127.0.0.1:{port}");
-    let mut dash = WorkerProcess::start_with_args(&config, &["dashboard", "--listen", &listen]);
-    let base = format!("http://127.0.0.1:{port}/");
-    wait_for("the dashboard to answer", LONG, || async {
-        reqwest_status(&format!("{base}api/overview"), Some(TOKEN)).await == Some(200)
-    })
-    .await;
+    let (mut dash, base) = standalone(&db.url, "statement_timeout = \"1s\"\n").await;
     let locker = db.client().await;
     locker
         .batch_execute(r#"BEGIN; LOCK TABLE "OutboxEvent" IN ACCESS EXCLUSIVE MODE"#)

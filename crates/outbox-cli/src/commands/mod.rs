@@ -213,17 +213,7 @@ pub async fn open_dashboard_store(
         }
         (StoreKind::Sqlite, _) => Box::new(open_sqlite(config)?),
     };
-    if config.database.owner == SchemaOwner::App {
-        let res = store.adopt(&config.database.overrides).await.map_err(|e| {
-            Failure::new(EXIT_FAILURE, format!("cannot read the app's tables: {e}"))
-        })?;
-        if !res.usable {
-            return Err(Failure::new(
-                EXIT_FAILURE,
-                "the app-owned tables cannot be used; run `outbox doctor` for the fixes",
-            ));
-        }
-    }
+    resolve_app_tables(&mut *store, config).await?;
     Ok(std::sync::Arc::from(store))
 }
 
@@ -244,6 +234,12 @@ pub fn require_worker_owned(config: &Config, command: &str) -> Result<(), Failur
 /// The backend, ready for operator queries: on app-owned tables, with the layout resolved.
 pub async fn query_store(config: &Config) -> Result<Box<dyn Backend>, Failure> {
     let mut store = open_backend(config)?;
+    resolve_app_tables(&mut *store, config).await?;
+    Ok(store)
+}
+
+/// On app-owned tables, resolves their names and columns (refusing unusable ones).
+async fn resolve_app_tables(store: &mut dyn Backend, config: &Config) -> Result<(), Failure> {
     if config.database.owner == SchemaOwner::App {
         let res = store.adopt(&config.database.overrides).await.map_err(|e| {
             Failure::new(EXIT_FAILURE, format!("cannot read the app's tables: {e}"))
@@ -255,7 +251,7 @@ pub async fn query_store(config: &Config) -> Result<Box<dyn Backend>, Failure> {
             ));
         }
     }
-    Ok(store)
+    Ok(())
 }
 
 /// A database failure of an operator command.
