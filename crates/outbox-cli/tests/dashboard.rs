@@ -360,8 +360,8 @@ async fn a_client_without_the_token_is_refused_off_loopback() {
     worker.stop().await;
 }
 
-/// `outbox dashboard` alone (no worker): counts, and a payload shown exactly as the database
-/// gives it (no number through a double).
+/// `outbox dashboard` alone (no worker): counts (SENT estimated past `exact_counts_up_to`),
+/// and a payload shown exactly as the database gives it (no number through a double).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_standalone_dashboard_shows_payloads_as_stored() {
     let db = Db::postgres().await;
@@ -369,7 +369,29 @@ async fn the_standalone_dashboard_shows_payloads_as_stored() {
     let payload = r#"{"big": 123456789012345678901234567890, "tiny": 1e-30, "frac": 0.14285714285714285714, "text": "ünïcødé \"quoted\""}"#;
     db.insert("p-1", OTHER, payload).await;
     db.insert("p-2", OTHER, "{}").await;
-    let (mut dash, base) = standalone(&db.url(), "").await;
+    // Past `exact_counts_up_to` rows (by the planner's estimate) SENT is estimated; the
+    // other counts stay exact.
+    let (mut dash, base) = standalone(&db.url(), "exact_counts_up_to = 0\n").await;
+    let text = reqwest::Client::new()
+        .get(format!("{base}api/overview"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let overview: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(overview["approximate"], true, "{overview}");
+    assert!(overview["totals"]["sent"].is_i64(), "{overview}");
+    let key = overview["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["routingKey"] == OTHER)
+        .unwrap();
+    assert_eq!(key["pending"], 2, "{overview}");
+    assert!(key["sent"].is_i64(), "a planner's estimate: {overview}");
     browser("overview", &base, &[OTHER, "2", "0"], &[]).await;
     browser(
         "payload",

@@ -178,6 +178,10 @@ pub trait Operator: Send + Sync {
     /// counting; `None` where the store keeps no such figure.
     async fn estimated_rows(&self) -> Result<Option<i64>, StoreError>;
 
+    /// How many events match `filter` by the database's own estimate (its planner's), read
+    /// without counting; `None` where the store makes no such estimate.
+    async fn estimated_count(&self, filter: &EventFilter) -> Result<Option<i64>, StoreError>;
+
     /// The workers holding PROCESSING events, with how many each holds.
     async fn leases(&self) -> Result<Vec<Lease>, StoreError>;
 

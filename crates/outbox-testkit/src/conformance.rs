@@ -615,6 +615,16 @@ pub async fn check_dashboard_reads(f: &dyn Fixture) {
     assert_eq!(k(&unsent), (2, 0, 0, 2));
     // A store may keep no estimate (SQLite); one it gives is a row count.
     assert!(s.estimated_rows().await.unwrap().is_none_or(|n| n >= 0));
+    let sent = EventFilter {
+        routing_key: Some(KEY.into()),
+        status: Some(Status::Sent),
+        ..EventFilter::default()
+    };
+    assert!(s
+        .estimated_count(&sent)
+        .await
+        .unwrap()
+        .is_none_or(|n| n >= 0));
 }
 
 /// The lease reaper's look-up finds only leases that ran out, oldest first, up to its

@@ -509,10 +509,12 @@ function breakerBadge(breaker) {
 
 function keyRow(k, ov) {
   const cell = (col, content, cls) => h('td', { 'data-col': col, class: cls }, content);
-  // On a large table SENT rows are not counted per key; the tile has the estimate.
-  const sent = k.sent == null
-    ? h('span', { title: 'Not counted per key on a table this large: the SENT tile shows the estimate for all keys.' }, '—')
-    : fmtNum(k.sent);
+  // On a large table SENT rows are estimated, not counted (per key where the database's
+  // planner gives an estimate).
+  const sent = !ov.approximate ? fmtNum(k.sent)
+    : k.sent == null
+      ? h('span', { title: 'Not counted on a table this large; the SENT tile shows the estimate for all keys.' }, '—')
+      : h('span', { title: APPROX_TITLE }, '≈' + fmtNum(k.sent));
   const failed = k.failed > 0
     ? h('a', { href: eventsHref({ status: 'FAILED', routingKey: k.routingKey }), class: 'failed-link' },
       fmtNum(k.failed))

@@ -287,6 +287,28 @@ impl Operator for MysqlStore {
         Ok(n.flatten())
     }
 
+    /// The optimizer's estimate for the filter: `rows` × `filtered` of its plan.
+    async fn estimated_count(&self, f: &EventFilter) -> Result<Option<i64>, StoreError> {
+        let (cond, params) = filter(f);
+        let mut c = self.conn().await?;
+        let plan: Option<Row> = c
+            .exec_first(
+                self.layout()
+                    .render(&format!("EXPLAIN SELECT 1 FROM {{E}} AS e WHERE {cond}")),
+                params,
+            )
+            .await
+            .map_err(classify)?;
+        let Some(plan) = plan else { return Ok(None) };
+        let column = |name: &str| {
+            plan.columns_ref()
+                .iter()
+                .position(|c| c.name_str() == name)
+                .and_then(|i| super::row::real_opt(&plan, i, name).ok().flatten())
+        };
+        Ok(column("rows").map(|rows| (rows * column("filtered").unwrap_or(100.0) / 100.0) as i64))
+    }
+
     async fn leases(&self) -> Result<Vec<Lease>, StoreError> {
         let mut c = self.conn().await?;
         let rows: Vec<Row> = c

@@ -280,6 +280,27 @@ impl Operator for PgStore {
         Ok(plan[0]["Plan"]["Plan Rows"].as_f64().map(|n| n as i64))
     }
 
+    /// The planner's row estimate for the filter (with the actual values: statements are
+    /// planned with them), from the table's statistics.
+    async fn estimated_count(&self, filter: &EventFilter) -> Result<Option<i64>, StoreError> {
+        let l = &self.layout;
+        let sql = format!(
+            "EXPLAIN (FORMAT JSON) SELECT 1 FROM {} AS e WHERE {}",
+            l.events(),
+            l.filter_sql("e")
+        );
+        let params = filter_params(filter);
+        let client = self.client().await?;
+        let row = client
+            .query_one(&sql, &refs(&params))
+            .await
+            .map_err(classify)?;
+        let plan: Value = row
+            .try_get(0)
+            .map_err(|e| StoreError::Query(e.to_string()))?;
+        Ok(plan[0]["Plan"]["Plan Rows"].as_f64().map(|n| n as i64))
+    }
+
     async fn leases(&self) -> Result<Vec<Lease>, StoreError> {
         let l = &self.layout;
         let sql = format!(

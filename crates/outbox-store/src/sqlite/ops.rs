@@ -257,6 +257,11 @@ impl Operator for SqliteStore {
         Ok(None)
     }
 
+    /// SQLite's planner keeps no row estimates worth the name.
+    async fn estimated_count(&self, _filter: &EventFilter) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
+
     async fn leases(&self) -> Result<Vec<Lease>, StoreError> {
         let sql = self.layout.render(
             "SELECT COALESCE({e.lockedBy}, '(NULL)'), count(*), max(MS({e.lockedUntil}))
