@@ -193,6 +193,8 @@ impl Filters {
             aggregate_id: self.aggregate_id.clone(),
             since,
             error_contains,
+            occurred_from: None,
+            occurred_to: None,
             page: None,
         })
     }

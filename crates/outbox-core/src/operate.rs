@@ -24,6 +24,10 @@ pub struct EventFilter {
     pub aggregate_id: Option<String>,
     /// Occurred at most this long ago.
     pub since: Option<Duration>,
+    /// Occurred at or after this time.
+    pub occurred_from: Option<DateTime<Utc>>,
+    /// Occurred before this time.
+    pub occurred_to: Option<DateTime<Utc>>,
     /// lastError contains this (case-insensitive).
     pub error_contains: Option<String>,
     /// For [`Operator::list_events`]: list by occurrence, newest first (occurredAt, then

@@ -560,6 +560,19 @@ pub async fn check_dashboard_reads(f: &dyn Fixture) {
         assert!(seen.len() <= 5, "pages repeat: {seen:?}");
     }
     assert_eq!(seen, ["p5", "p4", "p3", "p2", "p1"]);
+    // A time range: from 4.5 s ago (inclusive) to 2 s ago (exclusive).
+    let now = chrono::Utc::now();
+    let range = EventFilter {
+        occurred_from: Some(now - chrono::Duration::milliseconds(4500)),
+        occurred_to: Some(now - chrono::Duration::milliseconds(2000)),
+        page: Some(Page::First),
+        ..EventFilter::default()
+    };
+    assert_eq!(
+        ids(s.list_events(&range, 10).await.unwrap()),
+        ["p4", "p3", "p2"]
+    );
+    assert_eq!(s.count_events(&range).await.unwrap(), 3);
     assert!(s
         .list_events(&page(Some("no-such-event"), None), 2)
         .await

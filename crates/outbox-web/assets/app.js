@@ -4,7 +4,19 @@
 'use strict';
 
 const REFRESH_CHOICES = ['0', '2', '5', '10', '30'];
-const FILTER_FIELDS = ['status', 'routingKey', 'aggregateId', 'id', 'since', 'error'];
+const FILTER_FIELDS = ['status', 'routingKey', 'aggregateId', 'id', 'since', 'from', 'to', 'error'];
+
+/** The filters as the API takes them: `from`/`to` are local times in the URL, UTC for the API. */
+function apiFilters(filters) {
+  const out = { ...filters };
+  for (const k of ['from', 'to']) {
+    if (!out[k]) continue;
+    const t = new Date(out[k]);
+    if (Number.isNaN(t.getTime())) delete out[k];
+    else out[k] = t.toISOString();
+  }
+  return out;
+}
 const STATUSES = ['PENDING', 'PROCESSING', 'SENT', 'FAILED'];
 const SINCE_CHOICES = [['', 'any'], ['900', '15 min'], ['3600', '1 h'], ['86400', '24 h'], ['604800', '7 d']];
 const APPROX_TITLE = 'An estimate from the database statistics (the table is large); the other counts are exact.';
@@ -747,7 +759,7 @@ function eventsView(query) {
 
   /** Replay or delete every FAILED event matching the filter (the status filter is ignored). */
   async function bulkAction(kind) {
-    const filter = { ...filters };
+    const filter = apiFilters(filters);
     delete filter.status;
     let n;
     try {
@@ -778,11 +790,11 @@ function eventsView(query) {
       const meta = await ensureMeta();
       if (stale()) return;
       renderActions(meta);
-      const q = new URLSearchParams(filters);
+      const q = new URLSearchParams(apiFilters(filters));
       if (before) q.set('before', before);
       // The count may time out on a very large table; the list still shows.
       const [listed, counted] = await Promise.allSettled([
-        getJson(`/api/events?${q}`), getJson(`/api/count?${new URLSearchParams(filters)}`)]);
+        getJson(`/api/events?${q}`), getJson(`/api/count?${new URLSearchParams(apiFilters(filters))}`)]);
       if (stale()) return;
       if (listed.status === 'rejected') throw listed.reason;
       const list = listed.value;
@@ -833,6 +845,8 @@ function filterForm(filters) {
     field('Aggregate', input('aggregateId', 'aggregate id')),
     field('Event id', input('id', 'event id')),
     field('Occurred', select('since', SINCE_CHOICES.map(([v, l]) => [v, v ? `last ${l}` : l]))),
+    field('From', h('input', { name: 'from', type: 'datetime-local', step: 1, value: filters.from || '' })),
+    field('Until', h('input', { name: 'to', type: 'datetime-local', step: 1, value: filters.to || '' })),
     field('Last error contains', input('error', 'text')),
     h('button', { id: 'apply', type: 'submit', class: 'primary' }, 'Apply'));
   form.addEventListener('submit', (e) => {

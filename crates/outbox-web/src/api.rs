@@ -259,6 +259,10 @@ pub(crate) struct FilterQuery {
     #[serde(deserialize_with = "text")]
     error: Option<String>,
     #[serde(deserialize_with = "text")]
+    from: Option<String>,
+    #[serde(deserialize_with = "text")]
+    to: Option<String>,
+    #[serde(deserialize_with = "text")]
     before: Option<String>,
     #[serde(deserialize_with = "text")]
     limit: Option<String>,
@@ -317,7 +321,21 @@ impl FilterQuery {
             },
             None => None,
         };
+        let time = |name: &str, v: &Option<String>| -> Result<_, BadRequest> {
+            match given(v) {
+                Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
+                    .map(|t| Some(t.with_timezone(&chrono::Utc)))
+                    .map_err(|_| {
+                        BadRequest(format!(
+                            "{name} {t:?} is not an RFC 3339 time, e.g. 2026-12-03T08:00:00Z"
+                        ))
+                    }),
+                None => Ok(None),
+            }
+        };
         Ok(EventFilter {
+            occurred_from: time("from", &self.from)?,
+            occurred_to: time("to", &self.to)?,
             ids: given(&self.id).into_iter().collect(),
             status,
             routing_key: given(&self.routing_key),

@@ -165,11 +165,29 @@ async fn with_a_token_every_call_needs_it_and_actions_need_the_header() {
 async fn a_bad_filter_is_a_400_that_says_why() {
     let dir = TempDir::new();
     let router = Dashboard::new(store(&dir).await, None, Options::default()).router();
-    let r = with_client(router, "127.0.0.1:1".parse().unwrap())
+    let r = with_client(router.clone(), "127.0.0.1:1".parse().unwrap())
         .oneshot(get("/api/events?status=LOST", None))
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
     assert!(String::from_utf8_lossy(&body).contains("none of PENDING"));
+    let status = |path: &'static str| {
+        let router = router.clone();
+        async move {
+            with_client(router, "127.0.0.1:1".parse().unwrap())
+                .oneshot(get(path, None))
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        status("/api/events?from=yesterday").await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        status("/api/events?from=2026-12-01T00:00:00Z&to=2026-12-02T00:00:00%2B01:00").await,
+        StatusCode::OK
+    );
 }

@@ -62,6 +62,16 @@ fn filter(f: &EventFilter) -> (String, Vec<Value>) {
         clauses.push("e.{e.occurredAt} >= NOW(3) - INTERVAL ? MICROSECOND".into());
         params.push(micros(since).into());
     }
+    // The range in the column's own type: DATETIME(3) text in UTC, as the sessions store it.
+    let stamp = |t: &chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string();
+    if let Some(from) = &f.occurred_from {
+        clauses.push("e.{e.occurredAt} >= ?".into());
+        params.push(stamp(from).into());
+    }
+    if let Some(to) = &f.occurred_to {
+        clauses.push("e.{e.occurredAt} < ?".into());
+        params.push(stamp(to).into());
+    }
     if let Some(text) = &f.error_contains {
         clauses.push("LOCATE(LOWER(?), LOWER(COALESCE(e.{e.lastError}, ''))) > 0".into());
         params.push(text.to_value());

@@ -41,8 +41,9 @@ impl Layout {
         )
     }
 
-    /// The filter with parameters `$1`..`$6` (ids, status, routingKey, aggregateId, since
-    /// seconds, error text); a NULL or empty parameter does not filter.
+    /// The filter with parameters `$1`..`$8` (ids, status, routingKey, aggregateId, since
+    /// seconds, error text, occurred from, occurred before); a NULL or empty parameter does
+    /// not filter. Statements number their own parameters from `$9`.
     fn filter_sql(&self, alias: &str) -> String {
         let error = match self.ev_opt("lastError") {
             Some(c) => format!("strpos(lower(COALESCE({alias}.{c}, '')), lower($6::text)) > 0"),
@@ -54,7 +55,9 @@ impl Layout {
              AND ($3::text IS NULL OR {alias}.{routing}::text = $3::text) \
              AND ($4::text IS NULL OR {alias}.{aggregate}::text = $4::text) \
              AND ($5::float8 IS NULL OR {occurred} >= now() - make_interval(secs => $5::float8)) \
-             AND ($6::text IS NULL OR {error})",
+             AND ($6::text IS NULL OR {error}) \
+             AND ($7::timestamptz IS NULL OR {occurred} >= $7::timestamptz) \
+             AND ($8::timestamptz IS NULL OR {occurred} < $8::timestamptz)",
             id = self.ev("id"),
             status = self.ev("status"),
             routing = self.ev("routingKey"),
@@ -116,6 +119,8 @@ fn filter_params(f: &EventFilter) -> Vec<Box<dyn ToSql + Sync + Send>> {
         Box::new(f.aggregate_id.clone()),
         Box::new(f.since.map(|d| d.as_secs_f64())),
         Box::new(f.error_contains.clone()),
+        Box::new(f.occurred_from),
+        Box::new(f.occurred_to),
     ]
 }
 
@@ -152,8 +157,8 @@ impl Operator for PgStore {
         };
         let sql = format!(
             "SELECT {} FROM {ev} AS e WHERE {} \
-               AND ($8::text IS NULL OR ({key_e}, e.{id}) < (SELECT {key_c}, c.{id} FROM {ev} AS c WHERE c.{id}::text = $8::text)) \
-             ORDER BY {order} LIMIT $7",
+               AND ($10::text IS NULL OR ({key_e}, e.{id}) < (SELECT {key_c}, c.{id} FROM {ev} AS c WHERE c.{id}::text = $10::text)) \
+             ORDER BY {order} LIMIT $9",
             l.event_json("e"),
             l.filter_sql("e"),
             ev = l.events(),
@@ -180,8 +185,8 @@ impl Operator for PgStore {
         let l = &self.layout;
         let id = l.ev("id");
         let sql = format!(
-            "SELECT e.{id}::text FROM {} AS e WHERE {} AND ($7::text IS NULL OR e.{id}::text > $7::text) \
-             ORDER BY e.{id}::text LIMIT $8",
+            "SELECT e.{id}::text FROM {} AS e WHERE {} AND ($9::text IS NULL OR e.{id}::text > $9::text) \
+             ORDER BY e.{id}::text LIMIT $10",
             l.events(),
             l.filter_sql("e")
         );
@@ -501,14 +506,14 @@ impl PgStore {
         match &self.layout.audit_table {
             Some(t) => format!(
                 ", audit AS (INSERT INTO {} (\"actor\", \"action\", \"eventId\", \"routingKey\") \
-                 SELECT $8::text, '{action}', id, routing FROM done)",
+                 SELECT $10::text, '{action}', id, routing FROM done)",
                 self.layout.table(t)
             ),
             None => String::new(),
         }
     }
 
-    /// One batch of a bulk action on FAILED events: `picked` (up to `$7` rows matching the
+    /// One batch of a bulk action on FAILED events: `picked` (up to `$9` rows matching the
     /// filter, locked), `change` (an UPDATE or DELETE over `picked` returning nothing yet),
     /// then the aggregates they blocked released when `release`, and the audit rows.
     fn failed_batch_sql(&self, change: &str, release: bool, action: &str) -> String {
@@ -525,7 +530,7 @@ impl PgStore {
             "WITH picked AS (
                  SELECT e.{id} AS pid FROM {ev} AS e
                   WHERE e.{status}::text = 'FAILED' AND {filter}
-                  LIMIT $7 FOR UPDATE SKIP LOCKED),
+                  LIMIT $9 FOR UPDATE SKIP LOCKED),
              done AS ({change}
               RETURNING e.{id}::text AS id, e.{routing}::text AS routing){unblock}{audit}
              SELECT id FROM done",
@@ -545,7 +550,7 @@ impl PgStore {
     ) -> Result<Vec<String>, StoreError> {
         let mut params = filter_params(filter);
         params.push(Box::new(batch));
-        // $8, the actor, appears in the statement only when there is an audit table.
+        // $10, the actor, appears in the statement only when there is an audit table.
         if self.layout.audit_table.is_some() {
             params.push(Box::new(actor.to_string()));
         }

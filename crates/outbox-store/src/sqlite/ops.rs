@@ -57,14 +57,17 @@ fn event_json() -> String {
     format!("json_object({})", parts.join(", "))
 }
 
-/// The filter with parameters `?1`..`?6` (ids as a JSON array, status, routingKey,
-/// aggregateId, since in seconds, error text); a NULL or empty one does not filter.
+/// The filter with parameters `?1`..`?8` (ids as a JSON array, status, routingKey,
+/// aggregateId, since in seconds, error text, occurred from and before, in milliseconds); a
+/// NULL or empty one does not filter. Statements number their own from `?9`.
 const FILTER: &str = r#"(json_array_length(?1) = 0 OR e.{e.id} IN (SELECT value FROM json_each(?1)))
    AND (?2 IS NULL OR e.{e.status} = ?2)
    AND (?3 IS NULL OR e.{e.routingKey} = ?3)
    AND (?4 IS NULL OR e.{e.aggregateId} = ?4)
    AND (?5 IS NULL OR MS(e.{e.occurredAt}) >= {now} - ?5 * 1000)
-   AND (?6 IS NULL OR instr(lower(COALESCE(e.{e.lastError}, '')), lower(?6)) > 0)"#;
+   AND (?6 IS NULL OR instr(lower(COALESCE(e.{e.lastError}, '')), lower(?6)) > 0)
+   AND (?7 IS NULL OR MS(e.{e.occurredAt}) >= ?7)
+   AND (?8 IS NULL OR MS(e.{e.occurredAt}) < ?8)"#;
 
 /// `template` for `layout`, with `$FILTER` the event filter (`filter_params`).
 fn sql(layout: &Layout, template: &str) -> String {
@@ -80,6 +83,10 @@ fn filter_params(f: &EventFilter) -> Vec<Sql> {
         opt(&f.aggregate_id),
         f.since.map_or(Sql::Null, |d| Sql::Real(d.as_secs_f64())),
         opt(&f.error_contains),
+        f.occurred_from
+            .map_or(Sql::Null, |t| Sql::Integer(t.timestamp_millis())),
+        f.occurred_to
+            .map_or(Sql::Null, |t| Sql::Integer(t.timestamp_millis())),
     ]
 }
 
@@ -126,7 +133,7 @@ fn failed_batch(
     p.push(Sql::Integer(batch));
     let mut stmt = tx.prepare_cached(&sql(
         layout,
-        r#"SELECT e.{e.id}, e.{e.routingKey} FROM {E} AS e WHERE e.{e.status} = 'FAILED' AND $FILTER ORDER BY e.{e.id} LIMIT ?7"#,
+        r#"SELECT e.{e.id}, e.{e.routingKey} FROM {E} AS e WHERE e.{e.status} = 'FAILED' AND $FILTER ORDER BY e.{e.id} LIMIT ?9"#,
     ))?;
     // A row whose id is not text cannot be addressed by it: left out, never failing the batch.
     let rows = stmt.query_map(params_from_iter(p), |r| {
@@ -161,8 +168,8 @@ impl Operator for SqliteStore {
             &self.layout,
             &format!(
                 "SELECT {}, e.{{e.payload}} FROM {{E}} AS e WHERE $FILTER
-                   AND (?8 IS NULL OR (COALESCE(MS(e.{{e.occurredAt}}), -9e18), e.{{e.id}}) < (SELECT COALESCE(MS(c.{{e.occurredAt}}), -9e18), c.{{e.id}} FROM {{E}} AS c WHERE c.{{e.id}} = ?8))
-                 ORDER BY {order} LIMIT ?7",
+                   AND (?10 IS NULL OR (COALESCE(MS(e.{{e.occurredAt}}), -9e18), e.{{e.id}}) < (SELECT COALESCE(MS(c.{{e.occurredAt}}), -9e18), c.{{e.id}} FROM {{E}} AS c WHERE c.{{e.id}} = ?10))
+                 ORDER BY {order} LIMIT ?9",
                 event_json()
             ),
         );
@@ -194,7 +201,7 @@ impl Operator for SqliteStore {
         p.push(Sql::Integer(limit));
         let sql = sql(
             &self.layout,
-            r#"SELECT e.{e.id} FROM {E} AS e WHERE $FILTER AND (?7 IS NULL OR e.{e.id} > ?7) ORDER BY e.{e.id} LIMIT ?8"#,
+            r#"SELECT e.{e.id} FROM {E} AS e WHERE $FILTER AND (?9 IS NULL OR e.{e.id} > ?9) ORDER BY e.{e.id} LIMIT ?10"#,
         );
         self.call(false, move |c| {
             let mut stmt = c.prepare_cached(&sql)?;
