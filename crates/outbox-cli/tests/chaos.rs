@@ -114,11 +114,25 @@ async fn killed_connections_are_reopened_and_listen_resumes() {
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
         db.name
     );
+    let others = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        db.name
+    );
     let admin = db.client().await;
     for round in 0..6 {
         insert_many(&admin, &format!("u{round}"), KEY, 100).await;
         insert_ordered(&admin, round * 50, 50, 10).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
+        // Each round kills connections the workers have opened again since the last one.
+        wait_for("the workers to reconnect", LONG, || async {
+            admin
+                .query_one(&others, &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+                > 0
+        })
+        .await;
         let killed: i64 = admin.query_one(&terminate, &[]).await.unwrap().get(0);
         assert!(killed > 0);
     }
