@@ -79,6 +79,9 @@ async fn workers_killed_at_random_lose_nothing_and_keep_aggregates_in_order() {
         workers[victim].wait_exit(Duration::from_secs(10)).await;
         kills += 1;
         workers[victim] = WorkerProcess::start(&config);
+        // Started before the next round: a SIGTERM that reaches a process before it has
+        // set up its signal handling (the final stop, on a busy machine) ends it uncleanly.
+        workers[victim].wait_started().await;
     }
     wait_for("all 1500 SENT", LONG, || async {
         count_status(&c, "SENT").await == 1500
