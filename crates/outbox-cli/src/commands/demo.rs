@@ -57,11 +57,22 @@ async fn receive(State(api): State<Arc<AuditApi>>, body: axum::body::Bytes) -> S
             .unwrap_or("an unknown user");
         (StatusCode::OK, format!("stored the login of {user}"))
     };
-    println!(
+    say(&format!(
         "  audit api │ {id} ({aggregate}) → {} {note}",
         status.as_u16()
-    );
+    ));
     status
+}
+
+/// The demo's output, one writer at a time: a command's output is shown whole before the
+/// worker's and the Audit API's lines that came while it ran (a replayed event is not seen
+/// delivered before the replay says it was put back).
+static CONSOLE: Mutex<()> = Mutex::new(());
+
+/// One line of the live output (the worker's log, the Audit API).
+fn say(line: &str) {
+    let _console = CONSOLE.lock().unwrap_or_else(|p| p.into_inner());
+    println!("{line}");
 }
 
 /// Where the demo's data lives, and how to clean it up.
@@ -94,6 +105,7 @@ fn indent(text: &str) {
 
 /// `outbox --config <config> ARGS`, printed, run, its output shown.
 fn outbox(config: &Path, url: &str, args: &[&str]) -> Result<String, Failure> {
+    let _console = CONSOLE.lock().unwrap_or_else(|p| p.into_inner());
     println!("$ outbox --config outbox.toml {}", args.join(" "));
     let out = command(config, url, args)
         .output()
@@ -275,7 +287,7 @@ impl Worker {
                 {
                     // The timestamp is noise here.
                     let shown = line.split_once("Z ").map(|(_, rest)| rest).unwrap_or(&line);
-                    println!("     worker │ {}", shown.trim_start());
+                    say(&format!("     worker │ {}", shown.trim_start()));
                 }
             })
         });
