@@ -255,20 +255,24 @@ pub async fn run(config: Config, skip_schema_check: bool) -> Result<u8, Failure>
     readiness
         .schema_ok
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    if let (Some((slot, metrics)), Some(admin)) = (dashboard, &config.admin) {
+    if let (Some((slot, metrics)), Some(admin)) = (dashboard, config.admin.clone()) {
         // The dashboard reads through a store of its own, its statements cut at the
-        // statement timeout, so a heavy page never takes the worker's connections.
-        // A dashboard that cannot start must not stop the deliveries: it answers 503.
-        match super::open_dashboard_store(&config, admin.statement_timeout).await {
-            Ok(store) => {
-                let options = admin.dashboard_options(&config.routes);
-                let _ =
-                    slot.set(outbox_web::Dashboard::new(store, Some(metrics), options).router());
+        // statement timeout, so a heavy page never takes the worker's connections. It is
+        // made beside the worker, which never waits for it; one that cannot start leaves
+        // the deliveries alone and answers 503.
+        let config = config.clone();
+        tokio::spawn(async move {
+            match super::open_dashboard_store(&config, admin.statement_timeout).await {
+                Ok(store) => {
+                    let options = admin.dashboard_options(&config.routes);
+                    let dashboard = outbox_web::Dashboard::new(store, Some(metrics), options);
+                    let _ = slot.set(dashboard.router());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "The dashboard cannot start; the worker runs without it")
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %e.message, "The dashboard cannot start; the worker runs without it")
-            }
-        }
+        });
     }
     let mut worker = outbox_worker::Worker::new(Arc::<dyn Backend>::from(store), options);
     for (key, sink_name) in &config.routes {
