@@ -481,13 +481,16 @@ async fn selected(d: &Dashboard, filter: &EventFilter) -> Result<(Vec<String>, b
     }
 }
 
-/// Acts on `selection`'s events [`BATCH`] at a time through `one` (given a filter of those
-/// ids). A failure part way answers 503 with how many were done.
-async fn act<F, Fut>(d: &Dashboard, selection: &Selection, mut one: F) -> Response
-where
-    F: FnMut(EventFilter) -> Fut,
-    Fut: Future<Output = Result<Vec<String>, StoreError>>,
-{
+/// What a bulk action does to FAILED events.
+#[derive(Clone, Copy)]
+enum Bulk {
+    Replay,
+    Purge,
+}
+
+/// Acts on `selection`'s events [`BATCH`] at a time, audited as done by `client`. A failure
+/// part way answers 503 with how many were done.
+async fn act(d: &Dashboard, selection: &Selection, client: Client, bulk: Bulk) -> Response {
     let filter = match selection.filter() {
         Ok(f) => f,
         Err(r) => return r.into_response(),
@@ -496,6 +499,7 @@ where
         Ok(s) => s,
         Err(r) => return r,
     };
+    let who = actor(client.map(|c| c.0 .0));
     let mut done: Vec<String> = Vec::new();
     for chunk in ids.chunks(BATCH as usize) {
         let these = EventFilter {
@@ -503,7 +507,11 @@ where
             status: Some(Status::Failed),
             ..EventFilter::default()
         };
-        match timed(d, one(these)).await {
+        let changed = match bulk {
+            Bulk::Replay => timed(d, d.store.replay_failed(&these, BATCH, &who)).await,
+            Bulk::Purge => timed(d, d.store.purge_failed(&these, BATCH, &who, false)).await,
+        };
+        match changed {
             Ok(changed) => done.extend(changed),
             Err(r) if done.is_empty() => return r,
             Err(_) => {
@@ -527,13 +535,7 @@ pub(crate) async fn replay(
     client: Client,
     Json(body): Json<Selection>,
 ) -> Response {
-    let who = actor(client.map(|c| c.0 .0));
-    let store = d.store.clone();
-    act(&d, &body, |f| {
-        let (store, who) = (store.clone(), who.clone());
-        async move { store.replay_failed(&f, BATCH, &who).await }
-    })
-    .await
+    act(&d, &body, client, Bulk::Replay).await
 }
 
 pub(crate) async fn purge(
@@ -541,13 +543,7 @@ pub(crate) async fn purge(
     client: Client,
     Json(body): Json<Selection>,
 ) -> Response {
-    let who = actor(client.map(|c| c.0 .0));
-    let store = d.store.clone();
-    act(&d, &body, |f| {
-        let (store, who) = (store.clone(), who.clone());
-        async move { store.purge_failed(&f, BATCH, &who, false).await }
-    })
-    .await
+    act(&d, &body, client, Bulk::Purge).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -273,16 +273,8 @@ impl Operator for PgStore {
     /// The planner's estimate of the table's rows: from its current size and density, so
     /// it holds even where the table was never analyzed.
     async fn estimated_rows(&self) -> Result<Option<i64>, StoreError> {
-        let sql = format!(
-            "EXPLAIN (FORMAT JSON) SELECT 1 FROM {}",
-            self.layout.events()
-        );
-        let client = self.client().await?;
-        let row = client.query_one(&sql, &[]).await.map_err(classify)?;
-        let plan: Value = row
-            .try_get(0)
-            .map_err(|e| StoreError::Query(e.to_string()))?;
-        Ok(plan[0]["Plan"]["Plan Rows"].as_f64().map(|n| n as i64))
+        let sql = format!("SELECT 1 FROM {}", self.layout.events());
+        self.plan_rows(&sql, Vec::new()).await
     }
 
     /// The planner's row estimate for the filter (with the actual values: statements are
@@ -290,20 +282,11 @@ impl Operator for PgStore {
     async fn estimated_count(&self, filter: &EventFilter) -> Result<Option<i64>, StoreError> {
         let l = &self.layout;
         let sql = format!(
-            "EXPLAIN (FORMAT JSON) SELECT 1 FROM {} AS e WHERE {}",
+            "SELECT 1 FROM {} AS e WHERE {}",
             l.events(),
             l.filter_sql("e")
         );
-        let params = filter_params(filter);
-        let client = self.client().await?;
-        let row = client
-            .query_one(&sql, &refs(&params))
-            .await
-            .map_err(classify)?;
-        let plan: Value = row
-            .try_get(0)
-            .map_err(|e| StoreError::Query(e.to_string()))?;
-        Ok(plan[0]["Plan"]["Plan Rows"].as_f64().map(|n| n as i64))
+        self.plan_rows(&sql, filter_params(filter)).await
     }
 
     async fn leases(&self) -> Result<Vec<Lease>, StoreError> {
@@ -501,6 +484,23 @@ impl Operator for PgStore {
 }
 
 impl PgStore {
+    /// The rows the planner expects `sql` (a SELECT) to return with `params`.
+    async fn plan_rows(
+        &self,
+        sql: &str,
+        params: Vec<Box<dyn ToSql + Sync + Send>>,
+    ) -> Result<Option<i64>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), &refs(&params))
+            .await
+            .map_err(classify)?;
+        let plan: Value = row
+            .try_get(0)
+            .map_err(|e| StoreError::Query(e.to_string()))?;
+        Ok(plan[0]["Plan"]["Plan Rows"].as_f64().map(|n| n as i64))
+    }
+
     /// The audit insert for rows of CTE `done(id, routing)`, or nothing.
     fn audit_cte(&self, action: &str) -> String {
         match &self.layout.audit_table {
